@@ -1,0 +1,289 @@
+"""Liaison's entry point: read settings, wire storage, handlers and adapters, and start."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from bot.delivery import Bot, Deliverer, Messenger
+from bot.router import Router
+from bot.settings import Settings
+from handlers import general, leads, questions
+from handlers.ingest import Ingestor, validate
+from storage import queries
+from storage.db import Store
+from storage.demo import create_demo
+
+cli = typer.Typer(help="Liaison: the neutral go-between for sales and marketing.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+members_cli = typer.Typer(help="Who is who.", no_args_is_help=True)
+leaddef_cli = typer.Typer(help="The lead definition.", no_args_is_help=True)
+channels_cli = typer.Typer(help="Where Liaison posts.", no_args_is_help=True)
+campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
+for name, sub in (("db", db_cli), ("members", members_cli), ("leaddef", leaddef_cli),
+                  ("channels", channels_cli), ("campaigns", campaigns_cli)):
+    cli.add_typer(sub, name=name)
+
+out = Console()
+CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
+
+
+def build_router() -> Router:
+    router = Router()
+    general.register(router)
+    leads.register(router)
+    questions.register(router)
+    return router
+
+
+def open_store(settings: Settings) -> Store:
+    return Store.open(settings.database_url)
+
+
+def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
+    """The Slack and Teams senders this configuration allows."""
+    from bot.slack import SlackMessenger
+    from bot.teams import TeamsMessenger, make_adapter
+
+    messengers: list[Messenger] = [TeamsMessenger(make_adapter(settings), settings)]
+    if settings.slack_enabled:
+        messengers.insert(0, SlackMessenger.from_settings(settings, store))
+    return messengers
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cli.callback()
+def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def serve(host: str = "127.0.0.1", port: int = 3000,
+          no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False) -> None:
+    """HTTP server: /slack/events, /api/messages, /api/leads and /healthz."""
+    from aiohttp import web
+
+    from bot.server import build_web_app
+
+    settings = Settings()
+    store = open_store(settings)
+    web.run_app(build_web_app(settings, store, build_router()), host=host, port=port,
+                print=lambda msg: logging.getLogger("liaison").info("%s", msg))
+
+
+@cli.command()
+def socket() -> None:
+    """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
+    from bot.slack import run_socket_mode
+
+    settings = Settings()
+    if settings.slack_app_token is None or not settings.slack_enabled:
+        out.print("[red]Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (xapp-…).[/red]")
+        raise typer.Exit(2)
+    store = open_store(settings)
+    asyncio.run(run_socket_mode(settings, store, build_router()))
+
+
+@cli.command()
+def console(as_: Annotated[str | None, typer.Option("--as", help="Start as this member")] = None
+            ) -> None:
+    """A local chat in the terminal: act as any member, press buttons, fill forms."""
+    from bot.console import ConsoleMessenger, run_console
+
+    settings = Settings()
+    store = open_store(settings)
+    router = build_router()
+
+    def make_bot(messenger: ConsoleMessenger) -> Bot:
+        return Bot(store, router, Deliverer(store, [messenger]))
+
+    logging.getLogger().setLevel(logging.WARNING)
+    asyncio.run(run_console(store, make_bot, out, as_))
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations to head (also done on every start)."""
+    open_store(Settings())
+    out.print("Database is at the latest schema.")
+
+
+@cli.command("import-leads")
+def import_leads(file: Path) -> None:
+    """Bulk import leads from a CSV file (same fields and idempotency as the webhook)."""
+    settings = Settings()
+    store = open_store(settings)
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        out.print(f"[red]Cannot read {file}: {error}[/red]")
+        raise typer.Exit(2) from error
+    items = [{k: v for k, v in row.items() if k is not None and v not in (None, "")}
+             for row in rows]
+    good, problems = validate(items)
+    bad_rows = {p.index for p in problems}
+    for problem in problems:
+        # Row 1 is the header, so data row i is line i + 2.
+        out.print(f"[red]row {problem.index + 2}[/red]: {problem.field or 'row'}: {problem.message}")
+    ingestor = _ingestor(settings, store)
+    created = duplicates = 0
+    with Progress(console=out) as progress:
+        task = progress.add_task("Importing leads", total=len(good))
+        for start in range(0, len(good), 200):
+            batch = good[start:start + 200]
+            outcomes = asyncio.run(ingestor.ingest(batch, now=now()))
+            created += sum(o.status == "created" for o in outcomes)
+            duplicates += sum(o.status == "duplicate" for o in outcomes)
+            progress.advance(task, len(batch))
+    out.print(f"{created} imported, {duplicates} already known, {len(bad_rows)} rows refused.")
+    if bad_rows:
+        raise typer.Exit(1)
+
+
+def _ingestor(settings: Settings, store: Store) -> Ingestor:
+    messengers = platform_messengers(settings, store)
+    directories = [m for m in messengers if hasattr(m, "find_by_email")]
+    return Ingestor(store, Deliverer(store, messengers), directories,  # type: ignore[arg-type]
+                    settings.default_channel("admin"))
+
+
+@cli.command()
+def demo(leads: int = 24, seed: int = 7) -> None:
+    """Fill the database with a reproducible demo company."""
+    store = open_store(Settings())
+    with Progress(console=out) as progress, store.session() as session:
+        task = progress.add_task("Creating demo company", total=leads)
+        created = create_demo(session, leads=leads, seed=seed, now=now(),
+                              progress=lambda n: progress.advance(task, n))
+    out.print(f"Demo company ready: {created} new leads ({leads - created} were already there). "
+              "Try `liaison console`.")
+
+
+@leaddef_cli.command("set")
+def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
+    """Create a new lead-definition version from YAML (`criteria: [{key, text}]`)."""
+    try:
+        spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+        criteria = [(str(c["key"]).strip(), str(c["text"]).strip()) for c in spec["criteria"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        out.print(f"[red]{file} is not a lead definition: {error}[/red]\n"
+                  "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed")
+        raise typer.Exit(2) from error
+    keys = [k for k, _ in criteria]
+    if not criteria or any(not k or not t for k, t in criteria) or len(set(keys)) != len(keys):
+        out.print("[red]Each criterion needs a unique, non-empty key and a text.[/red]")
+        raise typer.Exit(2)
+    store = open_store(Settings())
+    with store.session() as session:
+        definition = queries.create_definition(session, criteria=criteria,
+                                               note=str(spec.get("note", "")), created_by=by,
+                                               now=now())
+    out.print(f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria).")
+
+
+@members_cli.command("set")
+def members_set(
+    email: str,
+    role: Annotated[str | None, typer.Option(help="rep|marketer|manager|leader|admin")] = None,
+    manager: Annotated[str | None, typer.Option(help="the manager's email")] = None,
+    team: Annotated[str | None, typer.Option(help="sales|marketing")] = None,
+    timezone: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Create or update a member."""
+    from zoneinfo import available_timezones
+
+    if role and role not in ("rep", "marketer", "manager", "leader", "admin"):
+        out.print(f"[red]Unknown role {role!r}: use rep, marketer, manager, leader or admin.[/red]")
+        raise typer.Exit(2)
+    if team and team not in ("sales", "marketing"):
+        out.print("[red]--team is sales or marketing.[/red]")
+        raise typer.Exit(2)
+    if timezone and timezone not in available_timezones():
+        out.print(f"[red]Unknown time zone {timezone!r} (e.g. Europe/Berlin).[/red]")
+        raise typer.Exit(2)
+    if "@" not in email:
+        out.print(f"[red]{email!r} is not an email address.[/red]")
+        raise typer.Exit(2)
+    store = open_store(Settings())
+    with store.session() as session:
+        boss = queries.member_by(session, email=manager) if manager else None
+        if manager and boss is None:
+            out.print(f"[red]No member with email {manager}; add the manager first.[/red]")
+            raise typer.Exit(2)
+        member = queries.upsert_member(session, now=now(), email=email, name=name, role=role,
+                                       team=team, timezone=timezone, rename=bool(name),
+                                       manager_id=boss.id if boss else None)
+        out.print(f"{member.name} <{member.email}>: {member.role}"
+                  + (f", manager {boss.name}" if boss else ""))
+
+
+@members_cli.command("list")
+def members_list() -> None:
+    """Who is known, with roles, managers and platforms."""
+    store = open_store(Settings())
+    table = Table("handle", "name", "email", "role", "team", "manager", "time zone", "platforms")
+    with store.session() as session:
+        for m in queries.all_members(session):
+            boss = queries.get_member(session, member_id=m.manager_id) if m.manager_id else None
+            platforms = ", ".join(p for p, on in (("slack", m.slack_user_id),
+                                                   ("teams", m.teams_user_id)) if on) or "-"
+            table.add_row(m.handle, m.name, m.email or "-", m.role, m.team or "-",
+                          boss.name if boss else "-", m.timezone or "-", platforms)
+    out.print(table)
+
+
+@channels_cli.command("set")
+def channels_set(kind: str, target: str) -> None:
+    """KIND is digest|wins|insights|handoff|admin; TARGET is slack:C0123 or teams:<id>."""
+    if kind not in CHANNEL_KINDS:
+        out.print(f"[red]KIND is one of {', '.join(CHANNEL_KINDS)}.[/red]")
+        raise typer.Exit(2)
+    platform, _, channel = target.partition(":")
+    if platform not in ("slack", "teams") or not channel:
+        out.print("[red]TARGET looks like slack:C0123ABC or teams:<conversation id>.[/red]")
+        raise typer.Exit(2)
+    store = open_store(Settings())
+    with store.session() as session:
+        queries.set_channel(session, kind=kind, target=target)
+    out.print(f"The {kind} channel is now {target}.")
+
+
+@campaigns_cli.command("set")
+def campaigns_set(name: str, marketer: Annotated[str, typer.Option(help="marketer's email")]
+                  ) -> None:
+    """Name the marketer who answers reps' questions about a campaign's leads."""
+    store = open_store(Settings())
+    with store.session() as session:
+        member = queries.member_by(session, email=marketer)
+        if member is None:
+            out.print(f"[red]No member with email {marketer}.[/red]")
+            raise typer.Exit(2)
+        campaign = queries.ensure_campaign(session, name=name)
+        campaign.marketer_id = member.id
+        session.add(campaign)
+    out.print(f"{member.name} answers questions about {name}.")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

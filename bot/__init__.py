@@ -1,0 +1,1 @@
+"""Liaison's platform-neutral core and its chat adapters."""

@@ -1,0 +1,267 @@
+"""The console adapter: a local chat in the terminal where you act as any member.
+
+`/as NAME` switches member, cards show numbered buttons (type the number to press),
+forms ask field by field. Messages the bot sends to other members are shown too,
+addressed to them, so one person can play the whole journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from bot.buttons import decode
+from bot.delivery import Bot, Posted
+from bot.interaction import Interaction, Kind, Where
+from bot.messages import Button, Card, Form, InputKind
+from storage import queries
+from storage.db import Store
+from storage.models import CardLocation, Member
+
+PLATFORM = "console"
+
+
+@dataclass
+class ConsoleScreen:
+    """What the terminal shows: cards with numbered buttons, remembered by number."""
+
+    out: Console
+    buttons: dict[int, Button] = field(default_factory=dict)
+    cards: dict[str, int] = field(default_factory=dict)
+    next_button: int = 1
+    next_card: int = 1
+
+    def show(self, card: Card, *, heading: str, card_key: str | None = None) -> str:
+        """Print a card; returns its message id (`c<N>`)."""
+        if card_key is not None and card_key in self.cards:
+            number = self.cards[card_key]
+        else:
+            number = self.next_card
+            self.next_card += 1
+            if card_key is not None:
+                self.cards[card_key] = number
+        lines = []
+        if card.text:
+            lines.append(escape(card.text))
+        for f in card.fields:
+            lines.append(f"[bold]{escape(f.label)}[/bold]: {escape(f.value)}")
+        if card.context:
+            lines.append(f"[dim]{escape(card.context)}[/dim]")
+        labels = []
+        for button in card.buttons:
+            self.buttons[self.next_button] = button
+            labels.append(f"[cyan][{self.next_button}][/cyan] {escape(button.label)}")
+            self.next_button += 1
+        if labels:
+            lines.append("   ".join(labels))
+        title = f"#{number} {escape(card.title)}" if card.title else f"#{number}"
+        self.out.print(f"[magenta]{escape(heading)}[/magenta]")
+        self.out.print(Panel("\n".join(lines) or " ", title=title, title_align="left"))
+        return f"c{number}"
+
+
+class ConsoleMessenger:
+    """Delivers everything to the terminal; every member is reachable here."""
+
+    platform = PLATFORM
+
+    def __init__(self, screen: ConsoleScreen, current: Callable[[], Member | None]) -> None:
+        self.screen = screen
+        self.current = current
+
+    def _to(self, member: Member) -> str:
+        me = self.current()
+        if me is not None and me.id == member.id:
+            return "→ to you"
+        return f"→ to {member.name} ({member.handle}, {member.role}) in a DM"
+
+    def reaches(self, member: Member) -> bool:
+        return True
+
+    async def send(self, member: Member, card: Card) -> Posted:
+        key = f"{member.id}:{card.title}:{self.screen.next_card}"
+        message_id = self.screen.show(card, heading=self._to(member), card_key=key)
+        return Posted(channel=member.handle, message_id=message_id)
+
+    async def post(self, channel: str, card: Card) -> Posted:
+        message_id = self.screen.show(card, heading=f"→ posted in #{channel}")
+        return Posted(channel=channel, message_id=message_id)
+
+    async def update(self, location: CardLocation, card: Card) -> None:
+        key = f"location:{location.message_id}"
+        self.screen.cards.setdefault(key, int(location.message_id.lstrip("c")))
+        self.screen.show(card, heading=f"↻ card #{location.message_id[1:]} updated in place",
+                         card_key=key)
+
+    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+        heading = f"→ in the thread of card #{location.message_id[1:]} ({location.channel})"
+        message_id = self.screen.show(card, heading=heading)
+        return Posted(channel=location.channel, message_id=message_id)
+
+
+class ConsoleResponder:
+    """Private answers and forms for the member at the keyboard."""
+
+    def __init__(self, screen: ConsoleScreen) -> None:
+        self.screen = screen
+        self.pending_form: Form | None = None
+
+    async def reply(self, card: Card) -> None:
+        self.screen.show(card, heading="(only you can see this)")
+
+    async def show_form(self, form: Form) -> None:
+        self.pending_form = form
+
+    async def form_errors(self, errors: dict[str, str]) -> None:
+        for name, error in errors.items():
+            self.screen.out.print(f"[red]{escape(name)}: {escape(error)}[/red]")
+
+
+class ConsoleChat:
+    """The read-eval loop: commands, button numbers and forms."""
+
+    def __init__(self, store: Store, bot: Bot, screen: ConsoleScreen, ask: Callable[[str], str]):
+        self.store = store
+        self.bot = bot
+        self.screen = screen
+        self.ask = ask
+        self.me: Member | None = None
+
+    def current(self) -> Member | None:
+        return self.me
+
+    def switch(self, handle: str) -> bool:
+        with self.store.session() as session:
+            member = queries.member_by(session, handle=handle.lower()) or queries.member_by(
+                session, email=handle
+            )
+        if member is None:
+            self.screen.out.print(f"[red]No member called {escape(handle)}.[/red] Known: "
+                                  + ", ".join(self._handles()))
+            return False
+        self.me = member
+        self.screen.out.print(
+            f"You are now [bold]{escape(member.name)}[/bold] ({member.role}). "
+            "Type /help for commands."
+        )
+        return True
+
+    def _handles(self) -> list[str]:
+        with self.store.session() as session:
+            return [m.handle for m in queries.all_members(session)]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                line = self.ask(f"{self.me.handle if self.me else '?'}> ").strip()
+            except EOFError:
+                return
+            if line in ("/quit", "/exit"):
+                return
+            if not line:
+                continue
+            await self.line(line)
+
+    async def line(self, line: str) -> None:
+        if line.startswith("/as"):
+            self.switch(line[3:].strip())
+            return
+        if self.me is None:
+            self.screen.out.print("Pick who you are first: /as NAME (" + ", ".join(self._handles()) + ")")
+            return
+        if line.isdigit():
+            await self.press(int(line))
+            return
+        command, _, rest = line.lstrip("/").partition(" ")
+        interaction = Interaction(
+            Kind.command, command.lower(), self.me, Where(PLATFORM, self.me.handle), text=rest
+        )
+        await self._handle(interaction)
+
+    async def press(self, number: int) -> None:
+        button = self.screen.buttons.get(number)
+        if button is None or self.me is None:
+            self.screen.out.print(f"[red]There is no button [{number}].[/red]")
+            return
+        interaction = Interaction(
+            Kind.action, button.action, self.me, Where(PLATFORM, self.me.handle),
+            args=decode(button.value),
+        )
+        await self._handle(interaction)
+
+    async def _handle(self, interaction: Interaction) -> None:
+        responder = ConsoleResponder(self.screen)
+        await self.bot.handle(interaction, responder)
+        while responder.pending_form is not None and self.me is not None:
+            form, responder.pending_form = responder.pending_form, None
+            values = self.fill(form)
+            if values is None:
+                self.screen.out.print("Cancelled.")
+                return
+            submit = Interaction(
+                Kind.form, form.name, self.me, Where(PLATFORM, self.me.handle),
+                args=dict(form.state), values=values, request_id=f"form:{form.state['nonce']}",
+            )
+            effects = await self.bot.handle(submit, responder)
+            if any(type(e).__name__ == "FormErrors" for e in effects):
+                responder.pending_form = form
+
+    def fill(self, form: Form) -> dict[str, list[str]] | None:
+        """Ask each input of the form in turn; `/cancel` abandons it."""
+        out = self.screen.out
+        out.print(f"[bold]{escape(form.title)}[/bold]")
+        if form.intro:
+            out.print(escape(form.intro))
+        values: dict[str, list[str]] = {}
+        for spec in form.inputs:
+            optional = "" if spec.required else " (Enter to skip)"
+            if spec.kind in (InputKind.select, InputKind.multiselect):
+                for n, option in enumerate(spec.options, 1):
+                    out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}")
+                hint = "numbers, comma-separated" if spec.kind is InputKind.multiselect else "number"
+                raw = self.ask(f"{spec.label} ({hint}){optional}: ").strip()
+                if raw == "/cancel":
+                    return None
+                picked = [p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()]
+                values[spec.name] = [
+                    spec.options[int(p) - 1].value if p.isdigit() and 0 < int(p) <= len(spec.options)
+                    else p
+                    for p in picked
+                ]
+            else:
+                raw = self.ask(f"{spec.label}{optional}: ")
+                if raw.strip() == "/cancel":
+                    return None
+                values[spec.name] = [raw]
+        return values
+
+
+def make_ask(console: Console) -> Callable[[str], str]:
+    def ask(prompt: str) -> str:
+        return console.input(escape(prompt))
+
+    return ask
+
+
+async def run_console(store: Store, bot_factory: Callable[[ConsoleMessenger], Bot],
+                      out: Console, start_as: str | None) -> None:
+    """Start the chat loop, acting as `start_as` (or the first rep) to begin with."""
+    screen = ConsoleScreen(out)
+    chat: ConsoleChat
+    messenger = ConsoleMessenger(screen, lambda: chat.current())
+    chat = ConsoleChat(store, bot_factory(messenger), screen, make_ask(out))
+    out.print("[bold]Liaison console[/bold]: /as NAME to switch member, /help for commands, "
+              "a number to press a button, /quit to leave.")
+    handles = chat._handles()
+    first = start_as or (handles[0] if handles else None)
+    if first:
+        chat.switch(first)
+    else:
+        out.print("No members yet. Run `liaison demo` or `liaison members set EMAIL` first.")
+    await chat.run()
+    await asyncio.sleep(0)

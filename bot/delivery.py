@@ -1,0 +1,172 @@
+"""Carrying out effects: private replies through the request's responder, everything
+else through the platform messengers, recording where each card lives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm, UpdateCards
+from bot.interaction import Interaction
+from bot.messages import Card, Form
+from bot.router import Router
+from storage import queries
+from storage.db import Store
+from storage.models import CardLocation, Member
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a platform put a message."""
+
+    channel: str
+    message_id: str
+    reference: dict[str, Any] | None = None
+
+
+class Responder(Protocol):
+    """Answers the person behind one interaction, on the platform they used."""
+
+    async def reply(self, card: Card) -> None: ...
+
+    async def show_form(self, form: Form) -> None: ...
+
+    async def form_errors(self, errors: dict[str, str]) -> None: ...
+
+
+class Messenger(Protocol):
+    """Sends on one platform on the bot's own initiative (DMs, channels, updates)."""
+
+    platform: str
+
+    def reaches(self, member: Member) -> bool: ...
+
+    async def send(self, member: Member, card: Card) -> Posted: ...
+
+    async def post(self, channel: str, card: Card) -> Posted: ...
+
+    async def update(self, location: CardLocation, card: Card) -> None: ...
+
+    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
+
+
+class Deliverer:
+    """Runs the effects of one handler call, in order."""
+
+    def __init__(self, store: Store, messengers: Sequence[Messenger]) -> None:
+        self.store = store
+        self.messengers = {m.platform: m for m in messengers}
+
+    async def deliver(self, effects: Sequence[Effect], responder: Responder | None) -> None:
+        for effect in effects:
+            try:
+                await self._one(effect, responder)
+            except Exception:
+                # A platform refused one message; the others still go out. The fact
+                # behind it is already committed, so nothing recorded is lost.
+                log.exception("delivery of %s failed", type(effect).__name__)
+
+    async def _one(self, effect: Effect, responder: Responder | None) -> None:
+        match effect:
+            case Reply(card=card) if responder is not None:
+                await responder.reply(card)
+            case ShowForm(form=form) if responder is not None:
+                await responder.show_form(form)
+            case FormErrors(errors=errors) if responder is not None:
+                await responder.form_errors(errors)
+            case Notify():
+                await self._notify(effect)
+            case Post(target=target, card=card):
+                platform, _, channel = target.partition(":")
+                messenger = self.messengers.get(platform)
+                if messenger is None:
+                    log.warning("no %s adapter for channel %s", platform, target)
+                else:
+                    await messenger.post(channel, card)
+            case UpdateCards(lead_id=lead_id, purpose=purpose, card=card):
+                locations = await asyncio.to_thread(self._locations, lead_id, purpose)
+                for location in locations:
+                    messenger = self.messengers.get(location.platform)
+                    if messenger is not None:
+                        await messenger.update(location, card)
+            case _:
+                log.warning("effect %s has nobody to answer", type(effect).__name__)
+
+    async def _notify(self, effect: Notify) -> None:
+        member = await asyncio.to_thread(self._member, effect.member_id)
+        if member is None:
+            log.warning("notify: member %s does not exist", effect.member_id)
+            return
+        if effect.in_thread and effect.lead_id is not None:
+            threads = await asyncio.to_thread(self._locations, effect.lead_id, "handoff")
+            mine = [t for t in threads if t.member_id == member.id]
+            if mine:
+                for location in mine:
+                    messenger = self.messengers.get(location.platform)
+                    if messenger is not None:
+                        await messenger.reply_in_thread(location, effect.card)
+                return
+        reached = [m for m in self.messengers.values() if m.reaches(member)]
+        if not reached:
+            log.warning("member %s is not reachable on any platform", member.id)
+        for messenger in reached:
+            posted = await messenger.send(member, effect.card)
+            if effect.lead_id is not None and effect.purpose:
+                await asyncio.to_thread(self._record, effect, member, messenger.platform, posted)
+
+    def _member(self, member_id: int) -> Member | None:
+        with self.store.session() as session:
+            return queries.get_member(session, member_id=member_id)
+
+    def _locations(self, lead_id: int, purpose: str) -> list[CardLocation]:
+        with self.store.session() as session:
+            return list(queries.locations_of(session, lead_id=lead_id, purpose=purpose))
+
+    def _record(self, effect: Notify, member: Member, platform: str, posted: Posted) -> None:
+        with self.store.session() as session:
+            if queries.location_by_message(
+                session, platform=platform, channel=posted.channel, message_id=posted.message_id
+            ):
+                return
+            queries.record_location(
+                session,
+                location=CardLocation(
+                    lead_id=effect.lead_id or 0,
+                    purpose=effect.purpose,
+                    member_id=member.id,
+                    platform=platform,
+                    channel=posted.channel,
+                    message_id=posted.message_id,
+                    reference=posted.reference,
+                    created_at=datetime.now(UTC),
+                ),
+            )
+
+
+class Bot:
+    """The platform-neutral bot: route an interaction, then deliver what it produced."""
+
+    def __init__(self, store: Store, router: Router, deliverer: Deliverer) -> None:
+        self.store = store
+        self.router = router
+        self.deliverer = deliverer
+
+    async def handle(self, interaction: Interaction, responder: Responder) -> list[Effect]:
+        now = datetime.now(UTC)
+        effects = await asyncio.to_thread(self.router.dispatch, self.store, interaction, now)
+        log.info(
+            "handled %s %s from member %s on %s: %d effects",
+            interaction.kind,
+            interaction.name,
+            interaction.actor.id,
+            interaction.where.platform,
+            len(effects),
+        )
+        await self.deliverer.deliver(effects, responder)
+        return effects

@@ -1,0 +1,62 @@
+"""What a handler asks for once its writes are committed; adapters carry it out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.messages import Card, Form
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A private answer to the person who acted (ephemeral in Slack, 1:1 in Teams)."""
+
+    card: Card
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A direct message to a member; `lead_id` + `purpose` record where the card lives.
+
+    With `in_thread`, it goes on the thread of that lead's handoff card instead.
+    """
+
+    member_id: int
+    card: Card
+    lead_id: int | None = None
+    purpose: str = ""
+    in_thread: bool = False
+
+
+@dataclass(frozen=True)
+class Post:
+    """A message to a configured channel (`slack:C123`, `teams:<conversation id>`)."""
+
+    target: str
+    card: Card
+
+
+@dataclass(frozen=True)
+class UpdateCards:
+    """Replace every posted card of `lead_id` with this `purpose`, in place."""
+
+    lead_id: int
+    purpose: str
+    card: Card
+
+
+@dataclass(frozen=True)
+class ShowForm:
+    """Open a form for the person who acted."""
+
+    form: Form
+
+
+@dataclass(frozen=True)
+class FormErrors:
+    """The submitted form is not acceptable; `errors` maps an input name to why."""
+
+    errors: dict[str, str]
+
+
+Effect = Reply | Notify | Post | UpdateCards | ShowForm | FormErrors

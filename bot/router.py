@@ -1,0 +1,88 @@
+"""Handlers register here explicitly; `dispatch` runs one interaction in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.effects import Effect, FormErrors
+from bot.interaction import Interaction, Kind
+from storage import queries
+from storage.db import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What a handler may use: the open session and the time of the request."""
+
+    session: Session
+    now: datetime
+
+
+Handler = Callable[[Context, Interaction], list[Effect]]
+
+
+@dataclass
+class Route:
+    handler: Handler
+    summary: str = ""
+    usage: str = ""
+
+
+@dataclass
+class Router:
+    """Maps (kind, name) to a handler. Unknown commands fall through to `fallback`."""
+
+    routes: dict[tuple[Kind, str], Route] = field(default_factory=dict)
+    fallback: Handler | None = None
+
+    def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
+        self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
+
+    def action(self, name: str, handler: Handler) -> None:
+        self.routes[(Kind.action, name)] = Route(handler)
+
+    def form(self, name: str, handler: Handler) -> None:
+        self.routes[(Kind.form, name)] = Route(handler)
+
+    def commands(self) -> list[tuple[str, Route]]:
+        """The commands a person can type, for help texts and manifests."""
+        return sorted((name, r) for (kind, name), r in self.routes.items() if kind is Kind.command)
+
+    def handles(self, interaction: Interaction) -> bool:
+        return (interaction.kind, interaction.name) in self.routes
+
+    def dispatch(self, store: Store, interaction: Interaction, now: datetime) -> list[Effect]:
+        """Run the interaction's handler once; a repeated `request_id` has no effect."""
+        route = self.routes.get((interaction.kind, interaction.name))
+        handler = route.handler if route else self.fallback
+        if handler is None:
+            log.warning("no handler for %s %s", interaction.kind, interaction.name)
+            return []
+        try:
+            with store.session() as session:
+                if interaction.request_id and not queries.claim_request(
+                    session,
+                    platform=interaction.where.platform,
+                    request_id=interaction.request_id,
+                    now=now,
+                ):
+                    log.info("duplicate request %s ignored", interaction.request_id)
+                    return []
+                effects = handler(Context(session=session, now=now), interaction)
+                if any(isinstance(effect, FormErrors) for effect in effects):
+                    # Nothing is recorded for a refused form, so the corrected resubmit
+                    # (which carries the same request id) is still processed.
+                    session.rollback()
+                return effects
+        except IntegrityError:
+            # Another worker recorded the same request id between our check and commit.
+            log.info("request %s raced a duplicate; ignored", interaction.request_id)
+            return []

@@ -1,0 +1,39 @@
+"""The one typed settings object, read once from the environment (and an optional .env)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn; names are the ones in CONTRACT.md."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///./liaison.db", alias="LIAISON_DATABASE_URL")
+    webhook_secret: SecretStr | None = Field(None, alias="LIAISON_WEBHOOK_SECRET")
+    slack_bot_token: SecretStr | None = Field(None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    microsoft_app_id: str = Field("", alias="MICROSOFT_APP_ID")
+    microsoft_app_password: SecretStr = Field(SecretStr(""), alias="MICROSOFT_APP_PASSWORD")
+    microsoft_app_tenant_id: str = Field("", alias="MICROSOFT_APP_TENANT_ID")
+    microsoft_app_type: str = Field("MultiTenant", alias="MICROSOFT_APP_TYPE")
+    digest_channel: str | None = Field(None, alias="LIAISON_DIGEST_CHANNEL")
+    wins_channel: str | None = Field(None, alias="LIAISON_WINS_CHANNEL")
+    insights_channel: str | None = Field(None, alias="LIAISON_INSIGHTS_CHANNEL")
+    handoff_channel: str | None = Field(None, alias="LIAISON_HANDOFF_CHANNEL")
+    admin_channel: str | None = Field(None, alias="LIAISON_ADMIN_CHANNEL")
+    timezone: str = Field("UTC", alias="LIAISON_TIMEZONE")
+
+    @property
+    def slack_enabled(self) -> bool:
+        """Slack is on when a bot token is configured."""
+        return self.slack_bot_token is not None and bool(self.slack_bot_token.get_secret_value())
+
+    def default_channel(self, kind: str) -> str | None:
+        """The `LIAISON_<KIND>_CHANNEL` default for a channel kind."""
+        value: str | None = getattr(self, f"{kind}_channel", None)
+        return value

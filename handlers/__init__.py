@@ -1,0 +1,1 @@
+"""One module per capability. A handler takes a Context and an Interaction and returns effects."""

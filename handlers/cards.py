@@ -1,0 +1,167 @@
+"""Cards about leads, built from what is recorded (the same card for every platform)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from bot.messages import Button, Card, Field_, Style
+from bot.text import say, when
+from storage import queries
+from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadEvent, LeadState, Member
+
+ATTEMPT_CHANNELS = {"call": "Call", "email": "Email", "social": "Social", "meeting": "Meeting"}
+ATTEMPT_OUTCOMES = {
+    "no_answer": "No answer",
+    "left_message": "Left a message",
+    "connected": "Talked to them",
+    "meeting_booked": "Meeting booked",
+    "opportunity": "Opportunity opened",
+    "won": "Won",
+    "lost": "Lost",
+}
+HANDOFF = "handoff"
+
+
+def question_purpose(question_id: str) -> str:
+    return f"question:{question_id}"
+
+
+def _name(session: Session, member_id: int | None) -> str:
+    member = session.get(Member, member_id) if member_id else None
+    return member.name if member else "someone"
+
+
+def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
+    verdicts = [e for e in events if e.kind in (EventKind.accepted, EventKind.not_a_fit)]
+    if not verdicts:
+        if lead.state == LeadState.unassigned:
+            return say("state_unassigned")
+        return say("state_waiting")
+    last = verdicts[-1]
+    who, at = _name(session, last.member_id), when(last.at, tz)
+    if last.kind == EventKind.accepted:
+        return say("state_accepted", who=who, at=at)
+    definition_version = last.data.get("definition_version")
+    criteria = last.data.get("criteria_text") or last.data.get("criteria") or []
+    return say(
+        "state_not_a_fit",
+        who=who,
+        at=at,
+        criteria=", ".join(criteria),
+        comment=last.data.get("comment", ""),
+        version=definition_version,
+    )
+
+
+def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> list[Field_]:
+    answers = {e.data.get("question_id"): e for e in events if e.kind == EventKind.info_answered}
+    fields = []
+    for asked in (e for e in events if e.kind == EventKind.info_requested):
+        answer = answers.get(asked.data.get("question_id"))
+        marketer = _name(session, asked.data.get("marketer_id"))
+        if answer is None:
+            value = say("question_open", question=asked.data["question"], marketer=marketer)
+        else:
+            value = say(
+                "question_answered",
+                question=asked.data["question"],
+                answer=answer.data["answer"],
+                marketer=marketer,
+                at=when(answer.at, tz),
+            )
+        fields.append(Field_(say("label_question"), value))
+    return fields
+
+
+def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
+    attempts = [e for e in events if e.kind == EventKind.attempt_logged]
+    if not attempts:
+        return None
+    last = attempts[-1]
+    return Field_(
+        say("label_attempts"),
+        say(
+            "attempts_summary",
+            count=len(attempts),
+            channel=ATTEMPT_CHANNELS.get(last.data.get("channel", ""), "?"),
+            outcome=ATTEMPT_OUTCOMES.get(last.data.get("outcome", ""), "?"),
+            at=when(last.at, tz),
+        ),
+    )
+
+
+def lead_card(session: Session, lead: Lead) -> Card:
+    """The handoff card: the lead, its campaign and attributes, state and actions."""
+    owner = session.get(Member, lead.owner_id) if lead.owner_id else None
+    tz = owner.timezone if owner else None
+    campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
+    definition = session.get(LeadDefinition, lead.definition_id)
+    events = queries.events_of(session, lead_id=lead.id or 0)
+    fields = [
+        Field_(label, value)
+        for label, value in (
+            (say("label_company"), lead.company),
+            (say("label_title"), lead.title),
+            (say("label_email"), lead.email),
+            (say("label_campaign"), campaign.name if campaign else None),
+            (say("label_source"), lead.source),
+        )
+        if value
+    ]
+    fields += [Field_(str(k), str(v)) for k, v in sorted(lead.attributes.items()) if v != ""]
+    attempts = _attempts(events, tz)
+    if attempts:
+        fields.append(attempts)
+    fields += _questions(session, events, tz)
+    return Card(
+        title=say("lead_title", name=lead.name, company=lead.company or ""),
+        text=_verdict_line(session, lead, events, tz),
+        fields=tuple(fields),
+        context=say(
+            "lead_context",
+            lead_id=lead.id,
+            owner=owner.name if owner else None,
+            version=definition.version if definition else "?",
+            at=when(lead.handed_off_at or lead.created_at, tz),
+        ),
+        buttons=_buttons(lead),
+    )
+
+
+def _buttons(lead: Lead) -> tuple[Button, ...]:
+    value = f"lead_id={lead.id}"
+    if lead.state == LeadState.handed_off:
+        return (
+            Button(say("button_accept"), "lead.accept", value, Style.primary),
+            Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
+            Button(say("button_need_info"), "lead.need_info", value),
+            Button(say("button_log_attempt"), "lead.log_attempt", value),
+        )
+    if lead.state == LeadState.accepted:
+        return (
+            Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
+            Button(say("button_need_info"), "lead.need_info", value),
+            Button(say("button_log_attempt"), "lead.log_attempt", value),
+        )
+    return ()
+
+
+def question_card(
+    session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None
+) -> Card:
+    """What the campaign's marketer sees: the rep's question and an Answer button."""
+    rep = _name(session, asked.member_id)
+    fields = [Field_(say("label_question"), asked.data["question"])]
+    if answer is not None:
+        fields.append(Field_(say("label_answer"), answer.data["answer"]))
+    buttons: tuple[Button, ...] = ()
+    if answer is None:
+        value = f"question={lead.id}:{asked.data['question_id']}"
+        buttons = (Button(say("button_answer"), "question.answer", value, Style.primary),)
+    return Card(
+        title=say("question_title", rep=rep, lead=lead.name, company=lead.company or ""),
+        text=say("question_answered_note") if answer else say("question_intro", rep=rep),
+        fields=tuple(fields),
+        context=say("lead_context_short", lead_id=lead.id),
+        buttons=buttons,
+    )

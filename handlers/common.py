@@ -1,0 +1,49 @@
+"""Small helpers shared by handlers."""
+
+from __future__ import annotations
+
+import uuid
+
+from bot.effects import Effect, Reply
+from bot.interaction import Interaction
+from bot.messages import Card
+from bot.text import say
+from storage.models import Lead, Member
+from storage.queries import get_member
+from sqlmodel import Session
+
+
+def private(text: str, *, title: str = "") -> list[Effect]:
+    """A one-message private answer."""
+    return [Reply(Card(title=title, text=text))]
+
+
+def nonce() -> str:
+    """A fresh id for a form instance; its submission is processed once."""
+    return uuid.uuid4().hex
+
+
+def load_lead(session: Session, interaction: Interaction) -> Lead | None:
+    raw = interaction.arg("lead_id")
+    if not raw.isdigit():
+        return None
+    return session.get(Lead, int(raw))
+
+
+def may_act_on(session: Session, lead: Lead, actor: Member) -> bool:
+    """Only the lead's owner, or the owner's manager, may act on it."""
+    if lead.owner_id is None:
+        return False
+    if actor.id == lead.owner_id:
+        return True
+    owner = get_member(session, member_id=lead.owner_id)
+    return owner is not None and owner.manager_id is not None and owner.manager_id == actor.id
+
+
+def refuse_not_owner(session: Session, lead: Lead) -> list[Effect]:
+    owner = get_member(session, member_id=lead.owner_id) if lead.owner_id else None
+    return private(say("lead_belongs_to", lead=lead.name, owner=owner.name if owner else None))
+
+
+def unknown_lead() -> list[Effect]:
+    return private(say("lead_not_found"))

@@ -1,0 +1,62 @@
+"""Help, the lead definition, and the answer to anything the bot does not understand."""
+
+from __future__ import annotations
+
+from bot.effects import Effect, Reply
+from bot.interaction import Interaction
+from bot.messages import Card, Field_
+from bot.router import Context, Handler, Router
+from bot.text import say
+from storage import queries
+
+
+def register(router: Router) -> None:
+    router.command("help", make_help(router), summary=say("help_help"))
+    router.command("leaddef", show_definition, summary=say("help_leaddef"))
+    router.fallback = make_unknown(router)
+
+
+def help_card(router: Router, platform: str) -> Card:
+    prefix = "/liaison " if platform == "slack" else ("" if platform == "teams" else "/")
+    fields = tuple(
+        Field_(f"{prefix}{name}", route.summary)
+        for name, route in router.commands()
+    )
+    return Card(
+        title=say("help_title"),
+        text=say("help_intro"),
+        fields=fields,
+        context=say("help_footer", platform=platform),
+    )
+
+
+def make_help(router: Router) -> Handler:
+    def show_help(ctx: Context, interaction: Interaction) -> list[Effect]:
+        return [Reply(help_card(router, interaction.where.platform))]
+
+    return show_help
+
+
+def make_unknown(router: Router) -> Handler:
+    def unknown(ctx: Context, interaction: Interaction) -> list[Effect]:
+        card = help_card(router, interaction.where.platform)
+        text = say("unknown_command", command=interaction.name or interaction.text)
+        return [Reply(Card(title=card.title, text=text, fields=card.fields))]
+
+    return unknown
+
+
+def show_definition(ctx: Context, interaction: Interaction) -> list[Effect]:
+    definition, criteria = queries.current_definition(ctx.session)
+    return [
+        Reply(
+            Card(
+                title=say("leaddef_title", version=definition.version),
+                text=say("leaddef_intro", note=definition.note),
+                fields=tuple(Field_(c.key, c.text) for c in criteria),
+                context=say(
+                    "leaddef_context", by=definition.created_by, at=definition.created_at
+                ),
+            )
+        )
+    ]

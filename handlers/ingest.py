@@ -1,0 +1,225 @@
+"""Lead ingestion (webhook and CSV): validate, store once, hand off to the owner's DMs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.delivery import Deliverer
+from bot.effects import Effect, Notify, Post
+from bot.messages import Card, Field_
+from bot.text import say
+from handlers.cards import HANDOFF, lead_card
+from storage import queries
+from storage.db import Store
+from storage.models import EventKind, Lead, LeadState, Role
+
+log = logging.getLogger(__name__)
+
+KNOWN = {"external_id", "name", "company", "email", "title", "campaign", "source",
+         "owner_email", "created_at"}
+
+
+class LeadIn(BaseModel):
+    """One lead as the webhook and the CSV import accept it; other keys become attributes."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    external_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=300)
+    company: str | None = Field(None, max_length=300)
+    email: EmailStr | None = None
+    title: str | None = Field(None, max_length=300)
+    campaign: str | None = Field(None, max_length=200)
+    source: str = Field("", max_length=100)
+    owner_email: EmailStr | None = None
+    created_at: datetime | None = None
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("email", "owner_email", "company", "title", "campaign", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def attributes(self) -> dict[str, str]:
+        extra = self.model_extra or {}
+        return {str(k): "" if v is None else str(v) for k, v in extra.items() if k not in KNOWN}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one lead was refused: its position, the field and the reason."""
+
+    index: int
+    field: str
+    message: str
+
+
+def validate(items: Sequence[Any]) -> tuple[list[LeadIn], list[Problem]]:
+    """Parse each item; returns the good leads and a problem per bad field."""
+    good: list[LeadIn] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(Problem(index, "", "each lead must be a JSON object"))
+            continue
+        try:
+            good.append(LeadIn.model_validate(item))
+        except ValidationError as error:
+            for detail in error.errors(include_url=False, include_input=False):
+                where = ".".join(str(p) for p in detail["loc"]) or ""
+                problems.append(Problem(index, where, detail["msg"]))
+    return good, problems
+
+
+@dataclass(frozen=True)
+class Outcome:
+    external_id: str
+    source: str
+    lead_id: int
+    status: str  # "created" or "duplicate"
+    owner: str | None
+
+
+class Directory(Protocol):
+    """A platform's member directory: finds and remembers a member by email."""
+
+    async def find_by_email(self, email: str) -> bool: ...
+
+
+def store_leads(
+    session: Session, leads: Sequence[LeadIn], *, now: datetime, admin_channel: str | None
+) -> tuple[list[Outcome], list[Effect]]:
+    """Store new leads and hand them off; known `(source, external_id)` are no-ops."""
+    outcomes: list[Outcome] = []
+    effects: list[Effect] = []
+    unassigned: list[Lead] = []
+    definition, _ = queries.current_definition(session)
+    for item in leads:
+        existing = queries.find_lead(session, source=item.source, external_id=item.external_id)
+        if existing is None:
+            try:
+                with session.begin_nested():
+                    lead = _create(session, item, definition_id=definition.id or 0, now=now)
+            except IntegrityError:
+                existing = queries.find_lead(
+                    session, source=item.source, external_id=item.external_id
+                )
+        if existing is not None:
+            outcomes.append(Outcome(item.external_id, item.source, existing.id or 0, "duplicate",
+                                    existing.owner_email))
+            continue
+        outcomes.append(Outcome(item.external_id, item.source, lead.id or 0, "created",
+                                lead.owner_email))
+        if lead.owner_id is None:
+            unassigned.append(lead)
+        else:
+            effects.append(Notify(lead.owner_id, lead_card(session, lead), lead_id=lead.id,
+                                  purpose=HANDOFF))
+    if unassigned:
+        effects += _report_unassigned(session, unassigned, admin_channel)
+    return outcomes, effects
+
+
+def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime) -> Lead:
+    owner = queries.member_by(session, email=str(item.owner_email)) if item.owner_email else None
+    campaign = queries.ensure_campaign(session, name=item.campaign) if item.campaign else None
+    lead = Lead(
+        source=item.source,
+        external_id=item.external_id,
+        name=item.name,
+        company=item.company,
+        email=str(item.email) if item.email else None,
+        title=item.title,
+        campaign_id=campaign.id if campaign else None,
+        owner_id=owner.id if owner else None,
+        owner_email=str(item.owner_email).lower() if item.owner_email else None,
+        definition_id=definition_id,
+        state=(LeadState.handed_off if owner else LeadState.unassigned).value,
+        attributes=item.attributes(),
+        created_at=item.created_at or now,
+        handed_off_at=now if owner else None,
+    )
+    session.add(lead)
+    session.flush()
+    queries.add_event(session, lead_id=lead.id or 0, kind=EventKind.ingested, now=now,
+                      data={"source": item.source, "owner_email": lead.owner_email})
+    if owner is not None:
+        queries.add_event(session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now,
+                          member_id=owner.id)
+    return lead
+
+
+def _report_unassigned(
+    session: Session, leads: Sequence[Lead], admin_channel: str | None
+) -> list[Effect]:
+    card = Card(
+        title=say("unassigned_title", count=len(leads)),
+        text=say("unassigned_intro"),
+        fields=tuple(
+            Field_(f"Lead #{lead.id}", say("unassigned_line", name=lead.name,
+                                            owner_email=lead.owner_email))
+            for lead in leads[:20]
+        ),
+    )
+    effects: list[Effect] = [
+        Notify(admin.id or 0, card) for admin in queries.members_with_role(session, role=Role.admin)
+    ]
+    target = queries.channel_target(session, kind="admin") or admin_channel
+    if target:
+        effects.append(Post(target, card))
+    if not effects:
+        log.warning("%d unassigned leads and no admin to tell; set one with "
+                    "`liaison members set EMAIL --role admin`", len(leads))
+    return effects
+
+
+class Ingestor:
+    """Validate → find owners in the platform directories → store → deliver cards."""
+
+    def __init__(self, store: Store, deliverer: Deliverer, directories: Sequence[Directory],
+                 admin_channel: str | None) -> None:
+        self.store = store
+        self.deliverer = deliverer
+        self.directories = directories
+        self.admin_channel = admin_channel
+
+    async def ingest(self, leads: Sequence[LeadIn], *, now: datetime) -> list[Outcome]:
+        await self._resolve_owners({str(lead.owner_email) for lead in leads if lead.owner_email})
+        outcomes, effects = await asyncio.to_thread(self._store, leads, now)
+        await self.deliverer.deliver(effects, None)
+        return outcomes
+
+    def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
+        with self.store.session() as session:
+            return store_leads(session, leads, now=now, admin_channel=self.admin_channel)
+
+    async def _resolve_owners(self, emails: set[str]) -> None:
+        unknown = await asyncio.to_thread(self._unknown, emails)
+        for email in sorted(unknown):
+            for directory in self.directories:
+                if await directory.find_by_email(email):
+                    break
+
+    def _unknown(self, emails: set[str]) -> set[str]:
+        with self.store.session() as session:
+            return {e for e in emails if queries.member_by(session, email=e) is None}

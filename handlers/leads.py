@@ -1,0 +1,216 @@
+"""The handoff card's four actions: Accept, Not a fit, Need info, Log attempt."""
+
+from __future__ import annotations
+
+from bot.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
+from bot.interaction import Interaction
+from bot.messages import Form, Input, InputKind, Option
+from bot.router import Context, Router
+from bot.text import say, when
+from handlers.cards import ATTEMPT_CHANNELS, ATTEMPT_OUTCOMES, HANDOFF, lead_card
+from handlers.common import (
+    load_lead,
+    may_act_on,
+    nonce,
+    private,
+    refuse_not_owner,
+    unknown_lead,
+)
+from storage import queries
+from storage.models import Campaign, EventKind, Lead, LeadState, Member
+
+COMMENT_LIMIT = 1000
+
+
+def register(router: Router) -> None:
+    router.action("lead.accept", accept)
+    router.action("lead.not_a_fit", open_not_a_fit)
+    router.form("lead.not_a_fit", submit_not_a_fit)
+    router.action("lead.log_attempt", open_log_attempt)
+    router.form("lead.log_attempt", submit_log_attempt)
+    router.command("leads", my_leads, summary=say("help_leads"))
+
+
+def refresh(ctx: Context, lead: Lead) -> UpdateCards:
+    return UpdateCards(lead.id or 0, HANDOFF, lead_card(ctx.session, lead))
+
+
+def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
+    """The lead acted on, or the private answer that explains why not."""
+    lead = load_lead(ctx.session, interaction)
+    if lead is None:
+        return unknown_lead()
+    if not may_act_on(ctx.session, lead, interaction.actor):
+        return refuse_not_owner(ctx.session, lead)
+    if lead.state == LeadState.not_a_fit:
+        last = queries.events_of(ctx.session, lead_id=lead.id or 0, kind=EventKind.not_a_fit)
+        who = ctx.session.get(Member, last[-1].member_id) if last else None
+        at = when(last[-1].at, interaction.actor.timezone) if last else ""
+        return private(say("already_not_a_fit", lead=lead.name, who=who.name if who else "", at=at))
+    return lead
+
+
+def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    if lead.state == LeadState.accepted:
+        return private(say("already_accepted", lead=lead.name))
+    lead.state = LeadState.accepted.value
+    ctx.session.add(lead)
+    queries.add_event(
+        ctx.session,
+        lead_id=lead.id or 0,
+        kind=EventKind.accepted,
+        member_id=interaction.actor.id,
+        now=ctx.now,
+    )
+    return [refresh(ctx, lead)]
+
+
+def open_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    definition, criteria = queries.current_definition(ctx.session)
+    form = Form(
+        name="lead.not_a_fit",
+        title=say("not_a_fit_form_title"),
+        intro=say("not_a_fit_form_intro", lead=lead.name, version=definition.version),
+        inputs=(
+            Input(
+                "criteria",
+                say("not_a_fit_criteria_label"),
+                InputKind.multiselect,
+                tuple(Option(c.key, c.text) for c in criteria),
+            ),
+            Input(
+                "comment",
+                say("not_a_fit_comment_label"),
+                InputKind.multiline,
+                required=False,
+                max_length=COMMENT_LIMIT,
+            ),
+        ),
+        submit_label=say("button_submit"),
+        state={"lead_id": str(lead.id), "nonce": nonce()},
+    )
+    return [ShowForm(form)]
+
+
+def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    definition, criteria = queries.current_definition(ctx.session)
+    texts = {c.key: c.text for c in criteria}
+    picked = interaction.choices("criteria")
+    comment = interaction.value("comment")
+    if not picked or any(key not in texts for key in picked):
+        return [FormErrors({"criteria": say("not_a_fit_pick_criteria")})]
+    if len(comment) > COMMENT_LIMIT:
+        return [FormErrors({"comment": say("too_long", limit=COMMENT_LIMIT)})]
+    lead.state = LeadState.not_a_fit.value
+    ctx.session.add(lead)
+    queries.add_event(
+        ctx.session,
+        lead_id=lead.id or 0,
+        kind=EventKind.not_a_fit,
+        member_id=interaction.actor.id,
+        now=ctx.now,
+        data={
+            "criteria": picked,
+            "criteria_text": [texts[k] for k in picked],
+            "comment": comment,
+            "definition_version": definition.version,
+        },
+    )
+    return [refresh(ctx, lead)]
+
+
+def open_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    form = Form(
+        name="lead.log_attempt",
+        title=say("attempt_form_title"),
+        intro=say("attempt_form_intro", lead=lead.name),
+        inputs=(
+            Input(
+                "channel",
+                say("attempt_channel_label"),
+                InputKind.select,
+                tuple(Option(k, v) for k, v in ATTEMPT_CHANNELS.items()),
+            ),
+            Input(
+                "outcome",
+                say("attempt_outcome_label"),
+                InputKind.select,
+                tuple(Option(k, v) for k, v in ATTEMPT_OUTCOMES.items()),
+            ),
+            Input(
+                "note",
+                say("attempt_note_label"),
+                InputKind.text,
+                required=False,
+                max_length=COMMENT_LIMIT,
+            ),
+        ),
+        submit_label=say("button_submit"),
+        state={"lead_id": str(lead.id), "nonce": nonce()},
+    )
+    return [ShowForm(form)]
+
+
+def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    channel, outcome = interaction.value("channel"), interaction.value("outcome")
+    note = interaction.value("note")
+    errors = {}
+    if channel not in ATTEMPT_CHANNELS:
+        errors["channel"] = say("attempt_pick_channel")
+    if outcome not in ATTEMPT_OUTCOMES:
+        errors["outcome"] = say("attempt_pick_outcome")
+    if len(note) > COMMENT_LIMIT:
+        errors["note"] = say("too_long", limit=COMMENT_LIMIT)
+    if errors:
+        return [FormErrors(errors)]
+    queries.add_event(
+        ctx.session,
+        lead_id=lead.id or 0,
+        kind=EventKind.attempt_logged,
+        member_id=interaction.actor.id,
+        now=ctx.now,
+        data={"channel": channel, "outcome": outcome, "note": note},
+    )
+    return [refresh(ctx, lead)]
+
+
+def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
+    """`/leads`: my open leads, each as its card (re-posted privately)."""
+    leads = queries.open_leads_of(ctx.session, member_id=interaction.actor.id or 0)
+    if not leads:
+        return private(say("no_open_leads"))
+    effects: list[Effect] = []
+    for lead in leads:
+        effects.append(
+            Notify(
+                interaction.actor.id or 0,
+                lead_card(ctx.session, lead),
+                lead_id=lead.id,
+                purpose=HANDOFF,
+            )
+        )
+    return effects
+
+
+def campaign_marketer(ctx: Context, lead: Lead) -> Member | None:
+    """The campaign's marketer, else the first member with the marketer role."""
+    campaign = ctx.session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
+    if campaign is not None and campaign.marketer_id is not None:
+        return ctx.session.get(Member, campaign.marketer_id)
+    marketers = queries.members_with_role(ctx.session, role="marketer")
+    return marketers[0] if marketers else None

@@ -1,0 +1,175 @@
+"""Need info: a rep's question goes to the campaign's marketer; the answer comes back."""
+
+from __future__ import annotations
+
+from bot.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
+from bot.interaction import Interaction
+from bot.messages import Card, Field_, Form, Input, InputKind
+from bot.router import Context, Router
+from bot.text import say
+from handlers.cards import question_card, question_purpose
+from handlers.common import load_lead, nonce, private, unknown_lead
+from handlers.leads import checked_lead, campaign_marketer, refresh
+from storage import queries
+from storage.models import EventKind, Lead, LeadEvent, Member, Role
+
+TEXT_LIMIT = 2000
+
+
+def register(router: Router) -> None:
+    router.action("lead.need_info", open_question)
+    router.form("lead.need_info", submit_question)
+    router.action("question.answer", open_answer)
+    router.form("question.answer", submit_answer)
+
+
+def open_question(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    marketer = campaign_marketer(ctx, lead)
+    if marketer is None:
+        return private(say("no_marketer"))
+    form = Form(
+        name="lead.need_info",
+        title=say("question_form_title"),
+        intro=say("question_form_intro", lead=lead.name, marketer=marketer.name),
+        inputs=(
+            Input("question", say("question_label"), InputKind.multiline, max_length=TEXT_LIMIT),
+        ),
+        submit_label=say("button_send"),
+        state={"lead_id": str(lead.id), "nonce": nonce()},
+    )
+    return [ShowForm(form)]
+
+
+def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
+    lead = checked_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    question = interaction.value("question")
+    if not question:
+        return [FormErrors({"question": say("question_empty")})]
+    if len(question) > TEXT_LIMIT:
+        return [FormErrors({"question": say("too_long", limit=TEXT_LIMIT)})]
+    marketer = campaign_marketer(ctx, lead)
+    if marketer is None:
+        return private(say("no_marketer"))
+    question_id = interaction.args.get("nonce") or nonce()
+    asked = queries.add_event(
+        ctx.session,
+        lead_id=lead.id or 0,
+        kind=EventKind.info_requested,
+        member_id=interaction.actor.id,
+        now=ctx.now,
+        data={"question_id": question_id, "question": question, "marketer_id": marketer.id},
+    )
+    return [
+        Notify(
+            marketer.id or 0,
+            question_card(ctx.session, lead, asked, None),
+            lead_id=lead.id,
+            purpose=question_purpose(question_id),
+        ),
+        refresh(ctx, lead),
+        *private(say("question_sent", marketer=marketer.name)),
+    ]
+
+
+def _question(
+    ctx: Context, interaction: Interaction
+) -> tuple[Lead, LeadEvent, LeadEvent | None] | list[Effect]:
+    """The lead, the question and its answer (if any) named by `lead_id` + `question_id`."""
+    lead_part, _, question_id = interaction.arg("question").partition(":")
+    lead = load_lead(ctx.session, _with_lead(interaction, lead_part))
+    if lead is None or not question_id:
+        return unknown_lead()
+    asked = answer = None
+    for event in queries.events_of(ctx.session, lead_id=lead.id or 0):
+        if event.data.get("question_id") != question_id:
+            continue
+        if event.kind == EventKind.info_requested:
+            asked = event
+        elif event.kind == EventKind.info_answered:
+            answer = event
+    if asked is None:
+        return unknown_lead()
+    actor = interaction.actor
+    if actor.id != asked.data.get("marketer_id") and actor.role != Role.admin:
+        marketer = ctx.session.get(Member, asked.data.get("marketer_id"))
+        return private(say("question_not_yours", marketer=marketer.name if marketer else "?"))
+    return lead, asked, answer
+
+
+def _with_lead(interaction: Interaction, lead_id: str) -> Interaction:
+    args = dict(interaction.args, lead_id=lead_id)
+    return Interaction(interaction.kind, interaction.name, interaction.actor, interaction.where, args)
+
+
+def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
+    found = _question(ctx, interaction)
+    if isinstance(found, list):
+        return found
+    lead, asked, answer = found
+    if answer is not None:
+        return private(say("question_already_answered"))
+    form = Form(
+        name="question.answer",
+        title=say("answer_form_title"),
+        intro=say("answer_form_intro", question=asked.data["question"], lead=lead.name),
+        inputs=(Input("answer", say("answer_label"), InputKind.multiline, max_length=TEXT_LIMIT),),
+        submit_label=say("button_send"),
+        state={"question": interaction.arg("question"), "nonce": nonce()},
+    )
+    return [ShowForm(form)]
+
+
+def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
+    found = _question(ctx, interaction)
+    if isinstance(found, list):
+        return found
+    lead, asked, answer = found
+    if answer is not None:
+        return private(say("question_already_answered"))
+    text = interaction.value("answer")
+    if not text:
+        return [FormErrors({"answer": say("answer_empty")})]
+    if len(text) > TEXT_LIMIT:
+        return [FormErrors({"answer": say("too_long", limit=TEXT_LIMIT)})]
+    answered = queries.add_event(
+        ctx.session,
+        lead_id=lead.id or 0,
+        kind=EventKind.info_answered,
+        member_id=interaction.actor.id,
+        now=ctx.now,
+        data={"question_id": asked.data["question_id"], "answer": text},
+    )
+    rep_id = asked.member_id or lead.owner_id or 0
+    purpose = question_purpose(asked.data["question_id"])
+    return [
+        UpdateCards(lead.id or 0, purpose, question_card(ctx.session, lead, asked, answered)),
+        refresh(ctx, lead),
+        Notify(
+            rep_id,
+            _answer_card(ctx, lead, asked, answered),
+            lead_id=lead.id,
+            in_thread=True,
+        ),
+        *private(say("answer_sent", rep=_name(ctx, rep_id))),
+    ]
+
+
+def _name(ctx: Context, member_id: int) -> str:
+    member = ctx.session.get(Member, member_id)
+    return member.name if member else "the rep"
+
+
+def _answer_card(ctx: Context, lead: Lead, asked: LeadEvent, answered: LeadEvent) -> Card:
+    return Card(
+        title=say("answer_title", marketer=_name(ctx, answered.member_id or 0), lead=lead.name),
+        fields=(
+            Field_(say("label_question"), asked.data["question"]),
+            Field_(say("label_answer"), answered.data["answer"]),
+        ),
+        context=say("lead_context_short", lead_id=lead.id),
+    )

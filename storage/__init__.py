@@ -1,0 +1,1 @@
+"""Tables, the engine/session factory, queries and migrations: the only place that writes SQL."""

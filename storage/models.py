@@ -1,0 +1,150 @@
+"""SQLModel tables. Datetimes are timezone-aware and stored in UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Role(StrEnum):
+    rep = "rep"
+    marketer = "marketer"
+    manager = "manager"
+    leader = "leader"
+    admin = "admin"
+
+
+class LeadState(StrEnum):
+    unassigned = "unassigned"
+    handed_off = "handed_off"
+    accepted = "accepted"
+    not_a_fit = "not_a_fit"
+
+
+class EventKind(StrEnum):
+    ingested = "ingested"
+    handed_off = "handed_off"
+    accepted = "accepted"
+    not_a_fit = "not_a_fit"
+    info_requested = "info_requested"
+    info_answered = "info_answered"
+    attempt_logged = "attempt_logged"
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "members"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, unique=True, index=True)
+    name: str
+    handle: str = Field(unique=True, index=True)
+    role: str = Field(default=Role.rep.value)
+    team: str | None = None
+    manager_id: int | None = Field(default=None, foreign_key="members.id")
+    timezone: str | None = None
+    slack_user_id: str | None = Field(default=None, unique=True, index=True)
+    slack_dm_channel: str | None = None
+    teams_user_id: str | None = Field(default=None, unique=True, index=True)
+    teams_reference: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime
+
+
+class LeadDefinition(SQLModel, table=True):
+    __tablename__ = "lead_definitions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(unique=True, index=True)
+    note: str = ""
+    created_by: str = "system"
+    created_at: datetime
+
+
+class Criterion(SQLModel, table=True):
+    __tablename__ = "criteria"
+    __table_args__ = (UniqueConstraint("definition_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    definition_id: int = Field(foreign_key="lead_definitions.id", index=True)
+    key: str
+    text: str
+    position: int = 0
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    marketer_id: int | None = Field(default=None, foreign_key="members.id")
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "leads"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = ""
+    external_id: str
+    name: str
+    company: str | None = None
+    email: str | None = None
+    title: str | None = None
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id", index=True)
+    owner_id: int | None = Field(default=None, foreign_key="members.id", index=True)
+    owner_email: str | None = None
+    definition_id: int = Field(foreign_key="lead_definitions.id")
+    state: str = Field(default=LeadState.unassigned.value, index=True)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime
+    handed_off_at: datetime | None = None
+
+
+class LeadEvent(SQLModel, table=True):
+    """Append-only log of everything that happened to a lead."""
+
+    __tablename__ = "lead_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    kind: str = Field(index=True)
+    member_id: int | None = Field(default=None, foreign_key="members.id")
+    at: datetime = Field(index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class CardLocation(SQLModel, table=True):
+    """Where a card about a lead was posted, so it can be updated in place."""
+
+    __tablename__ = "card_locations"
+    __table_args__ = (UniqueConstraint("platform", "channel", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    purpose: str = "handoff"
+    member_id: int | None = Field(default=None, foreign_key="members.id")
+    platform: str
+    channel: str
+    message_id: str
+    reference: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime
+
+
+class ProcessedRequest(SQLModel, table=True):
+    """Platform request ids already acted on, so retries and double clicks act once."""
+
+    __tablename__ = "processed_requests"
+
+    platform: str = Field(primary_key=True)
+    request_id: str = Field(primary_key=True)
+    at: datetime
+
+
+class ChannelSetting(SQLModel, table=True):
+    __tablename__ = "channels"
+
+    kind: str = Field(primary_key=True)
+    target: str

@@ -1,0 +1,266 @@
+"""Reads and writes. Keyword-only, session first; aggregates are SQL, not Python loops."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.models import (
+    Campaign,
+    CardLocation,
+    ChannelSetting,
+    Criterion,
+    EventKind,
+    Lead,
+    LeadDefinition,
+    LeadEvent,
+    Member,
+    ProcessedRequest,
+)
+
+# ---------------------------------------------------------------- requests
+
+
+def claim_request(session: Session, *, platform: str, request_id: str, now: datetime) -> bool:
+    """Record a platform request id; False when it was already recorded."""
+    if session.get(ProcessedRequest, (platform, request_id)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(ProcessedRequest(platform=platform, request_id=request_id, at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- members
+
+
+def get_member(session: Session, *, member_id: int) -> Member | None:
+    return session.get(Member, member_id)
+
+
+def member_by(session: Session, **where: str) -> Member | None:
+    """The member whose column equals the value, e.g. `member_by(s, email="a@x.com")`."""
+    ((column, value),) = where.items()
+    if column == "email":
+        value = value.strip().lower()
+    return session.exec(select(Member).where(getattr(Member, column) == value)).first()
+
+
+def members_with_role(session: Session, *, role: str) -> Sequence[Member]:
+    return session.exec(select(Member).where(Member.role == role).order_by(col(Member.id))).all()
+
+
+def all_members(session: Session) -> Sequence[Member]:
+    return session.exec(select(Member).order_by(col(Member.name))).all()
+
+
+def _unique_handle(session: Session, base: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "", base.lower()) or "member"
+    handle, n = stem, 1
+    while member_by(session, handle=handle) is not None:
+        n += 1
+        handle = f"{stem}{n}"
+    return handle
+
+
+def upsert_member(
+    session: Session,
+    *,
+    now: datetime,
+    email: str | None = None,
+    name: str | None = None,
+    slack_user_id: str | None = None,
+    teams_user_id: str | None = None,
+    **fields: Any,
+) -> Member:
+    """Find a member by any platform id or email and update it, or create one."""
+    email = email.strip().lower() if email else None
+    member = None
+    for column, value in (
+        ("slack_user_id", slack_user_id),
+        ("teams_user_id", teams_user_id),
+        ("email", email),
+    ):
+        if value and member is None:
+            member = member_by(session, **{column: value})
+    if member is None:
+        display = name or (email.split("@")[0] if email else None) or "member"
+        member = Member(
+            name=display, handle=_unique_handle(session, display.split()[0]), created_at=now
+        )
+    if email and not member.email:
+        member.email = email
+    if name and (member.name == "member" or fields.pop("rename", False)):
+        member.name = name
+    if slack_user_id:
+        member.slack_user_id = slack_user_id
+    if teams_user_id:
+        member.teams_user_id = teams_user_id
+    for key, value in fields.items():
+        if value is not None:
+            setattr(member, key, value)
+    session.add(member)
+    session.flush()
+    return member
+
+
+# ---------------------------------------------------------------- lead definition
+
+
+def current_definition(session: Session) -> tuple[LeadDefinition, list[Criterion]]:
+    definition = session.exec(
+        select(LeadDefinition).order_by(col(LeadDefinition.version).desc())
+    ).first()
+    if definition is None:
+        raise LookupError("no lead definition: run `liaison db upgrade`")
+    return definition, criteria_of(session, definition_id=definition.id or 0)
+
+
+def criteria_of(session: Session, *, definition_id: int) -> list[Criterion]:
+    return list(
+        session.exec(
+            select(Criterion)
+            .where(Criterion.definition_id == definition_id)
+            .order_by(col(Criterion.position))
+        ).all()
+    )
+
+
+def create_definition(
+    session: Session,
+    *,
+    criteria: Sequence[tuple[str, str]],
+    note: str,
+    created_by: str,
+    now: datetime,
+) -> LeadDefinition:
+    """A new version of the lead definition; the newest version is the one in force."""
+    latest = session.exec(select(func.max(LeadDefinition.version))).one() or 0
+    definition = LeadDefinition(
+        version=latest + 1, note=note, created_by=created_by, created_at=now
+    )
+    session.add(definition)
+    session.flush()
+    for position, (key, text) in enumerate(criteria):
+        session.add(
+            Criterion(definition_id=definition.id or 0, key=key, text=text, position=position)
+        )
+    session.flush()
+    return definition
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+def ensure_campaign(session: Session, *, name: str) -> Campaign:
+    campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
+    if campaign is None:
+        campaign = Campaign(name=name)
+        session.add(campaign)
+        session.flush()
+    return campaign
+
+
+def all_campaigns(session: Session) -> Sequence[Campaign]:
+    return session.exec(select(Campaign).order_by(col(Campaign.name))).all()
+
+
+# ---------------------------------------------------------------- leads
+
+
+def find_lead(session: Session, *, source: str, external_id: str) -> Lead | None:
+    return session.exec(
+        select(Lead).where(Lead.source == source, Lead.external_id == external_id)
+    ).first()
+
+
+def add_event(
+    session: Session,
+    *,
+    lead_id: int,
+    kind: EventKind,
+    now: datetime,
+    member_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> LeadEvent:
+    event = LeadEvent(lead_id=lead_id, kind=kind.value, member_id=member_id, at=now, data=data or {})
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events_of(session: Session, *, lead_id: int, kind: EventKind | None = None) -> list[LeadEvent]:
+    query = select(LeadEvent).where(LeadEvent.lead_id == lead_id)
+    if kind is not None:
+        query = query.where(LeadEvent.kind == kind.value)
+    return list(session.exec(query.order_by(col(LeadEvent.at), col(LeadEvent.id))).all())
+
+
+def count_events(session: Session, *, lead_id: int, kind: EventKind) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(LeadEvent)
+        .where(LeadEvent.lead_id == lead_id, LeadEvent.kind == kind.value)
+    ).one()
+
+
+def open_leads_of(session: Session, *, member_id: int) -> Sequence[Lead]:
+    return session.exec(
+        select(Lead)
+        .where(Lead.owner_id == member_id, col(Lead.state).in_(["handed_off", "accepted"]))
+        .order_by(col(Lead.state).desc(), col(Lead.handed_off_at).desc())
+    ).all()
+
+
+def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
+    return session.exec(select(Lead).where(Lead.state == state).order_by(col(Lead.id))).all()
+
+
+# ---------------------------------------------------------------- card locations
+
+
+def record_location(session: Session, *, location: CardLocation) -> None:
+    session.add(location)
+    session.flush()
+
+
+def locations_of(session: Session, *, lead_id: int, purpose: str) -> Sequence[CardLocation]:
+    return session.exec(
+        select(CardLocation)
+        .where(CardLocation.lead_id == lead_id, CardLocation.purpose == purpose)
+        .order_by(col(CardLocation.id))
+    ).all()
+
+
+def location_by_message(
+    session: Session, *, platform: str, channel: str, message_id: str
+) -> CardLocation | None:
+    return session.exec(
+        select(CardLocation).where(
+            CardLocation.platform == platform,
+            CardLocation.channel == channel,
+            CardLocation.message_id == message_id,
+        )
+    ).first()
+
+
+# ---------------------------------------------------------------- channels
+
+
+def channel_target(session: Session, *, kind: str) -> str | None:
+    setting = session.get(ChannelSetting, kind)
+    return setting.target if setting else None
+
+
+def set_channel(session: Session, *, kind: str, target: str) -> None:
+    setting = session.get(ChannelSetting, kind) or ChannelSetting(kind=kind, target=target)
+    setting.target = target
+    session.add(setting)
