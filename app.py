@@ -96,7 +96,9 @@ def socket() -> None:
         out.print("[red]Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (xapp-…).[/red]")
         raise typer.Exit(2)
     store = open_store(settings)
-    asyncio.run(run_socket_mode(settings, store, build_router()))
+    messengers = platform_messengers(settings, store)
+    bot = Bot(store, build_router(), Deliverer(store, messengers))
+    asyncio.run(run_socket_mode(settings, store, bot))
 
 
 @cli.command()

@@ -56,12 +56,20 @@ class Messenger(Protocol):
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
 
 
+class Directory(Protocol):
+    """A platform's member directory: finds a member by email and remembers their id."""
+
+    async def find_by_email(self, email: str) -> bool: ...
+
+
 class Deliverer:
     """Runs the effects of one handler call, in order."""
 
-    def __init__(self, store: Store, messengers: Sequence[Messenger]) -> None:
+    def __init__(self, store: Store, messengers: Sequence[Messenger],
+                 directories: Sequence[Directory] = ()) -> None:
         self.store = store
         self.messengers = {m.platform: m for m in messengers}
+        self.directories = directories
 
     async def deliver(self, effects: Sequence[Effect], responder: Responder | None) -> None:
         for effect in effects:
@@ -113,12 +121,23 @@ class Deliverer:
                         await messenger.reply_in_thread(location, effect.card)
                 return
         reached = [m for m in self.messengers.values() if m.reaches(member)]
+        if not reached and member.email:
+            member = await self._look_up(member)
+            reached = [m for m in self.messengers.values() if m.reaches(member)]
         if not reached:
             log.warning("member %s is not reachable on any platform", member.id)
         for messenger in reached:
             posted = await messenger.send(member, effect.card)
             if effect.lead_id is not None and effect.purpose:
                 await asyncio.to_thread(self._record, effect, member, messenger.platform, posted)
+
+    async def _look_up(self, member: Member) -> Member:
+        """Find a member known only by email in the platform directories."""
+        for directory in self.directories:
+            if await directory.find_by_email(member.email or ""):
+                found = await asyncio.to_thread(self._member, member.id or 0)
+                return found or member
+        return member
 
     def _member(self, member_id: int) -> Member | None:
         with self.store.session() as session:
@@ -158,6 +177,12 @@ class Bot:
         self.deliverer = deliverer
 
     async def handle(self, interaction: Interaction, responder: Responder) -> list[Effect]:
+        effects = await self.decide(interaction)
+        await self.deliverer.deliver(effects, responder)
+        return effects
+
+    async def decide(self, interaction: Interaction) -> list[Effect]:
+        """Run the handler (and commit its writes) without delivering anything yet."""
         now = datetime.now(UTC)
         effects = await asyncio.to_thread(self.router.dispatch, self.store, interaction, now)
         log.info(
@@ -168,5 +193,4 @@ class Bot:
             interaction.where.platform,
             len(effects),
         )
-        await self.deliverer.deliver(effects, responder)
         return effects

@@ -7,13 +7,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.delivery import Deliverer
+from bot.delivery import Deliverer, Directory
 from bot.effects import Effect, Notify, Post
 from bot.messages import Card, Field_
 from bot.text import say
@@ -98,12 +98,6 @@ class Outcome:
     lead_id: int
     status: str  # "created" or "duplicate"
     owner: str | None
-
-
-class Directory(Protocol):
-    """A platform's member directory: finds and remembers a member by email."""
-
-    async def find_by_email(self, email: str) -> bool: ...
 
 
 def store_leads(
@@ -204,10 +198,17 @@ class Ingestor:
         self.admin_channel = admin_channel
 
     async def ingest(self, leads: Sequence[LeadIn], *, now: datetime) -> list[Outcome]:
-        await self._resolve_owners({str(lead.owner_email) for lead in leads if lead.owner_email})
-        outcomes, effects = await asyncio.to_thread(self._store, leads, now)
+        """Store the leads and deliver their cards before returning."""
+        outcomes, effects = await self.store_and_resolve(leads, now=now)
         await self.deliverer.deliver(effects, None)
         return outcomes
+
+    async def store_and_resolve(
+        self, leads: Sequence[LeadIn], *, now: datetime
+    ) -> tuple[list[Outcome], list[Effect]]:
+        """Find owners, store the leads; the returned effects still need delivering."""
+        await self._resolve_owners({str(lead.owner_email) for lead in leads if lead.owner_email})
+        return await asyncio.to_thread(self._store, leads, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
         with self.store.session() as session:

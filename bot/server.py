@@ -1,0 +1,72 @@
+"""The one aiohttp server of `liaison serve`: Slack, Teams, the lead webhook and health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from bot.delivery import Bot, Deliverer, Directory, Messenger
+from bot.router import Router
+from bot.settings import Settings
+from bot.tasks import Background
+from bot.webhook import make_handler
+from handlers.ingest import Ingestor
+from storage.db import Store
+
+log = logging.getLogger(__name__)
+BACKGROUND = web.AppKey("background", Background)
+
+
+def build_web_app(settings: Settings, store: Store, router: Router) -> web.Application:
+    """Routes: POST /slack/events, POST /api/messages, POST /api/leads, GET /healthz."""
+    from bot import slack, teams
+
+    background = Background()
+    adapter = teams.make_adapter(settings)
+    messengers: list[Messenger] = [teams.TeamsMessenger(adapter, settings)]
+    directories: list[Directory] = [teams.TeamsDirectory(store)]
+    slack_app = None
+    if settings.slack_enabled:
+        slack_messenger = slack.SlackMessenger.from_settings(settings, store)
+        messengers.insert(0, slack_messenger)
+        directories.insert(0, slack_messenger)
+    deliverer = Deliverer(store, messengers, directories)
+    bot = Bot(store, router, deliverer)
+    ingestor = Ingestor(store, deliverer, directories, settings.default_channel("admin"))
+
+    app = web.Application(client_max_size=6 * 1024 * 1024)
+    app[BACKGROUND] = background
+    if settings.slack_enabled:
+        slack_app = slack.build_bolt_app(settings, store, bot, background)
+        app.router.add_post("/slack/events", slack.make_route(settings, slack_app))
+    else:
+        app.router.add_post("/slack/events", _slack_off)
+    app.router.add_post("/api/messages", teams.make_route(adapter, store, bot))
+    app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
+    app.router.add_get("/healthz", _health(store))
+
+    async def _drain(_: web.Application) -> None:
+        await background.drain()
+
+    app.on_shutdown.append(_drain)
+    return app
+
+
+async def _slack_off(_: web.Request) -> web.Response:
+    return web.json_response({"error": "Slack is not configured: set SLACK_BOT_TOKEN"},
+                             status=404)
+
+
+def _health(store: Store) -> web.RequestHandler:  # type: ignore[name-defined]
+    async def health(_: web.Request) -> web.Response:
+        try:
+            ok = await asyncio.to_thread(store.ping)
+        except Exception:  # any driver error means the database does not answer
+            log.warning("health check: database unreachable", exc_info=True)
+            ok = False
+        body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}
+        return web.json_response(body, status=200 if ok else 503)
+
+    return health

@@ -1,0 +1,331 @@
+"""The Slack adapter: Bolt (HTTP on /slack/events, or Socket Mode) to and from Interactions.
+
+Listeners ack at once and do the work after the ack, so a slow Web API or database
+never costs Slack's 3-second deadline. Only modal submissions decide before acking,
+because validation errors travel back in the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.buttons import decode
+from bot.delivery import Bot, Posted
+from bot.effects import FormErrors
+from bot.interaction import Interaction, Kind, Where
+from bot.messages import Card, Form
+from bot.settings import Settings
+from bot.slack_blocks import card_blocks, modal, view_values
+from bot.tasks import Background
+from storage import queries
+from storage.db import Store
+from storage.models import CardLocation, Member
+
+log = logging.getLogger(__name__)
+PLATFORM = "slack"
+
+
+def slack_error(error: SlackApiError) -> str:
+    """Slack's error code (`users_not_found`, `ratelimited`…), or the HTTP status."""
+    data = error.response.data
+    if isinstance(data, dict):
+        return str(data.get("error", "unknown"))
+    return f"HTTP {error.response.status_code}"
+
+
+def make_client(settings: Settings) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else (
+        settings.slack_api_url + "/")
+    return AsyncWebClient(token=token, base_url=base_url)
+
+
+class SlackMessenger:
+    """Sends DMs and channel posts, updates cards in place, finds members by email."""
+
+    platform = PLATFORM
+
+    def __init__(self, client: AsyncWebClient, store: Store) -> None:
+        self.client = client
+        self.store = store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> SlackMessenger:
+        return cls(make_client(settings), store)
+
+    def reaches(self, member: Member) -> bool:
+        return member.slack_user_id is not None
+
+    async def send(self, member: Member, card: Card) -> Posted:
+        return await self.post(member.slack_user_id or "", card)
+
+    async def post(self, channel: str, card: Card) -> Posted:
+        response = await self.client.chat_postMessage(
+            channel=channel, text=card.summary, blocks=card_blocks(card), unfurl_links=False
+        )
+        return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+
+    async def update(self, location: CardLocation, card: Card) -> None:
+        await self.client.chat_update(
+            channel=location.channel, ts=location.message_id, text=card.summary,
+            blocks=card_blocks(card),
+        )
+
+    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+        response = await self.client.chat_postMessage(
+            channel=location.channel, thread_ts=location.message_id, text=card.summary,
+            blocks=card_blocks(card), unfurl_links=False,
+        )
+        return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+
+    async def find_by_email(self, email: str) -> bool:
+        """Slack's `users.lookupByEmail`; a found user is remembered as a member."""
+        try:
+            response = await self.client.users_lookupByEmail(email=email)
+        except SlackApiError as error:
+            if slack_error(error) != "users_not_found":
+                log.warning("users.lookupByEmail failed: %s", slack_error(error))
+            return False
+        user = response["user"]
+        name = user.get("real_name") or user.get("profile", {}).get("real_name") or user["name"]
+        tz = user.get("tz")
+        await asyncio.to_thread(self._remember, user["id"], email, name, tz)
+        return True
+
+    def _remember(self, user_id: str, email: str, name: str, tz: str | None) -> None:
+        with self.store.session() as session:
+            queries.upsert_member(session, now=datetime.now(UTC), slack_user_id=user_id,
+                                  email=email, name=name, timezone=tz)
+
+
+class SlackResponder:
+    """Private answers through `response_url` (or postEphemeral), forms as modals."""
+
+    def __init__(self, client: AsyncWebClient, body: dict[str, Any],
+                 respond: AsyncRespond | None) -> None:
+        self.client = client
+        self.body = body
+        self.respond = respond
+        self.errors: dict[str, str] = {}
+
+    def _channel(self) -> str:
+        channel = self.body.get("channel") or {}
+        if isinstance(channel, dict):
+            return str(channel.get("id", ""))
+        return str(self.body.get("channel_id", ""))
+
+    def _user(self) -> str:
+        user = self.body.get("user") or {}
+        return str(user.get("id", "")) if isinstance(user, dict) else str(self.body.get("user_id"))
+
+    async def reply(self, card: Card) -> None:
+        blocks = card_blocks(card)
+        if self.respond is not None and self.body.get("response_url"):
+            await self.respond(text=card.summary, blocks=blocks, response_type="ephemeral",
+                               replace_original=False)
+        elif self._channel():
+            await self.client.chat_postEphemeral(channel=self._channel(), user=self._user(),
+                                                 text=card.summary, blocks=blocks)
+        else:
+            await self.client.chat_postMessage(channel=self._user(), text=card.summary,
+                                               blocks=blocks)
+
+    async def show_form(self, form: Form) -> None:
+        metadata = dict(form.state, channel=self._channel())
+        await self.client.views_open(trigger_id=self.body["trigger_id"],
+                                     view=modal(form, metadata=metadata))
+
+    async def form_errors(self, errors: dict[str, str]) -> None:
+        self.errors.update(errors)
+
+
+def known_member(store: Store, user_id: str) -> Member | None:
+    with store.session() as session:
+        return queries.member_by(session, slack_user_id=user_id)
+
+
+async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any]) -> Member:
+    """The member behind a Slack user; on first sight, `users.info` supplies email and name
+    so someone already known by email (e.g. `liaison members set`) is the same member."""
+    member = await asyncio.to_thread(known_member, store, user["id"])
+    if member is not None:
+        return member
+    email = name = tz = None
+    try:
+        info = (await client.users_info(user=user["id"]))["user"]
+        email = info.get("profile", {}).get("email")
+        name = info.get("real_name") or info.get("profile", {}).get("real_name")
+        tz = info.get("tz")
+    except SlackApiError as error:
+        log.warning("users.info failed: %s", slack_error(error))
+    name = name or user.get("name") or user.get("username") or user["id"]
+
+    def save() -> Member:
+        with store.session() as session:
+            return queries.upsert_member(session, now=datetime.now(UTC), slack_user_id=user["id"],
+                                         email=email, name=name, timezone=tz)
+
+    return await asyncio.to_thread(save)
+
+
+def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Background) -> AsyncApp:
+    """The Bolt app with Liaison's listeners; `process_before_response` for a fast ack."""
+    client = make_client(settings)
+    secret = settings.slack_signing_secret.get_secret_value() if (
+        settings.slack_signing_secret) else ""
+    app = AsyncApp(client=client, signing_secret=secret, process_before_response=True,
+                   raise_error_for_unhandled_request=False)
+
+    async def actor(user: dict[str, Any]) -> Member:
+        return await member_for(client, store, user)
+
+    async def run(interaction_of: Any, responder: SlackResponder) -> None:
+        interaction = interaction_of(await actor(responder.body["user"]))
+        await bot.handle(interaction, responder)
+
+    @app.command(re.compile(r"^/.+"))
+    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        slash = str(body.get("command", "")).lstrip("/")
+        text = str(body.get("text", "")).strip()
+        if slash == "liaison":
+            slash, _, text = text.partition(" ")
+            slash = slash or "help"
+        responder = SlackResponder(client, body, respond)
+        user = {"id": body.get("user_id", ""), "name": body.get("user_name")}
+        responder.body = dict(body, user=user)
+        where = Where(PLATFORM, str(body.get("channel_id", "")))
+        background.spawn(run(
+            lambda me: Interaction(Kind.command, slash.lower(), me, where, text=text.strip()),
+            responder))
+
+    @app.action(re.compile(r".+"))
+    async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        value = action.get("value") or (action.get("selected_option") or {}).get("value", "")
+        container = body.get("container") or {}
+        where = Where(PLATFORM, str(container.get("channel_id", "")),
+                      str(container.get("message_ts", "")))
+        responder = SlackResponder(client, body, respond)
+        background.spawn(run(
+            lambda me: Interaction(Kind.action, str(action.get("action_id", "")), me, where,
+                                   args=decode(str(value))),
+            responder))
+
+    @app.view(re.compile(r".+"))
+    async def on_view(ack: AsyncAck, body: dict[str, Any]) -> None:
+        view = body["view"]
+        try:
+            state = json.loads(view.get("private_metadata") or "{}")
+        except json.JSONDecodeError:
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
+        args = {str(k): str(v) for k, v in state.items()}
+        responder = SlackResponder(client, dict(body, channel={"id": args.get("channel", "")}),
+                                   None)
+        me = await actor(body["user"])
+        interaction = Interaction(
+            Kind.form, str(view.get("callback_id", "")), me,
+            Where(PLATFORM, args.get("channel", "")), args=args, values=view_values(view),
+            request_id=f"form:{args['nonce']}" if args.get("nonce") else f"view:{view.get('id')}",
+        )
+        effects = await bot.decide(interaction)
+        errors = [e for e in effects if isinstance(e, FormErrors)]
+        if errors:
+            await ack(response_action="errors", errors=errors[0].errors)
+            return
+        await ack()
+        background.spawn(bot.deliverer.deliver(effects, responder))
+
+    @app.event("message")
+    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("bot_id") or event.get("subtype") or event.get("channel_type") != "im":
+            return
+        word, _, rest = str(event.get("text", "")).strip().lstrip("/").partition(" ")
+        responder = SlackResponder(client, dict(body, user={"id": event.get("user", "")},
+                                                channel={"id": event.get("channel", "")}), None)
+        where = Where(PLATFORM, str(event.get("channel", "")), str(event.get("ts", "")))
+        request_id = f"event:{body.get('event_id', '')}"
+        background.spawn(run(
+            lambda me: Interaction(Kind.command, word.lower() or "help", me, where, text=rest,
+                                   request_id=request_id),
+            responder))
+
+    return app
+
+
+def _parse(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """The request as a dict, or None when it is not a payload Slack would send."""
+    try:
+        text = body.decode("utf-8")
+        if content_type.startswith("application/json"):
+            parsed = json.loads(text)
+            return parsed if isinstance(parsed, dict) and "type" in parsed else None
+        form = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+        if "payload" in form:
+            payload = json.loads(form["payload"])
+            return payload if isinstance(payload, dict) and "type" in payload else None
+        return form if "command" in form or "ssl_check" in form else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def signed_by_slack(secret: str, body: bytes, headers: Mapping[str, str], now: float) -> bool:
+    """Slack's v0 signature over the raw bytes, from the last five minutes.
+
+    (slack_sdk's verifier decodes the body as UTF-8 first and raises on other bytes.)
+    """
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    given = headers.get("X-Slack-Signature", "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > 300:
+        return False
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
+
+
+def make_route(settings: Settings, app: AsyncApp) -> Any:
+    """POST /slack/events: verify the signature, refuse malformed bodies with a 4xx, then Bolt."""
+    secret = settings.slack_signing_secret.get_secret_value() if (
+        settings.slack_signing_secret) else ""
+
+    async def events(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not secret or not signed_by_slack(secret, body, request.headers, time.time()):
+            return web.json_response({"error": "invalid or missing Slack signature"}, status=401)
+        if _parse(body, request.content_type) is None:
+            return web.json_response(
+                {"error": "body is not a Slack event, command or interaction payload"},
+                status=400)
+        response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    return events
+
+
+async def run_socket_mode(settings: Settings, store: Store, bot: Bot) -> None:
+    """Connect over Socket Mode (no public URL needed) until interrupted."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    background = Background()
+    app = build_bolt_app(settings, store, bot, background)
+    token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    await AsyncSocketModeHandler(app, token).start_async()

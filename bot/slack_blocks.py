@@ -1,0 +1,148 @@
+"""Block Kit from the neutral model: small builders, every user string escaped for mrkdwn."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.messages import Button, Card, Form, Input, InputKind, Option, Style
+
+Block = dict[str, Any]
+
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
+OPTION_LIMIT = 75
+BUTTON_LIMIT = 75
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters, so `<!channel>` shows as text and never pings."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain(text: str, limit: int = OPTION_LIMIT) -> dict[str, Any]:
+    # plain_text is never parsed for mentions or links, so it needs no escaping.
+    return {"type": "plain_text", "text": _cut(text, limit) or " ", "emoji": True}
+
+
+def mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": mrkdwn(text)}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(text)]}
+
+
+def button(b: Button) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": plain(b.label, BUTTON_LIMIT),
+        "action_id": b.action,
+        "value": b.value,
+    }
+    if b.style is not Style.default:
+        element["style"] = b.style.value
+    return element
+
+
+def option(o: Option) -> Block:
+    return {"text": plain(o.label), "value": o.value}
+
+
+def card_blocks(card: Card) -> list[Block]:
+    """Title and text as sections, fields as `*label*: value` lines, actions last."""
+    blocks: list[Block] = []
+    head = []
+    if card.title:
+        head.append(f"*{mrkdwn_escape(card.title)}*")
+    if card.text:
+        head.append(mrkdwn_escape(card.text))
+    if head:
+        blocks.append(section("\n".join(head)))
+    if card.fields:
+        lines = [f"*{mrkdwn_escape(f.label)}*: {mrkdwn_escape(f.value)}" for f in card.fields]
+        blocks.append(section("\n".join(lines)))
+    if card.context:
+        blocks.append(context(mrkdwn_escape(card.context)))
+    elements = [button(b) for b in card.buttons]
+    elements += [
+        {
+            "type": "static_select",
+            "action_id": s.action,
+            "placeholder": plain(s.label),
+            "options": [option(o) for o in s.options],
+        }
+        for s in card.selects
+    ]
+    if elements:
+        blocks.append({"type": "actions", "block_id": "card_actions", "elements": elements})
+    return blocks
+
+
+def input_block(spec: Input) -> Block:
+    element: Block
+    if spec.kind in (InputKind.text, InputKind.multiline):
+        element = {
+            "type": "plain_text_input",
+            "action_id": spec.name,
+            "multiline": spec.kind is InputKind.multiline,
+            "max_length": spec.max_length,
+        }
+        if spec.placeholder:
+            element["placeholder"] = plain(spec.placeholder, 150)
+    else:
+        element = {
+            "type": "multi_static_select" if spec.kind is InputKind.multiselect
+            else "static_select",
+            "action_id": spec.name,
+            "placeholder": plain("Choose…"),
+            "options": [option(o) for o in spec.options],
+        }
+    return {
+        "type": "input",
+        "block_id": spec.name,
+        "label": plain(spec.label, 2000),
+        "optional": not spec.required,
+        "element": element,
+    }
+
+
+def modal(form: Form, *, metadata: dict[str, str]) -> Block:
+    """A modal view; `metadata` (form state plus where it came from) returns on submit."""
+    blocks: list[Block] = []
+    if form.intro:
+        blocks.append(section(mrkdwn_escape(form.intro)))
+    blocks += [input_block(spec) for spec in form.inputs]
+    return {
+        "type": "modal",
+        "callback_id": form.name,
+        "title": plain(form.title, 24),
+        "submit": plain(form.submit_label, 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
+def view_values(view: dict[str, Any]) -> dict[str, list[str]]:
+    """The submitted values of a modal, by input name (= block id)."""
+    values: dict[str, list[str]] = {}
+    state = view.get("state", {}).get("values", {})
+    for block_id, actions in state.items():
+        for element in actions.values():
+            if "selected_options" in element:
+                values[block_id] = [o["value"] for o in element["selected_options"] or []]
+            elif "selected_option" in element:
+                chosen = element["selected_option"]
+                values[block_id] = [chosen["value"]] if chosen else []
+            else:
+                values[block_id] = [element.get("value") or ""]
+    return values

@@ -1,0 +1,80 @@
+"""Test helpers shared by the adapter tests: a live Liaison server and fixture loading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from app import build_router
+from bot.server import BACKGROUND, build_web_app
+from bot.settings import Settings
+from bot.webhook import signature
+from storage.db import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def fixture(platform: str, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / platform / f"{name}.json").read_text())
+    return data
+
+
+def make_settings(db_url: str, **overrides: str) -> Settings:
+    values = {"LIAISON_DATABASE_URL": db_url, "LIAISON_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+class LiveServer:
+    """`liaison serve`'s aiohttp app on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store.open(settings.database_url)
+        self.app = build_web_app(settings, self.store, build_router())
+        self.runner = web.AppRunner(self.app)
+        self.url = ""
+
+    async def start(self) -> LiveServer:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        self.store.engine.dispose()
+
+    async def settle(self) -> None:
+        """Wait until the work started after the last ack has finished."""
+        await self.app[BACKGROUND].drain()
+
+
+def signed_lead_headers(body: bytes, secret: str = WEBHOOK_SECRET,
+                        timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"Content-Type": "application/json", "X-Liaison-Timestamp": ts,
+            "X-Liaison-Signature": signature(secret, ts, body)}
+
+
+async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 5.0) -> Any:
+    """Poll `check` until it returns something truthy (bounded), then return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within timeout")
+        await asyncio.sleep(0.02)
