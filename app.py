@@ -35,7 +35,7 @@ for name, sub in (("db", db_cli), ("members", members_cli), ("leaddef", leaddef_
                   ("channels", channels_cli), ("campaigns", campaigns_cli)):
     cli.add_typer(sub, name=name)
 
-out = Console()
+out = Console(soft_wrap=True)
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 
 

@@ -81,7 +81,11 @@ def upsert_member(
     teams_user_id: str | None = None,
     **fields: Any,
 ) -> Member:
-    """Find a member by any platform id or email and update it, or create one."""
+    """Find a member by any platform id or email and update it, or create one.
+
+    An existing member's name changes only with `rename=True`.
+    """
+    rename = bool(fields.pop("rename", False))
     email = email.strip().lower() if email else None
     member = None
     for column, value in (
@@ -98,7 +102,7 @@ def upsert_member(
         )
     if email and not member.email:
         member.email = email
-    if name and (member.name == "member" or fields.pop("rename", False)):
+    if name and rename:
         member.name = name
     if slack_user_id:
         member.slack_user_id = slack_user_id

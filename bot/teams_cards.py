@@ -1,0 +1,189 @@
+"""The neutral message model rendered as Adaptive Cards 1.5 (plain dicts) for Microsoft Teams.
+
+Buttons are `Action.Submit` (not `Action.Execute`): in botbuilder 4.17.1 answering an
+`adaptiveCard/action` invoke from `on_adaptive_card_invoke` yields HTTP 500, whereas a
+submit arrives as an ordinary message activity whose `value` is the action's `data`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Select, Style
+
+CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+VERSION = "1.5"
+FORM_KEY = "form"
+INPUTS_KEY = "form_inputs"
+SELECT_KEY = "select"
+
+# TextBlock/Fact markdown is a CommonMark subset, so CommonMark backslash escapes disarm it;
+# < > & become fullwidth lookalikes because a backslash cannot stop `<at>` tags or entities.
+_MARKDOWN = re.compile(r"([\\*_\[\]()`#\-+!~|{}])")
+_ORDERED_LIST = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
+_LOOKALIKES = str.maketrans({"<": "\uff1c", ">": "\uff1e", "&": "\uff06"})
+_STYLES = {Style.primary: "positive", Style.danger: "destructive"}
+
+
+def plain(text: str) -> str:
+    """For fields Teams shows as plain text (labels, choices, button titles): no tags."""
+    return text.translate(_LOOKALIKES)
+
+
+def escape_md(text: str) -> str:
+    """User text made inert for TextBlock markdown: no formatting, links, mentions or HTML."""
+    escaped = _MARKDOWN.sub(r"\\\1", plain(text))
+    return _ORDERED_LIST.sub(r"\1\\\2", escaped)
+
+
+# ---------------------------------------------------------------- elements
+
+
+def text_block(
+    text: str, *, bold: bool = False, size: str = "", subtle: bool = False
+) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "TextBlock", "text": escape_md(text), "wrap": True}
+    if bold:
+        block["weight"] = "bolder"
+    if size:
+        block["size"] = size
+    if subtle:
+        block["isSubtle"] = True
+    return block
+
+
+def fact_set(fields: Iterable[Field_]) -> dict[str, Any]:
+    facts = [{"title": escape_md(f.label), "value": escape_md(f.value)} for f in fields]
+    return {"type": "FactSet", "facts": facts}
+
+
+def submit(title: str, data: Mapping[str, Any], style: Style = Style.default) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "Action.Submit", "title": plain(title), "data": dict(data)}
+    if style in _STYLES:
+        action["style"] = _STYLES[style]
+    return action
+
+
+def choice_set(
+    input_id: str,
+    options: Iterable[Option],
+    *,
+    label: str = "",
+    multi: bool = False,
+    required: bool = False,
+    placeholder: str = "",
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        "id": input_id,
+        "style": "compact",
+        "isMultiSelect": multi,
+        "choices": [{"title": plain(o.label), "value": o.value} for o in options],
+    }
+    if label:
+        element["label"] = plain(label)
+    if placeholder:
+        element["placeholder"] = plain(placeholder)
+    if required:
+        element["isRequired"] = True
+    return element
+
+
+def text_input(spec: Input) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "Input.Text",
+        "id": spec.name,
+        "label": plain(spec.label),
+        "isMultiline": spec.kind is InputKind.multiline,
+        "maxLength": spec.max_length,
+    }
+    if spec.placeholder:
+        element["placeholder"] = plain(spec.placeholder)
+    return element
+
+
+def adaptive_card(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
+    card: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION,
+                            "body": body}
+    if actions:
+        card["actions"] = actions
+    return card
+
+
+def attachment(content: dict[str, Any]) -> dict[str, Any]:
+    """A Bot Framework attachment carrying an Adaptive Card."""
+    return {"contentType": CONTENT_TYPE, "content": content}
+
+
+# ---------------------------------------------------------------- cards and forms
+
+
+def _select(index: int, select: Select) -> list[dict[str, Any]]:
+    """A drop-down and the button that sends its choice (cards cannot submit on change)."""
+    input_id = f"{SELECT_KEY}{index}"
+    data = {"action": select.action, SELECT_KEY: input_id}
+    return [
+        choice_set(input_id, select.options, placeholder=select.label),
+        {"type": "ActionSet", "actions": [submit(select.label, data)]},
+    ]
+
+
+def card_content(card: Card) -> dict[str, Any]:
+    body: list[dict[str, Any]] = []
+    if card.title:
+        body.append(text_block(card.title, bold=True, size="medium"))
+    if card.text:
+        body.append(text_block(card.text))
+    if card.fields:
+        body.append(fact_set(card.fields))
+    for index, select in enumerate(card.selects):
+        body += _select(index, select)
+    if card.context:
+        body.append(text_block(card.context, size="small", subtle=True))
+    actions = [button_action(b) for b in card.buttons]
+    return adaptive_card(body, actions)
+
+
+def button_action(button: Button) -> dict[str, Any]:
+    return submit(button.label, {"action": button.action, "value": button.value}, button.style)
+
+
+def card_attachment(card: Card) -> dict[str, Any]:
+    """The card as a Teams message attachment."""
+    return attachment(card_content(card))
+
+
+def form_input(spec: Input) -> dict[str, Any]:
+    if spec.kind in (InputKind.select, InputKind.multiselect):
+        element = choice_set(spec.name, spec.options, label=spec.label,
+                             multi=spec.kind is InputKind.multiselect,
+                             placeholder=spec.placeholder)
+    else:
+        element = text_input(spec)
+    if spec.required:
+        element["isRequired"] = True
+        element["errorMessage"] = plain(f"{spec.label}: required")
+    return element
+
+
+def form_data(form: Form) -> dict[str, Any]:
+    """What the Submit button sends back: the form's name, its state and its inputs' shapes.
+
+    The shapes (`form_inputs`) say which keys are answers and which are multi-selects,
+    whose answers arrive as one comma-separated string.
+    """
+    shapes = {spec.name: {"kind": spec.kind.value, "label": spec.label} for spec in form.inputs}
+    return {FORM_KEY: form.name, **form.state, INPUTS_KEY: shapes}
+
+
+def form_attachment(form: Form) -> dict[str, Any]:
+    """The form as an input card with one Submit button."""
+    body: list[dict[str, Any]] = [text_block(form.title, bold=True, size="medium")]
+    if form.intro:
+        body.append(text_block(form.intro))
+    body += [form_input(spec) for spec in form.inputs]
+    return attachment(adaptive_card(body, [submit(form.submit_label, form_data(form),
+                                                  Style.primary)]))

@@ -1,0 +1,83 @@
+"""Storage on SQLite and on the real PostgreSQL: migrations, defaults, idempotency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from handlers.ingest import LeadIn, store_leads
+from storage import queries
+from storage.db import Store
+from storage.models import Lead, LeadEvent
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def test_fresh_database_has_the_default_definition(any_store: Store) -> None:
+    with any_store.session() as s:
+        definition, criteria = queries.current_definition(s)
+    assert definition.version == 1
+    assert [c.key for c in criteria] == ["budget", "authority", "need", "timing", "territory",
+                                         "valid_contact"]
+
+
+def test_new_definition_versions_count_up(any_store: Store) -> None:
+    with any_store.session() as s:
+        queries.create_definition(s, criteria=[("a", "A")], note="", created_by="t", now=NOW)
+        second = queries.create_definition(s, criteria=[("b", "B")], note="", created_by="t",
+                                           now=NOW)
+    with any_store.session() as s:
+        current, criteria = queries.current_definition(s)
+    assert second.version == current.version == 3 and [c.key for c in criteria] == ["b"]
+
+
+def test_leads_are_stored_once_per_source_and_external_id(any_store: Store) -> None:
+    items = [LeadIn(external_id="X1", name="A", source="web"),  # type: ignore[call-arg]
+             LeadIn(external_id="X1", name="A again", source="web"),  # type: ignore[call-arg]
+             LeadIn(external_id="X1", name="Other source", source="csv")]  # type: ignore[call-arg]
+    with any_store.session() as s:
+        outcomes, _ = store_leads(s, items, now=NOW, admin_channel=None)
+    assert [o.status for o in outcomes] == ["created", "duplicate", "created"]
+    assert outcomes[0].lead_id == outcomes[1].lead_id
+    with any_store.session() as s:
+        again, _ = store_leads(s, items[:1], now=NOW, admin_channel=None)
+        assert again[0].status == "duplicate"
+        assert s.exec(select(func.count()).select_from(Lead)).one() == 2
+        events = s.exec(select(LeadEvent).where(LeadEvent.kind == "ingested")).all()
+        assert len(events) == 2
+
+
+def test_attributes_and_times_round_trip(any_store: Store) -> None:
+    item = LeadIn.model_validate({"external_id": "A1", "name": "N", "region": "EMEA",
+                                  "score": 42, "created_at": "2026-11-20T10:00:00+01:00"})
+    with any_store.session() as s:
+        (outcome,), _ = store_leads(s, [item], now=NOW, admin_channel=None)
+    with any_store.session() as s:
+        lead = s.get(Lead, outcome.lead_id)
+        assert lead is not None
+        assert lead.attributes == {"region": "EMEA", "score": "42"}
+        assert lead.created_at == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def test_a_request_id_is_claimed_once_even_by_racing_workers(any_store: Store) -> None:
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            with any_store.session() as s:
+                results.append(queries.claim_request(s, platform="slack", request_id="Ev1",
+                                                     now=NOW))
+        except Exception:  # the loser of a commit race: the row already exists
+            results.append(False)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
