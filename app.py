@@ -24,15 +24,23 @@ from storage import queries
 from storage.db import Store
 from storage.demo import create_demo
 
-cli = typer.Typer(help="Liaison: the neutral go-between for sales and marketing.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+cli = typer.Typer(
+    help="Liaison: the neutral go-between for sales and marketing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 members_cli = typer.Typer(help="Who is who.", no_args_is_help=True)
 leaddef_cli = typer.Typer(help="The lead definition.", no_args_is_help=True)
 channels_cli = typer.Typer(help="Where Liaison posts.", no_args_is_help=True)
 campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
-for name, sub in (("db", db_cli), ("members", members_cli), ("leaddef", leaddef_cli),
-                  ("channels", channels_cli), ("campaigns", campaigns_cli)):
+for name, sub in (
+    ("db", db_cli),
+    ("members", members_cli),
+    ("leaddef", leaddef_cli),
+    ("channels", channels_cli),
+    ("campaigns", campaigns_cli),
+):
     cli.add_typer(sub, name=name)
 
 out = Console(soft_wrap=True)
@@ -68,13 +76,18 @@ def now() -> datetime:
 
 @cli.callback()
 def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 @cli.command()
-def serve(host: str = "127.0.0.1", port: int = 3000,
-          no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False,
+) -> None:
     """HTTP server: /slack/events, /api/messages, /api/leads and /healthz."""
     from aiohttp import web
 
@@ -82,8 +95,12 @@ def serve(host: str = "127.0.0.1", port: int = 3000,
 
     settings = Settings()
     store = open_store(settings)
-    web.run_app(build_web_app(settings, store, build_router()), host=host, port=port,
-                print=lambda msg: logging.getLogger("liaison").info("%s", msg))
+    web.run_app(
+        build_web_app(settings, store, build_router()),
+        host=host,
+        port=port,
+        print=lambda msg: logging.getLogger("liaison").info("%s", msg),
+    )
 
 
 @cli.command()
@@ -102,8 +119,9 @@ def socket() -> None:
 
 
 @cli.command()
-def console(as_: Annotated[str | None, typer.Option("--as", help="Start as this member")] = None
-            ) -> None:
+def console(
+    as_: Annotated[str | None, typer.Option("--as", help="Start as this member")] = None,
+) -> None:
     """A local chat in the terminal: act as any member, press buttons, fill forms."""
     from bot.console import ConsoleMessenger, run_console
 
@@ -136,19 +154,22 @@ def import_leads(file: Path) -> None:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         out.print(f"[red]Cannot read {file}: {error}[/red]")
         raise typer.Exit(2) from error
-    items = [{k: v for k, v in row.items() if k is not None and v not in (None, "")}
-             for row in rows]
+    items = [
+        {k: v for k, v in row.items() if k is not None and v not in (None, "")} for row in rows
+    ]
     good, problems = validate(items)
     bad_rows = {p.index for p in problems}
     for problem in problems:
         # Row 1 is the header, so data row i is line i + 2.
-        out.print(f"[red]row {problem.index + 2}[/red]: {problem.field or 'row'}: {problem.message}")
+        out.print(
+            f"[red]row {problem.index + 2}[/red]: {problem.field or 'row'}: {problem.message}"
+        )
     ingestor = _ingestor(settings, store)
     created = duplicates = 0
     with Progress(console=out) as progress:
         task = progress.add_task("Importing leads", total=len(good))
         for start in range(0, len(good), 200):
-            batch = good[start:start + 200]
+            batch = good[start : start + 200]
             outcomes = asyncio.run(ingestor.ingest(batch, now=now()))
             created += sum(o.status == "created" for o in outcomes)
             duplicates += sum(o.status == "duplicate" for o in outcomes)
@@ -161,8 +182,12 @@ def import_leads(file: Path) -> None:
 def _ingestor(settings: Settings, store: Store) -> Ingestor:
     messengers = platform_messengers(settings, store)
     directories = [m for m in messengers if hasattr(m, "find_by_email")]
-    return Ingestor(store, Deliverer(store, messengers), directories,  # type: ignore[arg-type]
-                    settings.default_channel("admin"))
+    return Ingestor(
+        store,
+        Deliverer(store, messengers),
+        directories,  # type: ignore[arg-type]
+        settings.default_channel("admin"),
+    )
 
 
 @cli.command()
@@ -171,10 +196,13 @@ def demo(leads: int = 24, seed: int = 7) -> None:
     store = open_store(Settings())
     with Progress(console=out) as progress, store.session() as session:
         task = progress.add_task("Creating demo company", total=leads)
-        created = create_demo(session, leads=leads, seed=seed, now=now(),
-                              progress=lambda n: progress.advance(task, n))
-    out.print(f"Demo company ready: {created} new leads ({leads - created} were already there). "
-              "Try `liaison console`.")
+        created = create_demo(
+            session, leads=leads, seed=seed, now=now(), progress=lambda n: progress.advance(task, n)
+        )
+    out.print(
+        f"Demo company ready: {created} new leads ({leads - created} were already there). "
+        "Try `liaison console`."
+    )
 
 
 @leaddef_cli.command("set")
@@ -184,8 +212,10 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
         spec = yaml.safe_load(file.read_text(encoding="utf-8"))
         criteria = [(str(c["key"]).strip(), str(c["text"]).strip()) for c in spec["criteria"]]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        out.print(f"[red]{file} is not a lead definition: {error}[/red]\n"
-                  "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed")
+        out.print(
+            f"[red]{file} is not a lead definition: {error}[/red]\n"
+            "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed"
+        )
         raise typer.Exit(2) from error
     keys = [k for k, _ in criteria]
     if not criteria or any(not k or not t for k, t in criteria) or len(set(keys)) != len(keys):
@@ -193,9 +223,9 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
         raise typer.Exit(2)
     store = open_store(Settings())
     with store.session() as session:
-        definition = queries.create_definition(session, criteria=criteria,
-                                               note=str(spec.get("note", "")), created_by=by,
-                                               now=now())
+        definition = queries.create_definition(
+            session, criteria=criteria, note=str(spec.get("note", "")), created_by=by, now=now()
+        )
     out.print(f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria).")
 
 
@@ -229,11 +259,21 @@ def members_set(
         if manager and boss is None:
             out.print(f"[red]No member with email {manager}; add the manager first.[/red]")
             raise typer.Exit(2)
-        member = queries.upsert_member(session, now=now(), email=email, name=name, role=role,
-                                       team=team, timezone=timezone, rename=bool(name),
-                                       manager_id=boss.id if boss else None)
-        out.print(f"{member.name} <{member.email}>: {member.role}"
-                  + (f", manager {boss.name}" if boss else ""))
+        member = queries.upsert_member(
+            session,
+            now=now(),
+            email=email,
+            name=name,
+            role=role,
+            team=team,
+            timezone=timezone,
+            rename=bool(name),
+            manager_id=boss.id if boss else None,
+        )
+        out.print(
+            f"{member.name} <{member.email}>: {member.role}"
+            + (f", manager {boss.name}" if boss else "")
+        )
 
 
 @members_cli.command("list")
@@ -244,10 +284,22 @@ def members_list() -> None:
     with store.session() as session:
         for m in queries.all_members(session):
             boss = queries.get_member(session, member_id=m.manager_id) if m.manager_id else None
-            platforms = ", ".join(p for p, on in (("slack", m.slack_user_id),
-                                                   ("teams", m.teams_user_id)) if on) or "-"
-            table.add_row(m.handle, m.name, m.email or "-", m.role, m.team or "-",
-                          boss.name if boss else "-", m.timezone or "-", platforms)
+            platforms = (
+                ", ".join(
+                    p for p, on in (("slack", m.slack_user_id), ("teams", m.teams_user_id)) if on
+                )
+                or "-"
+            )
+            table.add_row(
+                m.handle,
+                m.name,
+                m.email or "-",
+                m.role,
+                m.team or "-",
+                boss.name if boss else "-",
+                m.timezone or "-",
+                platforms,
+            )
     out.print(table)
 
 
@@ -268,8 +320,9 @@ def channels_set(kind: str, target: str) -> None:
 
 
 @campaigns_cli.command("set")
-def campaigns_set(name: str, marketer: Annotated[str, typer.Option(help="marketer's email")]
-                  ) -> None:
+def campaigns_set(
+    name: str, marketer: Annotated[str, typer.Option(help="marketer's email")]
+) -> None:
     """Name the marketer who answers reps' questions about a campaign's leads."""
     store = open_store(Settings())
     with store.session() as session:

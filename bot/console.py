@@ -95,8 +95,9 @@ class ConsoleMessenger:
     async def update(self, location: CardLocation, card: Card) -> None:
         key = f"location:{location.message_id}"
         self.screen.cards.setdefault(key, int(location.message_id.lstrip("c")))
-        self.screen.show(card, heading=f"↻ card #{location.message_id[1:]} updated in place",
-                         card_key=key)
+        self.screen.show(
+            card, heading=f"↻ card #{location.message_id[1:]} updated in place", card_key=key
+        )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
         heading = f"→ in the thread of card #{location.message_id[1:]} ({location.channel})"
@@ -141,8 +142,10 @@ class ConsoleChat:
                 session, email=handle
             )
         if member is None:
-            self.screen.out.print(f"[red]No member called {escape(handle)}.[/red] Known: "
-                                  + ", ".join(self._handles()))
+            self.screen.out.print(
+                f"[red]No member called {escape(handle)}.[/red] Known: "
+                + ", ".join(self._handles())
+            )
             return False
         self.me = member
         self.screen.out.print(
@@ -172,7 +175,9 @@ class ConsoleChat:
             self.switch(line[3:].strip())
             return
         if self.me is None:
-            self.screen.out.print("Pick who you are first: /as NAME (" + ", ".join(self._handles()) + ")")
+            self.screen.out.print(
+                "Pick who you are first: /as NAME (" + ", ".join(self._handles()) + ")"
+            )
             return
         if line.isdigit():
             await self.press(int(line))
@@ -189,7 +194,10 @@ class ConsoleChat:
             self.screen.out.print(f"[red]There is no button [{number}].[/red]")
             return
         interaction = Interaction(
-            Kind.action, button.action, self.me, Where(PLATFORM, self.me.handle),
+            Kind.action,
+            button.action,
+            self.me,
+            Where(PLATFORM, self.me.handle),
             args=decode(button.value),
         )
         await self._handle(interaction)
@@ -204,8 +212,13 @@ class ConsoleChat:
                 self.screen.out.print("Cancelled.")
                 return
             submit = Interaction(
-                Kind.form, form.name, self.me, Where(PLATFORM, self.me.handle),
-                args=dict(form.state), values=values, request_id=f"form:{form.state['nonce']}",
+                Kind.form,
+                form.name,
+                self.me,
+                Where(PLATFORM, self.me.handle),
+                args=dict(form.state),
+                values=values,
+                request_id=f"form:{form.state['nonce']}",
             )
             effects = await self.bot.handle(submit, responder)
             if any(type(e).__name__ == "FormErrors" for e in effects):
@@ -223,13 +236,16 @@ class ConsoleChat:
             if spec.kind in (InputKind.select, InputKind.multiselect):
                 for n, option in enumerate(spec.options, 1):
                     out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}")
-                hint = "numbers, comma-separated" if spec.kind is InputKind.multiselect else "number"
+                hint = (
+                    "numbers, comma-separated" if spec.kind is InputKind.multiselect else "number"
+                )
                 raw = self.ask(f"{spec.label} ({hint}){optional}: ").strip()
                 if raw == "/cancel":
                     return None
                 picked = [p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()]
                 values[spec.name] = [
-                    spec.options[int(p) - 1].value if p.isdigit() and 0 < int(p) <= len(spec.options)
+                    spec.options[int(p) - 1].value
+                    if p.isdigit() and 0 < int(p) <= len(spec.options)
                     else p
                     for p in picked
                 ]
@@ -248,15 +264,18 @@ def make_ask(console: Console) -> Callable[[str], str]:
     return ask
 
 
-async def run_console(store: Store, bot_factory: Callable[[ConsoleMessenger], Bot],
-                      out: Console, start_as: str | None) -> None:
+async def run_console(
+    store: Store, bot_factory: Callable[[ConsoleMessenger], Bot], out: Console, start_as: str | None
+) -> None:
     """Start the chat loop, acting as `start_as` (or the first rep) to begin with."""
     screen = ConsoleScreen(out)
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
     chat = ConsoleChat(store, bot_factory(messenger), screen, make_ask(out))
-    out.print("[bold]Liaison console[/bold]: /as NAME to switch member, /help for commands, "
-              "a number to press a button, /quit to leave.")
+    out.print(
+        "[bold]Liaison console[/bold]: /as NAME to switch member, /help for commands, "
+        "a number to press a button, /quit to leave."
+    )
     handles = chat._handles()
     first = start_as or (handles[0] if handles else None)
     if first:

@@ -65,8 +65,9 @@ class Directory(Protocol):
 class Deliverer:
     """Runs the effects of one handler call, in order."""
 
-    def __init__(self, store: Store, messengers: Sequence[Messenger],
-                 directories: Sequence[Directory] = ()) -> None:
+    def __init__(
+        self, store: Store, messengers: Sequence[Messenger], directories: Sequence[Directory] = ()
+    ) -> None:
         self.store = store
         self.messengers = {m.platform: m for m in messengers}
         self.directories = directories

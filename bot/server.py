@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from storage.db import Store
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_web_app(settings: Settings, store: Store, router: Router) -> web.Application:
@@ -55,11 +57,10 @@ def build_web_app(settings: Settings, store: Store, router: Router) -> web.Appli
 
 
 async def _slack_off(_: web.Request) -> web.Response:
-    return web.json_response({"error": "Slack is not configured: set SLACK_BOT_TOKEN"},
-                             status=404)
+    return web.json_response({"error": "Slack is not configured: set SLACK_BOT_TOKEN"}, status=404)
 
 
-def _health(store: Store) -> web.RequestHandler:  # type: ignore[name-defined]
+def _health(store: Store) -> Handler:
     async def health(_: web.Request) -> web.Response:
         try:
             ok = await asyncio.to_thread(store.ping)

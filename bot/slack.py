@@ -51,8 +51,11 @@ def slack_error(error: SlackApiError) -> str:
 
 def make_client(settings: Settings) -> AsyncWebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else (
-        settings.slack_api_url + "/")
+    base_url = (
+        settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else (settings.slack_api_url + "/")
+    )
     return AsyncWebClient(token=token, base_url=base_url)
 
 
@@ -83,14 +86,19 @@ class SlackMessenger:
 
     async def update(self, location: CardLocation, card: Card) -> None:
         await self.client.chat_update(
-            channel=location.channel, ts=location.message_id, text=card.summary,
+            channel=location.channel,
+            ts=location.message_id,
+            text=card.summary,
             blocks=card_blocks(card),
         )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
         response = await self.client.chat_postMessage(
-            channel=location.channel, thread_ts=location.message_id, text=card.summary,
-            blocks=card_blocks(card), unfurl_links=False,
+            channel=location.channel,
+            thread_ts=location.message_id,
+            text=card.summary,
+            blocks=card_blocks(card),
+            unfurl_links=False,
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
@@ -110,15 +118,22 @@ class SlackMessenger:
 
     def _remember(self, user_id: str, email: str, name: str, tz: str | None) -> None:
         with self.store.session() as session:
-            queries.upsert_member(session, now=datetime.now(UTC), slack_user_id=user_id,
-                                  email=email, name=name, timezone=tz)
+            queries.upsert_member(
+                session,
+                now=datetime.now(UTC),
+                slack_user_id=user_id,
+                email=email,
+                name=name,
+                timezone=tz,
+            )
 
 
 class SlackResponder:
     """Private answers through `response_url` (or postEphemeral), forms as modals."""
 
-    def __init__(self, client: AsyncWebClient, body: dict[str, Any],
-                 respond: AsyncRespond | None) -> None:
+    def __init__(
+        self, client: AsyncWebClient, body: dict[str, Any], respond: AsyncRespond | None
+    ) -> None:
         self.client = client
         self.body = body
         self.respond = respond
@@ -137,19 +152,23 @@ class SlackResponder:
     async def reply(self, card: Card) -> None:
         blocks = card_blocks(card)
         if self.respond is not None and self.body.get("response_url"):
-            await self.respond(text=card.summary, blocks=blocks, response_type="ephemeral",
-                               replace_original=False)
+            await self.respond(
+                text=card.summary, blocks=blocks, response_type="ephemeral", replace_original=False
+            )
         elif self._channel():
-            await self.client.chat_postEphemeral(channel=self._channel(), user=self._user(),
-                                                 text=card.summary, blocks=blocks)
+            await self.client.chat_postEphemeral(
+                channel=self._channel(), user=self._user(), text=card.summary, blocks=blocks
+            )
         else:
-            await self.client.chat_postMessage(channel=self._user(), text=card.summary,
-                                               blocks=blocks)
+            await self.client.chat_postMessage(
+                channel=self._user(), text=card.summary, blocks=blocks
+            )
 
     async def show_form(self, form: Form) -> None:
         metadata = dict(form.state, channel=self._channel())
-        await self.client.views_open(trigger_id=self.body["trigger_id"],
-                                     view=modal(form, metadata=metadata))
+        await self.client.views_open(
+            trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
+        )
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         self.errors.update(errors)
@@ -178,8 +197,14 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
 
     def save() -> Member:
         with store.session() as session:
-            return queries.upsert_member(session, now=datetime.now(UTC), slack_user_id=user["id"],
-                                         email=email, name=name, timezone=tz)
+            return queries.upsert_member(
+                session,
+                now=datetime.now(UTC),
+                slack_user_id=user["id"],
+                email=email,
+                name=name,
+                timezone=tz,
+            )
 
     return await asyncio.to_thread(save)
 
@@ -187,10 +212,15 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
 def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Background) -> AsyncApp:
     """The Bolt app with Liaison's listeners; `process_before_response` for a fast ack."""
     client = make_client(settings)
-    secret = settings.slack_signing_secret.get_secret_value() if (
-        settings.slack_signing_secret) else ""
-    app = AsyncApp(client=client, signing_secret=secret, process_before_response=True,
-                   raise_error_for_unhandled_request=False)
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if (settings.slack_signing_secret) else ""
+    )
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret,
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+    )
 
     async def actor(user: dict[str, Any]) -> Member:
         return await member_for(client, store, user)
@@ -211,9 +241,12 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         user = {"id": body.get("user_id", ""), "name": body.get("user_name")}
         responder.body = dict(body, user=user)
         where = Where(PLATFORM, str(body.get("channel_id", "")))
-        background.spawn(run(
-            lambda me: Interaction(Kind.command, slash.lower(), me, where, text=text.strip()),
-            responder))
+        background.spawn(
+            run(
+                lambda me: Interaction(Kind.command, slash.lower(), me, where, text=text.strip()),
+                responder,
+            )
+        )
 
     @app.action(re.compile(r".+"))
     async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
@@ -221,13 +254,22 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         action = (body.get("actions") or [{}])[0]
         value = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         container = body.get("container") or {}
-        where = Where(PLATFORM, str(container.get("channel_id", "")),
-                      str(container.get("message_ts", "")))
+        where = Where(
+            PLATFORM, str(container.get("channel_id", "")), str(container.get("message_ts", ""))
+        )
         responder = SlackResponder(client, body, respond)
-        background.spawn(run(
-            lambda me: Interaction(Kind.action, str(action.get("action_id", "")), me, where,
-                                   args=decode(str(value))),
-            responder))
+        background.spawn(
+            run(
+                lambda me: Interaction(
+                    Kind.action,
+                    str(action.get("action_id", "")),
+                    me,
+                    where,
+                    args=decode(str(value)),
+                ),
+                responder,
+            )
+        )
 
     @app.view(re.compile(r".+"))
     async def on_view(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -239,12 +281,17 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         if not isinstance(state, dict):
             state = {}
         args = {str(k): str(v) for k, v in state.items()}
-        responder = SlackResponder(client, dict(body, channel={"id": args.get("channel", "")}),
-                                   None)
+        responder = SlackResponder(
+            client, dict(body, channel={"id": args.get("channel", "")}), None
+        )
         me = await actor(body["user"])
         interaction = Interaction(
-            Kind.form, str(view.get("callback_id", "")), me,
-            Where(PLATFORM, args.get("channel", "")), args=args, values=view_values(view),
+            Kind.form,
+            str(view.get("callback_id", "")),
+            me,
+            Where(PLATFORM, args.get("channel", "")),
+            args=args,
+            values=view_values(view),
             request_id=f"form:{args['nonce']}" if args.get("nonce") else f"view:{view.get('id')}",
         )
         effects = await bot.decide(interaction)
@@ -260,14 +307,28 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         if event.get("bot_id") or event.get("subtype") or event.get("channel_type") != "im":
             return
         word, _, rest = str(event.get("text", "")).strip().lstrip("/").partition(" ")
-        responder = SlackResponder(client, dict(body, user={"id": event.get("user", "")},
-                                                channel={"id": event.get("channel", "")}), None)
+        responder = SlackResponder(
+            client,
+            dict(
+                body, user={"id": event.get("user", "")}, channel={"id": event.get("channel", "")}
+            ),
+            None,
+        )
         where = Where(PLATFORM, str(event.get("channel", "")), str(event.get("ts", "")))
         request_id = f"event:{body.get('event_id', '')}"
-        background.spawn(run(
-            lambda me: Interaction(Kind.command, word.lower() or "help", me, where, text=rest,
-                                   request_id=request_id),
-            responder))
+        background.spawn(
+            run(
+                lambda me: Interaction(
+                    Kind.command,
+                    word.lower() or "help",
+                    me,
+                    where,
+                    text=rest,
+                    request_id=request_id,
+                ),
+                responder,
+            )
+        )
 
     return app
 
@@ -304,8 +365,9 @@ def signed_by_slack(secret: str, body: bytes, headers: Mapping[str, str], now: f
 
 def make_route(settings: Settings, app: AsyncApp) -> Any:
     """POST /slack/events: verify the signature, refuse malformed bodies with a 4xx, then Bolt."""
-    secret = settings.slack_signing_secret.get_secret_value() if (
-        settings.slack_signing_secret) else ""
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if (settings.slack_signing_secret) else ""
+    )
 
     async def events(request: web.Request) -> web.Response:
         body = await request.read()
@@ -313,8 +375,8 @@ def make_route(settings: Settings, app: AsyncApp) -> Any:
             return web.json_response({"error": "invalid or missing Slack signature"}, status=401)
         if _parse(body, request.content_type) is None:
             return web.json_response(
-                {"error": "body is not a Slack event, command or interaction payload"},
-                status=400)
+                {"error": "body is not a Slack event, command or interaction payload"}, status=400
+            )
         response = await app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
@@ -328,4 +390,4 @@ async def run_socket_mode(settings: Settings, store: Store, bot: Bot) -> None:
     background = Background()
     app = build_bolt_app(settings, store, bot, background)
     token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
-    await AsyncSocketModeHandler(app, token).start_async()
+    await AsyncSocketModeHandler(app, token).start_async()  # type: ignore[no-untyped-call]

@@ -100,7 +100,8 @@ def input_block(spec: Input) -> Block:
             element["placeholder"] = plain(spec.placeholder, 150)
     else:
         element = {
-            "type": "multi_static_select" if spec.kind is InputKind.multiselect
+            "type": "multi_static_select"
+            if spec.kind is InputKind.multiselect
             else "static_select",
             "action_id": spec.name,
             "placeholder": plain("Choose…"),

@@ -32,7 +32,9 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def verify(settings: Settings, request: web.Request, body: bytes, now: float) -> web.Response | None:
+def verify(
+    settings: Settings, request: web.Request, body: bytes, now: float
+) -> web.Response | None:
     """None when the request is authentic, else the 4xx/503 answer."""
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         return error(503, "lead ingestion is not configured: set LIAISON_WEBHOOK_SECRET")
@@ -65,19 +67,28 @@ def make_handler(settings: Settings, ingestor: Ingestor, background: Background)
             return error(400, "no leads in the body")
         good, problems = validate(items)
         if problems:
-            details = [{"index": p.index, "field": p.field, "message": p.message}
-                       for p in problems]
+            details = [{"index": p.index, "field": p.field, "message": p.message} for p in problems]
             return error(422, "some leads are invalid; none were stored", details=details)
         outcomes, effects = await ingestor.store_and_resolve(good, now=datetime.now(UTC))
         background.spawn(ingestor.deliverer.deliver(effects, None))
-        log.info("ingested %d leads (%d new)", len(outcomes),
-                 sum(o.status == "created" for o in outcomes))
-        return web.json_response({"leads": [
-            {"id": o.lead_id, "external_id": o.external_id, "source": o.source,
-             "status": o.status, "owner_email": o.owner}
-            for o in outcomes
-        ]})
+        log.info(
+            "ingested %d leads (%d new)",
+            len(outcomes),
+            sum(o.status == "created" for o in outcomes),
+        )
+        return web.json_response(
+            {
+                "leads": [
+                    {
+                        "id": o.lead_id,
+                        "external_id": o.external_id,
+                        "source": o.source,
+                        "status": o.status,
+                        "owner_email": o.owner,
+                    }
+                    for o in outcomes
+                ]
+            }
+        )
 
     return receive
-
-

@@ -146,9 +146,7 @@ def _buttons(lead: Lead) -> tuple[Button, ...]:
     return ()
 
 
-def question_card(
-    session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None
-) -> Card:
+def question_card(session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None) -> Card:
     """What the campaign's marketer sees: the rep's question and an Answer button."""
     rep = _name(session, asked.member_id)
     fields = [Field_(say("label_question"), asked.data["question"])]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from sqlmodel import Session
+
 from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Card
 from bot.text import say
 from storage.models import Lead, Member
 from storage.queries import get_member
-from sqlmodel import Session
 
 
 def private(text: str, *, title: str = "") -> list[Effect]:

@@ -18,10 +18,7 @@ def register(router: Router) -> None:
 
 def help_card(router: Router, platform: str) -> Card:
     prefix = "/liaison " if platform == "slack" else ("" if platform == "teams" else "/")
-    fields = tuple(
-        Field_(f"{prefix}{name}", route.summary)
-        for name, route in router.commands()
-    )
+    fields = tuple(Field_(f"{prefix}{name}", route.summary) for name, route in router.commands())
     return Card(
         title=say("help_title"),
         text=say("help_intro"),
@@ -54,9 +51,7 @@ def show_definition(ctx: Context, interaction: Interaction) -> list[Effect]:
                 title=say("leaddef_title", version=definition.version),
                 text=say("leaddef_intro", note=definition.note),
                 fields=tuple(Field_(c.key, c.text) for c in criteria),
-                context=say(
-                    "leaddef_context", by=definition.created_by, at=definition.created_at
-                ),
+                context=say("leaddef_context", by=definition.created_by, at=definition.created_at),
             )
         )
     ]

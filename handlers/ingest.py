@@ -24,8 +24,17 @@ from storage.models import EventKind, Lead, LeadState, Role
 
 log = logging.getLogger(__name__)
 
-KNOWN = {"external_id", "name", "company", "email", "title", "campaign", "source",
-         "owner_email", "created_at"}
+KNOWN = {
+    "external_id",
+    "name",
+    "company",
+    "email",
+    "title",
+    "campaign",
+    "source",
+    "owner_email",
+    "created_at",
+}
 
 
 class LeadIn(BaseModel):
@@ -119,16 +128,25 @@ def store_leads(
                     session, source=item.source, external_id=item.external_id
                 )
         if existing is not None:
-            outcomes.append(Outcome(item.external_id, item.source, existing.id or 0, "duplicate",
-                                    existing.owner_email))
+            outcomes.append(
+                Outcome(
+                    item.external_id,
+                    item.source,
+                    existing.id or 0,
+                    "duplicate",
+                    existing.owner_email,
+                )
+            )
             continue
-        outcomes.append(Outcome(item.external_id, item.source, lead.id or 0, "created",
-                                lead.owner_email))
+        outcomes.append(
+            Outcome(item.external_id, item.source, lead.id or 0, "created", lead.owner_email)
+        )
         if lead.owner_id is None:
             unassigned.append(lead)
         else:
-            effects.append(Notify(lead.owner_id, lead_card(session, lead), lead_id=lead.id,
-                                  purpose=HANDOFF))
+            effects.append(
+                Notify(lead.owner_id, lead_card(session, lead), lead_id=lead.id, purpose=HANDOFF)
+            )
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
     return outcomes, effects
@@ -155,11 +173,17 @@ def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime
     )
     session.add(lead)
     session.flush()
-    queries.add_event(session, lead_id=lead.id or 0, kind=EventKind.ingested, now=now,
-                      data={"source": item.source, "owner_email": lead.owner_email})
+    queries.add_event(
+        session,
+        lead_id=lead.id or 0,
+        kind=EventKind.ingested,
+        now=now,
+        data={"source": item.source, "owner_email": lead.owner_email},
+    )
     if owner is not None:
-        queries.add_event(session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now,
-                          member_id=owner.id)
+        queries.add_event(
+            session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=owner.id
+        )
     return lead
 
 
@@ -170,8 +194,10 @@ def _report_unassigned(
         title=say("unassigned_title", count=len(leads)),
         text=say("unassigned_intro"),
         fields=tuple(
-            Field_(f"Lead #{lead.id}", say("unassigned_line", name=lead.name,
-                                            owner_email=lead.owner_email))
+            Field_(
+                f"Lead #{lead.id}",
+                say("unassigned_line", name=lead.name, owner_email=lead.owner_email),
+            )
             for lead in leads[:20]
         ),
     )
@@ -182,16 +208,24 @@ def _report_unassigned(
     if target:
         effects.append(Post(target, card))
     if not effects:
-        log.warning("%d unassigned leads and no admin to tell; set one with "
-                    "`liaison members set EMAIL --role admin`", len(leads))
+        log.warning(
+            "%d unassigned leads and no admin to tell; set one with "
+            "`liaison members set EMAIL --role admin`",
+            len(leads),
+        )
     return effects
 
 
 class Ingestor:
     """Validate → find owners in the platform directories → store → deliver cards."""
 
-    def __init__(self, store: Store, deliverer: Deliverer, directories: Sequence[Directory],
-                 admin_channel: str | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        directories: Sequence[Directory],
+        admin_channel: str | None,
+    ) -> None:
         self.store = store
         self.deliverer = deliverer
         self.directories = directories

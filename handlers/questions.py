@@ -9,7 +9,7 @@ from bot.router import Context, Router
 from bot.text import say
 from handlers.cards import question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
-from handlers.leads import checked_lead, campaign_marketer, refresh
+from handlers.leads import campaign_marketer, checked_lead, refresh
 from storage import queries
 from storage.models import EventKind, Lead, LeadEvent, Member, Role
 
@@ -103,7 +103,9 @@ def _question(
 
 def _with_lead(interaction: Interaction, lead_id: str) -> Interaction:
     args = dict(interaction.args, lead_id=lead_id)
-    return Interaction(interaction.kind, interaction.name, interaction.actor, interaction.where, args)
+    return Interaction(
+        interaction.kind, interaction.name, interaction.actor, interaction.where, args
+    )
 
 
 def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:

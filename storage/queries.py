@@ -195,7 +195,9 @@ def add_event(
     member_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> LeadEvent:
-    event = LeadEvent(lead_id=lead_id, kind=kind.value, member_id=member_id, at=now, data=data or {})
+    event = LeadEvent(
+        lead_id=lead_id, kind=kind.value, member_id=member_id, at=now, data=data or {}
+    )
     session.add(event)
     session.flush()
     return event

@@ -11,7 +11,9 @@ import pytest
 
 from storage.db import Store
 
-PG_ADMIN_URL = os.environ.get("LIAISON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "LIAISON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture
@@ -43,6 +45,8 @@ def pg_url() -> Iterator[str]:
 
     reason = _pg_available()
     if reason is not None:
+        if os.environ.get("LIAISON_REQUIRE_PG"):
+            pytest.fail(reason)  # CI must run the PostgreSQL tests, not skip them
         pytest.skip(reason)
     name = f"liaison_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_plain(PG_ADMIN_URL), autocommit=True) as admin:

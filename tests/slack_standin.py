@@ -38,8 +38,13 @@ class SlackStandIn:
         return [c.params for c in self.calls if c.method == method]
 
     def add_user(self, user_id: str, name: str, email: str, tz: str = "Europe/London") -> None:
-        self.users[user_id] = {"id": user_id, "name": name.split()[0].lower(), "real_name": name,
-                               "tz": tz, "profile": {"email": email, "real_name": name}}
+        self.users[user_id] = {
+            "id": user_id,
+            "name": name.split()[0].lower(),
+            "real_name": name,
+            "tz": tz,
+            "profile": {"email": email, "real_name": name},
+        }
 
     async def start(self) -> SlackStandIn:
         app = web.Application()
@@ -83,15 +88,25 @@ class SlackStandIn:
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
-            return {"ok": True, "url": "https://example.slack.com/", "team": "Example",
-                    "user": "liaison", "team_id": "T0CAG", "user_id": "U0BOT",
-                    "bot_id": "B0CA7"}
+            return {
+                "ok": True,
+                "url": "https://example.slack.com/",
+                "team": "Example",
+                "user": "liaison",
+                "team_id": "T0CAG",
+                "user_id": "U0BOT",
+                "bot_id": "B0CA7",
+            }
         if method == "chat.postMessage":
             channel = str(params.get("channel", ""))
             if channel.startswith("U"):
                 channel = "D" + channel[1:]
-            return {"ok": True, "channel": channel, "ts": f"1700000000.{next(self._ts):06d}",
-                    "message": {"text": params.get("text", "")}}
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": f"1700000000.{next(self._ts):06d}",
+                "message": {"text": params.get("text", "")},
+            }
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "chat.postEphemeral":

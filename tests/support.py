@@ -59,11 +59,15 @@ class LiveServer:
         await self.app[BACKGROUND].drain()
 
 
-def signed_lead_headers(body: bytes, secret: str = WEBHOOK_SECRET,
-                        timestamp: int | None = None) -> dict[str, str]:
+def signed_lead_headers(
+    body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    return {"Content-Type": "application/json", "X-Liaison-Timestamp": ts,
-            "X-Liaison-Signature": signature(secret, ts, body)}
+    return {
+        "Content-Type": "application/json",
+        "X-Liaison-Timestamp": ts,
+        "X-Liaison-Signature": signature(secret, ts, body),
+    }
 
 
 async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 5.0) -> Any:

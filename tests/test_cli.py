@@ -68,8 +68,10 @@ def test_import_of_a_missing_file_is_a_clear_error(db: str) -> None:
 
 def test_leaddef_set_creates_a_version(db: str, tmp_path: Path) -> None:
     spec = tmp_path / "def.yaml"
-    spec.write_text("note: tighter\ncriteria:\n  - key: budget\n    text: Budget approved\n"
-                    "  - key: icp\n    text: Ideal customer profile\n")
+    spec.write_text(
+        "note: tighter\ncriteria:\n  - key: budget\n    text: Budget approved\n"
+        "  - key: icp\n    text: Ideal customer profile\n"
+    )
     result = runner.invoke(cli, ["leaddef", "set", str(spec)])
     assert result.exit_code == 0 and "v2 is now in force (2 criteria)" in result.output
     bad = tmp_path / "bad.yaml"
@@ -79,10 +81,26 @@ def test_leaddef_set_creates_a_version(db: str, tmp_path: Path) -> None:
 
 
 def test_members_set_and_list(db: str) -> None:
-    assert runner.invoke(cli, ["members", "set", "dave@x.com", "--role", "manager",
-                               "--name", "Dave D"]).exit_code == 0
-    result = runner.invoke(cli, ["members", "set", "alice@x.com", "--role", "rep",
-                                 "--manager", "dave@x.com", "--timezone", "Europe/Berlin"])
+    assert (
+        runner.invoke(
+            cli, ["members", "set", "dave@x.com", "--role", "manager", "--name", "Dave D"]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        cli,
+        [
+            "members",
+            "set",
+            "alice@x.com",
+            "--role",
+            "rep",
+            "--manager",
+            "dave@x.com",
+            "--timezone",
+            "Europe/Berlin",
+        ],
+    )
     assert result.exit_code == 0 and "manager Dave D" in result.output
     listing = runner.invoke(cli, ["members", "list"])
     assert "alice@x.com" in listing.output and "Europe/Berlin" in listing.output
@@ -108,11 +126,22 @@ def test_demo_is_reproducible_and_idempotent(db: str) -> None:
 def test_console_runs_as_a_real_process(tmp_path: Path) -> None:
     env = dict(os.environ, LIAISON_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
     liaison = [sys.executable, "-c", "from app import main; main()"]
-    subprocess.run([*liaison, "demo", "--leads", "6"], env=env, check=True, capture_output=True,
-                   cwd=Path(__file__).parent.parent)
-    done = subprocess.run([*liaison, "console", "--as", "carol"], env=env, capture_output=True,
-                          text=True, input="/leaddef\n/as nobody\n/quit\n", timeout=60,
-                          cwd=Path(__file__).parent.parent)
+    subprocess.run(
+        [*liaison, "demo", "--leads", "6"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    done = subprocess.run(
+        [*liaison, "console", "--as", "carol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        input="/leaddef\n/as nobody\n/quit\n",
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert "You are now Carol Chen (marketer)" in done.stdout
     assert "Lead definition v1" in done.stdout

@@ -44,8 +44,9 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(session, now=_now(), email="carol@example.com",
-                                      name="Carol Chen", role="marketer")
+        carol = queries.upsert_member(
+            session, now=_now(), email="carol@example.com", name="Carol Chen", role="marketer"
+        )
         campaign = queries.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
@@ -59,21 +60,36 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-def slack_headers(body: bytes, content_type: str, *, secret: str = SIGNING_SECRET,
-                  timestamp: int | None = None, **extra: str) -> dict[str, str]:
+def slack_headers(
+    body: bytes,
+    content_type: str,
+    *,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    **extra: str,
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = f"v0:{ts}:".encode() + body
     sig = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": sig, **extra}
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sig,
+        **extra,
+    }
 
 
-async def post_slack(server: LiveServer, body: bytes, content_type: str,
-                     **headers: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{server.url}/slack/events", data=body,
-        headers=slack_headers(body, content_type, **headers),
-    ) as response:
+async def post_slack(
+    server: LiveServer, body: bytes, content_type: str, **headers: str
+) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.url}/slack/events",
+            data=body,
+            headers=slack_headers(body, content_type, **headers),
+        ) as response,
+    ):
         return response.status, await response.text()
 
 
@@ -84,30 +100,47 @@ async def interact(server: LiveServer, payload: dict[str, Any]) -> tuple[int, st
     return status, text
 
 
-def press(slack: SlackStandIn, user: str, message: dict[str, Any], action_id: str) -> dict[str, Any]:
+def press(
+    slack: SlackStandIn, user: str, message: dict[str, Any], action_id: str
+) -> dict[str, Any]:
     """A block_actions payload: `user` pressed `action_id` on the posted `message`."""
     payload = fixture("slack", "block_actions")
-    button = next(e for b in message["blocks"] if b["type"] == "actions"
-                  for e in b["elements"] if e["action_id"] == action_id)
-    payload["user"] = {"id": user, "username": user.lower(), "name": user.lower(),
-                       "team_id": "T0CAG"}
+    button = next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == action_id
+    )
+    payload["user"] = {
+        "id": user,
+        "username": user.lower(),
+        "name": user.lower(),
+        "team_id": "T0CAG",
+    }
     payload["container"].update(channel_id=message["channel"], message_ts=message["ts"])
     payload["channel"]["id"] = message["channel"]
     payload["response_url"] = slack.response_url(f"{user}-{action_id}")
     payload["trigger_id"] = f"trigger-{time.monotonic_ns()}"
-    payload["actions"][0].update(action_id=action_id, value=button["value"],
-                                 text=button["text"])
+    payload["actions"][0].update(action_id=action_id, value=button["value"], text=button["text"])
     return payload
 
 
 def submit(user: str, view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A view_submission payload for an opened modal with the given input values."""
     payload = fixture("slack", "view_submission")
-    payload["user"] = {"id": user, "username": user.lower(), "name": user.lower(),
-                       "team_id": "T0CAG"}
-    payload["view"].update(callback_id=view["callback_id"],
-                           private_metadata=view["private_metadata"], blocks=view["blocks"],
-                           state={"values": values})
+    payload["user"] = {
+        "id": user,
+        "username": user.lower(),
+        "name": user.lower(),
+        "team_id": "T0CAG",
+    }
+    payload["view"].update(
+        callback_id=view["callback_id"],
+        private_metadata=view["private_metadata"],
+        blocks=view["blocks"],
+        state={"values": values},
+    )
     return payload
 
 
@@ -140,21 +173,33 @@ def text_of(params: dict[str, Any]) -> str:
     return json.dumps(params.get("blocks", []), ensure_ascii=False) + params.get("text", "")
 
 
-async def send_leads(server: LiveServer, leads: list[dict[str, Any]] | dict[str, Any],
-                     **headers: str) -> tuple[int, dict[str, Any]]:
+async def send_leads(
+    server: LiveServer, leads: list[dict[str, Any]] | dict[str, Any], **headers: str
+) -> tuple[int, dict[str, Any]]:
     body = json.dumps(leads).encode()
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{server.url}/api/leads", data=body, headers={**signed_lead_headers(body), **headers}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.url}/api/leads", data=body, headers={**signed_lead_headers(body), **headers}
+        ) as response,
+    ):
         data = await response.json()
     await server.settle()
     return response.status, data
 
 
-def lead_payload(external_id: str, name: str, owner: str = "alice@example.com",
-                 **extra: str) -> dict[str, Any]:
-    return {"external_id": external_id, "name": name, "company": "Globex",
-            "campaign": "Webinar", "owner_email": owner, "title": "VP Sales", **extra}
+def lead_payload(
+    external_id: str, name: str, owner: str = "alice@example.com", **extra: str
+) -> dict[str, Any]:
+    return {
+        "external_id": external_id,
+        "name": name,
+        "company": "Globex",
+        "campaign": "Webinar",
+        "owner_email": owner,
+        "title": "VP Sales",
+        **extra,
+    }
 
 
 def events(server: LiveServer, kind: EventKind) -> list[LeadEvent]:
@@ -165,8 +210,9 @@ def events(server: LiveServer, kind: EventKind) -> list[LeadEvent]:
 async def test_help_command_answers_privately(server: LiveServer, slack: SlackStandIn) -> None:
     form = fixture("slack", "slash_command")
     form.update(user_id="U0BOB", response_url=slack.response_url("help"))
-    status, _ = await post_slack(server, urlencode(form).encode(),
-                                 "application/x-www-form-urlencoded")
+    status, _ = await post_slack(
+        server, urlencode(form).encode(), "application/x-www-form-urlencoded"
+    )
     await server.settle()
     assert status == 200
     (answer,) = slack.of("response_url")
@@ -184,15 +230,17 @@ async def test_leaddef_shows_criteria(server: LiveServer, slack: SlackStandIn) -
 
 
 async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> None:
-    status, body = await send_leads(server, [lead_payload("L-1", "Jordan Patel"),
-                                             lead_payload("L-2", "Priya Rossi")])
+    status, body = await send_leads(
+        server, [lead_payload("L-1", "Jordan Patel"), lead_payload("L-2", "Priya Rossi")]
+    )
     assert status == 200
     assert [lead["status"] for lead in body["leads"]] == ["created", "created"]
     assert len(slack.of("users.lookupByEmail")) == 1  # the owner is looked up once, then known
     first, second = await eventually(lambda: posted_cards(slack, "U0ALICE")[:2])
     assert "Jordan Patel" in text_of(first)
-    labels = [e["text"]["text"] for b in first["blocks"] if b["type"] == "actions"
-              for e in b["elements"]]
+    labels = [
+        e["text"]["text"] for b in first["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
     assert labels == ["Accept", "Not a fit", "Need info", "Log attempt"]
 
     # Accept: the same card is updated in place.
@@ -204,18 +252,32 @@ async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> Non
     # Not a fit: a modal with the definition's criteria; at least one is required.
     await interact(server, press(slack, "U0ALICE", second, "lead.not_a_fit"))
     view = slack.of("views.open")[-1]["view"]
-    options = [o["value"] for b in view["blocks"] if b.get("block_id") == "criteria"
-               for o in b["element"]["options"]]
+    options = [
+        o["value"]
+        for b in view["blocks"]
+        if b.get("block_id") == "criteria"
+        for o in b["element"]["options"]
+    ]
     assert options == ["budget", "authority", "need", "timing", "territory", "valid_contact"]
-    empty = {"criteria": {"criteria": {"type": "multi_static_select", "selected_options": []}},
-             "comment": {"comment": {"type": "plain_text_input", "value": None}}}
+    empty = {
+        "criteria": {"criteria": {"type": "multi_static_select", "selected_options": []}},
+        "comment": {"comment": {"type": "plain_text_input", "value": None}},
+    }
     status, text = await interact(server, submit("U0ALICE", view, empty))
     assert status == 200 and json.loads(text)["response_action"] == "errors"
     assert "criteria" in json.loads(text)["errors"]
-    picked = {"criteria": {"criteria": {"type": "multi_static_select", "selected_options": [
-        {"value": "budget", "text": {"type": "plain_text", "text": "Budget"}},
-        {"value": "timing", "text": {"type": "plain_text", "text": "Timing"}}]}},
-        "comment": {"comment": {"type": "plain_text_input", "value": "No budget <!channel>"}}}
+    picked = {
+        "criteria": {
+            "criteria": {
+                "type": "multi_static_select",
+                "selected_options": [
+                    {"value": "budget", "text": {"type": "plain_text", "text": "Budget"}},
+                    {"value": "timing", "text": {"type": "plain_text", "text": "Timing"}},
+                ],
+            }
+        },
+        "comment": {"comment": {"type": "plain_text_input", "value": "No budget <!channel>"}},
+    }
     status, text = await interact(server, submit("U0ALICE", view, picked))
     assert status == 200 and text == ""
     (verdict,) = events(server, EventKind.not_a_fit)
@@ -231,8 +293,11 @@ async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> Non
     # Need info: the question goes to the campaign's marketer, the answer comes back.
     await interact(server, press(slack, "U0ALICE", first, "lead.need_info"))
     view = slack.of("views.open")[-1]["view"]
-    question = {"question": {"question": {"type": "plain_text_input",
-                                          "value": "Which region is the buyer in?"}}}
+    question = {
+        "question": {
+            "question": {"type": "plain_text_input", "value": "Which region is the buyer in?"}
+        }
+    }
     await interact(server, submit("U0ALICE", view, question))
     carol_card = (await eventually(lambda: posted_cards(slack, "U0CAROL")))[-1]
     assert "Which region is the buyer in?" in text_of(carol_card)
@@ -248,11 +313,15 @@ async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> Non
     for channel in ("call", "email"):
         await interact(server, press(slack, "U0ALICE", first, "lead.log_attempt"))
         view = slack.of("views.open")[-1]["view"]
-        values = {"channel": {"channel": {"type": "static_select",
-                                          "selected_option": {"value": channel}}},
-                  "outcome": {"outcome": {"type": "static_select",
-                                          "selected_option": {"value": "no_answer"}}},
-                  "note": {"note": {"type": "plain_text_input", "value": None}}}
+        values = {
+            "channel": {
+                "channel": {"type": "static_select", "selected_option": {"value": channel}}
+            },
+            "outcome": {
+                "outcome": {"type": "static_select", "selected_option": {"value": "no_answer"}}
+            },
+            "note": {"note": {"type": "plain_text_input", "value": None}},
+        }
         await interact(server, submit("U0ALICE", view, values))
     assert len(events(server, EventKind.attempt_logged)) == 2
     last = slack.of("chat.update")[-1]
@@ -298,8 +367,9 @@ async def test_event_retries_act_once(server: LiveServer, slack: SlackStandIn) -
     assert len(slack.of("chat.postEphemeral")) == 1
 
 
-async def test_mention_injection_in_lead_name_never_pings(server: LiveServer,
-                                                          slack: SlackStandIn) -> None:
+async def test_mention_injection_in_lead_name_never_pings(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
     await send_leads(server, lead_payload("L-4", "<!channel> & <@U0BOB>"))
     (card,) = await eventually(lambda: posted_cards(slack, "U0ALICE"))
     blocks = json.dumps(card["blocks"])
@@ -307,14 +377,22 @@ async def test_mention_injection_in_lead_name_never_pings(server: LiveServer,
     assert "<!channel>" not in blocks and "<@U0BOB>" not in blocks
 
 
-async def test_unknown_owner_is_kept_and_admins_told(server: LiveServer,
-                                                     slack: SlackStandIn) -> None:
+async def test_unknown_owner_is_kept_and_admins_told(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
     slack.add_user("U0ERIN", "Erin Ellis", "erin@example.com")
     with server.store.session() as session:
-        queries.upsert_member(session, now=_now(), email="erin@example.com", name="Erin Ellis",
-                              role="admin", slack_user_id="U0ERIN")
-    status, body = await send_leads(server, lead_payload("L-5", "Noah Kim",
-                                                         owner="nobody@example.com"))
+        queries.upsert_member(
+            session,
+            now=_now(),
+            email="erin@example.com",
+            name="Erin Ellis",
+            role="admin",
+            slack_user_id="U0ERIN",
+        )
+    status, body = await send_leads(
+        server, lead_payload("L-5", "Noah Kim", owner="nobody@example.com")
+    )
     assert status == 200 and body["leads"][0]["status"] == "created"
     with server.store.session() as session:
         lead = session.exec(select(Lead).where(Lead.external_id == "L-5")).one()
@@ -333,29 +411,35 @@ async def test_unsigned_or_stale_requests_are_refused(server: LiveServer, mutate
         headers["X-Slack-Signature"] = "v0=" + "0" * 64
     else:
         headers = slack_headers(body, "application/json", timestamp=int(time.time()) - 600)
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{server.url}/slack/events", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}/slack/events", data=body, headers=headers) as response,
+    ):
         assert response.status == 401
         assert "signature" in (await response.json())["error"]
 
 
-@pytest.mark.parametrize("body,content_type", [
-    (b"payload=%7Bnot-json", "application/x-www-form-urlencoded"),
-    (b"[1, 2, 3]", "application/json"),
-    (b"{\"no\": \"type\"}", "application/json"),
-    (b"\xff\xfe garbage", "application/json"),
-])
-async def test_signed_but_malformed_bodies_get_400(server: LiveServer, body: bytes,
-                                                   content_type: str) -> None:
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b"payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+        (b"[1, 2, 3]", "application/json"),
+        (b'{"no": "type"}', "application/json"),
+        (b"\xff\xfe garbage", "application/json"),
+    ],
+)
+async def test_signed_but_malformed_bodies_get_400(
+    server: LiveServer, body: bytes, content_type: str
+) -> None:
     status, text = await post_slack(server, body, content_type)
     assert status == 400 and "error" in json.loads(text)
     async with aiohttp.ClientSession() as http, http.get(f"{server.url}/healthz") as response:
         assert response.status == 200
 
 
-async def test_members_met_in_slack_are_matched_by_email(server: LiveServer,
-                                                         slack: SlackStandIn) -> None:
+async def test_members_met_in_slack_are_matched_by_email(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
     form = fixture("slack", "slash_command")
     form.update(user_id="U0CAROL", response_url=slack.response_url("c"))
     await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")

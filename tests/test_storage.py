@@ -20,24 +20,33 @@ def test_fresh_database_has_the_default_definition(any_store: Store) -> None:
     with any_store.session() as s:
         definition, criteria = queries.current_definition(s)
     assert definition.version == 1
-    assert [c.key for c in criteria] == ["budget", "authority", "need", "timing", "territory",
-                                         "valid_contact"]
+    assert [c.key for c in criteria] == [
+        "budget",
+        "authority",
+        "need",
+        "timing",
+        "territory",
+        "valid_contact",
+    ]
 
 
 def test_new_definition_versions_count_up(any_store: Store) -> None:
     with any_store.session() as s:
         queries.create_definition(s, criteria=[("a", "A")], note="", created_by="t", now=NOW)
-        second = queries.create_definition(s, criteria=[("b", "B")], note="", created_by="t",
-                                           now=NOW)
+        second = queries.create_definition(
+            s, criteria=[("b", "B")], note="", created_by="t", now=NOW
+        )
     with any_store.session() as s:
         current, criteria = queries.current_definition(s)
     assert second.version == current.version == 3 and [c.key for c in criteria] == ["b"]
 
 
 def test_leads_are_stored_once_per_source_and_external_id(any_store: Store) -> None:
-    items = [LeadIn(external_id="X1", name="A", source="web"),  # type: ignore[call-arg]
-             LeadIn(external_id="X1", name="A again", source="web"),  # type: ignore[call-arg]
-             LeadIn(external_id="X1", name="Other source", source="csv")]  # type: ignore[call-arg]
+    items = [
+        LeadIn(external_id="X1", name="A", source="web"),  # type: ignore[call-arg]
+        LeadIn(external_id="X1", name="A again", source="web"),  # type: ignore[call-arg]
+        LeadIn(external_id="X1", name="Other source", source="csv"),
+    ]  # type: ignore[call-arg]
     with any_store.session() as s:
         outcomes, _ = store_leads(s, items, now=NOW, admin_channel=None)
     assert [o.status for o in outcomes] == ["created", "duplicate", "created"]
@@ -51,8 +60,15 @@ def test_leads_are_stored_once_per_source_and_external_id(any_store: Store) -> N
 
 
 def test_attributes_and_times_round_trip(any_store: Store) -> None:
-    item = LeadIn.model_validate({"external_id": "A1", "name": "N", "region": "EMEA",
-                                  "score": 42, "created_at": "2026-11-20T10:00:00+01:00"})
+    item = LeadIn.model_validate(
+        {
+            "external_id": "A1",
+            "name": "N",
+            "region": "EMEA",
+            "score": 42,
+            "created_at": "2026-11-20T10:00:00+01:00",
+        }
+    )
     with any_store.session() as s:
         (outcome,), _ = store_leads(s, [item], now=NOW, admin_channel=None)
     with any_store.session() as s:
@@ -70,8 +86,9 @@ def test_a_request_id_is_claimed_once_even_by_racing_workers(any_store: Store) -
         barrier.wait()
         try:
             with any_store.session() as s:
-                results.append(queries.claim_request(s, platform="slack", request_id="Ev1",
-                                                     now=NOW))
+                results.append(
+                    queries.claim_request(s, platform="slack", request_id="Ev1", now=NOW)
+                )
         except Exception:  # the loser of a commit race: the row already exists
             results.append(False)
 

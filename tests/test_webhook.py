@@ -22,9 +22,10 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
 
 
 async def post(server: LiveServer, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{server.url}/api/leads", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}/api/leads", data=body, headers=headers) as response,
+    ):
         data = await response.json()
     await server.settle()
     return response.status, data
@@ -37,8 +38,14 @@ async def test_one_lead_then_the_same_again(server: LiveServer) -> None:
     first_id = data["leads"][0]["id"]
     status, data = await post(server, body, signed_lead_headers(body))
     assert status == 200 and data["leads"] == [
-        {"id": first_id, "external_id": "A-1", "source": "", "status": "duplicate",
-         "owner_email": "x@y.com"}]
+        {
+            "id": first_id,
+            "external_id": "A-1",
+            "source": "",
+            "status": "duplicate",
+            "owner_email": "x@y.com",
+        }
+    ]
 
 
 async def test_a_list_of_leads(server: LiveServer) -> None:
@@ -48,9 +55,11 @@ async def test_a_list_of_leads(server: LiveServer) -> None:
 
 
 async def test_invalid_fields_are_named_and_nothing_is_stored(server: LiveServer) -> None:
-    leads = [{"external_id": "ok", "name": "Fine"},
-             {"external_id": "", "name": "Bad id", "email": "not-an-email"},
-             "not an object"]
+    leads = [
+        {"external_id": "ok", "name": "Fine"},
+        {"external_id": "", "name": "Bad id", "email": "not-an-email"},
+        "not an object",
+    ]
     body = json.dumps(leads).encode()
     status, data = await post(server, body, signed_lead_headers(body))
     assert status == 422

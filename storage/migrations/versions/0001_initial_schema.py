@@ -6,13 +6,10 @@ Create Date: 2026-11-23 14:11:23.480573
 """
 
 from collections.abc import Sequence
-
-import sqlalchemy as sa
-import sqlmodel
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -23,17 +20,17 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "channels",
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("target", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
+        sa.Column("target", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("kind"),
     )
     op.create_table(
         "lead_definitions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("note", sa.String(), nullable=False),
+        sa.Column("created_by", sa.String(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("lead_definitions", schema=None) as batch_op:
@@ -42,18 +39,18 @@ def upgrade() -> None:
     op.create_table(
         "members",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("handle", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("team", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("email", sa.String(), nullable=True),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("handle", sa.String(), nullable=False),
+        sa.Column("role", sa.String(), nullable=False),
+        sa.Column("team", sa.String(), nullable=True),
         sa.Column("manager_id", sa.Integer(), nullable=True),
-        sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("slack_user_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("slack_dm_channel", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("teams_user_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("timezone", sa.String(), nullable=True),
+        sa.Column("slack_user_id", sa.String(), nullable=True),
+        sa.Column("slack_dm_channel", sa.String(), nullable=True),
+        sa.Column("teams_user_id", sa.String(), nullable=True),
         sa.Column("teams_reference", sa.JSON(), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["manager_id"],
             ["members.id"],
@@ -72,15 +69,15 @@ def upgrade() -> None:
 
     op.create_table(
         "processed_requests",
-        sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("platform", sa.String(), nullable=False),
+        sa.Column("request_id", sa.String(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("platform", "request_id"),
     )
     op.create_table(
         "campaigns",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
         sa.Column("marketer_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["marketer_id"],
@@ -95,8 +92,8 @@ def upgrade() -> None:
         "criteria",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("definition_id", sa.Integer(), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("text", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
+        sa.Column("text", sa.String(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["definition_id"],
@@ -113,20 +110,20 @@ def upgrade() -> None:
     op.create_table(
         "leads",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("external_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("company", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("source", sa.String(), nullable=False),
+        sa.Column("external_id", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("company", sa.String(), nullable=True),
+        sa.Column("email", sa.String(), nullable=True),
+        sa.Column("title", sa.String(), nullable=True),
         sa.Column("campaign_id", sa.Integer(), nullable=True),
         sa.Column("owner_id", sa.Integer(), nullable=True),
-        sa.Column("owner_email", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("owner_email", sa.String(), nullable=True),
         sa.Column("definition_id", sa.Integer(), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("state", sa.String(), nullable=False),
         sa.Column("attributes", sa.JSON(), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("handed_off_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("handed_off_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaigns.id"],
@@ -151,13 +148,13 @@ def upgrade() -> None:
         "card_locations",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("lead_id", sa.Integer(), nullable=False),
-        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("purpose", sa.String(), nullable=False),
         sa.Column("member_id", sa.Integer(), nullable=True),
-        sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("platform", sa.String(), nullable=False),
+        sa.Column("channel", sa.String(), nullable=False),
+        sa.Column("message_id", sa.String(), nullable=False),
         sa.Column("reference", sa.JSON(), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["lead_id"],
             ["leads.id"],
@@ -176,9 +173,9 @@ def upgrade() -> None:
         "lead_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("lead_id", sa.Integer(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
         sa.Column("member_id", sa.Integer(), nullable=True),
-        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("data", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(
             ["lead_id"],

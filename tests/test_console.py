@@ -1,0 +1,142 @@
+"""The console journey a new user takes after the quick start, driven like a person types."""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+
+from rich.console import Console
+from sqlmodel import select
+
+from app import build_router
+from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
+from bot.delivery import Bot, Deliverer
+from storage.db import Store
+from storage.demo import create_demo
+from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
+
+
+class Typist:
+    """Answers the console's prompts from a queue, as a person would type them."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque()
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        if not self.lines:
+            raise EOFError
+        return self.lines.popleft()
+
+
+def make_chat(store: Store) -> tuple[ConsoleChat, io.StringIO, Typist]:
+    buffer = io.StringIO()
+    screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
+    typist = Typist()
+    chat: ConsoleChat
+    messenger = ConsoleMessenger(screen, lambda: chat.current())
+    bot = Bot(store, build_router(), Deliverer(store, [messenger]))
+    chat = ConsoleChat(store, bot, screen, typist)
+    return chat, buffer, typist
+
+
+def number_of(chat: ConsoleChat, label: str, value: str) -> int:
+    """The newest button with this label whose value mentions `value`."""
+    found = [n for n, b in chat.screen.buttons.items() if b.label == label and value in b.value]
+    assert found, f"no [{label}] button for {value}"
+    return max(found)
+
+
+def waiting_leads(store: Store, owner_handle: str) -> list[int]:
+    with store.session() as s:
+        from storage import queries
+
+        owner = queries.member_by(s, handle=owner_handle)
+        assert owner is not None
+        leads = s.exec(
+            select(Lead).where(Lead.owner_id == owner.id, Lead.state == "handed_off")
+        ).all()
+        return [lead.id for lead in leads if lead.id is not None]
+
+
+def marketer_of(store: Store, lead_id: int) -> str:
+    with store.session() as s:
+        lead = s.get(Lead, lead_id)
+        assert lead is not None and lead.campaign_id is not None
+        campaign = s.get(Campaign, lead.campaign_id)
+        assert campaign is not None and campaign.marketer_id is not None
+        marketer = s.get(Member, campaign.marketer_id)
+        assert marketer is not None
+        return marketer.handle
+
+
+def kinds(store: Store, lead_id: int) -> list[str]:
+    with store.session() as s:
+        return [
+            e.kind
+            for e in s.exec(
+                select(LeadEvent).where(LeadEvent.lead_id == lead_id).order_by(LeadEvent.id)
+            ).all()
+        ]
+
+
+async def test_console_journey(sqlite_store: Store) -> None:
+    from datetime import UTC, datetime
+
+    with sqlite_store.session() as s:
+        create_demo(s, leads=12, seed=7, now=datetime.now(UTC))
+    chat, screen, typist = make_chat(sqlite_store)
+    assert chat.switch("alice")
+    await chat.line("/leads")
+    first, second = waiting_leads(sqlite_store, "alice")[:2]
+    # Accept one lead: its card is reprinted in place, accepted.
+    before = len(screen.getvalue())
+    await chat.press(number_of(chat, "Accept", f"lead_id={first}"))
+    after = screen.getvalue()[before:]
+    assert "updated in place" in after and "Accepted by Alice Adams" in after
+
+    # Reject another with two criteria and a comment.
+    typist.lines.extend(["1,4", "They have <no> budget this year"])
+    await chat.press(number_of(chat, "Not a fit", f"lead_id={second}"))
+    text = screen.getvalue()
+    assert "Not a fit (lead definition v1): Budget confirmed or likely, Buying within" in text
+    assert "They have <no> budget this year" in text
+
+    # Ask for info; Carol (the campaign's marketer) answers; the answer comes back.
+    typist.lines.append("Is this the EMEA or the US office?")
+    await chat.press(number_of(chat, "Need info", f"lead_id={first}"))
+    assert "needs info about" in screen.getvalue()
+    chat.switch(marketer_of(sqlite_store, first))
+    typist.lines.append("EMEA, the Berlin office")
+    await chat.press(number_of(chat, "Answer", f"question={first}:"))
+    assert "answered your question" in screen.getvalue()
+    assert "EMEA, the Berlin office" in screen.getvalue()
+    assert "in the thread of card" in screen.getvalue()
+
+    # Log two attempts as Alice: the card counts them.
+    chat.switch("alice")
+    for channel in ("1", "2"):
+        typist.lines.extend([channel, "1", ""])
+        await chat.press(number_of(chat, "Log attempt", f"lead_id={first}"))
+    assert "2 so far" in screen.getvalue()
+    assert kinds(sqlite_store, first).count(EventKind.attempt_logged) == 2
+    assert EventKind.info_answered in kinds(sqlite_store, first)
+    assert EventKind.not_a_fit in kinds(sqlite_store, second)
+
+
+async def test_console_forms_re_ask_after_a_mistake(sqlite_store: Store) -> None:
+    from datetime import UTC, datetime
+
+    with sqlite_store.session() as s:
+        create_demo(s, leads=6, seed=1, now=datetime.now(UTC))
+    chat, screen, typist = make_chat(sqlite_store)
+    chat.switch("alice")
+    await chat.line("/leads")
+    lead_id = waiting_leads(sqlite_store, "alice")[0]
+    typist.lines.extend(["", "", "3", ""])  # no criteria → error → asked again
+    await chat.press(number_of(chat, "Not a fit", f"lead_id={lead_id}"))
+    assert "Pick at least one criterion" in screen.getvalue()
+    assert EventKind.not_a_fit in kinds(sqlite_store, lead_id)
+    await chat.press(999)
+    assert "There is no button [999]" in screen.getvalue()
