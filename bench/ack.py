@@ -27,6 +27,8 @@ import hashlib
 import hmac
 import json
 import math
+import os
+import platform
 import sys
 import threading
 import time
@@ -42,7 +44,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
+ROOT = SCRIPT.parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "slack" / "block_actions.json"
 SIGNING_SECRET = "bench-signing-secret"
 WEBHOOK_SECRET = "bench-webhook-secret"
@@ -233,7 +236,7 @@ class Child:
     async def start(cls, role: str, *args: str, max_seconds: float,
                     timeout: float = 60.0) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).resolve()), "--serve", role,
+            sys.executable, str(SCRIPT), "--serve", role,
             "--max-seconds", str(max_seconds), *args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
         )
@@ -371,7 +374,7 @@ async def load(http: aiohttp.ClientSession, run: Run, url: str,
             run.latencies_ms.append(ms)
 
 
-async def bench(args: argparse.Namespace) -> list[Run]:
+async def bench(args: argparse.Namespace, problems: list[str]) -> list[Run]:
     total = args.requests + args.warmup
     lifetime = 2 * total / args.rate + 120  # children stop by themselves after this
     standin = await Child.start("standin", max_seconds=lifetime)
@@ -386,7 +389,12 @@ async def bench(args: argparse.Namespace) -> list[Run]:
                 lead: dict[str, Any] = {"lead_id": 1, "channel": "D0ALICE",
                                         "message_ts": "1700000000.000001"}
                 for role in ("baseline", "liaison"):
-                    child = await Child.start(role, "--api-url", api_url, max_seconds=lifetime)
+                    try:
+                        child = await Child.start(role, "--api-url", api_url,
+                                                  max_seconds=lifetime)
+                    except RuntimeError as error:
+                        problems.append(str(error))
+                        break
                     try:
                         if role == "liaison":
                             lead = {k: child.info[k] for k in ("lead_id", "channel",
@@ -407,7 +415,7 @@ async def bench(args: argparse.Namespace) -> list[Run]:
     return runs
 
 
-def report(runs: list[Run], args: argparse.Namespace) -> bool:
+def report(runs: list[Run], problems: list[str], args: argparse.Namespace) -> bool:
     """Print the table and the verdicts; True when every request answered 200."""
     table = Table(title=f"Slack ack latency: {args.requests} signed block_actions at "
                         f"{args.rate:g}/s (+{args.warmup} warm-up), loopback")
@@ -423,7 +431,12 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
         table.add_row(run.name, *figures, f"{run.errors}/{sum(run.statuses.values())}",
                       f"{run.achieved_rate:.1f}", f"{run.max_send_lag_ms:.2f}")
     console.print(table)
-    ok = all(run.errors == 0 for run in runs)
+    load1, load5, _ = os.getloadavg()
+    console.print(f"[dim]{os.cpu_count()} CPUs, load average {load1:.2f} (1 min) "
+                  f"{load5:.2f} (5 min) at the end, Python {platform.python_version()}[/]")
+    ok = all(run.errors == 0 for run in runs) and not problems
+    for problem in problems:
+        console.print(f"[red]{problem}[/]")
     for run in runs:
         if run.errors:
             console.print(f"[red]{run.name}: {run.errors} failed requests: {run.statuses}[/]")
@@ -468,8 +481,9 @@ def main() -> None:
     else:
         if args.requests < 1 or args.rate <= 0 or args.warmup < 0:
             parser.error("--requests must be ≥ 1, --rate > 0 and --warmup ≥ 0")
-        runs = asyncio.run(bench(args))
-        sys.exit(0 if report(runs, args) else 1)
+        problems: list[str] = []
+        runs = asyncio.run(bench(args, problems))
+        sys.exit(0 if report(runs, problems, args) else 1)
 
 
 if __name__ == "__main__":

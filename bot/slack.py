@@ -155,6 +155,11 @@ class SlackResponder:
             await self.respond(
                 text=card.summary, blocks=blocks, response_type="ephemeral", replace_original=False
             )
+        elif self._channel().startswith("D"):
+            # In the person's DM with Liaison a plain message is already private.
+            await self.client.chat_postMessage(
+                channel=self._channel(), text=card.summary, blocks=blocks
+            )
         elif self._channel():
             await self.client.chat_postEphemeral(
                 channel=self._channel(), user=self._user(), text=card.summary, blocks=blocks

@@ -364,7 +364,8 @@ async def test_event_retries_act_once(server: LiveServer, slack: SlackStandIn) -
     retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     assert (await post_slack(server, body, "application/json", **retry))[0] == 200
     await server.settle()
-    assert len(slack.of("chat.postEphemeral")) == 1
+    (answer,) = slack.of("chat.postMessage")
+    assert answer["channel"] == "D0CA8" and "/liaison help" in text_of(answer)
 
 
 async def test_mention_injection_in_lead_name_never_pings(
