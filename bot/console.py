@@ -17,6 +17,7 @@ from rich.panel import Panel
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
+from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Button, Card, Form, InputKind
 from storage import queries
@@ -193,14 +194,19 @@ class ConsoleChat:
         if button is None or self.me is None:
             self.screen.out.print(f"[red]There is no button [{number}].[/red]")
             return
-        interaction = Interaction(
-            Kind.action,
-            button.action,
-            self.me,
-            Where(PLATFORM, self.me.handle),
-            args=decode(button.value),
-        )
-        await self._handle(interaction)
+        await self._handle(self._interaction(Kind.action, button.action, decode(button.value)))
+
+    def _interaction(
+        self,
+        kind: Kind,
+        name: str,
+        args: dict[str, str],
+        values: dict[str, list[str]] | None = None,
+        request_id: str = "",
+    ) -> Interaction:
+        assert self.me is not None
+        where = Where(PLATFORM, self.me.handle)
+        return Interaction(kind, name, self.me, where, args, values or {}, request_id)
 
     async def _handle(self, interaction: Interaction) -> None:
         responder = ConsoleResponder(self.screen)
@@ -211,17 +217,11 @@ class ConsoleChat:
             if values is None:
                 self.screen.out.print("Cancelled.")
                 return
-            submit = Interaction(
-                Kind.form,
-                form.name,
-                self.me,
-                Where(PLATFORM, self.me.handle),
-                args=dict(form.state),
-                values=values,
-                request_id=f"form:{form.state['nonce']}",
+            submit = self._interaction(
+                Kind.form, form.name, dict(form.state), values, f"form:{form.state['nonce']}"
             )
             effects = await self.bot.handle(submit, responder)
-            if any(type(e).__name__ == "FormErrors" for e in effects):
+            if any(isinstance(e, FormErrors) for e in effects):
                 responder.pending_form = form
 
     def fill(self, form: Form) -> dict[str, list[str]] | None:

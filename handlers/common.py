@@ -7,7 +7,6 @@ import uuid
 from sqlmodel import Session
 
 from bot.effects import Effect, Reply
-from bot.interaction import Interaction
 from bot.messages import Card
 from bot.text import say
 from storage.models import Lead, Member
@@ -24,8 +23,8 @@ def nonce() -> str:
     return uuid.uuid4().hex
 
 
-def load_lead(session: Session, interaction: Interaction) -> Lead | None:
-    raw = interaction.arg("lead_id")
+def load_lead(session: Session, raw: str) -> Lead | None:
+    """The lead with this id (as text, from a button or form), if it exists."""
     if not raw.isdigit():
         return None
     return session.get(Lead, int(raw))

@@ -37,7 +37,7 @@ def refresh(ctx: Context, lead: Lead) -> UpdateCards:
 
 def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
     """The lead acted on, or the private answer that explains why not."""
-    lead = load_lead(ctx.session, interaction)
+    lead = load_lead(ctx.session, interaction.arg("lead_id"))
     if lead is None:
         return unknown_lead()
     if not may_act_on(ctx.session, lead, interaction.actor):

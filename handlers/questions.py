@@ -76,45 +76,37 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
     ]
 
 
-def _question(
-    ctx: Context, interaction: Interaction
-) -> tuple[Lead, LeadEvent, LeadEvent | None] | list[Effect]:
-    """The lead, the question and its answer (if any) named by `lead_id` + `question_id`."""
+def _unanswered(ctx: Context, interaction: Interaction) -> tuple[Lead, LeadEvent] | list[Effect]:
+    """The lead and the still-open question named by `question=<lead id>:<question id>`,
+    or the private answer that explains why it cannot be answered by this member."""
     lead_part, _, question_id = interaction.arg("question").partition(":")
-    lead = load_lead(ctx.session, _with_lead(interaction, lead_part))
+    lead = load_lead(ctx.session, lead_part)
     if lead is None or not question_id:
         return unknown_lead()
-    asked = answer = None
+    asked = answered = None
     for event in queries.events_of(ctx.session, lead_id=lead.id or 0):
         if event.data.get("question_id") != question_id:
             continue
         if event.kind == EventKind.info_requested:
             asked = event
         elif event.kind == EventKind.info_answered:
-            answer = event
+            answered = event
     if asked is None:
         return unknown_lead()
     actor = interaction.actor
     if actor.id != asked.data.get("marketer_id") and actor.role != Role.admin:
         marketer = ctx.session.get(Member, asked.data.get("marketer_id"))
         return private(say("question_not_yours", marketer=marketer.name if marketer else "?"))
-    return lead, asked, answer
-
-
-def _with_lead(interaction: Interaction, lead_id: str) -> Interaction:
-    args = dict(interaction.args, lead_id=lead_id)
-    return Interaction(
-        interaction.kind, interaction.name, interaction.actor, interaction.where, args
-    )
+    if answered is not None:
+        return private(say("question_already_answered"))
+    return lead, asked
 
 
 def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
-    found = _question(ctx, interaction)
+    found = _unanswered(ctx, interaction)
     if isinstance(found, list):
         return found
-    lead, asked, answer = found
-    if answer is not None:
-        return private(say("question_already_answered"))
+    lead, asked = found
     form = Form(
         name="question.answer",
         title=say("answer_form_title"),
@@ -127,12 +119,10 @@ def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 
 def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
-    found = _question(ctx, interaction)
+    found = _unanswered(ctx, interaction)
     if isinstance(found, list):
         return found
-    lead, asked, answer = found
-    if answer is not None:
-        return private(say("question_already_answered"))
+    lead, asked = found
     text = interaction.value("answer")
     if not text:
         return [FormErrors({"answer": say("answer_empty")})]
