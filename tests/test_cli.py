@@ -147,3 +147,47 @@ def test_console_runs_as_a_real_process(tmp_path: Path) -> None:
     assert "Lead definition v1" in done.stdout
     assert "No member called nobody" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_socket_mode_without_tokens_says_what_is_missing(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+    result = runner.invoke(cli, ["socket"])
+    assert result.exit_code == 2 and "SLACK_APP_TOKEN" in result.output
+
+
+def test_serve_runs_as_a_real_process(tmp_path: Path) -> None:
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, LIAISON_DATABASE_URL=f"sqlite:///{tmp_path / 's.db'}")
+    env.pop("SLACK_BOT_TOKEN", None)
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from app import main; main()", "serve", "--port", str(port)],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert json.loads(r.read()) == {"status": "ok", "database": "ok"}
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "Traceback" not in output
