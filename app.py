@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bot.delivery import Bot, Deliverer, Messenger
+from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from handlers import general, leads, questions
@@ -106,7 +106,7 @@ def serve(
 @cli.command()
 def socket() -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
-    from bot.slack import run_socket_mode
+    from bot.slack import SlackMessenger, run_socket_mode
 
     settings = Settings()
     if settings.slack_app_token is None or not settings.slack_enabled:
@@ -114,8 +114,9 @@ def socket() -> None:
         raise typer.Exit(2)
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
-    bot = Bot(store, build_router(), Deliverer(store, messengers))
-    asyncio.run(run_socket_mode(settings, store, bot))
+    bot = Bot(store, build_router(), Deliverer(store, messengers, _directories(messengers)))
+    slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
+    asyncio.run(run_socket_mode(settings, slack_messenger.client, store, bot))
 
 
 @cli.command()
@@ -179,13 +180,17 @@ def import_leads(file: Path) -> None:
         raise typer.Exit(1)
 
 
+def _directories(messengers: list[Messenger]) -> list[Directory]:
+    return [m for m in messengers if isinstance(m, Directory)]
+
+
 def _ingestor(settings: Settings, store: Store) -> Ingestor:
     messengers = platform_messengers(settings, store)
-    directories = [m for m in messengers if hasattr(m, "find_by_email")]
+    directories = _directories(messengers)
     return Ingestor(
         store,
-        Deliverer(store, messengers),
-        directories,  # type: ignore[arg-type]
+        Deliverer(store, messengers, directories),
+        directories,
         settings.default_channel("admin"),
     )
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction
@@ -56,6 +56,7 @@ class Messenger(Protocol):
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
 
 
+@runtime_checkable
 class Directory(Protocol):
     """A platform's member directory: finds a member by email and remembers their id."""
 

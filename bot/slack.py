@@ -21,9 +21,10 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
@@ -131,12 +132,9 @@ class SlackMessenger:
 class SlackResponder:
     """Private answers through `response_url` (or postEphemeral), forms as modals."""
 
-    def __init__(
-        self, client: AsyncWebClient, body: dict[str, Any], respond: AsyncRespond | None
-    ) -> None:
+    def __init__(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
         self.client = client
         self.body = body
-        self.respond = respond
         self.errors: dict[str, str] = {}
 
     def _channel(self) -> str:
@@ -151,8 +149,10 @@ class SlackResponder:
 
     async def reply(self, card: Card) -> None:
         blocks = card_blocks(card)
-        if self.respond is not None and self.body.get("response_url"):
-            await self.respond(
+        if self.body.get("response_url"):
+            # Through the client's shared session: no new connection per answer.
+            webhook = AsyncWebhookClient(self.body["response_url"], session=self.client.session)
+            await webhook.send(
                 text=card.summary, blocks=blocks, response_type="ephemeral", replace_original=False
             )
         elif self._channel().startswith("D"):
@@ -214,9 +214,10 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
     return await asyncio.to_thread(save)
 
 
-def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Background) -> AsyncApp:
+def build_bolt_app(
+    settings: Settings, client: AsyncWebClient, store: Store, bot: Bot, background: Background
+) -> AsyncApp:
     """The Bolt app with Liaison's listeners; `process_before_response` for a fast ack."""
-    client = make_client(settings)
     secret = (
         settings.slack_signing_secret.get_secret_value() if (settings.slack_signing_secret) else ""
     )
@@ -235,14 +236,14 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         await bot.handle(interaction, responder)
 
     @app.command(re.compile(r"^/.+"))
-    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         slash = str(body.get("command", "")).lstrip("/")
         text = str(body.get("text", "")).strip()
         if slash == "liaison":
             slash, _, text = text.partition(" ")
             slash = slash or "help"
-        responder = SlackResponder(client, body, respond)
+        responder = SlackResponder(client, body)
         user = {"id": body.get("user_id", ""), "name": body.get("user_name")}
         responder.body = dict(body, user=user)
         where = Where(PLATFORM, str(body.get("channel_id", "")))
@@ -254,7 +255,7 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         )
 
     @app.action(re.compile(r".+"))
-    async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_action(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
         value = action.get("value") or (action.get("selected_option") or {}).get("value", "")
@@ -262,7 +263,7 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         where = Where(
             PLATFORM, str(container.get("channel_id", "")), str(container.get("message_ts", ""))
         )
-        responder = SlackResponder(client, body, respond)
+        responder = SlackResponder(client, body)
         background.spawn(
             run(
                 lambda me: Interaction(
@@ -286,9 +287,7 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
         if not isinstance(state, dict):
             state = {}
         args = {str(k): str(v) for k, v in state.items()}
-        responder = SlackResponder(
-            client, dict(body, channel={"id": args.get("channel", "")}), None
-        )
+        responder = SlackResponder(client, dict(body, channel={"id": args.get("channel", "")}))
         me = await actor(body["user"])
         interaction = Interaction(
             Kind.form,
@@ -317,7 +316,6 @@ def build_bolt_app(settings: Settings, store: Store, bot: Bot, background: Backg
             dict(
                 body, user={"id": event.get("user", "")}, channel={"id": event.get("channel", "")}
             ),
-            None,
         )
         where = Where(PLATFORM, str(event.get("channel", "")), str(event.get("ts", "")))
         request_id = f"event:{body.get('event_id', '')}"
@@ -388,11 +386,13 @@ def make_route(settings: Settings, app: AsyncApp) -> Any:
     return events
 
 
-async def run_socket_mode(settings: Settings, store: Store, bot: Bot) -> None:
+async def run_socket_mode(
+    settings: Settings, client: AsyncWebClient, store: Store, bot: Bot
+) -> None:
     """Connect over Socket Mode (no public URL needed) until interrupted."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     background = Background()
-    app = build_bolt_app(settings, store, bot, background)
+    app = build_bolt_app(settings, client, store, bot, background)
     token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
     await AsyncSocketModeHandler(app, token).start_async()  # type: ignore[no-untyped-call]

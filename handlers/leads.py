@@ -54,10 +54,10 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
-    if lead.state == LeadState.accepted:
+    if not queries.move_lead(
+        ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
+    ):
         return private(say("already_accepted", lead=lead.name))
-    lead.state = LeadState.accepted.value
-    ctx.session.add(lead)
     queries.add_event(
         ctx.session,
         lead_id=lead.id or 0,
@@ -110,8 +110,13 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [FormErrors({"criteria": say("not_a_fit_pick_criteria")})]
     if len(comment) > COMMENT_LIMIT:
         return [FormErrors({"comment": say("too_long", limit=COMMENT_LIMIT)})]
-    lead.state = LeadState.not_a_fit.value
-    ctx.session.add(lead)
+    if not queries.move_lead(
+        ctx.session,
+        lead=lead,
+        to=LeadState.not_a_fit,
+        allowed_from=[LeadState.handed_off, LeadState.accepted],
+    ):
+        return private(say("already_not_a_fit", lead=lead.name, who="", at=""))
     queries.add_event(
         ctx.session,
         lead_id=lead.id or 0,

@@ -26,13 +26,17 @@ def make_engine(url: str) -> Engine:
             # rollbacks behave (see SQLAlchemy's "Serializable isolation / Savepoints").
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
+            # IMMEDIATE takes the write lock up front: two deferred transactions that read
+            # and then write fail at once with "database is locked" (WAL snapshot upgrade),
+            # while IMMEDIATE ones wait for each other within the busy timeout.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -216,6 +216,25 @@ def count_events(session: Session, *, lead_id: int, kind: EventKind) -> int:
         .select_from(LeadEvent)
         .where(LeadEvent.lead_id == lead_id, LeadEvent.kind == kind.value)
     ).one()
+
+
+def move_lead(session: Session, *, lead: Lead, to: str, allowed_from: Sequence[str]) -> bool:
+    """Change a lead's state only if it is still in one of `allowed_from`, atomically.
+
+    A conditional UPDATE, so two racing verdicts (two instances, a double click) cannot
+    both win on PostgreSQL; False means someone else moved it first.
+    """
+    result = session.execute(
+        update(Lead)
+        .where(col(Lead.id) == lead.id, col(Lead.state).in_(list(allowed_from)))
+        .values(state=to)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.refresh(lead)
+        return False
+    session.refresh(lead)
+    return True
 
 
 def open_leads_of(session: Session, *, member_id: int) -> Sequence[Lead]:

@@ -98,3 +98,44 @@ def test_a_request_id_is_claimed_once_even_by_racing_workers(any_store: Store) -
     for t in threads:
         t.join()
     assert sorted(results) == [False, False, False, True]
+
+
+def test_racing_verdicts_on_one_lead_have_one_winner(any_store: Store) -> None:
+    """Two instances accepting the same lead at once: exactly one acceptance is recorded."""
+    from app import build_router
+    from bot.interaction import Interaction, Kind, Where
+    from storage.models import Member
+
+    with any_store.session() as s:
+        queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        (outcome,), _ = store_leads(
+            s,
+            [LeadIn(external_id="R1", name="Race", owner_email="alice@x.com")],  # type: ignore[call-arg]
+            now=NOW,
+            admin_channel=None,
+        )
+        alice = s.exec(select(Member)).one()
+    router = build_router()
+    barrier = threading.Barrier(4)
+    replies: list[str] = []
+
+    def press() -> None:
+        barrier.wait()
+        interaction = Interaction(
+            Kind.action, "lead.accept", alice, Where("test"), {"lead_id": str(outcome.lead_id)}
+        )
+        try:
+            effects = router.dispatch(any_store, interaction, NOW)
+            replies.append(type(effects[0]).__name__)
+        except Exception as error:  # recorded, so a failure says what went wrong
+            replies.append(repr(error))
+
+    threads = [threading.Thread(target=press) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(replies) == ["Reply", "Reply", "Reply", "UpdateCards"]
+    with any_store.session() as s:
+        accepted = s.exec(select(LeadEvent).where(LeadEvent.kind == "accepted")).all()
+        assert len(accepted) == 1
