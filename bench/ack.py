@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
 import platform
@@ -78,9 +79,12 @@ def _report(data: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _serve_until_told(app: web.Application, max_seconds: float,
-                            ready: Callable[[str], Awaitable[dict[str, Any]]],
-                            finish: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+async def _serve_until_told(
+    app: web.Application,
+    max_seconds: float,
+    ready: Callable[[str], Awaitable[dict[str, Any]]],
+    finish: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
@@ -94,8 +98,10 @@ async def _serve_until_told(app: web.Application, max_seconds: float,
         try:
             await asyncio.wait_for(stop.wait(), max_seconds)
         except TimeoutError:
-            print(f"server: no word from the parent after {max_seconds:.0f} s; stopping",
-                  file=sys.stderr)
+            print(
+                f"server: no word from the parent after {max_seconds:.0f} s; stopping",
+                file=sys.stderr,
+            )
         _report(await finish())
     finally:
         await runner.cleanup()
@@ -117,8 +123,12 @@ async def serve_standin(max_seconds: float) -> None:
         except TimeoutError:
             print("stand-in: no word from the parent; stopping", file=sys.stderr)
         answers = standin.of("response_url")
-        _report({"calls": dict(Counter(c.method for c in standin.calls)),
-                 "last_response_text": str(answers[-1].get("text", "")) if answers else ""})
+        _report(
+            {
+                "calls": dict(Counter(c.method for c in standin.calls)),
+                "last_response_text": str(answers[-1].get("text", "")) if answers else "",
+            }
+        )
     finally:
         await standin.stop()
 
@@ -129,8 +139,11 @@ async def serve_baseline(api_url: str, max_seconds: float) -> None:
     from slack_bolt.async_app import AsyncAck, AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
-    bolt = AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=api_url),
-                    signing_secret=SIGNING_SECRET, process_before_response=True)
+    bolt = AsyncApp(
+        client=AsyncWebClient(token=BOT_TOKEN, base_url=api_url),
+        signing_secret=SIGNING_SECRET,
+        process_before_response=True,
+    )
 
     @bolt.action("lead.accept")
     async def accept(ack: AsyncAck) -> None:
@@ -167,7 +180,7 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
     from storage.models import CardLocation, EventKind, LeadEvent
 
     with tempfile.TemporaryDirectory(prefix="liaison-bench-") as tmp:
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             _env_file=None,
             LIAISON_DATABASE_URL=f"sqlite:///{Path(tmp) / 'liaison.db'}",
             LIAISON_WEBHOOK_SECRET=WEBHOOK_SECRET,
@@ -177,23 +190,39 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
         )
         store = Store.open(settings.database_url)
         with store.session() as session:
-            queries.upsert_member(session, now=datetime.now(UTC), email=USER_EMAIL,
-                                  name=USER_NAME, slack_user_id=USER_ID)
+            queries.upsert_member(
+                session,
+                now=datetime.now(UTC),
+                email=USER_EMAIL,
+                name=USER_NAME,
+                slack_user_id=USER_ID,
+            )
         app = build_web_app(settings, store, build_router())
         background = app[BACKGROUND]
-        stats: dict[str, Any] = {}
+        stats: dict[str, Any] = {"log_errors": 0}
+        _log_one_line(stats)
 
         async def ready(url: str) -> dict[str, Any]:
             """Send one lead through the signed webhook; its card goes to USER_ID's DM."""
-            lead = {"external_id": "BENCH-1", "name": "Jordan Patel", "company": "Globex",
-                    "campaign": "Webinar", "owner_email": USER_EMAIL, "title": "VP Sales"}
+            lead = {
+                "external_id": "BENCH-1",
+                "name": "Jordan Patel",
+                "company": "Globex",
+                "campaign": "Webinar",
+                "owner_email": USER_EMAIL,
+                "title": "VP Sales",
+            }
             body = json.dumps([lead]).encode()
             ts = str(int(time.time()))
-            headers = {"Content-Type": "application/json", "X-Liaison-Timestamp": ts,
-                       "X-Liaison-Signature": signature(WEBHOOK_SECRET, ts, body)}
-            async with aiohttp.ClientSession() as http, http.post(
-                f"{url}/api/leads", data=body, headers=headers
-            ) as response:
+            headers = {
+                "Content-Type": "application/json",
+                "X-Liaison-Timestamp": ts,
+                "X-Liaison-Signature": signature(WEBHOOK_SECRET, ts, body),
+            }
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{url}/api/leads", data=body, headers=headers) as response,
+            ):
                 answer = await response.json()
                 if response.status != 200:
                     raise RuntimeError(f"webhook refused the demo lead: {answer}")
@@ -201,7 +230,8 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
             lead_id = int(answer["leads"][0]["id"])
             with store.session() as session:
                 card = session.exec(
-                    select(CardLocation).where(CardLocation.lead_id == lead_id)).first()
+                    select(CardLocation).where(CardLocation.lead_id == lead_id)
+                ).first()
             if card is None:
                 raise RuntimeError("the demo lead's card was not posted to the stand-in")
             return {"lead_id": lead_id, "channel": card.channel, "message_ts": card.message_id}
@@ -212,8 +242,9 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
             await background.drain()
             stats["drain_ms"] = round((time.perf_counter() - started) * 1000, 1)
             with store.session() as session:
-                accepted = session.exec(select(LeadEvent).where(
-                    LeadEvent.kind == EventKind.accepted.value)).all()
+                accepted = session.exec(
+                    select(LeadEvent).where(LeadEvent.kind == EventKind.accepted.value)
+                ).all()
             stats["accepted_events"] = len(accepted)
             return stats
 
@@ -221,6 +252,26 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
             await _serve_until_told(app, max_seconds, ready, finish)
         finally:
             store.engine.dispose()
+
+
+def _log_one_line(stats: dict[str, Any]) -> None:
+    """Warnings and errors as one line each on stderr (no tracebacks over the progress
+    bar); errors are counted into `stats["log_errors"]`."""
+
+    class OneLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                stats["log_errors"] += 1
+            cause = ""
+            if record.exc_info and record.exc_info[1] is not None:
+                error = record.exc_info[1]
+                cause = f": {type(error).__name__}: {str(error).splitlines()[0]}"
+            print(
+                f"liaison {record.levelname.lower()}: {record.getMessage()}{cause}", file=sys.stderr
+            )
+
+    handler = OneLine(logging.WARNING)
+    logging.getLogger().addHandler(handler)
 
 
 # ------------------------------------------------------------------ children from the parent
@@ -233,12 +284,18 @@ class Child:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, role: str, *args: str, max_seconds: float,
-                    timeout: float = 60.0) -> Child:
+    async def start(cls, role: str, *args: str, max_seconds: float, timeout: float = 60.0) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), "--serve", role,
-            "--max-seconds", str(max_seconds), *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT),
+            sys.executable,
+            str(SCRIPT),
+            "--serve",
+            role,
+            "--max-seconds",
+            str(max_seconds),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(ROOT),
         )
         child = cls(role, process)
         try:
@@ -305,37 +362,50 @@ class Run:
 
 def signed(body: bytes, ts: int) -> dict[str, str]:
     """Slack's v0 signature headers for a form-encoded interaction payload."""
-    sig = "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:".encode() + body,
-                           hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": sig}
+    sig = (
+        "v0="
+        + hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    )
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": sig,
+    }
 
 
-def presses(count: int, *, lead_id: int, channel: str, message_ts: str,
-            response_url: str) -> list[tuple[bytes, dict[str, str]]]:
-    """`count` signed presses of "Accept" on the lead by its owner, each with its own trigger."""
+def presses(
+    count: int, *, lead_id: int, channel: str, message_ts: str, response_url: str
+) -> list[bytes]:
+    """`count` form-encoded presses of "Accept" on the lead by its owner, each its own trigger
+    (signed when sent, so a long run never carries a stale timestamp)."""
     template = json.loads(FIXTURE.read_text())
     ts = int(time.time())
     requests = []
     for i in range(count):
         payload = json.loads(json.dumps(template))
-        payload["user"] = {"id": USER_ID, "username": "alice", "name": "alice",
-                           "team_id": "T0CAG"}
+        payload["user"] = {"id": USER_ID, "username": "alice", "name": "alice", "team_id": "T0CAG"}
         payload["container"].update(channel_id=channel, message_ts=message_ts)
         payload["channel"]["id"] = channel
         payload["message"]["ts"] = message_ts
         payload["response_url"] = response_url
         payload["trigger_id"] = f"bench-trigger-{i}"
-        payload["actions"][0].update(action_id="lead.accept", value=f"lead_id={lead_id}",
-                                     action_ts=f"{ts}.{i:06d}")
+        payload["actions"][0].update(
+            action_id="lead.accept", value=f"lead_id={lead_id}", action_ts=f"{ts}.{i:06d}"
+        )
         body = urlencode({"payload": json.dumps(payload)}).encode()
-        requests.append((body, signed(body, ts)))
+        requests.append(body)
     return requests
 
 
-async def load(http: aiohttp.ClientSession, run: Run, url: str,
-               requests: list[tuple[bytes, dict[str, str]]], warmup: int, rate: float,
-               progress: Progress) -> None:
+async def load(
+    http: aiohttp.ClientSession,
+    run: Run,
+    url: str,
+    requests: list[bytes],
+    warmup: int,
+    rate: float,
+    progress: Progress,
+) -> None:
     """Open loop: request i is sent at start + i/rate, whether or not earlier ones answered."""
     loop = asyncio.get_running_loop()
     task_id = progress.add_task(run.name, total=len(requests))
@@ -356,13 +426,13 @@ async def load(http: aiohttp.ClientSession, run: Run, url: str,
     interval = 1.0 / rate
     start = loop.time() + 0.05
     tasks = []
-    for i, (body, headers) in enumerate(requests):
+    for i, body in enumerate(requests):
         due = start + i * interval
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         run.max_send_lag_ms = max(run.max_send_lag_ms, (loop.time() - due) * 1000)
-        tasks.append(asyncio.create_task(send(i, body, headers)))
+        tasks.append(asyncio.create_task(send(i, body, signed(body, int(time.time())))))
     sent_in = loop.time() - start
     await asyncio.gather(*tasks)
     run.achieved_rate = (len(requests) - 1) / sent_in if sent_in > 0 else 0.0
@@ -381,29 +451,45 @@ async def bench(args: argparse.Namespace, problems: list[str]) -> list[Run]:
     runs: list[Run] = []
     try:
         api_url = standin.info["api_url"]
-        with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             async with aiohttp.ClientSession() as http:
                 # The baseline gets the same payload as Liaison (its card's ids are the
                 # stand-in's first ones); Liaison's are replaced by what its setup reports.
-                lead: dict[str, Any] = {"lead_id": 1, "channel": "D0ALICE",
-                                        "message_ts": "1700000000.000001"}
+                lead: dict[str, Any] = {
+                    "lead_id": 1,
+                    "channel": "D0ALICE",
+                    "message_ts": "1700000000.000001",
+                }
                 for role in ("baseline", "liaison"):
                     try:
-                        child = await Child.start(role, "--api-url", api_url,
-                                                  max_seconds=lifetime)
+                        child = await Child.start(role, "--api-url", api_url, max_seconds=lifetime)
                     except RuntimeError as error:
                         problems.append(str(error))
                         break
                     try:
                         if role == "liaison":
-                            lead = {k: child.info[k] for k in ("lead_id", "channel",
-                                                               "message_ts")}
+                            lead = {k: child.info[k] for k in ("lead_id", "channel", "message_ts")}
                         run = Run(role)
-                        requests = presses(total, response_url=f"{standin.info['url']}"
-                                           f"/response/bench-{role}", **lead)
-                        await load(http, run, f"{child.info['url']}/slack/events", requests,
-                                   args.warmup, args.rate, progress)
+                        requests = presses(
+                            total,
+                            response_url=f"{standin.info['url']}/response/bench-{role}",
+                            **lead,
+                        )
+                        await load(
+                            http,
+                            run,
+                            f"{child.info['url']}/slack/events",
+                            requests,
+                            args.warmup,
+                            args.rate,
+                            progress,
+                        )
                         runs.append(run)
                     finally:
                         stats = await child.stop()
@@ -417,23 +503,44 @@ async def bench(args: argparse.Namespace, problems: list[str]) -> list[Run]:
 
 def report(runs: list[Run], problems: list[str], args: argparse.Namespace) -> bool:
     """Print the table and the verdicts; True when every request answered 200."""
-    table = Table(title=f"Slack ack latency: {args.requests} signed block_actions at "
-                        f"{args.rate:g}/s (+{args.warmup} warm-up), loopback")
-    for column in ("server", "p50 ms", "p99 ms", "mean ms", "max ms", "errors", "sent/s",
-                   "max send lag ms"):
+    table = Table(
+        title=f"Slack ack latency: {args.requests} signed block_actions at "
+        f"{args.rate:g}/s (+{args.warmup} warm-up), loopback"
+    )
+    for column in (
+        "server",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        "max ms",
+        "errors",
+        "sent/s",
+        "max send lag ms",
+    ):
         table.add_column(column, justify="left" if column == "server" else "right")
     for run in runs:
         if run.latencies_ms:
-            figures = [f"{run.percentile(50):.2f}", f"{run.percentile(99):.2f}",
-                       f"{run.mean:.2f}", f"{max(run.latencies_ms):.2f}"]
+            figures = [
+                f"{run.percentile(50):.2f}",
+                f"{run.percentile(99):.2f}",
+                f"{run.mean:.2f}",
+                f"{max(run.latencies_ms):.2f}",
+            ]
         else:
             figures = ["-"] * 4
-        table.add_row(run.name, *figures, f"{run.errors}/{sum(run.statuses.values())}",
-                      f"{run.achieved_rate:.1f}", f"{run.max_send_lag_ms:.2f}")
+        table.add_row(
+            run.name,
+            *figures,
+            f"{run.errors}/{sum(run.statuses.values())}",
+            f"{run.achieved_rate:.1f}",
+            f"{run.max_send_lag_ms:.2f}",
+        )
     console.print(table)
     load1, load5, _ = os.getloadavg()
-    console.print(f"[dim]{os.cpu_count()} CPUs, load average {load1:.2f} (1 min) "
-                  f"{load5:.2f} (5 min) at the end, Python {platform.python_version()}[/]")
+    console.print(
+        f"[dim]{os.cpu_count()} CPUs, load average {load1:.2f} (1 min) "
+        f"{load5:.2f} (5 min) at the end, Python {platform.python_version()}[/]"
+    )
     ok = all(run.errors == 0 for run in runs) and not problems
     for problem in problems:
         console.print(f"[red]{problem}[/]")
@@ -447,16 +554,35 @@ def report(runs: list[Run], problems: list[str], args: argparse.Namespace) -> bo
         p99_ratio = liaison.percentile(99) / base.percentile(99)
         console.print(f"Liaison/baseline: p50 × {p50_ratio:.2f}, p99 × {p99_ratio:.2f}")
         verdicts = [
-            (f"p99 ratio ≤ {TARGET_RATIO:g}× the bare app", p99_ratio <= TARGET_RATIO,
-             f"{p99_ratio:.2f}×"),
-            (f"Liaison p99 < {TARGET_P99_MS:g} ms", liaison.percentile(99) < TARGET_P99_MS,
-             f"{liaison.percentile(99):.2f} ms"),
+            (
+                f"p99 ratio ≤ {TARGET_RATIO:g}× the bare app",
+                p99_ratio <= TARGET_RATIO,
+                f"{p99_ratio:.2f}×",
+            ),
+            (
+                f"Liaison p99 < {TARGET_P99_MS:g} ms",
+                liaison.percentile(99) < TARGET_P99_MS,
+                f"{liaison.percentile(99):.2f} ms",
+            ),
         ]
         for label, passed, figure in verdicts:
             mark = "[green]PASS[/]" if passed else "[red]FAIL[/]"
             console.print(f"{mark}  {label}: {figure}")
     if liaison and liaison.server:
-        console.print(f"[dim]Liaison after the load: {json.dumps(liaison.server)}[/]")
+        server = liaison.server
+        calls = server.get("standin", {}).get("calls", {})
+        presses = sum(liaison.statuses.values())
+        console.print(
+            f"[dim]Liaison's work after the acks: {server.get('accepted_events')} accepted "
+            f"event(s), {calls.get('chat.update', 0)} card update(s), "
+            f'{calls.get("response_url", 0)} of {presses - 1} expected "already accepted" '
+            f"answers via response_url, {server.get('log_errors')} error(s) logged; "
+            f"{server.get('background_pending')} task(s) still running at the end "
+            f"(drained in {server.get('drain_ms')} ms)[/]"
+        )
+        last = server.get("standin", {}).get("last_response_text", "")
+        if last:
+            console.print(f"[dim]last private answer: {last!r}[/]")
     return ok
 
 
@@ -465,8 +591,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="measured requests per server")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--warmup", type=int, default=100, help="requests sent first, not counted")
-    parser.add_argument("--serve", choices=("standin", "baseline", "liaison"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=("standin", "baseline", "liaison"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--api-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -20,8 +20,7 @@ FORM_KEY = "form"
 INPUTS_KEY = "form_inputs"
 SELECT_KEY = "select"
 
-# TextBlock/Fact markdown is a CommonMark subset, so CommonMark backslash escapes disarm it;
-# < > & become fullwidth lookalikes because a backslash cannot stop `<at>` tags or entities.
+# AC markdown is a CommonMark subset: backslash escapes disarm it; < > & become lookalikes.
 _MARKDOWN = re.compile(r"([\\*_\[\]()`#\-+!~|{}])")
 _ORDERED_LIST = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
 _LOOKALIKES = str.maketrans({"<": "\uff1c", ">": "\uff1e", "&": "\uff06"})
@@ -106,8 +105,12 @@ def text_input(spec: Input) -> dict[str, Any]:
 
 
 def adaptive_card(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
-    card: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION,
-                            "body": body}
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA,
+        "version": VERSION,
+        "body": body,
+    }
     if actions:
         card["actions"] = actions
     return card
@@ -158,9 +161,13 @@ def card_attachment(card: Card) -> dict[str, Any]:
 
 def form_input(spec: Input) -> dict[str, Any]:
     if spec.kind in (InputKind.select, InputKind.multiselect):
-        element = choice_set(spec.name, spec.options, label=spec.label,
-                             multi=spec.kind is InputKind.multiselect,
-                             placeholder=spec.placeholder)
+        element = choice_set(
+            spec.name,
+            spec.options,
+            label=spec.label,
+            multi=spec.kind is InputKind.multiselect,
+            placeholder=spec.placeholder,
+        )
     else:
         element = text_input(spec)
     if spec.required:
@@ -185,5 +192,6 @@ def form_attachment(form: Form) -> dict[str, Any]:
     if form.intro:
         body.append(text_block(form.intro))
     body += [form_input(spec) for spec in form.inputs]
-    return attachment(adaptive_card(body, [submit(form.submit_label, form_data(form),
-                                                  Style.primary)]))
+    return attachment(
+        adaptive_card(body, [submit(form.submit_label, form_data(form), Style.primary)])
+    )

@@ -16,6 +16,7 @@ from bot.server import BACKGROUND, build_web_app
 from bot.settings import Settings
 from bot.webhook import signature
 from storage.db import Store
+from tests.loopback import serve_on_loopback
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -39,19 +40,16 @@ class LiveServer:
         self.settings = settings
         self.store = Store.open(settings.database_url)
         self.app = build_web_app(settings, self.store, build_router())
-        self.runner = web.AppRunner(self.app)
+        self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self) -> LiveServer:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, self.url = await serve_on_loopback(self.app)
         return self
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        if self.runner is not None:
+            await self.runner.cleanup()
         self.store.engine.dispose()
 
     async def settle(self) -> None:

@@ -152,9 +152,7 @@ def test_teams_bot(teams: dict[str, Any]) -> None:
     assert bot["isNotificationOnly"] is False
 
 
-def test_teams_command_list_matches_the_router(
-    teams: dict[str, Any], commands: list[str]
-) -> None:
+def test_teams_command_list_matches_the_router(teams: dict[str, Any], commands: list[str]) -> None:
     (command_list,) = teams["bots"][0]["commandLists"]
     assert command_list["scopes"] == ["personal"]
     listed = command_list["commands"]
@@ -181,8 +179,8 @@ def rgba_pixels(path: Path) -> list[tuple[int, int, int, int]]:
     assert (depth, colour, data[28]) == (8, 6, 0), "expected 8-bit RGBA, not interlaced"
     idat, at = b"", 8
     while at < len(data):
-        (length,) = struct.unpack(">I", data[at:at + 4])
-        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
         if kind == b"IDAT":
             idat += body
         at += 12 + length
@@ -191,7 +189,7 @@ def rgba_pixels(path: Path) -> list[tuple[int, int, int, int]]:
     previous = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        method, row = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        method, row = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for x in range(stride):
             a = row[x - bpp] if x >= bpp else 0
             b = previous[x]
@@ -233,13 +231,20 @@ def test_teams_outline_icon_is_white_on_transparent(teams: dict[str, Any]) -> No
 # --- Teams package -------------------------------------------------------------------------
 
 
-def run_builder(tmp_path: Path, *args: str, app_id: str | None = None
-                ) -> subprocess.CompletedProcess[str]:
+def run_builder(
+    tmp_path: Path, *args: str, app_id: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MICROSOFT_APP_ID"}
     if app_id is not None:
         env["MICROSOFT_APP_ID"] = app_id
-    return subprocess.run([sys.executable, str(BUILD), "--output", str(tmp_path), *args],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(BUILD), "--output", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
 
 
 def check_package(path: Path) -> None:

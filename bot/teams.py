@@ -1,0 +1,584 @@
+"""The Microsoft Teams adapter: Bot Framework activities in, Adaptive Cards out.
+
+`POST /api/messages` takes activities through botbuilder's `CloudAdapter`; messages, card
+submits and form submits become `Interaction`s for the neutral bot. Every member the bot
+meets is remembered with their personal conversation reference, which is what proactive
+messages (handoff cards, answers, nudges) are sent with later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from aiohttp import web
+from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.core.teams import TeamsInfo
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+from botbuilder.schema import (
+    Activity,
+    ActivityEventNames,
+    ActivityTypes,
+    Attachment,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationReference,
+)
+from msrest.exceptions import ClientException
+from sqlalchemy.exc import IntegrityError
+
+from bot.buttons import decode
+from bot.delivery import Bot, Posted
+from bot.effects import Effect, FormErrors, Notify, Post, UpdateCards
+from bot.interaction import Interaction, Kind, Where
+from bot.messages import Card, Form
+from bot.settings import Settings
+from bot.teams_cards import (
+    FORM_KEY,
+    INPUTS_KEY,
+    SELECT_KEY,
+    card_attachment,
+    form_attachment,
+    plain,
+)
+from bot.text import say
+from storage import queries
+from storage.db import Store
+from storage.models import CardLocation, Member
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "teams"
+CHANNEL_ID = "msteams"
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# ---------------------------------------------------------------- adapter
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """The configuration object botbuilder's credential factory reads (APP_* attributes)."""
+
+    APP_ID: str
+    APP_PASSWORD: str = field(repr=False)
+    APP_TENANTID: str
+    APP_TYPE: str
+
+
+class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
+    """CloudAdapter that also remembers where Teams last reached the bot from.
+
+    Posting to a channel needs the connector's service URL; Teams gives it on every
+    authenticated activity and says any URL it has given stays valid.
+    """
+
+    def __init__(self, auth: Any, app_id: str) -> None:
+        super().__init__(auth)
+        self.app_id = app_id
+        self.last_seen: ConversationReference | None = None
+
+    def remember(self, reference: Any) -> None:
+        if reference is not None and reference.service_url:
+            self.last_seen = reference
+
+    def channel_reference(self, channel: str, tenant_id: str) -> Any:
+        """A reference to a channel (or chat) conversation by id, for proactive posts."""
+        seen = self.last_seen
+        if seen is None:
+            raise LookupError(
+                f"cannot post to Teams conversation {channel}: no Teams service "
+                "URL is known yet (one arrives with any Teams activity)"
+            )
+        conversation = ConversationAccount(
+            id=channel, is_group=True, conversation_type="channel", tenant_id=tenant_id or None
+        )
+        return ConversationReference(
+            channel_id=CHANNEL_ID,
+            service_url=seen.service_url,
+            bot=seen.bot,
+            conversation=conversation,
+        )
+
+
+def make_adapter(settings: Settings) -> TeamsAdapter:
+    """Empty app id and password = local emulator mode without authentication."""
+    config = BotConfig(
+        APP_ID=settings.microsoft_app_id,
+        APP_PASSWORD=settings.microsoft_app_password.get_secret_value(),
+        APP_TENANTID=settings.microsoft_app_tenant_id,
+        APP_TYPE=settings.microsoft_app_type,
+    )
+    adapter = TeamsAdapter(
+        ConfigurationBotFrameworkAuthentication(config), settings.microsoft_app_id
+    )
+    adapter.on_turn_error = on_turn_error
+    return adapter
+
+
+def _is_proactive(activity: Any) -> bool:
+    return bool(
+        activity.type == ActivityTypes.event
+        and activity.name == ActivityEventNames.continue_conversation
+    )
+
+
+async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+    """Log the failure and tell the person briefly; proactive sends re-raise to the caller."""
+    activity = turn_context.activity
+    if _is_proactive(activity):
+        raise error
+    conversation = activity.conversation.id if activity.conversation else "?"
+    log.error(
+        "Teams turn failed: %s activity %s in %s",
+        activity.type,
+        activity.id,
+        conversation,
+        exc_info=error,
+    )
+    try:
+        await turn_context.send_activity(say("turn_failed"))
+    except ClientException:
+        log.warning("could not tell the user about the failed turn in %s", conversation)
+
+
+# ---------------------------------------------------------------- sending
+
+
+def load_reference(data: Mapping[str, Any]) -> Any:
+    return ConversationReference().deserialize(dict(data))
+
+
+def dump_reference(reference: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], reference.serialize())
+
+
+def message(attachment: Mapping[str, Any], summary: str = "") -> Any:
+    """A message activity carrying one Adaptive Card attachment (`summary`: notification text)."""
+    return Activity(
+        type=ActivityTypes.message,
+        summary=plain(summary) or None,
+        attachments=[
+            Attachment(content_type=attachment["contentType"], content=attachment["content"])
+        ],
+    )
+
+
+async def send_to(
+    adapter: TeamsAdapter, reference: Any, activity: Any, reply_to: str | None = None
+) -> str:
+    """Send proactively into a conversation; returns the new activity id."""
+    sent: list[str] = []
+
+    async def callback(turn_context: TurnContext) -> None:
+        # The synthetic continuation activity's id would otherwise become the replyToId.
+        turn_context.activity.id = reply_to
+        response = await turn_context.send_activity(activity)
+        sent.append(response.id if response is not None and response.id else "")
+
+    adapter.remember(reference)
+    await adapter.continue_conversation(reference, callback, adapter.app_id)
+    return sent[0] if sent else ""
+
+
+async def update_in(adapter: TeamsAdapter, reference: Any, activity_id: str, activity: Any) -> None:
+    """Replace a message the bot posted (PUT .../activities/{activity_id})."""
+
+    async def callback(turn_context: TurnContext) -> None:
+        turn_context.activity.id = None
+        activity.id = activity_id
+        await turn_context.update_activity(activity)
+
+    await adapter.continue_conversation(reference, callback, adapter.app_id)
+
+
+class TeamsMessenger:
+    """Proactive messages: DMs through stored references, channel posts, in-place updates."""
+
+    platform = PLATFORM
+
+    def __init__(self, adapter: TeamsAdapter, settings: Settings) -> None:
+        self.adapter = adapter
+        self.tenant_id = settings.microsoft_app_tenant_id
+
+    def reaches(self, member: Member) -> bool:
+        return member.teams_reference is not None
+
+    async def send(self, member: Member, card: Card) -> Posted:
+        if member.teams_reference is None:
+            raise LookupError(f"member {member.id} has no Teams conversation with the bot")
+        return await self._deliver(load_reference(member.teams_reference), card)
+
+    async def post(self, channel: str, card: Card) -> Posted:
+        return await self._deliver(self.adapter.channel_reference(channel, self.tenant_id), card)
+
+    async def update(self, location: CardLocation, card: Card) -> None:
+        await update_in(
+            self.adapter,
+            self._reference(location),
+            location.message_id,
+            message(card_attachment(card), card.summary),
+        )
+
+    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+        return await self._deliver(self._reference(location), card, reply_to=location.message_id)
+
+    def _reference(self, location: CardLocation) -> Any:
+        if location.reference:
+            return load_reference(location.reference)
+        return self.adapter.channel_reference(location.channel, self.tenant_id)
+
+    async def _deliver(self, reference: Any, card: Card, reply_to: str | None = None) -> Posted:
+        reference.activity_id = None
+        message_id = await send_to(
+            self.adapter, reference, message(card_attachment(card), card.summary), reply_to
+        )
+        return Posted(
+            channel=reference.conversation.id,
+            message_id=message_id,
+            reference=dump_reference(reference),
+        )
+
+
+class TeamsDirectory:
+    """Teams bots can only look people up inside conversations they share with them.
+
+    Liaison keeps personal chats only, so members are found once they meet the bot:
+    installing the app for a user (by them or an admin) sends a conversationUpdate that
+    records their email and personal chat, and the database finds them before this is asked.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def find_by_email(self, email: str) -> bool:
+        log.info("Teams cannot look up %s by email; they are found once they meet the bot", email)
+        return False
+
+
+# ---------------------------------------------------------------- replies in a turn
+
+
+class TeamsResponder:
+    """Answers inside the current turn's (1:1) conversation."""
+
+    def __init__(self, turn_context: TurnContext, labels: Mapping[str, str] | None = None) -> None:
+        self.turn_context = turn_context
+        self.labels = dict(labels or {})
+
+    async def reply(self, card: Card) -> None:
+        await self.turn_context.send_activity(message(card_attachment(card), card.summary))
+
+    async def show_form(self, form: Form) -> None:
+        await self.turn_context.send_activity(message(form_attachment(form), form.title))
+
+    async def form_errors(self, errors: dict[str, str]) -> None:
+        problems = [f"{self.labels.get(name, name)} — {why}" for name, why in errors.items()]
+        await self.reply(Card(text=say("please_fix", problems=problems), context=say("fix_hint")))
+
+    async def mark_saved(self, form_message_id: str) -> None:
+        """Replace a submitted form card so it cannot be sent again by mistake."""
+        saved = message(card_attachment(Card(text=say("form_saved"))), say("form_saved"))
+        saved.id = form_message_id
+        await self.turn_context.update_activity(saved)
+
+
+def recorded_something(effects: Sequence[Effect]) -> bool:
+    """A form submission was accepted and acted on (not refused, not a duplicate)."""
+    if any(isinstance(effect, FormErrors) for effect in effects):
+        return False
+    return any(isinstance(effect, UpdateCards | Notify | Post) for effect in effects)
+
+
+# ---------------------------------------------------------------- activities → interactions
+
+
+def command_text(activity: Any) -> str:
+    """The message text without the bot's own @mention."""
+    text = str(activity.text or "")
+    bot_id = activity.recipient.id if activity.recipient else None
+    for entity in activity.entities or []:
+        extra = getattr(entity, "additional_properties", None) or {}
+        mentioned = extra.get("mentioned") or {}
+        tag = str(extra.get("text") or "")
+        if str(entity.type or "").lower() == "mention" and mentioned.get("id") == bot_id and tag:
+            text = text.replace(tag, " ")
+    return text.strip()
+
+
+def form_values(value: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Split a form submit into the form's state (args) and the answers (values)."""
+    shapes = value.get(INPUTS_KEY)
+    shapes = shapes if isinstance(shapes, dict) else {}
+    values: dict[str, list[str]] = {}
+    for name, shape in shapes.items():
+        raw = value.get(name)
+        if raw is None:
+            values[name] = []
+        elif isinstance(shape, dict) and shape.get("kind") == "multiselect":
+            values[name] = [part.strip() for part in str(raw).split(",") if part.strip()]
+        else:
+            values[name] = [str(raw)]
+    args = {
+        k: v for k, v in value.items() if k != FORM_KEY and k not in shapes and isinstance(v, str)
+    }
+    return args, values
+
+
+def form_labels(value: Mapping[str, Any]) -> dict[str, str]:
+    shapes = value.get(INPUTS_KEY)
+    if not isinstance(shapes, dict):
+        return {}
+    return {
+        name: str(shape.get("label") or name)
+        for name, shape in shapes.items()
+        if isinstance(shape, dict)
+    }
+
+
+def to_interaction(activity: Any, actor: Member) -> Interaction:
+    """A message activity as the neutral bot sees it: a command, a button or a form."""
+    value = activity.value if isinstance(activity.value, dict) else {}
+    conversation = activity.conversation.id
+    acted_on = Where(PLATFORM, conversation, activity.reply_to_id or activity.id)
+    if isinstance(value.get(FORM_KEY), str):
+        args, values = form_values(value)
+        nonce = value.get("nonce")
+        request_id = (
+            f"form:{nonce}" if isinstance(nonce, str) and nonce else f"activity:{activity.id}"
+        )
+        return Interaction(
+            Kind.form,
+            value[FORM_KEY],
+            actor,
+            acted_on,
+            args=args,
+            values=values,
+            request_id=request_id,
+        )
+    if isinstance(value.get("action"), str):
+        picked = value.get(SELECT_KEY)
+        raw = value.get(picked) if isinstance(picked, str) else value.get("value")
+        return Interaction(
+            Kind.action,
+            value["action"],
+            actor,
+            acted_on,
+            args=decode(str(raw or "")),
+            request_id=f"activity:{activity.id}",
+        )
+    first, _, rest = command_text(activity).partition(" ")
+    return Interaction(
+        Kind.command,
+        first.lstrip("/").lower() or "help",
+        actor,
+        Where(PLATFORM, conversation, activity.id),
+        text=rest.strip(),
+        request_id=f"activity:{activity.id}",
+    )
+
+
+# ---------------------------------------------------------------- the activity handler
+
+
+def personal_reference(activity: Any, account: Any) -> dict[str, Any] | None:
+    """The reference to send `account` DMs with, if this is their 1:1 chat with the bot."""
+    conversation = activity.conversation
+    if conversation is None or conversation.conversation_type != "personal":
+        return None
+    reference = TurnContext.get_conversation_reference(activity)
+    reference.activity_id = None
+    reference.user = ChannelAccount(
+        id=account.id, name=account.name, aad_object_id=account.aad_object_id
+    )
+    return dump_reference(reference)
+
+
+async def look_up(turn_context: TurnContext, user_id: str) -> tuple[str | None, str | None]:
+    """Email and name of a user, from the connector's member lookup."""
+    if turn_context.activity.channel_data is None:
+        turn_context.activity.channel_data = {}
+    try:
+        found = await TeamsInfo.get_member(turn_context, user_id)
+    except (ClientException, ValueError) as error:  # refused, unreachable or not a member
+        log.warning("Teams member lookup for %s failed: %s", user_id, type(error).__name__)
+        return None, None
+    email = next(
+        (e for e in (found.email, found.user_principal_name) if isinstance(e, str) and "@" in e),
+        None,
+    )
+    parts = [p for p in (found.given_name, found.surname) if p]
+    return email, found.name or (" ".join(parts) if parts else None)
+
+
+class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
+    """Remembers everyone it meets and hands their messages to the neutral bot."""
+
+    def __init__(self, store: Store, bot: Bot) -> None:
+        super().__init__()
+        self.store = store
+        self.bot = bot
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        adapter = turn_context.adapter
+        if isinstance(adapter, TeamsAdapter):  # the activity is authenticated by now
+            adapter.remember(TurnContext.get_conversation_reference(turn_context.activity))
+        await super().on_turn(turn_context)
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        for account in self._people(activity, activity.members_added or []):
+            await self.meet(turn_context, account)
+
+    async def on_installation_update(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if activity.action in ("add", "add-upgrade"):
+            for account in self._people(activity, []):
+                await self.meet(turn_context, account)
+        elif activity.action == "remove" and activity.from_property is not None:
+            conversation = activity.conversation
+            if conversation is not None and conversation.conversation_type == "personal":
+                await asyncio.to_thread(self._forget, activity.from_property.id)
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        actor = await self.meet(turn_context, activity.from_property)
+        interaction = to_interaction(activity, actor)
+        value = activity.value if isinstance(activity.value, dict) else {}
+        responder = TeamsResponder(turn_context, form_labels(value))
+        effects = await self.bot.handle(interaction, responder)
+        if interaction.kind is Kind.form and activity.reply_to_id and recorded_something(effects):
+            await responder.mark_saved(activity.reply_to_id)
+
+    @staticmethod
+    def _people(activity: Any, added: Sequence[Any]) -> list[Any]:
+        bot_id = activity.recipient.id if activity.recipient else None
+        people: dict[str, Any] = {}
+        for account in [activity.from_property, *added]:
+            if account is not None and account.id and account.id != bot_id:
+                people.setdefault(account.id, account)
+        return list(people.values())
+
+    async def meet(self, turn_context: TurnContext, account: Any) -> Member:
+        """Create or refresh the member behind `account`, with email and 1:1 reference."""
+        known = await asyncio.to_thread(self._known, account.id)
+        email = known.email if known else None
+        name = account.name or None
+        if not email:
+            email, looked_up_name = await look_up(turn_context, account.id)
+            name = name or looked_up_name
+        reference = personal_reference(turn_context.activity, account)
+        return await asyncio.to_thread(self._save, account.id, name, email, reference)
+
+    def _known(self, teams_user_id: str) -> Member | None:
+        with self.store.session() as session:
+            return queries.member_by(session, teams_user_id=teams_user_id)
+
+    def _save(
+        self,
+        teams_user_id: str,
+        name: str | None,
+        email: str | None,
+        reference: dict[str, Any] | None,
+    ) -> Member:
+        try:
+            return self._upsert(teams_user_id, name, email, reference)
+        except IntegrityError:  # a parallel activity from the same new user created them
+            log.info("Teams user %s was saved concurrently; updating that record", teams_user_id)
+            return self._upsert(teams_user_id, name, email, reference)
+
+    def _upsert(
+        self,
+        teams_user_id: str,
+        name: str | None,
+        email: str | None,
+        reference: dict[str, Any] | None,
+    ) -> Member:
+        with self.store.session() as session:
+            member = queries.upsert_member(
+                session, now=datetime.now(UTC), teams_user_id=teams_user_id, name=name, email=email
+            )
+            if reference is not None and member.teams_reference != reference:
+                member.teams_reference = reference
+                session.add(member)
+            return member
+
+    def _forget(self, teams_user_id: str) -> None:
+        with self.store.session() as session:
+            member = queries.member_by(session, teams_user_id=teams_user_id)
+            if member is not None:
+                member.teams_reference = None
+                session.add(member)
+
+
+# ---------------------------------------------------------------- the HTTP route
+
+
+def error(status: int, text: str) -> web.Response:
+    return web.json_response({"error": text}, status=status)
+
+
+def activity_problem(body: Any) -> str | None:
+    """Why `body` is not an activity this endpoint can take, or None."""
+    if not isinstance(body, dict):
+        return "the body must be one activity, a JSON object"
+
+    def text(value: Any) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+    conversation, sender = body.get("conversation"), body.get("from")
+    checks = {
+        "type": text(body.get("type")),
+        "serviceUrl": text(body.get("serviceUrl"))
+        and str(body["serviceUrl"]).startswith(("https://", "http://")),
+        "conversation.id": isinstance(conversation, dict) and text(conversation.get("id")),
+        "from.id": isinstance(sender, dict) and text(sender.get("id")),
+    }
+    missing = [name for name, ok in checks.items() if not ok]
+    if missing:
+        return "the activity lacks a valid " + ", ".join(missing)
+    try:
+        Activity().deserialize(body)
+    except ValueError:  # msrest's DeserializationError is a ValueError
+        return "some activity fields have the wrong type"
+    return None
+
+
+async def refusal(request: web.Request) -> web.Response | None:
+    """The 4xx answer for a request that is not one well-formed activity, else None."""
+    if request.content_type != "application/json":
+        return error(415, "send the activity as application/json")
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, "the body is not valid JSON")
+    problem = activity_problem(body)
+    return error(400, problem) if problem else None
+
+
+def make_route(adapter: TeamsAdapter, store: Store, bot: Bot) -> Route:
+    """`POST /api/messages`: check the shape, then let the adapter authenticate and run it."""
+    handler = LiaisonTeamsBot(store, bot)
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        refused = await refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            response = await adapter.process(request, handler)
+        except web.HTTPUnauthorized:
+            return error(401, "the request's Bot Framework token is missing or invalid")
+        return (
+            cast(web.StreamResponse, response) if response is not None else web.Response(status=201)
+        )
+
+    return messages

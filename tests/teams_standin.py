@@ -1,0 +1,144 @@
+"""A local stand-in for the Bot Framework connector (Teams' serviceUrl), recording every call."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.loopback import serve_on_loopback
+
+PREFIX = "/teams"  # like Teams' own service URLs (https://smba.trafficmanager.net/amer/)
+
+
+@dataclass
+class Call:
+    """One connector request: `verb` is send, reply, update, member, members or create."""
+
+    verb: str
+    conversation: str
+    activity_id: str = ""
+    body: Any = None
+    answered_id: str = ""
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The Adaptive Card of a sent or updated activity."""
+        attachments = (self.body or {}).get("attachments") or [{}]
+        content: dict[str, Any] = attachments[0].get("content") or {}
+        return content
+
+
+@dataclass
+class TeamsStandIn:
+    """Answers the connector operations Liaison uses; `members` maps user id → member JSON."""
+
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    uninstalled: set[str] = field(default_factory=set)  # conversations that answer 403
+    url: str = ""
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
+    _runner: web.AppRunner | None = None
+
+    @property
+    def service_url(self) -> str:
+        return f"{self.url}{PREFIX}/"
+
+    def add_member(
+        self, user_id: str, given: str, surname: str, email: str, template: dict[str, Any]
+    ) -> None:
+        """A member for the lookup, shaped like `template` (a real member-lookup answer)."""
+        self.members[user_id] = {
+            **template,
+            "id": user_id,
+            "givenName": given,
+            "surname": surname,
+            "email": email,
+            "userPrincipalName": email,
+        }
+
+    def of(self, verb: str, conversation: str | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.verb == verb and (conversation is None or c.conversation == conversation)
+        ]
+
+    async def start(self) -> TeamsStandIn:
+        app = web.Application()
+        base = f"{PREFIX}/v3/conversations"
+        app.router.add_post(base, self._create)
+        app.router.add_post(base + "/{conversation}/activities", self._send)
+        app.router.add_post(base + "/{conversation}/activities/{activity}", self._send)
+        app.router.add_put(base + "/{conversation}/activities/{activity}", self._update)
+        app.router.add_get(base + "/{conversation}/members", self._members)
+        app.router.add_get(base + "/{conversation}/members/{member}", self._member)
+        self._runner, self.url = await serve_on_loopback(app)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    async def _send(self, request: web.Request) -> web.Response:
+        reply_to = request.match_info.get("activity", "")
+        conversation = request.match_info["conversation"]
+        if conversation in self.uninstalled:
+            self.calls.append(Call("refused", conversation, reply_to, await request.json()))
+            error = {
+                "code": "BotNotInConversationRoster",
+                "message": "The bot is not part of the conversation roster.",
+            }
+            return web.json_response({"error": error}, status=403)
+        new_id = self._next_id()
+        self.calls.append(
+            Call(
+                "reply" if reply_to else "send",
+                conversation,
+                reply_to,
+                await request.json(),
+                new_id,
+            )
+        )
+        return web.json_response({"id": new_id})
+
+    async def _update(self, request: web.Request) -> web.Response:
+        activity_id = request.match_info["activity"]
+        self.calls.append(
+            Call(
+                "update",
+                request.match_info["conversation"],
+                activity_id,
+                await request.json(),
+                activity_id,
+            )
+        )
+        return web.json_response({"id": activity_id})
+
+    async def _member(self, request: web.Request) -> web.Response:
+        member_id = request.match_info["member"]
+        self.calls.append(Call("member", request.match_info["conversation"], member_id))
+        if member_id not in self.members:
+            error = {"code": "MemberNotFoundInConversation", "message": "Member not found"}
+            return web.json_response({"error": error}, status=404)
+        return web.json_response(self.members[member_id])
+
+    async def _members(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("members", request.match_info["conversation"]))
+        return web.json_response(list(self.members.values()))
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        conversation = f"a:created-{self._next_id()}"
+        self.calls.append(Call("create", conversation, body=body))
+        return web.Response(
+            text=json.dumps({"id": conversation, "activityId": self._next_id()}),
+            content_type="application/json",
+            status=201,
+        )
