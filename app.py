@@ -80,6 +80,8 @@ def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) 
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from bot.delivery import Bot, Posted
 from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Button, Card, Form, InputKind
+from bot.text import say
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -58,6 +59,15 @@ class ConsoleScreen:
             self.buttons[self.next_button] = button
             labels.append(f"[cyan][{self.next_button}][/cyan] {escape(button.label)}")
             self.next_button += 1
+        for select in card.selects:
+            # A drop-down becomes one numbered button per choice.
+            for option in select.options:
+                self.buttons[self.next_button] = Button(option.label, select.action, option.value)
+                labels.append(
+                    f"[cyan][{self.next_button}][/cyan] {escape(select.label)}: "
+                    f"{escape(option.label)}"
+                )
+                self.next_button += 1
         if labels:
             lines.append("   ".join(labels))
         title = f"#{number} {escape(card.title)}" if card.title else f"#{number}"
@@ -78,8 +88,8 @@ class ConsoleMessenger:
     def _to(self, member: Member) -> str:
         me = self.current()
         if me is not None and me.id == member.id:
-            return "→ to you"
-        return f"→ to {member.name} ({member.handle}, {member.role}) in a DM"
+            return say("console_to_you")
+        return say("console_to_member", name=member.name, handle=member.handle, role=member.role)
 
     def reaches(self, member: Member) -> bool:
         return True
@@ -90,18 +100,18 @@ class ConsoleMessenger:
         return Posted(channel=member.handle, message_id=message_id)
 
     async def post(self, channel: str, card: Card) -> Posted:
-        message_id = self.screen.show(card, heading=f"→ posted in #{channel}")
+        message_id = self.screen.show(card, heading=say("console_posted", channel=channel))
         return Posted(channel=channel, message_id=message_id)
 
     async def update(self, location: CardLocation, card: Card) -> None:
         key = f"location:{location.message_id}"
         self.screen.cards.setdefault(key, int(location.message_id.lstrip("c")))
         self.screen.show(
-            card, heading=f"↻ card #{location.message_id[1:]} updated in place", card_key=key
+            card, heading=say("console_updated", number=location.message_id[1:]), card_key=key
         )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
-        heading = f"→ in the thread of card #{location.message_id[1:]} ({location.channel})"
+        heading = say("console_in_thread", number=location.message_id[1:], channel=location.channel)
         message_id = self.screen.show(card, heading=heading)
         return Posted(channel=location.channel, message_id=message_id)
 
@@ -114,7 +124,7 @@ class ConsoleResponder:
         self.pending_form: Form | None = None
 
     async def reply(self, card: Card) -> None:
-        self.screen.show(card, heading="(only you can see this)")
+        self.screen.show(card, heading=say("console_private"))
 
     async def show_form(self, form: Form) -> None:
         self.pending_form = form
@@ -143,17 +153,24 @@ class ConsoleChat:
                 session, email=handle
             )
         if member is None:
+            known = self._handles()
             self.screen.out.print(
-                f"[red]No member called {escape(handle)}.[/red] Known: "
-                + ", ".join(self._handles())
+                f"[red]{escape(say('console_no_such_member', handle=handle, known=known))}[/red]"
             )
             return False
         self.me = member
-        self.screen.out.print(
-            f"You are now [bold]{escape(member.name)}[/bold] ({member.role}). "
-            "Type /help for commands."
-        )
+        with self.store.session() as session:
+            waiting = len(queries.open_leads_of(session, member_id=member.id or 0))
+        you = say("console_you_are", name=member.name, role=member.role, waiting=waiting)
+        self.screen.out.print(f"[bold]{escape(you)}[/bold]")
         return True
+
+    def first_rep(self) -> str | None:
+        """Who the console starts as: the first rep, else the first member."""
+        with self.store.session() as session:
+            reps = queries.members_with_role(session, role="rep")
+            members = reps or queries.all_members(session)
+            return members[0].handle if members else None
 
     def _handles(self) -> list[str]:
         with self.store.session() as session:
@@ -176,9 +193,7 @@ class ConsoleChat:
             self.switch(line[3:].strip())
             return
         if self.me is None:
-            self.screen.out.print(
-                "Pick who you are first: /as NAME (" + ", ".join(self._handles()) + ")"
-            )
+            self.screen.out.print(escape(say("console_pick_member", known=self._handles())))
             return
         if line.isdigit():
             await self.press(int(line))
@@ -192,7 +207,7 @@ class ConsoleChat:
     async def press(self, number: int) -> None:
         button = self.screen.buttons.get(number)
         if button is None or self.me is None:
-            self.screen.out.print(f"[red]There is no button [{number}].[/red]")
+            self.screen.out.print(f"[red]{escape(say('console_no_button', number=number))}[/red]")
             return
         await self._handle(self._interaction(Kind.action, button.action, decode(button.value)))
 
@@ -215,7 +230,7 @@ class ConsoleChat:
             form, responder.pending_form = responder.pending_form, None
             values = self.fill(form)
             if values is None:
-                self.screen.out.print("Cancelled.")
+                self.screen.out.print(say("console_cancelled"))
                 return
             submit = self._interaction(
                 Kind.form, form.name, dict(form.state), values, f"form:{form.state['nonce']}"
@@ -232,13 +247,12 @@ class ConsoleChat:
             out.print(escape(form.intro))
         values: dict[str, list[str]] = {}
         for spec in form.inputs:
-            optional = "" if spec.required else " (Enter to skip)"
+            optional = "" if spec.required else say("console_skip")
             if spec.kind in (InputKind.select, InputKind.multiselect):
                 for n, option in enumerate(spec.options, 1):
                     out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}")
-                hint = (
-                    "numbers, comma-separated" if spec.kind is InputKind.multiselect else "number"
-                )
+                multiple = spec.kind is InputKind.multiselect
+                hint = say("console_pick_many" if multiple else "console_pick_one")
                 raw = self.ask(f"{spec.label} ({hint}){optional}: ").strip()
                 if raw == "/cancel":
                     return None
@@ -272,15 +286,11 @@ async def run_console(
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
     chat = ConsoleChat(store, bot_factory(messenger), screen, make_ask(out))
-    out.print(
-        "[bold]Liaison console[/bold]: /as NAME to switch member, /help for commands, "
-        "a number to press a button, /quit to leave."
-    )
-    handles = chat._handles()
-    first = start_as or (handles[0] if handles else None)
+    out.print(escape(say("console_welcome")))
+    first = start_as or chat.first_rep()
     if first:
         chat.switch(first)
     else:
-        out.print("No members yet. Run `liaison demo` or `liaison members set EMAIL` first.")
+        out.print(escape(say("console_no_members")))
     await chat.run()
     await asyncio.sleep(0)

@@ -140,3 +140,21 @@ async def test_console_forms_re_ask_after_a_mistake(sqlite_store: Store) -> None
     assert EventKind.not_a_fit in kinds(sqlite_store, lead_id)
     await chat.press(999)
     assert "There is no button [999]" in screen.getvalue()
+
+
+async def test_cards_with_selects_and_user_text_render_safely() -> None:
+    from bot.messages import Button, Card, Field_, Option, Select
+
+    buffer = io.StringIO()
+    screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
+    card = Card(
+        title="[bold]Lead[/bold]",
+        fields=(Field_("Name", "[red]x[/red] <!channel>"),),
+        buttons=(Button("Accept", "lead.accept", "lead_id=1"),),
+        selects=(Select("Snooze", "lead.snooze", (Option("1h", "1 hour"), Option("1d", "1 day"))),),
+    )
+    screen.show(card, heading="to you")
+    text = buffer.getvalue()
+    assert "[bold]Lead[/bold]" in text and "[red]x[/red] <!channel>" in text
+    assert "[1] Accept" in text and "[2] Snooze: 1 hour" in text and "[3] Snooze: 1 day" in text
+    assert screen.buttons[3].action == "lead.snooze" and screen.buttons[3].value == "1d"
