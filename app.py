@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +18,7 @@ from rich.table import Table
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
-from handlers import general, leads, questions
+from handlers import general, leads, questions, sla
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
@@ -33,6 +33,8 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 members_cli = typer.Typer(help="Who is who.", no_args_is_help=True)
 leaddef_cli = typer.Typer(help="The lead definition.", no_args_is_help=True)
 channels_cli = typer.Typer(help="Where Liaison posts.", no_args_is_help=True)
+sla_cli = typer.Typer(help="The two-sided service-level agreement.", no_args_is_help=True)
+holidays_cli = typer.Typer(help="Company holidays (no SLA clock runs).", no_args_is_help=True)
 campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
 for name, sub in (
     ("db", db_cli),
@@ -40,6 +42,8 @@ for name, sub in (
     ("leaddef", leaddef_cli),
     ("channels", channels_cli),
     ("campaigns", campaigns_cli),
+    ("sla", sla_cli),
+    ("holidays", holidays_cli),
 ):
     cli.add_typer(sub, name=name)
 
@@ -47,11 +51,12 @@ out = Console(soft_wrap=True)
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 
 
-def build_router() -> Router:
-    router = Router()
+def build_router(company_tz: str = "UTC") -> Router:
+    router = Router(company_tz=company_tz)
     general.register(router)
     leads.register(router)
     questions.register(router)
+    sla.register(router)
     return router
 
 
@@ -98,7 +103,7 @@ def serve(
     settings = Settings()
     store = open_store(settings)
     web.run_app(
-        build_web_app(settings, store, build_router()),
+        build_web_app(settings, store, build_router(settings.timezone)),
         host=host,
         port=port,
         print=lambda msg: logging.getLogger("liaison").info("%s", msg),
@@ -116,7 +121,11 @@ def socket() -> None:
         raise typer.Exit(2)
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
-    bot = Bot(store, build_router(), Deliverer(store, messengers, _directories(messengers)))
+    bot = Bot(
+        store,
+        build_router(settings.timezone),
+        Deliverer(store, messengers, _directories(messengers)),
+    )
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
     asyncio.run(run_socket_mode(settings, slack_messenger.client, store, bot))
 
@@ -130,7 +139,7 @@ def console(
 
     settings = Settings()
     store = open_store(settings)
-    router = build_router()
+    router = build_router(settings.timezone)
 
     def make_bot(messenger: ConsoleMessenger) -> Bot:
         return Bot(store, router, Deliverer(store, [messenger]))
@@ -236,6 +245,54 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
     out.print(f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria).")
 
 
+@sla_cli.command("set")
+def sla_set(file: Path, by: str = "admin (CLI)") -> None:
+    """Create a new SLA version from YAML; what the file leaves out keeps its value."""
+    from pydantic import ValidationError
+
+    from handlers.sla import SlaFile
+
+    try:
+        spec = SlaFile.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError) as error:
+        out.print(f"[red]Cannot read {file}: {error}[/red]")
+        raise typer.Exit(2) from error
+    except ValidationError as error:
+        for problem in error.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in problem["loc"])
+            out.print(f"[red]{file}: {where}: {problem['msg']}[/red]")
+        raise typer.Exit(2) from error
+    store = open_store(Settings())
+    with store.session() as session:
+        policy = queries.create_policy(
+            session, fields=spec.fields(), note=spec.note, created_by=by, now=now()
+        )
+    out.print(f"SLA v{policy.version} is now in force.")
+
+
+@holidays_cli.command("add")
+def holidays_add(day: str, name: str = "") -> None:
+    """A company holiday (YYYY-MM-DD): no SLA clock runs and no reminder goes out."""
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        out.print(f"[red]{day!r} is not a date: use YYYY-MM-DD.[/red]")
+        raise typer.Exit(2) from None
+    store = open_store(Settings())
+    with store.session() as session:
+        queries.add_holiday(session, day=parsed, name=name)
+    out.print(f"{parsed:%a %d %b %Y} is a holiday{f' ({name})' if name else ''}.")
+
+
+@holidays_cli.command("list")
+def holidays_list() -> None:
+    """The company holidays."""
+    store = open_store(Settings())
+    with store.session() as session:
+        days = queries.holidays(session)
+    out.print("\n".join(f"{d:%Y-%m-%d %a}" for d in days) or "No holidays set.")
+
+
 @members_cli.command("set")
 def members_set(
     email: str,
@@ -244,6 +301,10 @@ def members_set(
     team: Annotated[str | None, typer.Option(help="sales|marketing")] = None,
     timezone: str | None = None,
     name: str | None = None,
+    hours: Annotated[str | None, typer.Option(help="working hours, e.g. 08:30-17:00")] = None,
+    workdays: Annotated[
+        str | None, typer.Option(help="e.g. mon-fri or sun,mon,tue,wed,thu")
+    ] = None,
 ) -> None:
     """Create or update a member."""
     from zoneinfo import available_timezones
@@ -260,6 +321,8 @@ def members_set(
     if "@" not in email:
         out.print(f"[red]{email!r} is not an email address.[/red]")
         raise typer.Exit(2)
+    work = _parse_hours(hours) if hours else (None, None)
+    days = _parse_workdays(workdays) if workdays else None
     store = open_store(Settings())
     with store.session() as session:
         boss = queries.member_by(session, email=manager) if manager else None
@@ -276,11 +339,43 @@ def members_set(
             timezone=timezone,
             rename=bool(name),
             manager_id=boss.id if boss else None,
+            work_start=work[0],
+            work_end=work[1],
+            workdays=days,
         )
         out.print(
             f"{member.name} <{member.email}>: {member.role}"
             + (f", manager {boss.name}" if boss else "")
         )
+
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_hours(text: str) -> tuple[str, str]:
+    """`08:30-17:00` → ("08:30", "17:00"), or exit with the right usage."""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        out.print(f"[red]--hours {text!r}: use HH:MM-HH:MM, e.g. 08:30-17:00.[/red]")
+        raise typer.Exit(2) from None
+    if end <= start:
+        out.print("[red]--hours must end after they start.[/red]")
+        raise typer.Exit(2)
+    return start.strftime("%H:%M"), end.strftime("%H:%M")
+
+
+def _parse_workdays(text: str) -> str:
+    """`mon-fri` or `sun,mon,tue` → "0,1,2,3,4" (Monday = 0)."""
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in DAY_NAMES or (last and last not in DAY_NAMES):
+            out.print(f"[red]--workdays {text!r}: use day names like mon-fri or sun,mon.[/red]")
+            raise typer.Exit(2)
+        a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return ",".join(str(d) for d in sorted(days))
 
 
 @members_cli.command("list")

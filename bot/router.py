@@ -24,6 +24,7 @@ class Context:
 
     session: Session
     now: datetime
+    company_tz: str = "UTC"
 
 
 Handler = Callable[[Context, Interaction], list[Effect]]
@@ -42,6 +43,7 @@ class Router:
 
     routes: dict[tuple[Kind, str], Route] = field(default_factory=dict)
     fallback: Handler | None = None
+    company_tz: str = "UTC"
 
     def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
         self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
@@ -76,7 +78,7 @@ class Router:
                 ):
                     log.info("duplicate request %s ignored", interaction.request_id)
                     return []
-                effects = handler(Context(session=session, now=now), interaction)
+                effects = handler(Context(session, now, self.company_tz), interaction)
                 if any(isinstance(effect, FormErrors) for effect in effects):
                     # Nothing is recorded for a refused form, so the corrected resubmit
                     # (which carries the same request id) is still processed.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +50,9 @@ class Member(SQLModel, table=True):
     slack_dm_channel: str | None = None
     teams_user_id: str | None = Field(default=None, unique=True, index=True)
     teams_reference: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    work_start: str | None = None  # "09:00" local; None = company default
+    work_end: str | None = None
+    workdays: str | None = None  # "0,1,2,3,4" (Monday = 0); None = Monday to Friday
     created_at: datetime
 
 
@@ -148,3 +151,48 @@ class ChannelSetting(SQLModel, table=True):
 
     kind: str = Field(primary_key=True)
     target: str
+
+
+class SlaPolicy(SQLModel, table=True):
+    """One version of the two-sided service-level agreement; the newest is in force."""
+
+    __tablename__ = "sla_policies"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(unique=True, index=True)
+    note: str = ""
+    created_by: str = "system"
+    created_at: datetime
+    # sales' side
+    first_touch_hours: float = 4
+    attempts: int = 5
+    attempts_days: float = 10
+    verdict_hours: float = 24
+    # marketing's side
+    leads_per_week: int = 40
+    acceptance_rate: float = 0.6
+    info_answer_hours: float = 4
+    # reminders: a DM at this share of the window, escalation this long after a breach
+    remind_share: float = 0.75
+    escalate_after_hours: float = 4
+
+
+class Holiday(SQLModel, table=True):
+    """A company holiday: nobody's SLA clock runs on it."""
+
+    __tablename__ = "holidays"
+
+    day: date = Field(primary_key=True)
+    name: str = ""
+
+
+class Away(SQLModel, table=True):
+    """A member's time away: their clocks pause and DMs wait."""
+
+    __tablename__ = "away"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="members.id", index=True)
+    starts_at: datetime
+    until: datetime
+    created_at: datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, update
@@ -12,16 +12,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage.models import (
+    Away,
     Campaign,
     CardLocation,
     ChannelSetting,
     Criterion,
     EventKind,
+    Holiday,
     Lead,
     LeadDefinition,
     LeadEvent,
     Member,
     ProcessedRequest,
+    SlaPolicy,
 )
 
 # ---------------------------------------------------------------- requests
@@ -289,3 +292,72 @@ def set_channel(session: Session, *, kind: str, target: str) -> None:
     setting = session.get(ChannelSetting, kind) or ChannelSetting(kind=kind, target=target)
     setting.target = target
     session.add(setting)
+
+
+# ---------------------------------------------------------------- SLA and business time
+
+
+def current_policy(session: Session) -> SlaPolicy:
+    policy = session.exec(select(SlaPolicy).order_by(col(SlaPolicy.version).desc())).first()
+    if policy is None:
+        raise LookupError("no SLA policy: run `liaison db upgrade`")
+    return policy
+
+
+def create_policy(
+    session: Session, *, fields: dict[str, Any], note: str, created_by: str, now: datetime
+) -> SlaPolicy:
+    """A new SLA version; fields not given keep the values of the version in force."""
+    base = current_policy(session).model_dump(
+        exclude={"id", "version", "note", "created_by", "created_at"}
+    )
+    latest = session.exec(select(func.max(SlaPolicy.version))).one() or 0
+    policy = SlaPolicy(
+        **{**base, **fields}, version=latest + 1, note=note, created_by=created_by, created_at=now
+    )
+    session.add(policy)
+    session.flush()
+    return policy
+
+
+def holidays(session: Session) -> list[date]:
+    return [h.day for h in session.exec(select(Holiday).order_by(col(Holiday.day))).all()]
+
+
+def add_holiday(session: Session, *, day: date, name: str) -> None:
+    holiday = session.get(Holiday, day) or Holiday(day=day, name=name)
+    holiday.name = name
+    session.add(holiday)
+
+
+def away_spans(session: Session, *, member_id: int) -> list[tuple[datetime, datetime]]:
+    rows = session.exec(
+        select(Away).where(Away.member_id == member_id).order_by(col(Away.starts_at))
+    ).all()
+    return [(row.starts_at, row.until) for row in rows if row.until > row.starts_at]
+
+
+def current_away(session: Session, *, member_id: int, now: datetime) -> Away | None:
+    return session.exec(
+        select(Away).where(Away.member_id == member_id, Away.starts_at <= now, Away.until > now)
+    ).first()
+
+
+def set_away(session: Session, *, member_id: int, until: datetime, now: datetime) -> Away:
+    """Away from now until `until`; replaces a current time away rather than stacking."""
+    away = current_away(session, member_id=member_id, now=now) or Away(
+        member_id=member_id, starts_at=now, until=until, created_at=now
+    )
+    away.until = until
+    session.add(away)
+    session.flush()
+    return away
+
+
+def end_away(session: Session, *, member_id: int, now: datetime) -> bool:
+    away = current_away(session, member_id=member_id, now=now)
+    if away is None:
+        return False
+    away.until = now
+    session.add(away)
+    return True

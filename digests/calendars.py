@@ -1,0 +1,37 @@
+"""Each member's business-time calendar, from their settings, holidays and time away."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from sqlmodel import Session
+
+from digests.business_time import Calendar
+from storage import queries
+from storage.models import Member
+
+DEFAULT_START, DEFAULT_END = time(9, 0), time(17, 0)
+
+
+def _clock(text: str | None, default: time) -> time:
+    if not text:
+        return default
+    hours, _, minutes = text.partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def calendar_of(session: Session, member: Member, company_tz: str) -> Calendar:
+    """The member's time zone (else the company's), working hours, holidays and away."""
+    weekdays = (
+        frozenset(int(d) for d in member.workdays.split(",") if d.strip())
+        if member.workdays
+        else frozenset({0, 1, 2, 3, 4})
+    )
+    return Calendar(
+        tz=member.timezone or company_tz,
+        start=_clock(member.work_start, DEFAULT_START),
+        end=_clock(member.work_end, DEFAULT_END),
+        weekdays=weekdays,
+        holidays=frozenset(queries.holidays(session)),
+        away=tuple(queries.away_spans(session, member_id=member.id or 0)),
+    )
