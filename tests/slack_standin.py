@@ -1,9 +1,16 @@
-"""A local stand-in for the Slack Web API (and response_url), recording every call."""
+"""A local stand-in for the Slack Web API (and response_url), recording every call.
+
+It also plays Slack's side of Socket Mode: `apps.connections.open` (app-level token)
+hands out a ws:// URL to its own `/link/` route, which greets with `hello`, lets a test
+push envelopes with `push`, and records what the app sends back (the acks)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,8 +33,11 @@ class SlackStandIn:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    socket_messages: list[dict[str, Any]] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
+    _tickets: set[str] = field(default_factory=set)
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -53,12 +63,90 @@ class SlackStandIn:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
+        app.router.add_get("/link/", self._link)
         self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    # Socket Mode: Slack's side of the WebSocket.
+
+    def _open_connection(self, request: web.Request) -> dict[str, Any]:
+        """`apps.connections.open`: only an app-level token (xapp-…) gets a URL."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if not token.startswith("xapp-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        ticket = str(uuid.uuid4())
+        self._tickets.add(ticket)
+        ws_url = self.url.replace("http://", "ws://", 1)
+        return {"ok": True, "url": f"{ws_url}/link/?ticket={ticket}"}
+
+    async def _link(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("ticket") not in self._tickets:
+            return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
+        socket = web.WebSocketResponse()  # answers the client's pings itself
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {
+                    "host": "applink-standin",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": "A0CA5"},
+            }
+        )
+        try:
+            async for message in socket:
+                if message.type == web.WSMsgType.TEXT:
+                    self.socket_messages.append(json.loads(message.data))
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    @property
+    def socket_open(self) -> bool:
+        """Whether an app holds an open Socket Mode connection."""
+        return any(not s.closed for s in self._sockets)
+
+    async def wait_for_socket(self, timeout: float = 10.0) -> None:
+        """Until the app holds an open Socket Mode connection (bounded)."""
+        deadline = time.monotonic() + timeout
+        while not self.socket_open:
+            if time.monotonic() > deadline:
+                raise AssertionError("no Socket Mode connection within timeout")
+            await asyncio.sleep(0.05)
+
+    async def push(
+        self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = True
+    ) -> str:
+        """Send an envelope (`slash_commands`, `interactive`, `events_api`) to the app over
+        the open connection; returns its envelope_id."""
+        await self.wait_for_socket()
+        envelope_id = str(uuid.uuid4())
+        socket = next(s for s in reversed(self._sockets) if not s.closed)
+        await socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "accepts_response_payload": accepts_response_payload,
+                "payload": payload,
+            }
+        )
+        return envelope_id
+
+    def ack_for(self, envelope_id: str) -> dict[str, Any] | None:
+        """The app's acknowledgement of an envelope, once it has sent one."""
+        return next((m for m in self.socket_messages if m.get("envelope_id") == envelope_id), None)
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
         raw = await request.text()
@@ -81,6 +169,8 @@ class SlackStandIn:
         method = request.match_info["method"]
         params = await self._params(request)
         self.calls.append(Call(method, params))
+        if method == "apps.connections.open":
+            return web.json_response(self._open_connection(request))
         return web.json_response(self.answer(method, params))
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
