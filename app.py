@@ -14,10 +14,12 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from sqlmodel import col, select
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
+from digests.scheduler import Clockwork
 from handlers import general, leads, questions, sla
 from handlers.ingest import Ingestor, validate
 from storage import queries
@@ -33,6 +35,7 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 members_cli = typer.Typer(help="Who is who.", no_args_is_help=True)
 leaddef_cli = typer.Typer(help="The lead definition.", no_args_is_help=True)
 channels_cli = typer.Typer(help="Where Liaison posts.", no_args_is_help=True)
+outbox_cli = typer.Typer(help="Messages Liaison owes: list and retry.", invoke_without_command=True)
 sla_cli = typer.Typer(help="The two-sided service-level agreement.", no_args_is_help=True)
 holidays_cli = typer.Typer(help="Company holidays (no SLA clock runs).", no_args_is_help=True)
 campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
@@ -43,6 +46,7 @@ for name, sub in (
     ("channels", channels_cli),
     ("campaigns", campaigns_cli),
     ("sla", sla_cli),
+    ("outbox", outbox_cli),
     ("holidays", holidays_cli),
 ):
     cli.add_typer(sub, name=name)
@@ -103,7 +107,7 @@ def serve(
     settings = Settings()
     store = open_store(settings)
     web.run_app(
-        build_web_app(settings, store, build_router(settings.timezone)),
+        build_web_app(settings, store, build_router(settings.timezone), scheduler=not no_scheduler),
         host=host,
         port=port,
         print=lambda msg: logging.getLogger("liaison").info("%s", msg),
@@ -121,13 +125,19 @@ def socket() -> None:
         raise typer.Exit(2)
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
-    bot = Bot(
-        store,
-        build_router(settings.timezone),
-        Deliverer(store, messengers, _directories(messengers)),
-    )
+    deliverer = Deliverer(store, messengers, _directories(messengers))
+    bot = Bot(store, build_router(settings.timezone), deliverer)
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
-    asyncio.run(run_socket_mode(settings, slack_messenger.client, store, bot))
+
+    async def run() -> None:
+        clockwork = Clockwork(store, deliverer, settings.timezone)
+        clockwork.start()
+        try:
+            await run_socket_mode(settings, slack_messenger.client, store, bot)
+        finally:
+            clockwork.stop()
+
+    asyncio.run(run())
 
 
 @cli.command()
@@ -243,6 +253,76 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
             session, criteria=criteria, note=str(spec.get("note", "")), created_by=by, now=now()
         )
     out.print(f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria).")
+
+
+@cli.command()
+def tick(
+    at: Annotated[str | None, typer.Option(help="ISO-8601 time to act as if it were")] = None,
+) -> None:
+    """One scheduler pass: SLA reminders, breaches, escalations, then outbox delivery."""
+    moment = now()
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            out.print(f"[red]--at {at!r} is not an ISO-8601 time (e.g. 2026-11-24T14:00Z).[/red]")
+            raise typer.Exit(2) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    settings = Settings()
+    store = open_store(settings)
+    messengers = platform_messengers(settings, store)
+    clockwork = Clockwork(
+        store, Deliverer(store, messengers, _directories(messengers)), settings.timezone
+    )
+    result = asyncio.run(clockwork.run_once(moment))
+    out.print(
+        f"Tick at {moment.isoformat()}: {result.tick.looked_at} clocks looked at, "
+        f"{result.tick.messages} messages owed; {result.sent.sent} sent, "
+        f"{result.sent.retried} to retry, {result.sent.failed} failed."
+    )
+
+
+@outbox_cli.callback()
+def outbox_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="pending|sending|sent|failed")] = None,
+    limit: int = 50,
+) -> None:
+    """List the outbox (newest first); `liaison outbox retry` puts failed ones back in line."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from storage.models import OutboxMessage
+
+    store = open_store(Settings())
+    table = Table("id", "key", "to", "status", "attempts", "not before", "error")
+    with store.session() as session:
+        query = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        for row in session.exec(query).all():
+            to = f"member {row.member_id}" if row.member_id else (row.target or "-")
+            table.add_row(
+                str(row.id),
+                row.key,
+                to,
+                row.status,
+                str(row.attempts),
+                row.not_before.isoformat(timespec="minutes"),
+                row.last_error or "",
+            )
+    out.print(table)
+
+
+@outbox_cli.command("retry")
+def outbox_retry(ids: Annotated[list[int] | None, typer.Argument()] = None) -> None:
+    """Put failed messages (all, or the given ids) back in line for the next tick."""
+    from digests.outbox import retry
+
+    store = open_store(Settings())
+    with store.session() as session:
+        count = retry(session, ids=ids, now=now())
+    out.print(f"{count} message{'s' if count != 1 else ''} back in line.")
 
 
 @sla_cli.command("set")

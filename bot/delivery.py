@@ -91,14 +91,9 @@ class Deliverer:
             case FormErrors(errors=errors) if responder is not None:
                 await responder.form_errors(errors)
             case Notify():
-                await self._notify(effect)
+                await self.notify(effect)
             case Post(target=target, card=card):
-                platform, _, channel = target.partition(":")
-                messenger = self.messengers.get(platform)
-                if messenger is None:
-                    log.warning("no %s adapter for channel %s", platform, target)
-                else:
-                    await messenger.post(channel, card)
+                await self.post(target, card)
             case UpdateCards(lead_id=lead_id, purpose=purpose, card=card):
                 locations = await asyncio.to_thread(self._locations, lead_id, purpose)
                 for location in locations:
@@ -108,30 +103,49 @@ class Deliverer:
             case _:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
 
-    async def _notify(self, effect: Notify) -> None:
+    async def notify(self, effect: Notify) -> list[tuple[str, Posted]]:
+        """Send a DM (or a thread reply) to a member on every platform that reaches them.
+
+        Returns where it was posted; empty when the member is reachable nowhere. Platform
+        errors propagate, so the outbox can retry them.
+        """
         member = await asyncio.to_thread(self._member, effect.member_id)
         if member is None:
             log.warning("notify: member %s does not exist", effect.member_id)
-            return
+            return []
         if effect.in_thread and effect.lead_id is not None:
             threads = await asyncio.to_thread(self._locations, effect.lead_id, "handoff")
             mine = [t for t in threads if t.member_id == member.id]
-            if mine:
-                for location in mine:
-                    messenger = self.messengers.get(location.platform)
-                    if messenger is not None:
-                        await messenger.reply_in_thread(location, effect.card)
-                return
+            posted = []
+            for location in mine:
+                messenger = self.messengers.get(location.platform)
+                if messenger is not None:
+                    reply = await messenger.reply_in_thread(location, effect.card)
+                    posted.append((messenger.platform, reply))
+            if posted:
+                return posted
         reached = [m for m in self.messengers.values() if m.reaches(member)]
         if not reached and member.email:
             member = await self._look_up(member)
             reached = [m for m in self.messengers.values() if m.reaches(member)]
         if not reached:
             log.warning("member %s is not reachable on any platform", member.id)
+        sent = []
         for messenger in reached:
-            posted = await messenger.send(member, effect.card)
+            posted_to = await messenger.send(member, effect.card)
+            sent.append((messenger.platform, posted_to))
             if effect.lead_id is not None and effect.purpose:
-                await asyncio.to_thread(self._record, effect, member, messenger.platform, posted)
+                await asyncio.to_thread(self._record, effect, member, messenger.platform, posted_to)
+        return sent
+
+    async def post(self, target: str, card: Card) -> tuple[str, Posted] | None:
+        """Post to a configured channel (`slack:C0123`); None without that platform."""
+        platform, _, channel = target.partition(":")
+        messenger = self.messengers.get(platform)
+        if messenger is None:
+            log.warning("no %s adapter for channel %s", platform, target)
+            return None
+        return platform, await messenger.post(channel, card)
 
     async def _look_up(self, member: Member) -> Member:
         """Find a member known only by email in the platform directories."""

@@ -6,8 +6,9 @@ Adaptive Card markdown, console markup), so user text can never format, link or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Style(StrEnum):
@@ -98,3 +99,26 @@ class Form:
     submit_label: str = "Submit"
     intro: str = ""
     state: dict[str, str] = field(default_factory=dict)
+
+
+def card_to_dict(card: Card) -> dict[str, Any]:
+    """A card as JSON-ready data (for the outbox)."""
+    return asdict(card)
+
+
+def card_from_dict(data: dict[str, Any]) -> Card:
+    """The inverse of `card_to_dict`."""
+    return Card(
+        title=data.get("title", ""),
+        text=data.get("text", ""),
+        fields=tuple(Field_(**f) for f in data.get("fields", ())),
+        context=data.get("context", ""),
+        buttons=tuple(
+            Button(b["label"], b["action"], b.get("value", ""), Style(b.get("style", "default")))
+            for b in data.get("buttons", ())
+        ),
+        selects=tuple(
+            Select(s["label"], s["action"], tuple(Option(**o) for o in s.get("options", ())))
+            for s in data.get("selects", ())
+        ),
+    )

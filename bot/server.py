@@ -16,6 +16,7 @@ from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
 from bot.webhook import make_handler
+from digests.scheduler import Clockwork
 from handlers.ingest import Ingestor
 from storage.db import Store
 
@@ -24,7 +25,9 @@ BACKGROUND = web.AppKey("background", Background)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_web_app(settings: Settings, store: Store, router: Router) -> web.Application:
+def build_web_app(
+    settings: Settings, store: Store, router: Router, *, scheduler: bool = False
+) -> web.Application:
     """Routes: POST /slack/events, POST /api/messages, POST /api/leads, GET /healthz."""
     from bot import slack, teams
 
@@ -40,6 +43,7 @@ def build_web_app(settings: Settings, store: Store, router: Router) -> web.Appli
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
     ingestor = Ingestor(store, deliverer, directories, settings.default_channel("admin"))
+    clockwork = Clockwork(store, deliverer, settings.timezone)
 
     app = web.Application(client_max_size=6 * 1024 * 1024)
     app[BACKGROUND] = background
@@ -63,8 +67,11 @@ def build_web_app(settings: Settings, store: Store, router: Router) -> web.Appli
         sys.setswitchinterval(0.001)
         if slack_messenger is not None:
             slack_messenger.client.session = aiohttp.ClientSession()
+        if scheduler:
+            clockwork.start()
 
     async def _drain(_: web.Application) -> None:
+        clockwork.stop()
         await background.drain()
 
     async def _close(_: web.Application) -> None:

@@ -17,6 +17,7 @@ from bot.delivery import Deliverer, Directory
 from bot.effects import Effect, Notify, Post
 from bot.messages import Card, Field_
 from bot.text import say
+from digests import sla
 from handlers.cards import HANDOFF, lead_card
 from storage import queries
 from storage.db import Store
@@ -184,6 +185,7 @@ def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime
         queries.add_event(
             session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=owner.id
         )
+    sla.on_handoff(session, lead, now)
     return lead
 
 

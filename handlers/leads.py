@@ -7,6 +7,7 @@ from bot.interaction import Interaction
 from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
 from bot.text import say, when
+from digests import sla
 from handlers.cards import ATTEMPT_CHANNELS, ATTEMPT_OUTCOMES, HANDOFF, lead_card
 from handlers.common import (
     load_lead,
@@ -65,6 +66,7 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
         member_id=interaction.actor.id,
         now=ctx.now,
     )
+    sla.on_accepted(ctx.session, lead, ctx.now, ctx.company_tz)
     return [refresh(ctx, lead)]
 
 
@@ -130,6 +132,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
             "definition_version": definition.version,
         },
     )
+    sla.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company_tz)
     return [refresh(ctx, lead)]
 
 
@@ -191,6 +194,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"channel": channel, "outcome": outcome, "note": note},
     )
+    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company_tz)
     return [refresh(ctx, lead)]
 
 

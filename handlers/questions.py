@@ -7,6 +7,7 @@ from bot.interaction import Interaction
 from bot.messages import Card, Field_, Form, Input, InputKind
 from bot.router import Context, Router
 from bot.text import say
+from digests import sla
 from handlers.cards import question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
 from handlers.leads import campaign_marketer, checked_lead, refresh
@@ -64,6 +65,7 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"question_id": question_id, "question": question, "marketer_id": marketer.id},
     )
+    sla.on_question(ctx.session, lead, marketer.id or 0, question_id, ctx.now)
     return [
         Notify(
             marketer.id or 0,
@@ -136,6 +138,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"question_id": asked.data["question_id"], "answer": text},
     )
+    sla.on_answer(ctx.session, lead, asked.data["question_id"], ctx.now, ctx.company_tz)
     rep_id = asked.member_id or lead.owner_id or 0
     purpose = question_purpose(asked.data["question_id"])
     return [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
@@ -196,3 +196,76 @@ class Away(SQLModel, table=True):
     starts_at: datetime
     until: datetime
     created_at: datetime
+
+
+class ClockKind(StrEnum):
+    first_touch = "first_touch"
+    verdict = "verdict"
+    attempts = "attempts"
+    info_answer = "info_answer"
+
+
+class ClockStage(IntEnum):
+    running = 0
+    reminded = 1
+    breached = 2
+    escalated = 3
+
+
+class Clock(SQLModel, table=True):
+    """One SLA commitment being timed: who owes what on which lead, in business time.
+
+    `next_at` is when the scheduler must look at it again (the reminder, the deadline,
+    the escalation); None once it is closed. Snoozes are spans the clock does not count.
+    """
+
+    __tablename__ = "sla_clocks"
+    __table_args__ = (UniqueConstraint("lead_id", "kind", "ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    kind: str
+    ref: str = ""
+    owner_id: int = Field(foreign_key="members.id", index=True)
+    policy_version: int
+    started_at: datetime
+    budget_seconds: float
+    remind_share: float
+    grace_seconds: float
+    stage: int = ClockStage.running.value
+    snoozes: list[list[str]] = Field(default_factory=list, sa_column=Column(JSON))
+    next_at: datetime | None = Field(default=None, index=True)
+    closed_at: datetime | None = None
+    outcome: str | None = None  # met, missed, cancelled
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message the bot owes someone, written in the same transaction as the fact behind
+    it and delivered by the sender; `key` makes writing it twice impossible."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    member_id: int | None = Field(default=None, foreign_key="members.id")
+    target: str | None = None  # a channel: slack:C0123 or teams:<conversation id>
+    card: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    lead_id: int | None = Field(default=None, foreign_key="leads.id")
+    purpose: str = ""
+    status: str = Field(default=OutboxStatus.pending.value, index=True)
+    not_before: datetime = Field(index=True)
+    attempts: int = 0
+    claimed_until: datetime | None = None
+    claimed_by: str | None = None
+    last_error: str | None = None
+    platform: str | None = None
+    message_id: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None

@@ -16,6 +16,7 @@ from storage.models import (
     Campaign,
     CardLocation,
     ChannelSetting,
+    Clock,
     Criterion,
     EventKind,
     Holiday,
@@ -23,6 +24,7 @@ from storage.models import (
     LeadDefinition,
     LeadEvent,
     Member,
+    OutboxMessage,
     ProcessedRequest,
     SlaPolicy,
 )
@@ -360,4 +362,67 @@ def end_away(session: Session, *, member_id: int, now: datetime) -> bool:
         return False
     away.until = now
     session.add(away)
+    return True
+
+
+# ---------------------------------------------------------------- SLA clocks
+
+
+def start_clock(session: Session, *, clock: Clock) -> Clock | None:
+    """Store a new clock; None when this (lead, kind, ref) clock already exists."""
+    existing = session.exec(
+        select(Clock).where(
+            Clock.lead_id == clock.lead_id, Clock.kind == clock.kind, Clock.ref == clock.ref
+        )
+    ).first()
+    if existing is not None:
+        return None
+    try:
+        with session.begin_nested():
+            session.add(clock)
+    except IntegrityError:
+        return None
+    return clock
+
+
+def open_clocks(
+    session: Session, *, lead_id: int, kinds: Sequence[str], ref: str | None = None
+) -> list[Clock]:
+    query = select(Clock).where(
+        Clock.lead_id == lead_id, col(Clock.kind).in_(list(kinds)), col(Clock.closed_at).is_(None)
+    )
+    if ref is not None:
+        query = query.where(Clock.ref == ref)
+    return list(session.exec(query.with_for_update()).all())
+
+
+def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
+    """Open clocks whose next step is due, locked for this transaction.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several instances tick at once, each
+    taking different rows; a crashed instance's locks vanish with its transaction.
+    """
+    return list(
+        session.exec(
+            select(Clock)
+            .where(col(Clock.next_at) <= now, col(Clock.closed_at).is_(None))
+            .order_by(col(Clock.next_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def enqueue(session: Session, *, message: OutboxMessage) -> bool:
+    """Add a message to the outbox; False when one with the same key is already there."""
+    if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
+        return False
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        return False
     return True

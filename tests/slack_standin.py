@@ -32,6 +32,8 @@ class SlackStandIn:
 
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    refused: list[Call] = field(default_factory=list)
+    _throttled: dict[str, tuple[int, int]] = field(default_factory=dict)
     url: str = ""
     socket_messages: list[dict[str, Any]] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -165,9 +167,22 @@ class SlackStandIn:
         self.calls.append(Call("response_url", await self._params(request)))
         return web.Response(text="ok")
 
+    def throttle(self, method: str, *, times: int, retry_after: int) -> None:
+        """Answer the next `times` calls of `method` with 429 and `Retry-After`."""
+        self._throttled[method] = (times, retry_after)
+
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
+        left, retry_after = self._throttled.get(method, (0, 0))
+        if left > 0:
+            self._throttled[method] = (left - 1, retry_after)
+            self.refused.append(Call(method, params))
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
         self.calls.append(Call(method, params))
         if method == "apps.connections.open":
             return web.json_response(self._open_connection(request))

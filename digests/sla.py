@@ -1,0 +1,329 @@
+"""SLA clocks: started and closed by what happens to a lead, advanced by the scheduler tick.
+
+A clock is a row. The tick claims the clocks whose next step is due, decides with `now`
+passed in (reminder at a share of the window, breach at the deadline, escalation to the
+manager after the grace period), and writes the private messages to the outbox in the
+same transaction, so a step is taken — and its message owed — exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlmodel import Session
+
+from bot.messages import Card, Field_, card_to_dict
+from bot.text import say, when
+from digests.business_time import Calendar, add_business, next_working_moment
+from digests.calendars import calendar_of
+from storage import queries
+from storage.db import Store
+from storage.models import (
+    Clock,
+    ClockKind,
+    ClockStage,
+    EventKind,
+    Lead,
+    Member,
+    OutboxMessage,
+    SlaPolicy,
+)
+
+log = logging.getLogger(__name__)
+HOUR = 3600.0
+SALES_CLOCKS = (ClockKind.first_touch, ClockKind.verdict, ClockKind.attempts)
+
+
+# ---------------------------------------------------------------- starting and closing
+
+
+def _clock(
+    lead: Lead,
+    kind: ClockKind,
+    owner_id: int,
+    policy: SlaPolicy,
+    budget: float,
+    now: datetime,
+    ref: str = "",
+) -> Clock:
+    return Clock(
+        lead_id=lead.id or 0,
+        kind=kind.value,
+        ref=ref,
+        owner_id=owner_id,
+        policy_version=policy.version,
+        started_at=now,
+        budget_seconds=budget,
+        remind_share=policy.remind_share,
+        grace_seconds=policy.escalate_after_hours * HOUR,
+        next_at=now,
+    )
+
+
+def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
+    """A lead reached its owner: the first-touch and verdict clocks start."""
+    if lead.owner_id is None:
+        return
+    policy = queries.current_policy(session)
+    for kind, hours in (
+        (ClockKind.first_touch, policy.first_touch_hours),
+        (ClockKind.verdict, policy.verdict_hours),
+    ):
+        queries.start_clock(
+            session, clock=_clock(lead, kind, lead.owner_id, policy, hours * HOUR, now)
+        )
+
+
+def on_accepted(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+    """Accepting ends the verdict clock and starts the attempts clock."""
+    close(session, lead, [ClockKind.verdict], now, company_tz)
+    if lead.owner_id is None:
+        return
+    policy = queries.current_policy(session)
+    owner = session.get(Member, lead.owner_id)
+    if owner is None:
+        return
+    calendar = calendar_of(session, owner, company_tz)
+    day = _day_seconds(calendar)
+    queries.start_clock(
+        session,
+        clock=_clock(
+            lead, ClockKind.attempts, lead.owner_id, policy, policy.attempts_days * day, now
+        ),
+    )
+
+
+def on_not_a_fit(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+    """A verdict of not a fit ends the verdict clock; the other sales clocks are cancelled."""
+    close(session, lead, [ClockKind.verdict], now, company_tz)
+    for clock in queries.open_clocks(
+        session, lead_id=lead.id or 0, kinds=[ClockKind.first_touch, ClockKind.attempts]
+    ):
+        _finish(session, clock, now, "cancelled")
+
+
+def on_attempt(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+    """An attempt is a touch; enough of them meet the attempts commitment."""
+    close(session, lead, [ClockKind.first_touch], now, company_tz)
+    policy = queries.current_policy(session)
+    done = queries.count_events(session, lead_id=lead.id or 0, kind=EventKind.attempt_logged)
+    if done >= policy.attempts:
+        close(session, lead, [ClockKind.attempts], now, company_tz)
+
+
+def on_question(
+    session: Session, lead: Lead, marketer_id: int, question_id: str, now: datetime
+) -> None:
+    """A rep's question starts the marketer's answer clock."""
+    policy = queries.current_policy(session)
+    queries.start_clock(
+        session,
+        clock=_clock(
+            lead,
+            ClockKind.info_answer,
+            marketer_id,
+            policy,
+            policy.info_answer_hours * HOUR,
+            now,
+            ref=question_id,
+        ),
+    )
+
+
+def on_answer(
+    session: Session, lead: Lead, question_id: str, now: datetime, company_tz: str
+) -> None:
+    close(session, lead, [ClockKind.info_answer], now, company_tz, ref=question_id)
+
+
+def close(
+    session: Session,
+    lead: Lead,
+    kinds: list[ClockKind],
+    now: datetime,
+    company_tz: str,
+    ref: str | None = None,
+) -> None:
+    """Close open clocks as met (before their deadline) or missed (after it)."""
+    for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=kinds, ref=ref):
+        owner = session.get(Member, clock.owner_id)
+        if owner is None:
+            _finish(session, clock, now, "cancelled")
+            continue
+        steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+        _finish(session, clock, now, "met" if now <= steps.due else "missed")
+
+
+def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:
+    clock.closed_at, clock.outcome, clock.next_at = now, outcome, None
+    session.add(clock)
+
+
+def _day_seconds(calendar: Calendar) -> float:
+    start = timedelta(hours=calendar.start.hour, minutes=calendar.start.minute)
+    end = timedelta(hours=calendar.end.hour, minutes=calendar.end.minute)
+    return (end - start).total_seconds()
+
+
+# ---------------------------------------------------------------- the steps of a clock
+
+
+@dataclass(frozen=True)
+class Steps:
+    """When a clock reminds, breaches and escalates, in its owner's business time."""
+
+    remind: datetime
+    due: datetime
+    escalate: datetime
+
+    @classmethod
+    def of(cls, clock: Clock, calendar: Calendar) -> Steps:
+        snoozed = tuple(
+            (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in clock.snoozes
+        )
+        calendar = replace(calendar, away=calendar.away + snoozed)
+        start, budget = clock.started_at, clock.budget_seconds
+        due = add_business(calendar, start, budget)
+        return cls(
+            remind=add_business(calendar, start, budget * clock.remind_share),
+            due=due,
+            escalate=add_business(calendar, due, clock.grace_seconds),
+        )
+
+    def next_after(self, stage: int) -> datetime | None:
+        pending = {
+            ClockStage.running: self.remind,
+            ClockStage.reminded: self.due,
+            ClockStage.breached: self.escalate,
+        }
+        return pending.get(ClockStage(stage))
+
+
+@dataclass
+class TickReport:
+    looked_at: int = 0
+    messages: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+def advance(
+    session: Session, clock: Clock, now: datetime, company_tz: str, report: TickReport
+) -> None:
+    """Take every step of `clock` that is due at `now` and schedule the next look."""
+    owner = session.get(Member, clock.owner_id)
+    lead = session.get(Lead, clock.lead_id)
+    if owner is None or lead is None:
+        _finish(session, clock, now, "cancelled")
+        return
+    steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+    notes = Notes(session, clock, lead, owner, steps, company_tz, now, report)
+    if clock.stage < ClockStage.reminded and now >= steps.remind and now < steps.due:
+        notes.to_owner("reminder")
+        clock.stage = ClockStage.reminded.value
+    if clock.stage < ClockStage.breached and now >= steps.due:
+        notes.to_owner("breach")
+        clock.stage = ClockStage.breached.value
+    if clock.stage < ClockStage.escalated and now >= steps.escalate:
+        notes.to_manager()
+        clock.stage = ClockStage.escalated.value
+    clock.next_at = steps.next_after(clock.stage)
+    session.add(clock)
+
+
+def tick(store: Store, *, now: datetime, company_tz: str, batch: int = 500) -> TickReport:
+    """One scheduler pass over the due clocks, a batch per transaction."""
+    report = TickReport()
+    while True:
+        with store.session() as session:
+            clocks = queries.due_clocks(session, now=now, limit=batch)
+            for clock in clocks:
+                advance(session, clock, now, company_tz, report)
+            report.looked_at += len(clocks)
+        if len(clocks) < batch:
+            return report
+
+
+# ---------------------------------------------------------------- what the clock says
+
+
+@dataclass
+class Notes:
+    """The private messages of one clock step, written to the outbox."""
+
+    session: Session
+    clock: Clock
+    lead: Lead
+    owner: Member
+    steps: Steps
+    company_tz: str
+    now: datetime
+    report: TickReport
+
+    def _what(self) -> str:
+        return say(f"clock_{self.clock.kind}")
+
+    def to_owner(self, step: str) -> None:
+        tz = self.owner.timezone or self.company_tz
+        card = Card(
+            title=say(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
+            text=say(
+                f"clock_{step}_text",
+                what=self._what(),
+                lead=self.lead.name,
+                due=when(self.steps.due, tz),
+                progress=self._progress(),
+            ),
+            fields=(Field_(say("label_company"), self.lead.company),) if self.lead.company else (),
+            context=say("lead_context_short", lead_id=self.lead.id),
+        )
+        self._send(self.owner, step, card)
+
+    def to_manager(self) -> None:
+        manager = self.session.get(Member, self.owner.manager_id) if self.owner.manager_id else None
+        if manager is None:
+            log.info("clock %s escalates, but %s has no manager", self.clock.id, self.owner.id)
+            return
+        tz = manager.timezone or self.company_tz
+        card = Card(
+            title=say("clock_escalation_title", who=self.owner.name, what=self._what()),
+            text=say(
+                "clock_escalation_text",
+                who=self.owner.name,
+                what=self._what(),
+                lead=self.lead.name,
+                due=when(self.steps.due, tz),
+                progress=self._progress(),
+            ),
+            context=say("clock_escalation_context", lead_id=self.lead.id),
+        )
+        self._send(manager, "escalation", card)
+
+    def _progress(self) -> str:
+        if self.clock.kind != ClockKind.attempts:
+            return ""
+        done = queries.count_events(
+            self.session, lead_id=self.lead.id or 0, kind=EventKind.attempt_logged
+        )
+        policy = queries.current_policy(self.session)
+        return say("clock_attempts_progress", done=done, wanted=policy.attempts)
+
+    def _send(self, member: Member, step: str, card: Card) -> None:
+        """Owed now, delivered in the recipient's working hours (never at night)."""
+        calendar = calendar_of(self.session, member, self.company_tz)
+        key = f"clock:{self.clock.id}:{step}"
+        queued = queries.enqueue(
+            self.session,
+            message=OutboxMessage(
+                key=key,
+                member_id=member.id,
+                card=card_to_dict(card),
+                lead_id=self.lead.id,
+                not_before=next_working_moment(calendar, self.now),
+                created_at=self.now,
+            ),
+        )
+        if queued:
+            self.report.messages += 1
+            self.report.keys.append(key)
