@@ -130,7 +130,13 @@ def socket() -> None:
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
 
     async def run() -> None:
-        clockwork = Clockwork(store, deliverer, settings.timezone)
+        clockwork = Clockwork(
+            store,
+            deliverer,
+            settings.timezone,
+            settings.tick_seconds,
+            settings.outbox_lease_seconds,
+        )
         clockwork.start()
         try:
             await run_socket_mode(settings, slack_messenger.client, store, bot)
@@ -272,8 +278,9 @@ def tick(
     settings = Settings()
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
+    deliverer = Deliverer(store, messengers, _directories(messengers))
     clockwork = Clockwork(
-        store, Deliverer(store, messengers, _directories(messengers)), settings.timezone
+        store, deliverer, settings.timezone, lease_seconds=settings.outbox_lease_seconds
     )
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
@@ -435,14 +442,17 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 def _parse_hours(text: str) -> tuple[str, str]:
     """`08:30-17:00` → ("08:30", "17:00"), or exit with the right usage."""
     try:
-        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        start, end = (
+            time.max if part.strip() == "24:00" else time.fromisoformat(part.strip())
+            for part in text.split("-")
+        )
     except ValueError:
         out.print(f"[red]--hours {text!r}: use HH:MM-HH:MM, e.g. 08:30-17:00.[/red]")
         raise typer.Exit(2) from None
     if end <= start:
         out.print("[red]--hours must end after they start.[/red]")
         raise typer.Exit(2)
-    return start.strftime("%H:%M"), end.strftime("%H:%M")
+    return start.strftime("%H:%M"), "24:00" if end == time.max else end.strftime("%H:%M")
 
 
 def _parse_workdays(text: str) -> str:

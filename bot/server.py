@@ -43,7 +43,9 @@ def build_web_app(
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
     ingestor = Ingestor(store, deliverer, directories, settings.default_channel("admin"))
-    clockwork = Clockwork(store, deliverer, settings.timezone)
+    clockwork = Clockwork(
+        store, deliverer, settings.timezone, settings.tick_seconds, settings.outbox_lease_seconds
+    )
 
     app = web.Application(client_max_size=6 * 1024 * 1024)
     app[BACKGROUND] = background

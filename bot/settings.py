@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     handoff_channel: str | None = Field(None, alias="LIAISON_HANDOFF_CHANNEL")
     admin_channel: str | None = Field(None, alias="LIAISON_ADMIN_CHANNEL")
     timezone: str = Field("UTC", alias="LIAISON_TIMEZONE")
+    tick_seconds: float = Field(5.0, gt=0, alias="LIAISON_TICK_SECONDS")
+    outbox_lease_seconds: float = Field(60.0, gt=0, alias="LIAISON_OUTBOX_LEASE_SECONDS")
 
     @property
     def slack_enabled(self) -> bool:

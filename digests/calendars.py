@@ -14,8 +14,11 @@ DEFAULT_START, DEFAULT_END = time(9, 0), time(17, 0)
 
 
 def _clock(text: str | None, default: time) -> time:
+    """`HH:MM` local time; `24:00` is the very end of the day (round-the-clock teams)."""
     if not text:
         return default
+    if text == "24:00":
+        return time.max
     hours, _, minutes = text.partition(":")
     return time(int(hours), int(minutes or 0))
 

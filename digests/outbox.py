@@ -56,7 +56,9 @@ def throttle_delay(error: BaseException) -> float | None:
         return 2.0
 
 
-def claim(session: Session, *, now: datetime, owner: str, limit: int) -> list[OutboxMessage]:
+def claim(
+    session: Session, *, now: datetime, owner: str, limit: int, lease: timedelta = LEASE
+) -> list[OutboxMessage]:
     """Due messages, and messages whose sender's lease ran out, leased to `owner`."""
     rows = session.exec(
         select(OutboxMessage)
@@ -74,7 +76,7 @@ def claim(session: Session, *, now: datetime, owner: str, limit: int) -> list[Ou
     ).all()
     for row in rows:
         row.status, row.claimed_by = OutboxStatus.sending.value, owner
-        row.claimed_until = now + LEASE
+        row.claimed_until = now + lease
         session.add(row)
     return list(rows)
 
@@ -88,8 +90,10 @@ class Sender:
         deliverer: Deliverer,
         owner: str,
         clock: Callable[[], float] = time.monotonic,
+        lease: timedelta = LEASE,
     ) -> None:
         self.store = store
+        self.lease = lease
         self.deliverer = deliverer
         self.owner = owner
         self.clock = clock
@@ -106,7 +110,7 @@ class Sender:
 
     def _claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
         with self.store.session() as session:
-            return claim(session, now=now, owner=self.owner, limit=limit)
+            return claim(session, now=now, owner=self.owner, limit=limit, lease=self.lease)
 
     async def _pace(self, key: str, platform_interval: float) -> None:
         last = self.last_sent.get(key)

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -35,12 +35,18 @@ class Clockwork:
     """Runs passes on demand (`liaison tick --at`) or every few seconds (serve, socket)."""
 
     def __init__(
-        self, store: Store, deliverer: Deliverer, company_tz: str, interval: float = 5.0
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        company_tz: str,
+        interval: float = 5.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.company_tz = company_tz
         self.interval = interval
-        self.sender = Sender(store, deliverer, instance_name())
+        lease = timedelta(seconds=lease_seconds)
+        self.sender = Sender(store, deliverer, instance_name(), lease=lease)
         self.scheduler: AsyncIOScheduler | None = None
 
     async def run_once(self, now: datetime) -> Pass:
