@@ -20,7 +20,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from digests.scheduler import Clockwork
-from handlers import general, leads, questions, sla
+from handlers import clocks, general, leads, questions, sla
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
@@ -61,6 +61,7 @@ def build_router(company_tz: str = "UTC") -> Router:
     leads.register(router)
     questions.register(router)
     sla.register(router)
+    clocks.register(router)
     return router
 
 

@@ -14,9 +14,14 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.messages import Card, Field_, card_to_dict
+from bot.messages import Button, Card, Field_, card_to_dict
 from bot.text import say, when
-from digests.business_time import Calendar, add_business, next_working_moment
+from digests.business_time import (
+    Calendar,
+    add_business,
+    business_seconds,
+    next_working_moment,
+)
 from digests.calendars import calendar_of
 from storage import queries
 from storage.db import Store
@@ -170,6 +175,15 @@ def _day_seconds(calendar: Calendar) -> float:
 # ---------------------------------------------------------------- the steps of a clock
 
 
+def _with_snoozes(calendar: Calendar, clock: Clock) -> Calendar:
+    """A snoozed clock does not count its snoozes, as if its owner were away."""
+    snoozed = tuple(
+        (datetime.fromisoformat(entry[0]), datetime.fromisoformat(entry[1]))
+        for entry in clock.snoozes
+    )
+    return replace(calendar, away=calendar.away + snoozed)
+
+
 @dataclass(frozen=True)
 class Steps:
     """When a clock reminds, breaches and escalates, in its owner's business time."""
@@ -180,10 +194,7 @@ class Steps:
 
     @classmethod
     def of(cls, clock: Clock, calendar: Calendar) -> Steps:
-        snoozed = tuple(
-            (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in clock.snoozes
-        )
-        calendar = replace(calendar, away=calendar.away + snoozed)
+        calendar = _with_snoozes(calendar, clock)
         start, budget = clock.started_at, clock.budget_seconds
         due = add_business(calendar, start, budget)
         return cls(
@@ -277,6 +288,7 @@ class Notes:
             ),
             fields=(Field_(say("label_company"), self.lead.company),) if self.lead.company else (),
             context=say("lead_context_short", lead_id=self.lead.id),
+            buttons=(Button(say("button_snooze"), "clock.snooze", f"clock={self.clock.id}"),),
         )
         self._send(self.owner, step, card)
 
@@ -327,3 +339,49 @@ class Notes:
         if queued:
             self.report.messages += 1
             self.report.keys.append(key)
+
+
+# ---------------------------------------------------------------- what a card shows
+
+
+def status_lines(session: Session, lead: Lead, now: datetime, company_tz: str) -> list[str]:
+    """One line per open clock of the lead: what is due when, and the business time left."""
+    lines = []
+    for clock in queries.open_clocks(
+        session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
+    ):
+        owner = session.get(Member, clock.owner_id)
+        if owner is None:
+            continue
+        calendar = calendar_of(session, owner, company_tz)
+        steps = Steps.of(clock, calendar)
+        due = when(steps.due, owner.timezone or company_tz)
+        what = say(f"clock_{clock.kind}")
+        if now >= steps.due:
+            lines.append(say("clock_status_late", what=what, due=due))
+        else:
+            left = business_seconds(_with_snoozes(calendar, clock), now, steps.due)
+            lines.append(say("clock_status_left", what=what, due=due, left=_duration(left)))
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(int(seconds // 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def snooze(
+    session: Session, clock: Clock, *, until: datetime, reason: str, by: Member, now: datetime
+) -> None:
+    """Pause a clock until `until`, recorded with its reason; the next tick re-plans it."""
+    clock.snoozes = [*clock.snoozes, [now.isoformat(), until.isoformat(), reason]]
+    clock.next_at = now
+    session.add(clock)
+    queries.add_event(
+        session,
+        lead_id=clock.lead_id,
+        kind=EventKind.clock_snoozed,
+        now=now,
+        member_id=by.id,
+        data={"clock": clock.kind, "until": until.isoformat(), "reason": reason},
+    )

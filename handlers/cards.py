@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Session
 
 from bot.messages import Button, Card, Field_, Style
 from bot.text import say, when
+from digests import sla
 from storage import queries
 from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadEvent, LeadState, Member
 
@@ -90,8 +93,11 @@ def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
     )
 
 
-def lead_card(session: Session, lead: Lead) -> Card:
-    """The handoff card: the lead, its campaign and attributes, state and actions."""
+def lead_card(
+    session: Session, lead: Lead, now: datetime | None = None, company_tz: str = "UTC"
+) -> Card:
+    """The handoff card: the lead, its campaign and attributes, state and actions; with
+    `now`, also each open SLA clock and the business time it has left."""
     owner = session.get(Member, lead.owner_id) if lead.owner_id else None
     tz = owner.timezone if owner else None
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
@@ -113,6 +119,11 @@ def lead_card(session: Session, lead: Lead) -> Card:
     if attempts:
         fields.append(attempts)
     fields += _questions(session, events, tz)
+    if now is not None:
+        fields += [
+            Field_(say("label_sla"), line)
+            for line in sla.status_lines(session, lead, now, company_tz)
+        ]
     return Card(
         title=say("lead_title", name=lead.name, company=lead.company or ""),
         text=_verdict_line(session, lead, events, tz),

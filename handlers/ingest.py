@@ -16,12 +16,12 @@ from sqlmodel import Session
 from bot.delivery import Deliverer, Directory
 from bot.effects import Effect, Notify, Post
 from bot.messages import Card, Field_
-from bot.text import say
+from bot.text import say, when
 from digests import sla
 from handlers.cards import HANDOFF, lead_card
 from storage import queries
 from storage.db import Store
-from storage.models import EventKind, Lead, LeadState, Role
+from storage.models import EventKind, Lead, LeadState, Member, Role
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ def store_leads(
         if lead.owner_id is None:
             unassigned.append(lead)
         else:
-            effects.append(
-                Notify(lead.owner_id, lead_card(session, lead), lead_id=lead.id, purpose=HANDOFF)
-            )
+            card = lead_card(session, lead, now)
+            effects.append(Notify(lead.owner_id, card, lead_id=lead.id, purpose=HANDOFF))
+            effects += _flag_if_away(session, lead, now)
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
     return outcomes, effects
@@ -187,6 +187,21 @@ def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime
         )
     sla.on_handoff(session, lead, now)
     return lead
+
+
+def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
+    """A lead handed to someone who is away: their manager hears of it, privately."""
+    owner = session.get(Member, lead.owner_id) if lead.owner_id else None
+    away = queries.current_away(session, member_id=owner.id or 0, now=now) if owner else None
+    if owner is None or away is None or owner.manager_id is None:
+        return []
+    until = when(away.until, owner.timezone)
+    card = Card(
+        title=say("away_flag_title", who=owner.name),
+        text=say("away_flag_text", who=owner.name, until=until, lead=lead.name),
+        context=say("lead_context_short", lead_id=lead.id),
+    )
+    return [Notify(owner.manager_id, card)]
 
 
 def _report_unassigned(

@@ -33,7 +33,7 @@ def register(router: Router) -> None:
 
 
 def refresh(ctx: Context, lead: Lead) -> UpdateCards:
-    return UpdateCards(lead.id or 0, HANDOFF, lead_card(ctx.session, lead))
+    return UpdateCards(lead.id or 0, HANDOFF, lead_card(ctx.session, lead, ctx.now, ctx.company_tz))
 
 
 def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
@@ -208,7 +208,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
         effects.append(
             Notify(
                 interaction.actor.id or 0,
-                lead_card(ctx.session, lead),
+                lead_card(ctx.session, lead, ctx.now, ctx.company_tz),
                 lead_id=lead.id,
                 purpose=HANDOFF,
             )

@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     info_requested = "info_requested"
     info_answered = "info_answered"
     attempt_logged = "attempt_logged"
+    clock_snoozed = "clock_snoozed"
 
 
 class Member(SQLModel, table=True):

@@ -386,14 +386,22 @@ def start_clock(session: Session, *, clock: Clock) -> Clock | None:
 
 
 def open_clocks(
-    session: Session, *, lead_id: int, kinds: Sequence[str], ref: str | None = None
+    session: Session,
+    *,
+    lead_id: int,
+    kinds: Sequence[str],
+    ref: str | None = None,
+    lock: bool = True,
 ) -> list[Clock]:
+    """The lead's open clocks of these kinds (locked for update unless `lock=False`)."""
     query = select(Clock).where(
         Clock.lead_id == lead_id, col(Clock.kind).in_(list(kinds)), col(Clock.closed_at).is_(None)
     )
     if ref is not None:
         query = query.where(Clock.ref == ref)
-    return list(session.exec(query.with_for_update()).all())
+    if lock:
+        query = query.with_for_update()
+    return list(session.exec(query.order_by(col(Clock.id))).all())
 
 
 def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
