@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -19,12 +20,12 @@ from sqlmodel import col, select
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
+from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork
 from handlers import clocks, general, leads, questions, sla
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
-from storage.demo import create_demo
 
 cli = typer.Typer(
     help="Liaison: the neutral go-between for sales and marketing.",
@@ -158,11 +159,13 @@ def console(
     store = open_store(settings)
     router = build_router(settings.timezone)
 
-    def make_bot(messenger: ConsoleMessenger) -> Bot:
-        return Bot(store, router, Deliverer(store, [messenger]))
+    def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
+        deliverer = Deliverer(store, [messenger])
+        clockwork = Clockwork(store, deliverer, settings.timezone)
+        return Bot(store, router, deliverer), clockwork.run_once
 
     logging.getLogger().setLevel(logging.WARNING)
-    asyncio.run(run_console(store, make_bot, out, as_))
+    asyncio.run(run_console(store, make_bot, Console(), as_))  # wrapping, unlike `out`
 
 
 @db_cli.command("upgrade")
@@ -226,12 +229,14 @@ def _ingestor(settings: Settings, store: Store) -> Ingestor:
 @cli.command()
 def demo(leads: int = 24, seed: int = 7) -> None:
     """Fill the database with a reproducible demo company."""
-    store = open_store(Settings())
+    settings = Settings()
+    store = open_store(settings)
     with Progress(console=out) as progress, store.session() as session:
         task = progress.add_task("Creating demo company", total=leads)
         created = create_demo(
             session, leads=leads, seed=seed, now=now(), progress=lambda n: progress.advance(task, n)
         )
+    settle_history(store, now=now(), company_tz=settings.timezone)
     out.print(
         f"Demo company ready: {created} new leads ({leads - created} were already there). "
         "Try `liaison console`."

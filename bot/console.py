@@ -8,8 +8,9 @@ addressed to them, so one person can play the whole journey.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +27,7 @@ from storage.db import Store
 from storage.models import CardLocation, Member
 
 PLATFORM = "console"
+Tick = Callable[[datetime], Awaitable[object]]
 
 
 @dataclass
@@ -137,11 +139,19 @@ class ConsoleResponder:
 class ConsoleChat:
     """The read-eval loop: commands, button numbers and forms."""
 
-    def __init__(self, store: Store, bot: Bot, screen: ConsoleScreen, ask: Callable[[str], str]):
+    def __init__(
+        self,
+        store: Store,
+        bot: Bot,
+        screen: ConsoleScreen,
+        ask: Callable[[str], str],
+        tick: Tick | None = None,
+    ):
         self.store = store
         self.bot = bot
         self.screen = screen
         self.ask = ask
+        self.tick = tick
         self.me: Member | None = None
 
     def current(self) -> Member | None:
@@ -189,6 +199,30 @@ class ConsoleChat:
             await self.line(line)
 
     async def line(self, line: str) -> None:
+        """Act on one typed line, then let the scheduler catch up (reminders show up here)."""
+        if line.startswith("/tick"):
+            await self.jump(line[5:].strip())
+            return
+        await self._line(line)
+        if self.tick is not None:
+            await self.tick(datetime.now(UTC))
+
+    async def jump(self, at: str) -> None:
+        """`/tick 2026-11-24T12:00`: one scheduler pass as if the clock read that time."""
+        try:
+            moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
+        except ValueError:
+            self.screen.out.print(f"[red]{escape(say('console_tick_usage'))}[/red]")
+            return
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if self.tick is not None:
+            await self.tick(moment)
+        self.screen.out.print(
+            escape(say("console_ticked", at=moment.isoformat(timespec="minutes")))
+        )
+
+    async def _line(self, line: str) -> None:
         if line.startswith("/as"):
             self.switch(line[3:].strip())
             return
@@ -279,13 +313,17 @@ def make_ask(console: Console) -> Callable[[str], str]:
 
 
 async def run_console(
-    store: Store, bot_factory: Callable[[ConsoleMessenger], Bot], out: Console, start_as: str | None
+    store: Store,
+    bot_factory: Callable[[ConsoleMessenger], tuple[Bot, Tick]],
+    out: Console,
+    start_as: str | None,
 ) -> None:
     """Start the chat loop, acting as `start_as` (or the first rep) to begin with."""
     screen = ConsoleScreen(out)
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
-    chat = ConsoleChat(store, bot_factory(messenger), screen, make_ask(out))
+    bot, tick = bot_factory(messenger)
+    chat = ConsoleChat(store, bot, screen, make_ask(out), tick)
     out.print(escape(say("console_welcome")))
     first = start_as or chat.first_rep()
     if first:

@@ -101,16 +101,34 @@ class Sender:
 
     async def drain(self, now: datetime, limit: int = 200) -> SendReport:
         report = SendReport()
+        started = self.clock()
+
+        def current() -> datetime:
+            """`now` moved on by the time this drain has taken (pacing makes it long)."""
+            return now + timedelta(seconds=self.clock() - started)
+
         while True:
-            batch = await asyncio.to_thread(self._claim, now, limit)
+            batch = await asyncio.to_thread(self._claim, current(), limit)
             for message in batch:
-                await self._send_one(message, now, report)
+                await self._send_one(message, now, report, current)
             if len(batch) < limit:
                 return report
 
     def _claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
         with self.store.session() as session:
             return claim(session, now=now, owner=self.owner, limit=limit, lease=self.lease)
+
+    def _renew(self, message: OutboxMessage, now: datetime) -> bool:
+        """Renew the lease on `message` just before it goes out; False when it is no longer
+        ours (a batch's lease can run out while its messages wait their turn, and another
+        sender may then have taken it)."""
+        with self.store.session() as session:
+            row = session.get(OutboxMessage, message.id, with_for_update=True)
+            if row is None or not self._holds(row):
+                return False
+            row.claimed_until = now + self.lease
+            session.add(row)
+            return True
 
     async def _pace(self, key: str, platform_interval: float) -> None:
         last = self.last_sent.get(key)
@@ -120,7 +138,13 @@ class Sender:
                 await asyncio.sleep(wait)
         self.last_sent[key] = self.clock()
 
-    async def _send_one(self, message: OutboxMessage, now: datetime, report: SendReport) -> None:
+    async def _send_one(
+        self,
+        message: OutboxMessage,
+        now: datetime,
+        report: SendReport,
+        current: Callable[[], datetime],
+    ) -> None:
         card = card_from_dict(message.card)
         try:
             for platform in self.deliverer.messengers:
@@ -128,6 +152,9 @@ class Sender:
                     f"{platform}:{message.member_id or message.target}",
                     MIN_INTERVAL.get(platform, 1.0),
                 )
+            if not await asyncio.to_thread(self._renew, message, current()):
+                log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
+                return
             if message.member_id is not None:
                 posted = await self.deliverer.notify(
                     Notify(
@@ -150,6 +177,11 @@ class Sender:
             return
         await asyncio.to_thread(self._sent, message, posted[0], now, report)
 
+    def _holds(self, row: OutboxMessage) -> bool:
+        """Whether this sender still holds `row`: after a send slower than the lease,
+        another sender may have taken it over (or sent it), and must not be undone."""
+        return row.status == OutboxStatus.sending and row.claimed_by == self.owner
+
     def _sent(
         self, message: OutboxMessage, where: tuple[str, Posted], now: datetime, report: SendReport
     ) -> None:
@@ -169,7 +201,7 @@ class Sender:
         delay = throttle_delay(error)
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id)
-            if row is None:
+            if row is None or not self._holds(row):
                 return
             row.claimed_until, row.last_error = None, f"{type(error).__name__}: {error}"[:500]
             if delay is None:
@@ -189,7 +221,7 @@ class Sender:
     def _park(self, message: OutboxMessage, why: str, report: SendReport) -> None:
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id)
-            if row is None:
+            if row is None or not self._holds(row):
                 return
             row.status, row.last_error, row.claimed_until = OutboxStatus.failed.value, why, None
             session.add(row)

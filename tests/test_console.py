@@ -12,7 +12,7 @@ from app import build_router
 from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from storage.db import Store
-from storage.demo import create_demo
+from digests.demo import create_demo
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
 
 
@@ -158,3 +158,46 @@ async def test_cards_with_selects_and_user_text_render_safely() -> None:
     assert "[bold]Lead[/bold]" in text and "[red]x[/red] <!channel>" in text
     assert "[1] Accept" in text and "[2] Snooze: 1 hour" in text and "[3] Snooze: 1 day" in text
     assert screen.buttons[3].action == "lead.snooze" and screen.buttons[3].value == "1d"
+
+
+async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
+    """A lead left alone: `/tick` shows the reminder, then the breach, privately."""
+    from datetime import UTC, datetime, timedelta
+
+    from digests.scheduler import Clockwork
+    from handlers.ingest import LeadIn, store_leads
+    from storage import queries
+
+    monday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    with sqlite_store.session() as s:
+        queries.upsert_member(
+            s, now=monday, email="alice@x.com", name="Alice", timezone="Europe/London"
+        )
+        store_leads(
+            s,
+            [LeadIn(external_id="Q1", name="Quinn Lee", owner_email="alice@x.com")],  # type: ignore[call-arg]
+            now=monday,
+            admin_channel=None,
+        )
+    buffer = io.StringIO()
+    screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
+    messenger = ConsoleMessenger(screen, lambda: None)
+    deliverer = Deliverer(sqlite_store, [messenger])
+    clockwork = Clockwork(sqlite_store, deliverer, "Europe/London")
+    chat = ConsoleChat(
+        sqlite_store,
+        Bot(sqlite_store, build_router(), deliverer),
+        screen,
+        Typist(),
+        clockwork.run_once,
+    )
+    chat.switch("alice")
+    await chat.line(f"/tick {(monday + timedelta(hours=2)).isoformat()}")
+    assert "Reminder" not in buffer.getvalue()
+    await chat.line(f"/tick {(monday + timedelta(hours=3)).isoformat()}")
+    assert "Reminder: first touch for Quinn Lee" in buffer.getvalue()
+    await chat.line("/tick yesterday")
+    assert "Use /tick 2026-11-24T12:00" in buffer.getvalue()
+    await chat.line(f"/tick {(monday + timedelta(hours=4)).isoformat()}")
+    assert "SLA window passed: first touch for Quinn Lee" in buffer.getvalue()
+    assert buffer.getvalue().count("Reminder: first touch") == 1

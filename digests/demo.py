@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from digests import sla
 from storage import queries
+from storage.db import Store
 from storage.models import EventKind, Lead, LeadState
 
 MEMBERS = [
@@ -198,6 +200,7 @@ def create_demo(
         queries.add_event(
             session, lead_id=lead_id, kind=EventKind.handed_off, now=handed, member_id=owner.id
         )
+        sla.on_handoff(session, lead, handed)
         if age > timedelta(hours=6):
             _history(
                 session,
@@ -244,11 +247,13 @@ def _history(
             },
         )
         lead.state = LeadState.not_a_fit.value
+        sla.on_not_a_fit(session, lead, at, "UTC")
     else:
         queries.add_event(
             session, lead_id=lead_id, kind=EventKind.accepted, now=at, member_id=lead.owner_id
         )
         lead.state = LeadState.accepted.value
+        sla.on_accepted(session, lead, at, "UTC")
         for _ in range(rng.randint(1, 6)):
             at += timedelta(hours=rng.uniform(2, 48))
             if at >= now:
@@ -268,4 +273,13 @@ def _history(
                     "note": "",
                 },
             )
+            sla.on_attempt(session, lead, at, "UTC")
     session.add(lead)
+
+
+def settle_history(store: Store, *, now: datetime, company_tz: str) -> int:
+    """Bring the demo's clocks up to `now`: the reminders and escalations of its invented
+    past are recorded as delivered then, so only what happens from now on is sent."""
+    sla.tick(store, now=now, company_tz=company_tz)
+    with store.session() as session:
+        return queries.mark_history_delivered(session, now=now)
