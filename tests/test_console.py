@@ -11,8 +11,8 @@ from sqlmodel import select
 from app import build_router
 from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
-from storage.db import Store
 from digests.demo import create_demo
+from storage.db import Store
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
 
 
