@@ -228,7 +228,13 @@ def advance(
     if owner is None or lead is None:
         _finish(session, clock, now, "cancelled")
         return
-    steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+    try:
+        steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+    except ValueError:  # a calendar without any working time in the next three years
+        log.warning("clock %s: %s has no working hours; looking again tomorrow", clock.id, owner.id)
+        clock.next_at = now + timedelta(days=1)
+        session.add(clock)
+        return
     notes = Notes(session, clock, lead, owner, steps, company_tz, now, report)
     if clock.stage < ClockStage.reminded and now >= steps.remind and now < steps.due:
         notes.to_owner("reminder")
