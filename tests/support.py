@@ -6,16 +6,21 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from app import build_router
+from bot.effects import Effect
+from bot.interaction import Interaction, Kind, Where
+from bot.router import Router
 from bot.server import BACKGROUND, build_web_app
 from bot.settings import Settings
 from bot.webhook import signature
 from storage.db import Store
+from storage.models import Member
 from tests.loopback import serve_on_loopback
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,3 +85,21 @@ async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError("condition not met within timeout")
         await asyncio.sleep(0.02)
+
+
+def act(
+    router: Router,
+    store: Store,
+    who: Member,
+    kind: Kind,
+    name: str,
+    at: datetime,
+    values: dict[str, list[str]] | None = None,
+    request_id: str = "",
+    **args: str,
+) -> list[Effect]:
+    """What `who` doing `name` at `at` produces, through the router, in one transaction."""
+    interaction = Interaction(
+        kind, name, who, Where("test"), args=args, values=values or {}, request_id=request_id
+    )
+    return list(router.dispatch(store, interaction, at))

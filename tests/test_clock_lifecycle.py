@@ -9,12 +9,13 @@ from sqlmodel import select
 
 from app import build_router
 from bot.effects import ShowForm
-from bot.interaction import Interaction, Kind, Where
+from bot.interaction import Kind
 from digests import sla
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import Clock, Member, OutboxMessage
+from tests import support
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 TZ = "Europe/London"
@@ -72,8 +73,7 @@ def act(
     values: dict[str, list[str]] | None = None,
     **args: str,
 ) -> list[object]:
-    interaction = Interaction(kind, name, who, Where("test"), args=args, values=values or {})
-    return list(router.dispatch(store, interaction, at))
+    return list(support.act(router, store, who, kind, name, at, values, **args))
 
 
 def submit(

@@ -17,6 +17,7 @@ from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import Clock, LeadEvent, Member, OutboxMessage
+from tests import support
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 router = build_router("Europe/London")
@@ -65,8 +66,7 @@ def act(
     values: dict[str, list[str]] | None = None,
     **args: str,
 ) -> list[object]:
-    interaction = Interaction(kind, name, who, Where("test"), args=args, values=values or {})
-    return list(router.dispatch(store, interaction, at))
+    return list(support.act(router, store, who, kind, name, at, values, **args))
 
 
 def reminder(store: Store) -> dict[str, str]:
