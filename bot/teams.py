@@ -32,7 +32,8 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationReference,
 )
-from msrest.exceptions import ClientException
+from msrest.exceptions import ClientException, HttpOperationError
+from msrest.pipeline.universal import RawDeserializer
 from sqlalchemy.exc import IntegrityError
 
 from bot.buttons import decode
@@ -173,6 +174,23 @@ def message(attachment: Mapping[str, Any], summary: str = "") -> Any:
     )
 
 
+def error_page(response: Any, *args: Any, **kwargs: Any) -> None:
+    """Connector response hook: an error answer whose body msrest cannot parse (a gateway's
+    HTML 502 or 504, a plain-text 429) is raised as the HTTP error it is.
+
+    msrest would otherwise fail on the body and raise a DeserializationError that has lost
+    the status, so the outbox could not tell a transient answer Teams asks bots to retry
+    (429, 412, 502, 504) from a refusal.
+    """
+    if response.status_code < 400:
+        return
+    try:
+        RawDeserializer.deserialize_from_http_generics(response.text, response.headers)
+    except ValueError:  # msrest's DeserializationError, or a body that is not text
+        # No error model to read (the body is not one), so no deserializer is needed.
+        raise HttpOperationError(cast(Any, None), response) from None
+
+
 async def send_to(
     adapter: TeamsAdapter, reference: Any, activity: Any, reply_to: str | None = None
 ) -> str:
@@ -180,6 +198,9 @@ async def send_to(
     sent: list[str] = []
 
     async def callback(turn_context: TurnContext) -> None:
+        connector = turn_context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
+        if connector is not None and error_page not in connector.config.hooks:
+            connector.config.hooks.append(error_page)
         # The synthetic continuation activity's id would otherwise become the replyToId.
         turn_context.activity.id = reply_to
         response = await turn_context.send_activity(activity)

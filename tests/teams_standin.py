@@ -16,13 +16,15 @@ PREFIX = "/teams"  # like Teams' own service URLs (https://smba.trafficmanager.n
 
 @dataclass
 class Call:
-    """One connector request: `verb` is send, reply, update, member, members or create."""
+    """One connector request: `verb` is send, reply, update, member, members or create;
+    refused (403) or throttled for a send answered with an error instead (see `status`)."""
 
     verb: str
     conversation: str
     activity_id: str = ""
     body: Any = None
     answered_id: str = ""
+    status: int = 200  # the HTTP status the stand-in answered with
 
     @property
     def card(self) -> dict[str, Any]:
@@ -39,6 +41,7 @@ class TeamsStandIn:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     uninstalled: set[str] = field(default_factory=set)  # conversations that answer 403
+    _failures: list[tuple[int, str | None, str | None]] = field(default_factory=list)
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
     _runner: web.AppRunner | None = None
@@ -59,6 +62,22 @@ class TeamsStandIn:
             "email": email,
             "userPrincipalName": email,
         }
+
+    def fail_sends(
+        self,
+        times: int,
+        status: int = 429,
+        retry_after: str | None = None,
+        page: str | None = None,
+    ) -> None:
+        """Answer the next `times` sends (and replies) with `status` instead of posting.
+
+        Teams answers 429 when a bot goes over its rate limits, with or without a
+        Retry-After header; 412, 502 and 504 are its other transient answers. The body is
+        a JSON error, or `page` as text/html (what a gateway in front answers). Refused
+        sends are recorded with the verb "throttled" and the status given.
+        """
+        self._failures += [(status, retry_after, page)] * times
 
     def of(self, verb: str, conversation: str | None = None) -> list[Call]:
         return [
@@ -89,8 +108,21 @@ class TeamsStandIn:
     async def _send(self, request: web.Request) -> web.Response:
         reply_to = request.match_info.get("activity", "")
         conversation = request.match_info["conversation"]
+        if self._failures:
+            status, retry_after, page = self._failures.pop(0)
+            body = await request.json()
+            self.calls.append(Call("throttled", conversation, reply_to, body, status=status))
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            if page is not None:
+                return web.Response(
+                    text=page, status=status, headers=headers, content_type="text/html"
+                )
+            error = {"code": "Throttled" if status == 429 else "ServiceError", "message": "Retry"}
+            return web.json_response({"error": error}, status=status, headers=headers)
         if conversation in self.uninstalled:
-            self.calls.append(Call("refused", conversation, reply_to, await request.json()))
+            self.calls.append(
+                Call("refused", conversation, reply_to, await request.json(), status=403)
+            )
             error = {
                 "code": "BotNotInConversationRoster",
                 "message": "The bot is not part of the conversation roster.",
