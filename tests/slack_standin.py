@@ -40,6 +40,9 @@ class SlackStandIn:
     _runner: web.AppRunner | None = None
     _tickets: set[str] = field(default_factory=set)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    # Seconds chat.postMessage takes to answer, after the message is recorded as posted
+    # (a slow Slack: the message is accepted before the sender hears so).
+    post_delay: float = 0.0
 
     @property
     def api_url(self) -> str:
@@ -184,6 +187,8 @@ class SlackStandIn:
                 headers={"Retry-After": str(retry_after)},
             )
         self.calls.append(Call(method, params))
+        if method == "chat.postMessage" and self.post_delay > 0:
+            await asyncio.sleep(self.post_delay)
         if method == "apps.connections.open":
             return web.json_response(self._open_connection(request))
         return web.json_response(self.answer(method, params))
