@@ -161,7 +161,8 @@ def console(
 
     def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
         deliverer = Deliverer(store, [messenger])
-        clockwork = Clockwork(store, deliverer, settings.timezone)
+        clockwork = Clockwork(store, deliverer, settings.timezone, settings.tick_seconds)
+        clockwork.start_in_background()
         return Bot(store, router, deliverer), clockwork.run_once
 
     logging.getLogger().setLevel(logging.WARNING)

@@ -8,6 +8,7 @@ addressed to them, so one person can play the whole journey.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,9 +40,14 @@ class ConsoleScreen:
     cards: dict[str, int] = field(default_factory=dict)
     next_button: int = 1
     next_card: int = 1
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def show(self, card: Card, *, heading: str, card_key: str | None = None) -> str:
-        """Print a card; returns its message id (`c<N>`)."""
+        """Print a card; returns its message id (`c<N>`). Safe from the scheduler's thread."""
+        with self.lock:
+            return self._show(card, heading=heading, card_key=card_key)
+
+    def _show(self, card: Card, *, heading: str, card_key: str | None) -> str:
         if card_key is not None and card_key in self.cards:
             number = self.cards[card_key]
         else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.delivery import Deliverer
 from digests import sla
@@ -47,7 +48,7 @@ class Clockwork:
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
         self.sender = Sender(store, deliverer, instance_name(), lease=lease)
-        self.scheduler: AsyncIOScheduler | None = None
+        self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
 
     async def run_once(self, now: datetime) -> Pass:
         """One pass as if the clock read `now`."""
@@ -83,6 +84,24 @@ class Clockwork:
         )
         scheduler.start()
         self.scheduler = scheduler
+
+    def start_in_background(self) -> None:
+        """Tick from a background thread (the console, whose loop waits on the keyboard)."""
+        scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
+        scheduler.add_job(
+            self._thread_job,
+            "interval",
+            seconds=self.interval,
+            id=JOB_ID,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def _thread_job(self) -> None:
+        asyncio.run(self.run_once(datetime.now(UTC)))
 
     def stop(self) -> None:
         if self.scheduler is not None:
