@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
 from sqlmodel import Session
 
@@ -23,7 +23,28 @@ def _clock(text: str | None, default: time) -> time:
     return time(int(hours), int(minutes or 0))
 
 
-def calendar_of(session: Session, member: Member, company_tz: str) -> Calendar:
+class Calendars:
+    """Calendars for one pass of the scheduler: holidays read once, each member's once."""
+
+    def __init__(self, session: Session, company_tz: str) -> None:
+        self.session = session
+        self.company_tz = company_tz
+        self.holidays = frozenset(queries.holidays(session))
+        self.known: dict[int, Calendar] = {}
+
+    def of(self, member: Member) -> Calendar:
+        key = member.id or 0
+        if key not in self.known:
+            self.known[key] = calendar_of(self.session, member, self.company_tz, self.holidays)
+        return self.known[key]
+
+
+def calendar_of(
+    session: Session,
+    member: Member,
+    company_tz: str,
+    holidays: frozenset[date] | None = None,
+) -> Calendar:
     """The member's time zone (else the company's), working hours, holidays and away."""
     weekdays = (
         frozenset(int(d) for d in member.workdays.split(",") if d.strip())
@@ -35,6 +56,6 @@ def calendar_of(session: Session, member: Member, company_tz: str) -> Calendar:
         start=_clock(member.work_start, DEFAULT_START),
         end=_clock(member.work_end, DEFAULT_END),
         weekdays=weekdays,
-        holidays=frozenset(queries.holidays(session)),
+        holidays=holidays if holidays is not None else frozenset(queries.holidays(session)),
         away=tuple(queries.away_spans(session, member_id=member.id or 0)),
     )

@@ -2,9 +2,11 @@
 the platform's message id; throttling is waited out, failures retried, then parked.
 
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
-another picks the message up. The one window that cannot be closed: the platform accepted
-a message and the process died before marking it sent; it is then sent again after the
-lease expires (at most once more, `LEASE` later). Marking happens right after each send.
+another picks the message up. A batch is claimed at once but paced out slowly, so each
+message's lease is renewed (if still ours) just before it goes to the platform. The one
+window that cannot be closed: the platform accepted a message and the process died before
+marking it sent; it is then sent again after the lease expires (at most once more, `LEASE`
+later). Marking happens right after each send.
 """
 
 from __future__ import annotations
@@ -138,6 +140,13 @@ class Sender:
                 await asyncio.sleep(wait)
         self.last_sent[key] = self.clock()
 
+    def _answered(self, message: OutboxMessage) -> None:
+        """The pace counts from the platform's answer, not from before the lease renewal,
+        lookups and request: the request reached the platform before its answer came back,
+        so two messages to one conversation arrive there at least the interval apart."""
+        for platform in self.deliverer.messengers:
+            self.last_sent[f"{platform}:{message.member_id or message.target}"] = self.clock()
+
     async def _send_one(
         self,
         message: OutboxMessage,
@@ -165,8 +174,10 @@ class Sender:
                 one = await self.deliverer.post(message.target or "", card)
                 posted = [one] if one else []
         except Exception as error:  # any platform error is recorded on the message
+            self._answered(message)
             await asyncio.to_thread(self._failed, message, error, now, report)
             return
+        self._answered(message)
         if not posted:
             await asyncio.to_thread(
                 self._park,

@@ -22,7 +22,7 @@ from digests.business_time import (
     business_seconds,
     next_working_moment,
 )
-from digests.calendars import calendar_of
+from digests.calendars import Calendars, calendar_of
 from storage import queries
 from storage.db import Store
 from storage.models import (
@@ -220,7 +220,7 @@ class TickReport:
 
 
 def advance(
-    session: Session, clock: Clock, now: datetime, company_tz: str, report: TickReport
+    session: Session, clock: Clock, now: datetime, calendars: Calendars, report: TickReport
 ) -> None:
     """Take every step of `clock` that is due at `now` and schedule the next look."""
     owner = session.get(Member, clock.owner_id)
@@ -229,13 +229,13 @@ def advance(
         _finish(session, clock, now, "cancelled")
         return
     try:
-        steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+        steps = Steps.of(clock, calendars.of(owner))
     except ValueError:  # a calendar without any working time in the next three years
         log.warning("clock %s: %s has no working hours; looking again tomorrow", clock.id, owner.id)
         clock.next_at = now + timedelta(days=1)
         session.add(clock)
         return
-    notes = Notes(session, clock, lead, owner, steps, company_tz, now, report)
+    notes = Notes(session, clock, lead, owner, steps, calendars, now, report)
     if clock.stage < ClockStage.reminded and now >= steps.remind and now < steps.due:
         notes.to_owner("reminder")
         clock.stage = ClockStage.reminded.value
@@ -254,9 +254,12 @@ def tick(store: Store, *, now: datetime, company_tz: str, batch: int = 500) -> T
     report = TickReport()
     while True:
         with store.session() as session:
+            if not queries.any_due_clock(session, now=now):
+                return report
             clocks = queries.due_clocks(session, now=now, limit=batch)
+            calendars = Calendars(session, company_tz)
             for clock in clocks:
-                advance(session, clock, now, company_tz, report)
+                advance(session, clock, now, calendars, report)
             report.looked_at += len(clocks)
         if len(clocks) < batch:
             return report
@@ -274,7 +277,7 @@ class Notes:
     lead: Lead
     owner: Member
     steps: Steps
-    company_tz: str
+    calendars: Calendars
     now: datetime
     report: TickReport
 
@@ -282,7 +285,7 @@ class Notes:
         return say(f"clock_{self.clock.kind}")
 
     def to_owner(self, step: str) -> None:
-        tz = self.owner.timezone or self.company_tz
+        tz = self.owner.timezone or self.calendars.company_tz
         card = Card(
             title=say(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
             text=say(
@@ -303,7 +306,7 @@ class Notes:
         if manager is None:
             log.info("clock %s escalates, but %s has no manager", self.clock.id, self.owner.id)
             return
-        tz = manager.timezone or self.company_tz
+        tz = manager.timezone or self.calendars.company_tz
         card = Card(
             title=say("clock_escalation_title", who=self.owner.name, what=self._what()),
             text=say(
@@ -329,7 +332,7 @@ class Notes:
 
     def _send(self, member: Member, step: str, card: Card) -> None:
         """Owed now, delivered in the recipient's working hours (never at night)."""
-        calendar = calendar_of(self.session, member, self.company_tz)
+        calendar = self.calendars.of(member)
         key = f"clock:{self.clock.id}:{step}"
         queued = queries.enqueue(
             self.session,

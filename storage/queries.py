@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from storage.models import (
     Away,
@@ -404,21 +407,40 @@ def open_clocks(
     return list(session.exec(query.order_by(col(Clock.id))).all())
 
 
+@cache
+def _due_clocks_query(limit: int) -> SelectOfScalar[Clock]:
+    """Built once per limit, with `now` as a parameter: a statement object keeps its cache
+    key, so an empty tick does not pay for building and keying the query every time."""
+    return (
+        select(Clock)
+        .where(col(Clock.next_at) <= bindparam("now"), col(Clock.closed_at).is_(None))
+        .order_by(col(Clock.next_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+_ANY_DUE = (
+    sa_select(Clock.__table__.c.id)  # type: ignore[attr-defined]
+    .where(Clock.__table__.c.next_at <= bindparam("now"))  # type: ignore[attr-defined]
+    .where(Clock.__table__.c.closed_at.is_(None))  # type: ignore[attr-defined]
+    .limit(1)
+)
+
+
+def any_due_clock(session: Session, *, now: datetime) -> bool:
+    """Whether any clock is due, as one plain indexed query: most ticks find nothing, and
+    then need neither the ORM nor row locks."""
+    return session.connection().execute(_ANY_DUE, {"now": now}).first() is not None
+
+
 def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
     """Open clocks whose next step is due, locked for this transaction.
 
     On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several instances tick at once, each
     taking different rows; a crashed instance's locks vanish with its transaction.
     """
-    return list(
-        session.exec(
-            select(Clock)
-            .where(col(Clock.next_at) <= now, col(Clock.closed_at).is_(None))
-            .order_by(col(Clock.next_at))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-    )
+    return list(session.exec(_due_clocks_query(limit), params={"now": now}).all())
 
 
 # ---------------------------------------------------------------- outbox
