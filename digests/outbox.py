@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 5
+MAX_THROTTLED = timedelta(days=1)
 THROTTLE_STATUSES = {429, 412, 502, 503, 504}
 # Per-conversation pace: Slack about 1 message/s per channel, Teams 7 per second.
 MIN_INTERVAL = {"slack": 1.0, "teams": 1 / 7, "console": 0.0}
@@ -218,6 +219,10 @@ class Sender:
             if delay is None:
                 row.attempts += 1
                 delay = min(5.0 * 2**row.attempts, 600.0)
+            elif now - row.created_at > MAX_THROTTLED:
+                # Throttled retries do not count as attempts, but they do not go on forever.
+                row.attempts = MAX_ATTEMPTS
+                row.last_error = f"still throttled after {MAX_THROTTLED}: {row.last_error}"
             if row.attempts >= MAX_ATTEMPTS:
                 row.status = OutboxStatus.failed.value
                 report.failed += 1

@@ -1,0 +1,119 @@
+"""The outbox's retry policy: throttling is waited out without counting as a failure, but
+not for ever; errors back off and end parked as failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from bot.delivery import Deliverer, Posted
+from bot.messages import Card, card_to_dict
+from digests.outbox import MAX_ATTEMPTS, Sender, throttle_delay
+from storage import queries
+from storage.db import Store
+from storage.models import CardLocation, Member, OutboxMessage
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class Answer:
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class PlatformError(Exception):
+    """Shaped like slack_sdk's and msrest's errors: the HTTP answer is on `.response`."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = Answer(status, headers or {})
+
+
+class RefusingMessenger:
+    """A platform that answers every send with the given error (a test double at the edge)."""
+
+    platform = "console"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def reaches(self, member: Member) -> bool:
+        return True
+
+    async def send(self, member: Member, card: Card) -> Posted:
+        raise self.error
+
+    async def post(self, channel: str, card: Card) -> Posted:
+        raise self.error
+
+    async def update(self, location: CardLocation, card: Card) -> None:
+        raise self.error
+
+    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+        raise self.error
+
+
+def owe(store: Store, created: datetime) -> None:
+    with store.session() as s:
+        member = queries.upsert_member(s, now=created, email="a@x.com", name="A")
+        queries.enqueue(
+            s,
+            message=OutboxMessage(
+                key="k1",
+                member_id=member.id,
+                card=card_to_dict(Card(title="Hi")),
+                not_before=created,
+                created_at=created,
+            ),
+        )
+
+
+def row(store: Store) -> OutboxMessage:
+    with store.session() as s:
+        return s.exec(select(OutboxMessage)).one()
+
+
+def test_throttle_delay_reads_retry_after() -> None:
+    assert throttle_delay(PlatformError(429, {"Retry-After": "7"})) == 7.0
+    assert throttle_delay(PlatformError(502)) == 2.0
+    assert throttle_delay(PlatformError(403)) is None
+    assert throttle_delay(ValueError("no response")) is None
+
+
+async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
+    sqlite_store: Store,
+) -> None:
+    owe(sqlite_store, NOW)
+    sender = Sender(
+        sqlite_store,
+        Deliverer(sqlite_store, [RefusingMessenger(PlatformError(429, {"Retry-After": "3"}))]),
+        "test",
+    )
+    report = await sender.drain(NOW)
+    assert (report.retried, row(sqlite_store).attempts) == (1, 0)
+    assert row(sqlite_store).not_before == NOW + timedelta(seconds=3)
+    later = NOW + timedelta(days=1, seconds=10)
+    report = await sender.drain(later)
+    assert report.failed == 1
+    assert row(sqlite_store).status == "failed"
+    assert "still throttled" in (row(sqlite_store).last_error or "")
+
+
+async def test_errors_back_off_then_park(sqlite_store: Store) -> None:
+    owe(sqlite_store, NOW)
+    sender = Sender(
+        sqlite_store, Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]), "test"
+    )
+    at = NOW
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        await sender.drain(at)
+        message = row(sqlite_store)
+        assert message.attempts == attempt
+        if attempt < MAX_ATTEMPTS:
+            assert message.status == "pending"
+            assert message.not_before == at + timedelta(seconds=min(5 * 2**attempt, 600))
+            at = message.not_before
+    assert row(sqlite_store).status == "failed"
