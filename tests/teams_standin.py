@@ -174,3 +174,29 @@ class TeamsStandIn:
             content_type="application/json",
             status=201,
         )
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Teams user in the tests: ids shaped like real AAD/Teams ids."""
+
+    key: str
+    given: str
+    surname: str
+    domain: str = "example.com"
+
+    @property
+    def name(self) -> str:
+        return f"{self.given} {self.surname}"
+
+    @property
+    def email(self) -> str:
+        return f"{self.key}@{self.domain}"
+
+    @property
+    def user_id(self) -> str:
+        return f"29:1{self.key}-XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB39ATiQWA85gQ"
+
+    @property
+    def conversation(self) -> str:
+        return f"a:1{self.key}-7I0kl9EkpE1O9PH5TWrzrLNwnWWcfrU7QZjKR0WSfOpzbf"

@@ -9,7 +9,6 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,32 +25,9 @@ from bot.text import say
 from storage import queries
 from storage.models import EventKind, Lead, LeadEvent, Member
 from tests.support import LiveServer, eventually, fixture, make_settings, signed_lead_headers
-from tests.teams_standin import Call, TeamsStandIn
+from tests.teams_standin import Call, Person, TeamsStandIn
 
 BOT_ID = fixture("teams", "personal_message")["recipient"]["id"]
-
-
-@dataclass(frozen=True)
-class Person:
-    key: str
-    given: str
-    surname: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.given} {self.surname}"
-
-    @property
-    def email(self) -> str:
-        return f"{self.key}@example.com"
-
-    @property
-    def user_id(self) -> str:
-        return f"29:1{self.key}-XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB39ATiQWA85gQ"
-
-    @property
-    def conversation(self) -> str:
-        return f"a:1{self.key}-7I0kl9EkpE1O9PH5TWrzrLNwnWWcfrU7QZjKR0WSfOpzbf"
 
 
 ALICE = Person("alice", "Alice", "Adams")

@@ -11,7 +11,6 @@ import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.support import LiveServer, fixture, make_settings
-from tests.teams_standin import Call, TeamsStandIn
+from tests.teams_standin import Call, Person, TeamsStandIn
 
 REPO = Path(__file__).parent.parent
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 09:00 in London (GMT)
@@ -35,31 +34,8 @@ BOT_ID = fixture("teams", "personal_message")["recipient"]["id"]
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
 
-@dataclass(frozen=True)
-class Person:
-    key: str
-    given: str
-    surname: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.given} {self.surname}"
-
-    @property
-    def email(self) -> str:
-        return f"{self.key}@x.com"
-
-    @property
-    def user_id(self) -> str:
-        return f"29:1{self.key}-XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB39ATiQWA85gQ"
-
-    @property
-    def conversation(self) -> str:
-        return f"a:1{self.key}-7I0kl9EkpE1O9PH5TWrzrLNwnWWcfrU7QZjKR0WSfOpzbf"
-
-
-ALICE = Person("alice", "Alice", "Adams")  # the rep
-DAVE = Person("dave", "Dave", "Dawson")  # her manager
+ALICE = Person("alice", "Alice", "Adams", "x.com")  # the rep
+DAVE = Person("dave", "Dave", "Dawson", "x.com")  # her manager
 
 
 def card_text(card: dict[str, Any]) -> str:
