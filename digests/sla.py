@@ -38,7 +38,6 @@ from storage.models import (
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
-SALES_CLOCKS = (ClockKind.first_touch, ClockKind.verdict, ClockKind.attempts)
 
 
 # ---------------------------------------------------------------- starting and closing
