@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
+from bot.server import platform_messengers
 from bot.settings import Settings
 from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork
@@ -68,17 +69,6 @@ def build_router(company_tz: str = "UTC") -> Router:
 
 def open_store(settings: Settings) -> Store:
     return Store.open(settings.database_url)
-
-
-def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
-    """The Slack and Teams senders this configuration allows."""
-    from bot.slack import SlackMessenger
-    from bot.teams import TeamsMessenger, make_adapter
-
-    messengers: list[Messenger] = [TeamsMessenger(make_adapter(settings), settings)]
-    if settings.slack_enabled:
-        messengers.insert(0, SlackMessenger.from_settings(settings, store))
-    return messengers
 
 
 def now() -> datetime:

@@ -25,6 +25,16 @@ BACKGROUND = web.AppKey("background", Background)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
+    """The Slack and Teams senders this configuration allows (Slack first, when on)."""
+    from bot import slack, teams
+
+    messengers: list[Messenger] = [teams.TeamsMessenger(teams.make_adapter(settings), settings)]
+    if settings.slack_enabled:
+        messengers.insert(0, slack.SlackMessenger.from_settings(settings, store))
+    return messengers
+
+
 def build_web_app(
     settings: Settings, store: Store, router: Router, *, scheduler: bool = False
 ) -> web.Application:
@@ -32,14 +42,11 @@ def build_web_app(
     from bot import slack, teams
 
     background = Background()
-    adapter = teams.make_adapter(settings)
-    messengers: list[Messenger] = [teams.TeamsMessenger(adapter, settings)]
-    directories: list[Directory] = [teams.TeamsDirectory(store)]
-    slack_messenger = None
-    if settings.slack_enabled:
-        slack_messenger = slack.SlackMessenger.from_settings(settings, store)
-        messengers.insert(0, slack_messenger)
-        directories.insert(0, slack_messenger)
+    messengers = platform_messengers(settings, store)
+    adapter = next(m for m in messengers if isinstance(m, teams.TeamsMessenger)).adapter
+    slack_messenger = next((m for m in messengers if isinstance(m, slack.SlackMessenger)), None)
+    directories: list[Directory] = [m for m in messengers if isinstance(m, Directory)]
+    directories.append(teams.TeamsDirectory(store))
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
     ingestor = Ingestor(store, deliverer, directories, settings.default_channel("admin"))

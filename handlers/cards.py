@@ -29,9 +29,9 @@ def question_purpose(question_id: str) -> str:
     return f"question:{question_id}"
 
 
-def _name(session: Session, member_id: int | None) -> str:
+def member_name(session: Session, member_id: int | None, unknown: str = "someone") -> str:
     member = session.get(Member, member_id) if member_id else None
-    return member.name if member else "someone"
+    return member.name if member else unknown
 
 
 def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
@@ -41,7 +41,7 @@ def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str
             return say("state_unassigned")
         return say("state_waiting")
     last = verdicts[-1]
-    who, at = _name(session, last.member_id), when(last.at, tz)
+    who, at = member_name(session, last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
         return say("state_accepted", who=who, at=at)
     definition_version = last.data.get("definition_version")
@@ -61,7 +61,7 @@ def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> lis
     fields = []
     for asked in (e for e in events if e.kind == EventKind.info_requested):
         answer = answers.get(asked.data.get("question_id"))
-        marketer = _name(session, asked.data.get("marketer_id"))
+        marketer = member_name(session, asked.data.get("marketer_id"))
         if answer is None:
             value = say("question_open", question=asked.data["question"], marketer=marketer)
         else:
@@ -159,7 +159,7 @@ def _buttons(lead: Lead) -> tuple[Button, ...]:
 
 def question_card(session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None) -> Card:
     """What the campaign's marketer sees: the rep's question and an Answer button."""
-    rep = _name(session, asked.member_id)
+    rep = member_name(session, asked.member_id)
     fields = [Field_(say("label_question"), asked.data["question"])]
     if answer is not None:
         fields.append(Field_(say("label_answer"), answer.data["answer"]))

@@ -8,7 +8,7 @@ from bot.messages import Card, Field_, Form, Input, InputKind
 from bot.router import Context, Router
 from bot.text import say
 from digests import sla
-from handlers.cards import question_card, question_purpose
+from handlers.cards import member_name, question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
 from handlers.leads import campaign_marketer, checked_lead, refresh
 from storage import queries
@@ -150,18 +150,17 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
             lead_id=lead.id,
             in_thread=True,
         ),
-        *private(say("answer_sent", rep=_name(ctx, rep_id))),
+        *private(say("answer_sent", rep=member_name(ctx.session, rep_id, "the rep"))),
     ]
-
-
-def _name(ctx: Context, member_id: int) -> str:
-    member = ctx.session.get(Member, member_id)
-    return member.name if member else "the rep"
 
 
 def _answer_card(ctx: Context, lead: Lead, asked: LeadEvent, answered: LeadEvent) -> Card:
     return Card(
-        title=say("answer_title", marketer=_name(ctx, answered.member_id or 0), lead=lead.name),
+        title=say(
+            "answer_title",
+            marketer=member_name(ctx.session, answered.member_id, "the rep"),
+            lead=lead.name,
+        ),
         fields=(
             Field_(say("label_question"), asked.data["question"]),
             Field_(say("label_answer"), answered.data["answer"]),

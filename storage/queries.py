@@ -35,16 +35,22 @@ from storage.models import (
 # ---------------------------------------------------------------- requests
 
 
+def _add_once(session: Session, row: Any) -> bool:
+    """Insert `row` in a savepoint; False when a unique constraint says it already exists
+    (a concurrent writer got there first). Callers check for the row beforehand, cheaply."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
 def claim_request(session: Session, *, platform: str, request_id: str, now: datetime) -> bool:
     """Record a platform request id; False when it was already recorded."""
     if session.get(ProcessedRequest, (platform, request_id)) is not None:
         return False
-    try:
-        with session.begin_nested():
-            session.add(ProcessedRequest(platform=platform, request_id=request_id, at=now))
-    except IntegrityError:
-        return False
-    return True
+    return _add_once(session, ProcessedRequest(platform=platform, request_id=request_id, at=now))
 
 
 # ---------------------------------------------------------------- members
@@ -378,12 +384,7 @@ def start_clock(session: Session, *, clock: Clock) -> Clock | None:
             Clock.lead_id == clock.lead_id, Clock.kind == clock.kind, Clock.ref == clock.ref
         )
     ).first()
-    if existing is not None:
-        return None
-    try:
-        with session.begin_nested():
-            session.add(clock)
-    except IntegrityError:
+    if existing is not None or not _add_once(session, clock):
         return None
     return clock
 
@@ -450,12 +451,7 @@ def enqueue(session: Session, *, message: OutboxMessage) -> bool:
     """Add a message to the outbox; False when one with the same key is already there."""
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
         return False
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
-        return False
-    return True
+    return _add_once(session, message)
 
 
 def mark_history_delivered(session: Session, *, now: datetime) -> int:
