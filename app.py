@@ -6,7 +6,7 @@ import asyncio
 import csv
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.server import platform_messengers
 from bot.settings import Settings
+from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork
 from handlers import clocks, general, leads, questions, sla
@@ -57,14 +58,27 @@ out = Console(soft_wrap=True)
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 
 
-def build_router(company_tz: str = "UTC") -> Router:
-    router = Router(company_tz=company_tz)
+def build_router(company: Company | None = None) -> Router:
+    router = Router(company=company or Company())
     general.register(router)
     leads.register(router)
     questions.register(router)
     sla.register(router)
     clocks.register(router)
     return router
+
+
+def load_settings() -> Settings:
+    """The settings, or a clear message naming the bad variable (never a traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors(include_url=False, include_input=False):
+            name = problem["loc"][0] if problem["loc"] else "settings"
+            out.print(f"[red]{name}: {problem['msg']}[/red]")
+        raise typer.Exit(2) from None
 
 
 def open_store(settings: Settings) -> Store:
@@ -96,10 +110,10 @@ def serve(
 
     from bot.server import build_web_app
 
-    settings = Settings()
+    settings = load_settings()
     store = open_store(settings)
     web.run_app(
-        build_web_app(settings, store, build_router(settings.timezone), scheduler=not no_scheduler),
+        build_web_app(settings, store, build_router(settings.company), scheduler=not no_scheduler),
         host=host,
         port=port,
         print=lambda msg: logging.getLogger("liaison").info("%s", msg),
@@ -111,21 +125,21 @@ def socket() -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
     from bot.slack import SlackMessenger, run_socket_mode
 
-    settings = Settings()
+    settings = load_settings()
     if settings.slack_app_token is None or not settings.slack_enabled:
         out.print("[red]Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (xapp-…).[/red]")
         raise typer.Exit(2)
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
     deliverer = Deliverer(store, messengers, _directories(messengers))
-    bot = Bot(store, build_router(settings.timezone), deliverer)
+    bot = Bot(store, build_router(settings.company), deliverer)
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
 
     async def run() -> None:
         clockwork = Clockwork(
             store,
             deliverer,
-            settings.timezone,
+            settings.company,
             settings.tick_seconds,
             settings.outbox_lease_seconds,
         )
@@ -145,13 +159,13 @@ def console(
     """A local chat in the terminal: act as any member, press buttons, fill forms."""
     from bot.console import ConsoleMessenger, run_console
 
-    settings = Settings()
+    settings = load_settings()
     store = open_store(settings)
-    router = build_router(settings.timezone)
+    router = build_router(settings.company)
 
     def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
         deliverer = Deliverer(store, [messenger])
-        clockwork = Clockwork(store, deliverer, settings.timezone, settings.tick_seconds)
+        clockwork = Clockwork(store, deliverer, settings.company, settings.tick_seconds)
         clockwork.start_in_background()
         return Bot(store, router, deliverer), clockwork.run_once
 
@@ -162,14 +176,14 @@ def console(
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations to head (also done on every start)."""
-    open_store(Settings())
+    open_store(load_settings())
     out.print("Database is at the latest schema.")
 
 
 @cli.command("import-leads")
 def import_leads(file: Path) -> None:
     """Bulk import leads from a CSV file (same fields and idempotency as the webhook)."""
-    settings = Settings()
+    settings = load_settings()
     store = open_store(settings)
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
@@ -214,20 +228,21 @@ def _ingestor(settings: Settings, store: Store) -> Ingestor:
         Deliverer(store, messengers, directories),
         directories,
         settings.default_channel("admin"),
+        settings.company,
     )
 
 
 @cli.command()
 def demo(leads: int = 24, seed: int = 7) -> None:
     """Fill the database with a reproducible demo company."""
-    settings = Settings()
+    settings = load_settings()
     store = open_store(settings)
     with Progress(console=out) as progress, store.session() as session:
         task = progress.add_task("Creating demo company", total=leads)
         created = create_demo(
             session, leads=leads, seed=seed, now=now(), progress=lambda n: progress.advance(task, n)
         )
-    settle_history(store, now=now(), company_tz=settings.timezone)
+    settle_history(store, now=now(), company=settings.company)
     out.print(
         f"Demo company ready: {created} new leads ({leads - created} were already there). "
         "Try `liaison console`."
@@ -250,7 +265,7 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
     if not criteria or any(not k or not t for k, t in criteria) or len(set(keys)) != len(keys):
         out.print("[red]Each criterion needs a unique, non-empty key and a text.[/red]")
         raise typer.Exit(2)
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         definition = queries.create_definition(
             session, criteria=criteria, note=str(spec.get("note", "")), created_by=by, now=now()
@@ -272,12 +287,12 @@ def tick(
             raise typer.Exit(2) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-    settings = Settings()
+    settings = load_settings()
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
     deliverer = Deliverer(store, messengers, _directories(messengers))
     clockwork = Clockwork(
-        store, deliverer, settings.timezone, lease_seconds=settings.outbox_lease_seconds
+        store, deliverer, settings.company, lease_seconds=settings.outbox_lease_seconds
     )
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
@@ -298,7 +313,7 @@ def outbox_list(
         return
     from storage.models import OutboxMessage
 
-    store = open_store(Settings())
+    store = open_store(load_settings())
     table = Table("id", "key", "to", "status", "attempts", "not before", "error")
     with store.session() as session:
         query = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
@@ -323,7 +338,7 @@ def outbox_retry(ids: Annotated[list[int] | None, typer.Argument()] = None) -> N
     """Put failed messages (all, or the given ids) back in line for the next tick."""
     from digests.outbox import retry
 
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         count = retry(session, ids=ids, now=now())
     out.print(f"{count} message{'s' if count != 1 else ''} back in line.")
@@ -346,7 +361,7 @@ def sla_set(file: Path, by: str = "admin (CLI)") -> None:
             where = ".".join(str(p) for p in problem["loc"])
             out.print(f"[red]{file}: {where}: {problem['msg']}[/red]")
         raise typer.Exit(2) from error
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         policy = queries.create_policy(
             session, fields=spec.fields(), note=spec.note, created_by=by, now=now()
@@ -362,7 +377,7 @@ def holidays_add(day: str, name: str = "") -> None:
     except ValueError:
         out.print(f"[red]{day!r} is not a date: use YYYY-MM-DD.[/red]")
         raise typer.Exit(2) from None
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         queries.add_holiday(session, day=parsed, name=name)
     out.print(f"{parsed:%a %d %b %Y} is a holiday{f' ({name})' if name else ''}.")
@@ -371,7 +386,7 @@ def holidays_add(day: str, name: str = "") -> None:
 @holidays_cli.command("list")
 def holidays_list() -> None:
     """The company holidays."""
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         days = queries.holidays(session)
     out.print("\n".join(f"{d:%Y-%m-%d %a}" for d in days) or "No holidays set.")
@@ -407,7 +422,7 @@ def members_set(
         raise typer.Exit(2)
     work = _parse_hours(hours) if hours else (None, None)
     days = _parse_workdays(workdays) if workdays else None
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         boss = queries.member_by(session, email=manager) if manager else None
         if manager and boss is None:
@@ -433,42 +448,30 @@ def members_set(
         )
 
 
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
 def _parse_hours(text: str) -> tuple[str, str]:
     """`08:30-17:00` → ("08:30", "17:00"), or exit with the right usage."""
     try:
-        start, end = (
-            time.max if part.strip() == "24:00" else time.fromisoformat(part.strip())
-            for part in text.split("-")
-        )
-    except ValueError:
-        out.print(f"[red]--hours {text!r}: use HH:MM-HH:MM, e.g. 08:30-17:00.[/red]")
+        start, end = parse_hours(text)
+    except ValueError as error:
+        out.print(f"[red]--hours {error}.[/red]")
         raise typer.Exit(2) from None
-    if end <= start:
-        out.print("[red]--hours must end after they start.[/red]")
-        raise typer.Exit(2)
-    return start.strftime("%H:%M"), "24:00" if end == time.max else end.strftime("%H:%M")
+    return format_clock(start), format_clock(end)
 
 
 def _parse_workdays(text: str) -> str:
     """`mon-fri` or `sun,mon,tue` → "0,1,2,3,4" (Monday = 0)."""
-    days: set[int] = set()
-    for part in text.lower().replace(" ", "").split(","):
-        first, _, last = part.partition("-")
-        if first not in DAY_NAMES or (last and last not in DAY_NAMES):
-            out.print(f"[red]--workdays {text!r}: use day names like mon-fri or sun,mon.[/red]")
-            raise typer.Exit(2)
-        a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
-        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    try:
+        days = parse_workdays(text)
+    except ValueError as error:
+        out.print(f"[red]--workdays {error}.[/red]")
+        raise typer.Exit(2) from None
     return ",".join(str(d) for d in sorted(days))
 
 
 @members_cli.command("list")
 def members_list() -> None:
     """Who is known, with roles, managers and platforms."""
-    store = open_store(Settings())
+    store = open_store(load_settings())
     table = Table("handle", "name", "email", "role", "team", "manager", "time zone", "platforms")
     with store.session() as session:
         for m in queries.all_members(session):
@@ -502,7 +505,7 @@ def channels_set(kind: str, target: str) -> None:
     if platform not in ("slack", "teams") or not channel:
         out.print("[red]TARGET looks like slack:C0123ABC or teams:<conversation id>.[/red]")
         raise typer.Exit(2)
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         queries.set_channel(session, kind=kind, target=target)
     out.print(f"The {kind} channel is now {target}.")
@@ -513,7 +516,7 @@ def campaigns_set(
     name: str, marketer: Annotated[str, typer.Option(help="marketer's email")]
 ) -> None:
     """Name the marketer who answers reps' questions about a campaign's leads."""
-    store = open_store(Settings())
+    store = open_store(load_settings())
     with store.session() as session:
         member = queries.member_by(session, email=marketer)
         if member is None:

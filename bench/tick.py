@@ -28,7 +28,7 @@ Measured in the same run on the same database, interleaved, many times:
   ORDER BY next_at LIMIT 500 FOR UPDATE SKIP LOCKED` (no FOR UPDATE on SQLite, which has no
   row locks) as SQLAlchemy Core text on a connection checked out from the same engine, in
   a transaction that is rolled back; checkout, BEGIN, query, fetch, ROLLBACK are timed;
-- tick: one `digests.sla.tick(store, now=now, company_tz="UTC")`.
+- tick: one `digests.sla.tick(store, now=now, company=Defaults())`.
 
 Each repetition times `--inner` bare queries with the due rows in place, one tick (which
 advances them and writes their messages to the outbox), then `--inner` pairs of bare
@@ -87,6 +87,7 @@ from sqlalchemy import DateTime, Engine, bindparam, event, insert, text  # noqa:
 
 from digests import sla  # noqa: E402
 from digests.business_time import Calendar, add_business  # noqa: E402
+from digests.business_time import Company as Defaults  # noqa: E402
 from digests.calendars import calendar_of  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.db import Store  # noqa: E402
@@ -474,7 +475,7 @@ def load(store: Store, args: argparse.Namespace, progress: Progress) -> Company:
         budgets = Budgets.from_policy(queries.current_policy(session))
         definition, _ = queries.current_definition(session)
         calendars = {
-            m.id or 0: calendar_of(session, m, "UTC") for m in queries.all_members(session)
+            m.id or 0: calendar_of(session, m, Defaults()) for m in queries.all_members(session)
         }
     leads_and_clocks(
         company,
@@ -543,7 +544,7 @@ def bare_query(engine: Engine) -> Callable[[datetime], tuple[float, int]]:
 
 def timed_tick(store: Store, now: datetime) -> tuple[float, sla.TickReport]:
     started = time.perf_counter()
-    report = sla.tick(store, now=now, company_tz="UTC")
+    report = sla.tick(store, now=now, company=Defaults())
     return time.perf_counter() - started, report
 
 
@@ -636,10 +637,10 @@ def measure(
         progress.advance(task)
     restore(store, company.due)
     statements_due = count_statements(
-        store.engine, lambda: sla.tick(store, now=NOW, company_tz="UTC")
+        store.engine, lambda: sla.tick(store, now=NOW, company=Defaults())
     )
     statements_empty = count_statements(
-        store.engine, lambda: sla.tick(store, now=NOW, company_tz="UTC")
+        store.engine, lambda: sla.tick(store, now=NOW, company=Defaults())
     )
     restore(store, company.due)
     plan = query_plan(store.engine)

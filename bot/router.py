@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind
+from digests.business_time import Company
 from storage import queries
 from storage.db import Store
 
@@ -24,7 +25,7 @@ class Context:
 
     session: Session
     now: datetime
-    company_tz: str = "UTC"
+    company: Company = field(default_factory=Company)
 
 
 Handler = Callable[[Context, Interaction], list[Effect]]
@@ -43,7 +44,7 @@ class Router:
 
     routes: dict[tuple[Kind, str], Route] = field(default_factory=dict)
     fallback: Handler | None = None
-    company_tz: str = "UTC"
+    company: Company = field(default_factory=Company)
 
     def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
         self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
@@ -78,7 +79,7 @@ class Router:
                 ):
                     log.info("duplicate request %s ignored", interaction.request_id)
                     return []
-                effects = handler(Context(session, now, self.company_tz), interaction)
+                effects = handler(Context(session, now, self.company), interaction)
                 if any(isinstance(effect, FormErrors) for effect in effects):
                     # Nothing is recorded for a refused form, so the corrected resubmit
                     # (which carries the same request id) is still processed.

@@ -49,9 +49,11 @@ def build_web_app(
     directories.append(teams.TeamsDirectory(store))
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
-    ingestor = Ingestor(store, deliverer, directories, settings.default_channel("admin"))
+    ingestor = Ingestor(
+        store, deliverer, directories, settings.default_channel("admin"), settings.company
+    )
     clockwork = Clockwork(
-        store, deliverer, settings.timezone, settings.tick_seconds, settings.outbox_lease_seconds
+        store, deliverer, settings.company, settings.tick_seconds, settings.outbox_lease_seconds
     )
 
     app = web.Application(client_max_size=6 * 1024 * 1024)

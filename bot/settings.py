@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from digests.business_time import Company, parse_hours, parse_workdays
 
 
 class Settings(BaseSettings):
@@ -27,8 +31,37 @@ class Settings(BaseSettings):
     handoff_channel: str | None = Field(None, alias="LIAISON_HANDOFF_CHANNEL")
     admin_channel: str | None = Field(None, alias="LIAISON_ADMIN_CHANNEL")
     timezone: str = Field("UTC", alias="LIAISON_TIMEZONE")
+    work_hours: str = Field("09:00-17:00", alias="LIAISON_WORK_HOURS")
+    workdays: str = Field("mon-fri", alias="LIAISON_WORKDAYS")
     tick_seconds: float = Field(5.0, gt=0, alias="LIAISON_TICK_SECONDS")
     outbox_lease_seconds: float = Field(60.0, gt=0, alias="LIAISON_OUTBOX_LEASE_SECONDS")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("work_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_workdays(value)
+        return value
+
+    @property
+    def company(self) -> Company:
+        """The company's default time zone and working week (members may override)."""
+        start, end = parse_hours(self.work_hours)
+        return Company(self.timezone, start, end, parse_workdays(self.workdays))
 
     @property
     def slack_enabled(self) -> bool:

@@ -15,6 +15,56 @@ from zoneinfo import ZoneInfo
 
 HORIZON_DAYS = 3 * 366  # a calendar with no working day at all must still terminate
 Span = tuple[datetime, datetime]
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONDAY_TO_FRIDAY = frozenset({0, 1, 2, 3, 4})
+
+
+def parse_clock(text: str) -> time:
+    """`HH:MM` local time; `24:00` is the very end of the day (round-the-clock teams)."""
+    text = text.strip()
+    return time.max if text == "24:00" else time.fromisoformat(text)
+
+
+def parse_hours(text: str) -> tuple[time, time]:
+    """`08:30-17:00` → (08:30, 17:00); ValueError naming the mistake otherwise."""
+    parts = text.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"{text!r}: use HH:MM-HH:MM, e.g. 08:30-17:00")
+    try:
+        start, end = parse_clock(parts[0]), parse_clock(parts[1])
+    except ValueError:
+        raise ValueError(f"{text!r}: use HH:MM-HH:MM, e.g. 08:30-17:00") from None
+    if end <= start:
+        raise ValueError(f"{text!r}: working hours must end after they start")
+    return start, end
+
+
+def format_clock(moment: time) -> str:
+    return "24:00" if moment == time.max else moment.strftime("%H:%M")
+
+
+def parse_workdays(text: str) -> frozenset[int]:
+    """`mon-fri` or `sun,mon,tue` → {0, 1, 2, 3, 4} (Monday = 0); ValueError otherwise."""
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in DAY_NAMES or (last and last not in DAY_NAMES):
+            raise ValueError(f"{text!r}: use day names like mon-fri or sun,mon")
+        a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+@dataclass(frozen=True)
+class Company:
+    """The company's defaults — time zone, working hours, working weekdays — which each
+    member's own settings override (`LIAISON_TIMEZONE`, `LIAISON_WORK_HOURS`,
+    `LIAISON_WORKDAYS`)."""
+
+    tz: str = "UTC"
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+    weekdays: frozenset[int] = MONDAY_TO_FRIDAY
 
 
 @dataclass(frozen=True)
@@ -24,7 +74,7 @@ class Calendar:
     tz: str = "UTC"
     start: time = time(9, 0)
     end: time = time(17, 0)
-    weekdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
+    weekdays: frozenset[int] = MONDAY_TO_FRIDAY  # Monday = 0
     holidays: frozenset[date] = frozenset()
     away: tuple[Span, ...] = field(default=())
 

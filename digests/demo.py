@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from digests import sla
+from digests.business_time import Company
 from storage import queries
 from storage.db import Store
 from storage.models import EventKind, Lead, LeadState
@@ -247,13 +248,13 @@ def _history(
             },
         )
         lead.state = LeadState.not_a_fit.value
-        sla.on_not_a_fit(session, lead, at, "UTC")
+        sla.on_not_a_fit(session, lead, at, Company())
     else:
         queries.add_event(
             session, lead_id=lead_id, kind=EventKind.accepted, now=at, member_id=lead.owner_id
         )
         lead.state = LeadState.accepted.value
-        sla.on_accepted(session, lead, at, "UTC")
+        sla.on_accepted(session, lead, at, Company())
         for _ in range(rng.randint(1, 6)):
             at += timedelta(hours=rng.uniform(2, 48))
             if at >= now:
@@ -273,13 +274,13 @@ def _history(
                     "note": "",
                 },
             )
-            sla.on_attempt(session, lead, at, "UTC")
+            sla.on_attempt(session, lead, at, Company())
     session.add(lead)
 
 
-def settle_history(store: Store, *, now: datetime, company_tz: str) -> int:
+def settle_history(store: Store, *, now: datetime, company: Company) -> int:
     """Bring the demo's clocks up to `now`: the reminders and escalations of its invented
     past are recorded as delivered then, so only what happens from now on is sent."""
-    sla.tick(store, now=now, company_tz=company_tz)
+    sla.tick(store, now=now, company=company)
     with store.session() as session:
         return queries.mark_history_delivered(session, now=now)

@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.delivery import Deliverer
 from digests import sla
+from digests.business_time import Company
 from digests.outbox import Sender, SendReport
 from storage.db import Store
 
@@ -39,12 +40,12 @@ class Clockwork:
         self,
         store: Store,
         deliverer: Deliverer,
-        company_tz: str,
+        company: Company,
         interval: float = 5.0,
         lease_seconds: float = 60.0,
     ) -> None:
         self.store = store
-        self.company_tz = company_tz
+        self.company = company
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
         self.sender = Sender(store, deliverer, instance_name(), lease=lease)
@@ -52,7 +53,7 @@ class Clockwork:
 
     async def run_once(self, now: datetime) -> Pass:
         """One pass as if the clock read `now`."""
-        report = await asyncio.to_thread(sla.tick, self.store, now=now, company_tz=self.company_tz)
+        report = await asyncio.to_thread(sla.tick, self.store, now=now, company=self.company)
         sent = await self.sender.drain(now)
         if report.messages or sent.sent or sent.failed:
             log.info(

@@ -18,6 +18,7 @@ from bot.messages import Button, Card, Field_, card_to_dict
 from bot.text import say, when
 from digests.business_time import (
     Calendar,
+    Company,
     add_business,
     business_seconds,
     next_working_moment,
@@ -80,16 +81,16 @@ def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
         )
 
 
-def on_accepted(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:
     """Accepting ends the verdict clock and starts the attempts clock."""
-    close(session, lead, [ClockKind.verdict], now, company_tz)
+    close(session, lead, [ClockKind.verdict], now, company)
     if lead.owner_id is None:
         return
     policy = queries.current_policy(session)
     owner = session.get(Member, lead.owner_id)
     if owner is None:
         return
-    calendar = calendar_of(session, owner, company_tz)
+    calendar = calendar_of(session, owner, company)
     day = _day_seconds(calendar)
     queries.start_clock(
         session,
@@ -99,22 +100,22 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company_tz: str) ->
     )
 
 
-def on_not_a_fit(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) -> None:
     """A verdict of not a fit ends the verdict clock; the other sales clocks are cancelled."""
-    close(session, lead, [ClockKind.verdict], now, company_tz)
+    close(session, lead, [ClockKind.verdict], now, company)
     for clock in queries.open_clocks(
         session, lead_id=lead.id or 0, kinds=[ClockKind.first_touch, ClockKind.attempts]
     ):
         _finish(session, clock, now, "cancelled")
 
 
-def on_attempt(session: Session, lead: Lead, now: datetime, company_tz: str) -> None:
+def on_attempt(session: Session, lead: Lead, now: datetime, company: Company) -> None:
     """An attempt is a touch; enough of them meet the attempts commitment."""
-    close(session, lead, [ClockKind.first_touch], now, company_tz)
+    close(session, lead, [ClockKind.first_touch], now, company)
     policy = queries.current_policy(session)
     done = queries.count_events(session, lead_id=lead.id or 0, kind=EventKind.attempt_logged)
     if done >= policy.attempts:
-        close(session, lead, [ClockKind.attempts], now, company_tz)
+        close(session, lead, [ClockKind.attempts], now, company)
 
 
 def on_question(
@@ -137,9 +138,9 @@ def on_question(
 
 
 def on_answer(
-    session: Session, lead: Lead, question_id: str, now: datetime, company_tz: str
+    session: Session, lead: Lead, question_id: str, now: datetime, company: Company
 ) -> None:
-    close(session, lead, [ClockKind.info_answer], now, company_tz, ref=question_id)
+    close(session, lead, [ClockKind.info_answer], now, company, ref=question_id)
 
 
 def close(
@@ -147,7 +148,7 @@ def close(
     lead: Lead,
     kinds: list[ClockKind],
     now: datetime,
-    company_tz: str,
+    company: Company,
     ref: str | None = None,
 ) -> None:
     """Close open clocks as met (before their deadline) or missed (after it)."""
@@ -156,7 +157,7 @@ def close(
         if owner is None:
             _finish(session, clock, now, "cancelled")
             continue
-        steps = Steps.of(clock, calendar_of(session, owner, company_tz))
+        steps = Steps.of(clock, calendar_of(session, owner, company))
         _finish(session, clock, now, "met" if now <= steps.due else "missed")
 
 
@@ -248,7 +249,7 @@ def advance(
     session.add(clock)
 
 
-def tick(store: Store, *, now: datetime, company_tz: str, batch: int = 500) -> TickReport:
+def tick(store: Store, *, now: datetime, company: Company, batch: int = 500) -> TickReport:
     """One scheduler pass over the due clocks, a batch per transaction."""
     report = TickReport()
     while True:
@@ -256,7 +257,7 @@ def tick(store: Store, *, now: datetime, company_tz: str, batch: int = 500) -> T
             if not queries.any_due_clock(session, now=now):
                 return report
             clocks = queries.due_clocks(session, now=now, limit=batch)
-            calendars = Calendars(session, company_tz)
+            calendars = Calendars(session, company)
             for clock in clocks:
                 advance(session, clock, now, calendars, report)
             report.looked_at += len(clocks)
@@ -284,7 +285,7 @@ class Notes:
         return say(f"clock_{self.clock.kind}")
 
     def to_owner(self, step: str) -> None:
-        tz = self.owner.timezone or self.calendars.company_tz
+        tz = self.owner.timezone or self.calendars.company.tz
         card = Card(
             title=say(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
             text=say(
@@ -305,7 +306,7 @@ class Notes:
         if manager is None:
             log.info("clock %s escalates, but %s has no manager", self.clock.id, self.owner.id)
             return
-        tz = manager.timezone or self.calendars.company_tz
+        tz = manager.timezone or self.calendars.company.tz
         card = Card(
             title=say("clock_escalation_title", who=self.owner.name, what=self._what()),
             text=say(
@@ -352,7 +353,7 @@ class Notes:
 # ---------------------------------------------------------------- what a card shows
 
 
-def status_lines(session: Session, lead: Lead, now: datetime, company_tz: str) -> list[str]:
+def status_lines(session: Session, lead: Lead, now: datetime, company: Company) -> list[str]:
     """One line per open clock of the lead: what is due when, and the business time left."""
     lines = []
     for clock in queries.open_clocks(
@@ -361,9 +362,9 @@ def status_lines(session: Session, lead: Lead, now: datetime, company_tz: str) -
         owner = session.get(Member, clock.owner_id)
         if owner is None:
             continue
-        calendar = calendar_of(session, owner, company_tz)
+        calendar = calendar_of(session, owner, company)
         steps = Steps.of(clock, calendar)
-        due = when(steps.due, owner.timezone or company_tz)
+        due = when(steps.due, owner.timezone or company.tz)
         what = say(f"clock_{clock.kind}")
         if now >= steps.due:
             lines.append(say("clock_status_late", what=what, due=due))

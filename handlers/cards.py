@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bot.messages import Button, Card, Field_, Style
 from bot.text import say, when
 from digests import sla
+from digests.business_time import Company
 from storage import queries
 from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadEvent, LeadState, Member
 
@@ -94,7 +95,7 @@ def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
 
 
 def lead_card(
-    session: Session, lead: Lead, now: datetime | None = None, company_tz: str = "UTC"
+    session: Session, lead: Lead, now: datetime | None = None, company: Company | None = None
 ) -> Card:
     """The handoff card: the lead, its campaign and attributes, state and actions; with
     `now`, also each open SLA clock and the business time it has left."""
@@ -122,7 +123,7 @@ def lead_card(
     if now is not None:
         fields += [
             Field_(say("label_sla"), line)
-            for line in sla.status_lines(session, lead, now, company_tz)
+            for line in sla.status_lines(session, lead, now, company or Company())
         ]
     return Card(
         title=say("lead_title", name=lead.name, company=lead.company or ""),

@@ -96,7 +96,7 @@ def submit_snooze(ctx: Context, interaction: Interaction) -> list[Effect]:
     if not reason:
         return [FormErrors({"reason": say("snooze_reason_needed")})]
     me = interaction.actor
-    calendar = calendar_of(ctx.session, me, ctx.company_tz)
+    calendar = calendar_of(ctx.session, me, ctx.company)
     until = _until(ctx, interaction, calendar.tz)
     if isinstance(until, str):
         return [FormErrors({"until": say(until)})]

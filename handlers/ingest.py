@@ -18,6 +18,7 @@ from bot.effects import Effect, Notify, Post
 from bot.messages import Card, Field_
 from bot.text import say, when
 from digests import sla
+from digests.business_time import Company
 from handlers.cards import HANDOFF, lead_card
 from storage import queries
 from storage.db import Store
@@ -111,7 +112,12 @@ class Outcome:
 
 
 def store_leads(
-    session: Session, leads: Sequence[LeadIn], *, now: datetime, admin_channel: str | None
+    session: Session,
+    leads: Sequence[LeadIn],
+    *,
+    now: datetime,
+    admin_channel: str | None,
+    company: Company,
 ) -> tuple[list[Outcome], list[Effect]]:
     """Store new leads and hand them off; known `(source, external_id)` are no-ops."""
     outcomes: list[Outcome] = []
@@ -145,7 +151,7 @@ def store_leads(
         if lead.owner_id is None:
             unassigned.append(lead)
         else:
-            card = lead_card(session, lead, now)
+            card = lead_card(session, lead, now, company)
             effects.append(Notify(lead.owner_id, card, lead_id=lead.id, purpose=HANDOFF))
             effects += _flag_if_away(session, lead, now)
     if unassigned:
@@ -242,8 +248,10 @@ class Ingestor:
         deliverer: Deliverer,
         directories: Sequence[Directory],
         admin_channel: str | None,
+        company: Company,
     ) -> None:
         self.store = store
+        self.company = company
         self.deliverer = deliverer
         self.directories = directories
         self.admin_channel = admin_channel
@@ -263,7 +271,9 @@ class Ingestor:
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
         with self.store.session() as session:
-            return store_leads(session, leads, now=now, admin_channel=self.admin_channel)
+            return store_leads(
+                session, leads, now=now, admin_channel=self.admin_channel, company=self.company
+            )
 
     async def _resolve_owners(self, emails: set[str]) -> None:
         unknown = await asyncio.to_thread(self._unknown, emails)

@@ -33,7 +33,7 @@ def register(router: Router) -> None:
 
 
 def refresh(ctx: Context, lead: Lead) -> UpdateCards:
-    return UpdateCards(lead.id or 0, HANDOFF, lead_card(ctx.session, lead, ctx.now, ctx.company_tz))
+    return UpdateCards(lead.id or 0, HANDOFF, lead_card(ctx.session, lead, ctx.now, ctx.company))
 
 
 def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
@@ -66,7 +66,7 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
         member_id=interaction.actor.id,
         now=ctx.now,
     )
-    sla.on_accepted(ctx.session, lead, ctx.now, ctx.company_tz)
+    sla.on_accepted(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
 
 
@@ -132,7 +132,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
             "definition_version": definition.version,
         },
     )
-    sla.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company_tz)
+    sla.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
 
 
@@ -194,7 +194,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"channel": channel, "outcome": outcome, "note": note},
     )
-    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company_tz)
+    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
 
 
@@ -208,7 +208,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
         effects.append(
             Notify(
                 interaction.actor.id or 0,
-                lead_card(ctx.session, lead, ctx.now, ctx.company_tz),
+                lead_card(ctx.session, lead, ctx.now, ctx.company),
                 lead_id=lead.id,
                 purpose=HANDOFF,
             )

@@ -138,7 +138,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"question_id": asked.data["question_id"], "answer": text},
     )
-    sla.on_answer(ctx.session, lead, asked.data["question_id"], ctx.now, ctx.company_tz)
+    sla.on_answer(ctx.session, lead, asked.data["question_id"], ctx.now, ctx.company)
     rep_id = asked.member_id or lead.owner_id or 0
     purpose = question_purpose(asked.data["question_id"])
     return [

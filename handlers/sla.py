@@ -113,7 +113,7 @@ def go_away(ctx: Context, interaction: Interaction) -> list[Effect]:
     back_on = _parse_until(interaction.text)
     if back_on is None:
         return private(say("away_usage"))
-    tz = ZoneInfo(interaction.actor.timezone or ctx.company_tz)
+    tz = ZoneInfo(interaction.actor.timezone or ctx.company.tz)
     until = datetime.combine(back_on, datetime.min.time(), tzinfo=tz)
     if until <= ctx.now:
         return private(say("away_in_the_past", day=back_on.isoformat()))

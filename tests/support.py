@@ -44,7 +44,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store.open(settings.database_url)
-        self.app = build_web_app(settings, self.store, build_router())
+        self.app = build_web_app(settings, self.store, build_router(settings.company))
         self.runner: web.AppRunner | None = None
         self.url = ""
 

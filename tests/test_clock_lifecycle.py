@@ -11,6 +11,7 @@ from app import build_router
 from bot.effects import ShowForm
 from bot.interaction import Kind
 from digests import sla
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -19,7 +20,7 @@ from tests import support
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 TZ = "Europe/London"
-router = build_router(TZ)
+router = build_router(Company(TZ))
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def people(sqlite_store: Store) -> dict[str, Member]:
                 )
             ],  # type: ignore[call-arg]
             now=MONDAY_9,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     return {"alice": alice, "carol": carol, "dave": dave, "maya": maya}
 
@@ -149,7 +150,7 @@ def test_not_a_fit_cancels_the_other_sales_clocks(
         lead_id="1",
     )
     assert clocks(sqlite_store) == {"first_touch": ("cancelled", 0), "verdict": ("met", 0)}
-    report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(days=7), company_tz=TZ)
+    report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(days=7), company=Company(TZ))
     assert report.keys == []
 
 
@@ -175,7 +176,7 @@ def test_an_unanswered_question_escalates_to_the_marketers_manager(
     )
     keys = []
     for hours in (3, 4, 8):
-        report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=hours), company_tz=TZ)
+        report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=hours), company=Company(TZ))
         keys += report.keys
     answer_clock = [k for k in keys if "verdict" not in k]
     with sqlite_store.session() as s:

@@ -11,6 +11,7 @@ from sqlmodel import select
 from app import build_router
 from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
+from digests.business_time import Company
 from digests.demo import create_demo
 from storage.db import Store
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
@@ -177,13 +178,13 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
             s,
             [LeadIn(external_id="Q1", name="Quinn Lee", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=monday,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     buffer = io.StringIO()
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
     messenger = ConsoleMessenger(screen, lambda: None)
     deliverer = Deliverer(sqlite_store, [messenger])
-    clockwork = Clockwork(sqlite_store, deliverer, "Europe/London")
+    clockwork = Clockwork(sqlite_store, deliverer, Company("Europe/London"))
     chat = ConsoleChat(
         sqlite_store,
         Bot(sqlite_store, build_router(), deliverer),

@@ -10,6 +10,7 @@ import pytest
 from app import build_router
 from bot.effects import FormErrors, Notify, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction, Kind, Where
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -49,7 +50,7 @@ def new_lead(store: Store, external_id: str = "L1", owner: str = "alice@x.com") 
                 )
             ],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     return outcomes[0].lead_id
 
@@ -92,7 +93,7 @@ def test_a_new_lead_is_handed_to_its_owner(sqlite_store: Store, people: dict[str
                 )
             ],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     (notify,) = effects
     assert isinstance(notify, Notify) and notify.member_id == people["alice"].id
@@ -289,6 +290,7 @@ def test_unassigned_leads_are_kept_and_reported(
             [LeadIn(external_id="U1", name="Nobody's", owner_email="ghost@x.com")],  # type: ignore[call-arg]
             now=NOW,
             admin_channel="slack:CADMIN",
+                company=Company(),
         )
     assert lead(sqlite_store, outcomes[0].lead_id).state == "unassigned"
     kinds = sorted(type(e).__name__ for e in effects)

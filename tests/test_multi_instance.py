@@ -32,6 +32,7 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -95,7 +96,7 @@ def make_company(store: Store, *, reps: int, leads: int) -> None:
                 for n in range(leads)
             ],
             now=now - timedelta(days=30),
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     with store.session() as s:
         clocks = s.exec(select(Clock)).all()

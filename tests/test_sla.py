@@ -12,7 +12,8 @@ import app
 from app import build_router, cli
 from bot.effects import Reply
 from bot.interaction import Interaction, Kind, Where
-from digests.business_time import add_business, is_working
+from bot.settings import Settings
+from digests.business_time import Company, add_business, is_working
 from digests.calendars import calendar_of
 from storage import queries
 from storage.db import Store
@@ -24,7 +25,7 @@ runner = CliRunner()
 
 def say_to_bot(store: Store, member: Member, command: str, text: str = "") -> str:
     interaction = Interaction(Kind.command, command, member, Where("test"), text=text)
-    (reply,) = build_router("Europe/London").dispatch(store, interaction, NOW)
+    (reply,) = build_router(Company("Europe/London")).dispatch(store, interaction, NOW)
     assert isinstance(reply, Reply)
     return " ".join([reply.card.title, reply.card.text, *(f.value for f in reply.card.fields)])
 
@@ -54,7 +55,7 @@ def test_away_pauses_the_clock_until_the_local_morning(sqlite_store: Store, alic
         away = queries.current_away(s, member_id=alice.id or 0, now=NOW)
         assert away is not None
         assert away.until == datetime(2026, 12, 2, 5, 0, tzinfo=UTC)  # midnight in New York
-        cal = calendar_of(s, alice, "Europe/London")
+        cal = calendar_of(s, alice, Company("Europe/London"))
     assert cal.tz == "America/New_York"
     assert not is_working(cal, datetime(2026, 11, 24, 15, tzinfo=UTC))
     # A clock started now runs again on Wed 2 Dec at 09:00 New York time.
@@ -152,9 +153,61 @@ def test_holidays_and_working_hours_shape_the_calendar(db: Store) -> None:
     with db.session() as s:
         omar = queries.member_by(s, email="omar@x.com")
         assert omar is not None
-        cal = calendar_of(s, omar, "UTC")
+        cal = calendar_of(s, omar, Company())
     assert cal.weekdays == frozenset({6, 0, 1, 2, 3})
     assert (cal.start, cal.end) == (time(8), time(16))
     assert date(2026, 12, 25) in cal.holidays
     assert is_working(cal, datetime(2026, 11, 22, 5, tzinfo=UTC))  # Sunday 09:00 in Dubai
     assert not is_working(cal, datetime(2026, 11, 27, 5, tzinfo=UTC))  # Friday
+
+
+def test_company_working_week_applies_to_members_without_their_own(sqlite_store: Store) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        LIAISON_TIMEZONE="Asia/Dubai",
+        LIAISON_WORK_HOURS="08:00-16:00",
+        LIAISON_WORKDAYS="sun-thu",
+    )
+    company = settings.company
+    with sqlite_store.session() as s:
+        omar = queries.upsert_member(s, now=NOW, email="omar@x.com", name="Omar")
+        nina = queries.upsert_member(
+            s,
+            now=NOW,
+            email="nina@x.com",
+            name="Nina",
+            timezone="Europe/Paris",
+            work_start="10:00",
+            work_end="18:00",
+            workdays="0,1,2,3,4",
+        )
+        omar_cal, nina_cal = calendar_of(s, omar, company), calendar_of(s, nina, company)
+    # Omar follows the company: Sunday 08:00 Dubai (04:00 UTC) is a working morning.
+    sunday = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    assert is_working(omar_cal, sunday)
+    assert not is_working(omar_cal, datetime(2026, 11, 27, 6, tzinfo=UTC))  # a Friday
+    assert add_business(omar_cal, sunday, 8 * 3600) == datetime(2026, 11, 29, 12, tzinfo=UTC)
+    # Nina's own hours and zone win over the company's.
+    assert not is_working(nina_cal, sunday)
+    assert add_business(nina_cal, sunday, 3600) == datetime(2026, 11, 30, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "name,value,complaint",
+    [
+        ("LIAISON_WORK_HOURS", "17:00-09:00", "must end after they start"),
+        ("LIAISON_WORK_HOURS", "nine to five", "HH:MM-HH:MM"),
+        ("LIAISON_WORKDAYS", "weekdays", "day names like mon-fri"),
+        ("LIAISON_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+    ],
+)
+def test_a_bad_company_setting_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, complaint: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIAISON_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["holidays", "list"])
+    assert result.exit_code == 2
+    assert name in result.output and complaint in result.output
+    assert "Traceback" not in result.output

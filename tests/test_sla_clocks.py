@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import select
 
 from digests import sla
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -64,7 +65,7 @@ def company(tmp_path: Path) -> Store:
                 )
             ],  # type: ignore[call-arg]
             now=MONDAY_9,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     return store
 
@@ -135,7 +136,7 @@ async def test_an_attempt_stops_the_first_touch_clock(company: Store, slack: Sla
             member_id=lead.owner_id,
             data={"channel": "call", "outcome": "no_answer"},
         )
-        sla.on_attempt(s, lead, MONDAY_9 + timedelta(hours=1), "Europe/London")
+        sla.on_attempt(s, lead, MONDAY_9 + timedelta(hours=1), Company("Europe/London"))
     await tick(company, slack, MONDAY_9 + timedelta(hours=5))
     with company.session() as s:
         first_touch = s.exec(select(Clock).where(Clock.kind == "first_touch")).one()

@@ -13,6 +13,7 @@ from bot.effects import FormErrors, Notify, Reply, ShowForm
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import card_from_dict
 from digests import sla
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -20,7 +21,8 @@ from storage.models import Clock, LeadEvent, Member, OutboxMessage
 from tests import support
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-router = build_router("Europe/London")
+LONDON = Company("Europe/London")
+router = build_router(LONDON)
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def hand_off(store: Store, at: datetime = MONDAY_9) -> list[object]:
             s,
             [LeadIn(external_id="L1", name="Jordan Patel", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=at,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     return list(effects)
 
@@ -101,7 +103,7 @@ def test_snooze_moves_the_deadline_and_is_recorded(
     sqlite_store: Store, people: dict[str, Member]
 ) -> None:
     hand_off(sqlite_store)
-    sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=3), company_tz="Europe/London")
+    sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=3), company=LONDON)
     clock = reminder(sqlite_store)["clock"]
     (refused,) = act(
         sqlite_store,
@@ -154,10 +156,10 @@ def test_snooze_moves_the_deadline_and_is_recorded(
     assert isinstance(done, Reply) and "snoozed until Mon 23 Nov 13:05 GMT" in done.card.text
     # The one hour does not count: the deadline moves from 13:00 to 14:00.
     report = sla.tick(
-        sqlite_store, now=MONDAY_9 + timedelta(hours=4, minutes=30), company_tz="Europe/London"
+        sqlite_store, now=MONDAY_9 + timedelta(hours=4, minutes=30), company=LONDON
     )
     assert report.keys == []
-    report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=5), company_tz="Europe/London")
+    report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=5), company=LONDON)
     assert report.keys == [f"clock:{clock}:breach"]
     with sqlite_store.session() as s:
         event = s.exec(select(LeadEvent).where(LeadEvent.kind == "clock_snoozed")).one()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -147,7 +148,9 @@ def seed_lead(db_url: str) -> int:
                     "owner_email": "alice@example.com",
                 }
             )
-            (outcome,), _ = store_leads(session, [lead_in], now=now, admin_channel=None)
+            (outcome,), _ = store_leads(
+                session, [lead_in], now=now, admin_channel=None, company=Company()
+            )
         assert outcome.status == "created"
         return outcome.lead_id
     finally:

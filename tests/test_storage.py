@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func
 from sqlmodel import select
 
+from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -48,11 +49,11 @@ def test_leads_are_stored_once_per_source_and_external_id(any_store: Store) -> N
         LeadIn(external_id="X1", name="Other source", source="csv"),
     ]  # type: ignore[call-arg]
     with any_store.session() as s:
-        outcomes, _ = store_leads(s, items, now=NOW, admin_channel=None)
+        outcomes, _ = store_leads(s, items, now=NOW, admin_channel=None, company=Company())
     assert [o.status for o in outcomes] == ["created", "duplicate", "created"]
     assert outcomes[0].lead_id == outcomes[1].lead_id
     with any_store.session() as s:
-        again, _ = store_leads(s, items[:1], now=NOW, admin_channel=None)
+        again, _ = store_leads(s, items[:1], now=NOW, admin_channel=None, company=Company())
         assert again[0].status == "duplicate"
         assert s.exec(select(func.count()).select_from(Lead)).one() == 2
         events = s.exec(select(LeadEvent).where(LeadEvent.kind == "ingested")).all()
@@ -70,7 +71,7 @@ def test_attributes_and_times_round_trip(any_store: Store) -> None:
         }
     )
     with any_store.session() as s:
-        (outcome,), _ = store_leads(s, [item], now=NOW, admin_channel=None)
+        (outcome,), _ = store_leads(s, [item], now=NOW, admin_channel=None, company=Company())
     with any_store.session() as s:
         lead = s.get(Lead, outcome.lead_id)
         assert lead is not None
@@ -112,7 +113,7 @@ def test_racing_verdicts_on_one_lead_have_one_winner(any_store: Store) -> None:
             s,
             [LeadIn(external_id="R1", name="Race", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
         alice = s.exec(select(Member)).one()
     router = build_router()

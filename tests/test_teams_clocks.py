@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from sqlmodel import col, select
 
+from digests.business_time import Company
 from digests.outbox import MAX_ATTEMPTS
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
@@ -136,7 +137,7 @@ async def company(tmp_path: Path, standin: TeamsStandIn) -> AsyncIterator[Store]
                 )
             ],
             now=MONDAY_9,
-            admin_channel=None,
+            admin_channel=None, company=Company(),
         )
     standin.calls.clear()  # from here on, only what the ticks send
     try:
