@@ -143,6 +143,7 @@ def socket() -> None:
             settings.tick_seconds,
             settings.outbox_lease_seconds,
         )
+        deliverer.on_owed = clockwork.wake
         clockwork.start()
         try:
             await run_socket_mode(settings, slack_messenger.client, store, bot)
@@ -212,8 +213,47 @@ def import_leads(file: Path) -> None:
             duplicates += sum(o.status == "duplicate" for o in outcomes)
             progress.advance(task, len(batch))
     out.print(f"{created} imported, {duplicates} already known, {len(bad_rows)} rows refused.")
+    if created:
+        asyncio.run(_deliver_owed(ingestor.deliverer, settings, store))
     if bad_rows:
         raise typer.Exit(1)
+
+
+async def _deliver_owed(deliverer: Deliverer, settings: Settings, store: Store) -> None:
+    """Drain the outbox with a progress bar (Slack takes about one message a second per
+    person); what waits for someone's working hours is left to `serve` or `tick`."""
+    from digests.outbox import SendReport, due_count
+
+    def due() -> int:
+        with store.session() as session:
+            return due_count(session, now=now())
+
+    clockwork = Clockwork(
+        store, deliverer, settings.company, lease_seconds=settings.outbox_lease_seconds
+    )
+    report = SendReport()
+    total = await asyncio.to_thread(due)
+    with Progress(console=out) as progress:
+        task = progress.add_task("Delivering cards", total=total)
+        sending = asyncio.create_task(clockwork.sender.drain(now(), report=report))
+        while not sending.done():
+            progress.update(task, completed=report.sent + report.failed + report.retried)
+            await asyncio.sleep(0.1)
+        progress.update(task, completed=total)
+        sending.result()
+    held = await asyncio.to_thread(_held, store)
+    out.print(
+        f"{report.sent} cards delivered, {report.retried} to retry, {report.failed} failed"
+        + (f", {held} waiting for their recipients' working hours" if held else "")
+        + (" (see `liaison outbox`)." if report.failed else ".")
+    )
+
+
+def _held(store: Store) -> int:
+    from digests.outbox import held_count
+
+    with store.session() as session:
+        return held_count(session, now=now())
 
 
 def _directories(messengers: list[Messenger]) -> list[Directory]:

@@ -19,10 +19,11 @@ from rich.panel import Panel
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
-from bot.effects import FormErrors
+from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind, Where
-from bot.messages import Button, Card, Form, InputKind
-from bot.text import say
+from bot.messages import Button, Card, Form, InputKind, card_from_dict
+from bot.text import say, when
+from digests.outbox import held_since
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -159,6 +160,7 @@ class ConsoleChat:
         self.ask = ask
         self.tick = tick
         self.me: Member | None = None
+        self.held_seen = 0  # the last held outbox message announced
 
     def current(self) -> Member | None:
         return self.me
@@ -205,13 +207,32 @@ class ConsoleChat:
             await self.line(line)
 
     async def line(self, line: str) -> None:
-        """Act on one typed line, then let the scheduler catch up (reminders show up here)."""
+        """Act on one typed line (what it owes others is delivered right after)."""
         if line.startswith("/tick"):
             await self.jump(line[5:].strip())
             return
         await self._line(line)
-        if self.tick is not None:
-            await self.tick(datetime.now(UTC))
+
+    def announce_held(self, now: datetime) -> None:
+        """Say which new messages wait for their recipients' working hours, and until when."""
+        with self.store.session() as session:
+            held = held_since(session, now=now, after_id=self.held_seen)
+            recipients = {
+                row.id: queries.get_member(session, member_id=row.member_id)
+                for row in held
+                if row.member_id is not None
+            }
+        for row in held:
+            self.held_seen = row.id or self.held_seen
+            member = recipients.get(row.id)
+            note = say(
+                "console_held",
+                name=member.name if member else row.target,
+                title=card_from_dict(row.card).summary,
+                at=when(row.not_before, member.timezone if member else None),
+                iso=row.not_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ"),
+            )
+            self.screen.out.print(f"[dim]{escape(note)}[/dim]")
 
     async def jump(self, at: str) -> None:
         """`/tick 2026-11-24T12:00`: one scheduler pass as if the clock read that time."""
@@ -227,6 +248,7 @@ class ConsoleChat:
         self.screen.out.print(
             escape(say("console_ticked", at=moment.isoformat(timespec="minutes")))
         )
+        self.announce_held(moment)
 
     async def _line(self, line: str) -> None:
         if line.startswith("/as"):
@@ -265,7 +287,7 @@ class ConsoleChat:
 
     async def _handle(self, interaction: Interaction) -> None:
         responder = ConsoleResponder(self.screen)
-        await self.bot.handle(interaction, responder)
+        await self._run(interaction, responder)
         while responder.pending_form is not None and self.me is not None:
             form, responder.pending_form = responder.pending_form, None
             values = self.fill(form)
@@ -275,9 +297,19 @@ class ConsoleChat:
             submit = self._interaction(
                 Kind.form, form.name, dict(form.state), values, f"form:{form.state['nonce']}"
             )
-            effects = await self.bot.handle(submit, responder)
+            effects = await self._run(submit, responder)
             if any(isinstance(e, FormErrors) for e in effects):
                 responder.pending_form = form
+
+    async def _run(self, interaction: Interaction, responder: ConsoleResponder) -> list[Effect]:
+        """Handle one interaction, then let the scheduler deliver what it owed others
+        (and show what waits for someone's working hours)."""
+        effects = await self.bot.handle(interaction, responder)
+        moment = datetime.now(UTC)
+        if self.tick is not None:
+            await self.tick(moment)
+        self.announce_held(moment)
+        return effects
 
     def fill(self, form: Form) -> dict[str, list[str]] | None:
         """Ask each input of the form in turn; `/cancel` abandons it."""

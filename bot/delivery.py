@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm, UpdateCards
+from bot.effects import Effect, FormErrors, Notify, Owed, Post, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction
 from bot.messages import Card, Form
 from bot.router import Router
@@ -72,6 +72,8 @@ class Deliverer:
         self.store = store
         self.messengers = {m.platform: m for m in messengers}
         self.directories = directories
+        # Called when a handler owed messages to the outbox: the sender drains it now.
+        self.on_owed: Callable[[], None] | None = None
 
     async def deliver(self, effects: Sequence[Effect], responder: Responder | None) -> None:
         for effect in effects:
@@ -94,6 +96,9 @@ class Deliverer:
                 await self.notify(effect)
             case Post(target=target, card=card):
                 await self.post(target, card)
+            case Owed():
+                if self.on_owed is not None:
+                    self.on_owed()
             case UpdateCards(lead_id=lead_id, purpose=purpose, card=card):
                 locations = await asyncio.to_thread(self._locations, lead_id, purpose)
                 for location in locations:

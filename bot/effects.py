@@ -18,7 +18,9 @@ class Reply:
 class Notify:
     """A direct message to a member; `lead_id` + `purpose` record where the card lives.
 
-    With `in_thread`, it goes on the thread of that lead's handoff card instead.
+    With `in_thread`, it goes on the thread of that lead's handoff card instead. A DM to
+    anyone but the person who acted is owed through the outbox (see `digests.owing`);
+    `key`, when given, makes owing it twice impossible.
     """
 
     member_id: int
@@ -26,6 +28,7 @@ class Notify:
     lead_id: int | None = None
     purpose: str = ""
     in_thread: bool = False
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Post:
 
     target: str
     card: Card
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,4 +63,12 @@ class FormErrors:
     errors: dict[str, str]
 
 
-Effect = Reply | Notify | Post | UpdateCards | ShowForm | FormErrors
+@dataclass(frozen=True)
+class Owed:
+    """`count` messages were written to the outbox with the handler's facts: drain it now
+    rather than at the next tick."""
+
+    count: int
+
+
+Effect = Reply | Notify | Post | UpdateCards | ShowForm | FormErrors | Owed

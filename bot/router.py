@@ -1,4 +1,5 @@
-"""Handlers register here explicitly; `dispatch` runs one interaction in one transaction."""
+"""Handlers register here explicitly; `dispatch` runs one interaction in one transaction,
+and the messages it owes others are written to the outbox in that same transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlmodel import Session
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind
 from digests.business_time import Company
+from digests.owing import owe
 from storage import queries
 from storage.db import Store
 
@@ -84,7 +86,10 @@ class Router:
                     # Nothing is recorded for a refused form, so the corrected resubmit
                     # (which carries the same request id) is still processed.
                     session.rollback()
-                return effects
+                    return effects
+                return owe(
+                    session, effects, actor_id=interaction.actor.id, now=now, company=self.company
+                )
         except IntegrityError:
             # Another worker recorded the same request id between our check and commit.
             log.info("request %s raced a duplicate; ignored", interaction.request_id)

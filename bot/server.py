@@ -22,6 +22,7 @@ from storage.db import Store
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
+CLOCKWORK = web.AppKey("clockwork", Clockwork)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,9 +56,11 @@ def build_web_app(
     clockwork = Clockwork(
         store, deliverer, settings.company, settings.tick_seconds, settings.outbox_lease_seconds
     )
+    deliverer.on_owed = clockwork.wake
 
     app = web.Application(client_max_size=6 * 1024 * 1024)
     app[BACKGROUND] = background
+    app[CLOCKWORK] = clockwork
     if slack_messenger is not None:
         slack_app = slack.build_bolt_app(settings, slack_messenger.client, store, bot, background)
         app.router.add_post("/slack/events", slack.make_route(settings, slack_app))
@@ -78,8 +81,8 @@ def build_web_app(
         sys.setswitchinterval(0.001)
         if slack_messenger is not None:
             slack_messenger.client.session = aiohttp.ClientSession()
-        if scheduler:
-            clockwork.start()
+        # Delivery always runs; `scheduler` adds the SLA tick (off with --no-scheduler).
+        clockwork.start(ticks=scheduler)
 
     async def _drain(_: web.Application) -> None:
         clockwork.stop()

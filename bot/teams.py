@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
-from bot.effects import Effect, FormErrors, Notify, Post, UpdateCards
+from bot.effects import Effect, FormErrors, Notify, Owed, Post, UpdateCards
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form
 from bot.settings import Settings
@@ -317,7 +317,7 @@ def recorded_something(effects: Sequence[Effect]) -> bool:
     """A form submission was accepted and acted on (not refused, not a duplicate)."""
     if any(isinstance(effect, FormErrors) for effect in effects):
         return False
-    return any(isinstance(effect, UpdateCards | Notify | Post) for effect in effects)
+    return any(isinstance(effect, UpdateCards | Notify | Post | Owed) for effect in effects)
 
 
 # ---------------------------------------------------------------- activities → interactions

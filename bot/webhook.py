@@ -70,7 +70,7 @@ def make_handler(settings: Settings, ingestor: Ingestor, background: Background)
             details = [{"index": p.index, "field": p.field, "message": p.message} for p in problems]
             return error(422, "some leads are invalid; none were stored", details=details)
         outcomes, effects = await ingestor.store_and_resolve(good, now=datetime.now(UTC))
-        background.spawn(ingestor.deliverer.deliver(effects, None))
+        await ingestor.deliverer.deliver(effects, None)  # wakes the sender: cards are owed
         log.info(
             "ingested %d leads (%d new)",
             len(outcomes),

@@ -1,29 +1,35 @@
 """The outbox sender: claims owed messages, delivers them through the adapters, records
 the platform's message id; throttling is waited out, failures retried, then parked.
 
+Conversations are sent side by side, each in its own lane at its platform's pace (Slack
+about 1 message/s per channel, Teams 7/s per conversation), so a rep with a hundred new
+leads does not hold up everyone else's messages.
+
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
-another picks the message up. A batch is claimed at once but paced out slowly, so each
-message's lease is renewed (if still ours) just before it goes to the platform. The one
-window that cannot be closed: the platform accepted a message and the process died before
-marking it sent; it is then sent again after the lease expires (at most once more, `LEASE`
-later). Marking happens right after each send.
+another picks the message up. A lane takes at most as many messages as it can send well
+within the lease, and renews each message's lease (if still ours) just before it goes to
+the platform. The one window that cannot be closed: the platform accepted a message and
+the process died before marking it sent; it is then sent again after the lease expires (at
+most once more, `LEASE` later). Marking happens right after each send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, func, or_, select
 
 from bot.delivery import Deliverer, Posted
 from bot.effects import Notify
-from bot.messages import card_from_dict
+from bot.messages import Card, card_from_dict
 from storage.db import Store
 from storage.models import OutboxMessage, OutboxStatus
 
@@ -35,6 +41,9 @@ MAX_THROTTLED = timedelta(days=1)
 THROTTLE_STATUSES = {429, 412, 502, 503, 504}
 # Per-conversation pace: Slack about 1 message/s per channel, Teams 7 per second.
 MIN_INTERVAL = {"slack": 1.0, "teams": 1 / 7, "console": 0.0}
+SLOWEST = max(MIN_INTERVAL.values())
+IN_FLIGHT = 8  # requests to the platforms at once, across all lanes
+POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
 @dataclass
@@ -43,6 +52,13 @@ class SendReport:
     retried: int = 0
     failed: int = 0
     keys: list[str] = field(default_factory=list)
+
+
+def lane_of(message: OutboxMessage) -> str:
+    """The conversation a message goes to: a member's DM (or thread), or a channel."""
+    if message.member_id is not None:
+        return f"member:{message.member_id}"
+    return f"target:{message.target}"
 
 
 def throttle_delay(error: BaseException) -> float | None:
@@ -59,29 +75,84 @@ def throttle_delay(error: BaseException) -> float | None:
         return 2.0
 
 
+def _claimable(now: datetime) -> Any:
+    """Due and pending, or leased by a sender whose lease ran out."""
+    return or_(
+        (col(OutboxMessage.status) == OutboxStatus.pending)
+        & (col(OutboxMessage.not_before) <= now),
+        (col(OutboxMessage.status) == OutboxStatus.sending)
+        & (col(OutboxMessage.claimed_until) < now),
+    )
+
+
+def due_count(session: Session, *, now: datetime) -> int:
+    """How many messages a sender could claim at `now`."""
+    return session.exec(
+        select(func.count()).select_from(OutboxMessage).where(_claimable(now))
+    ).one()
+
+
+def _held(now: datetime) -> Any:
+    return (col(OutboxMessage.status) == OutboxStatus.pending) & (
+        col(OutboxMessage.not_before) > now
+    )
+
+
+def held_count(session: Session, *, now: datetime) -> int:
+    """How many messages wait for their recipients' working hours (or a retry)."""
+    return session.exec(select(func.count()).select_from(OutboxMessage).where(_held(now))).one()
+
+
+def held_since(session: Session, *, now: datetime, after_id: int) -> list[OutboxMessage]:
+    """Messages owed after `after_id` that wait beyond `now`, oldest first."""
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(_held(now), col(OutboxMessage.id) > after_id)
+            .order_by(col(OutboxMessage.id))
+        ).all()
+    )
+
+
 def claim(
-    session: Session, *, now: datetime, owner: str, limit: int, lease: timedelta = LEASE
+    session: Session,
+    *,
+    now: datetime,
+    owner: str,
+    limit: int,
+    lease: timedelta = LEASE,
+    busy: frozenset[str] = frozenset(),
+    per_lane: int | None = None,
 ) -> list[OutboxMessage]:
-    """Due messages, and messages whose sender's lease ran out, leased to `owner`."""
+    """Due messages, and messages whose sender's lease ran out, leased to `owner`: none
+    for the conversations in `busy` (this sender is already sending to them), and at most
+    `per_lane` per conversation, so a lane's last message still goes out within its lease."""
+    members = [int(k.partition(":")[2]) for k in busy if k.startswith("member:")]
+    targets = [k.partition(":")[2] for k in busy if k.startswith("target:")]
+    query = select(OutboxMessage).where(_claimable(now))
+    if members:
+        member = col(OutboxMessage.member_id)
+        query = query.where(or_(member.is_(None), member.not_in(members)))
+    if targets:
+        target = col(OutboxMessage.target)
+        query = query.where(or_(target.is_(None), target.not_in(targets)))
     rows = session.exec(
-        select(OutboxMessage)
-        .where(
-            or_(
-                (col(OutboxMessage.status) == OutboxStatus.pending)
-                & (col(OutboxMessage.not_before) <= now),
-                (col(OutboxMessage.status) == OutboxStatus.sending)
-                & (col(OutboxMessage.claimed_until) < now),
-            )
-        )
-        .order_by(col(OutboxMessage.not_before), col(OutboxMessage.id))
+        query.order_by(col(OutboxMessage.not_before), col(OutboxMessage.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    taken: list[OutboxMessage] = []
+    per: dict[str, int] = {}
     for row in rows:
+        lane = lane_of(row)
+        if per_lane is not None and per.get(lane, 0) >= per_lane:
+            continue  # left pending (its lock ends with this transaction)
+        per[lane] = per.get(lane, 0) + 1
         row.status, row.claimed_by = OutboxStatus.sending.value, owner
         row.claimed_until = now + lease
         session.add(row)
-    return list(rows)
+        taken.append(row)
+    return taken
 
 
 class Sender:
@@ -101,30 +172,92 @@ class Sender:
         self.owner = owner
         self.clock = clock
         self.last_sent: dict[str, float] = {}
+        self.busy: set[str] = set()
+        self._claiming = threading.Lock()  # drains may run in several threads (console)
+        # One limit per event loop (the console drains from a thread's loop too).
+        self._in_flight: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            WeakKeyDictionary()
+        )
+        self.per_lane = max(1, int(lease.total_seconds() / 2 / SLOWEST)) if SLOWEST else None
 
-    async def drain(self, now: datetime, limit: int = 200) -> SendReport:
-        report = SendReport()
+    async def drain(
+        self, now: datetime, limit: int = 200, report: SendReport | None = None
+    ) -> SendReport:
+        """Send everything due at `now` (and what falls due meanwhile), conversations side
+        by side; returns once every lane it started has finished. Pass `report` to watch
+        progress while it runs."""
+        report = report if report is not None else SendReport()
         started = self.clock()
+        lanes: set[asyncio.Task[None]] = set()
 
         def current() -> datetime:
             """`now` moved on by the time this drain has taken (pacing makes it long)."""
             return now + timedelta(seconds=self.clock() - started)
 
         while True:
-            batch = await asyncio.to_thread(self._claim, current(), limit)
-            for message in batch:
-                await self._send_one(message, now, report, current)
-            if len(batch) < limit:
+            claimed = await asyncio.to_thread(self._claim, current(), limit)
+            for lane, messages in claimed.items():
+                lanes.add(asyncio.create_task(self._lane(lane, messages, report, current)))
+            if not lanes:
                 return report
+            _, lanes = await asyncio.wait(lanes, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
 
-    def _claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
-        with self.store.session() as session:
-            return claim(session, now=now, owner=self.owner, limit=limit, lease=self.lease)
+    def _claim(self, now: datetime, limit: int) -> dict[str, list[OutboxMessage]]:
+        """Claim due messages for conversations no lane of this sender is serving yet."""
+        with self._claiming:
+            with self.store.session() as session:
+                rows = claim(
+                    session,
+                    now=now,
+                    owner=self.owner,
+                    limit=limit,
+                    lease=self.lease,
+                    busy=frozenset(self.busy),
+                    per_lane=self.per_lane,
+                )
+            lanes: dict[str, list[OutboxMessage]] = {}
+            for row in rows:
+                lanes.setdefault(lane_of(row), []).append(row)
+            self.busy.update(lanes)
+            return lanes
+
+    async def _lane(
+        self,
+        lane: str,
+        messages: list[OutboxMessage],
+        report: SendReport,
+        current: Callable[[], datetime],
+    ) -> None:
+        """One conversation's messages, in order, at its platform's pace."""
+        try:
+            for message in messages:
+                await self._pace(lane, self._interval(message))
+                await self._send_one(message, report, current)
+                self.last_sent[lane] = self.clock()
+        finally:
+            with self._claiming:
+                self.busy.discard(lane)
+
+    def _interval(self, message: OutboxMessage) -> float:
+        """The strictest pace among the platforms the message may go through."""
+        if message.target:
+            return MIN_INTERVAL.get(message.target.partition(":")[0], 1.0)
+        return max((MIN_INTERVAL.get(p, 1.0) for p in self.deliverer.messengers), default=0.0)
+
+    async def _pace(self, lane: str, interval: float) -> None:
+        """Wait until `interval` has passed since the platform answered this lane's last
+        message: that request certainly arrived before its answer, so two messages to one
+        conversation reach the platform at least the interval apart."""
+        last = self.last_sent.get(lane)
+        if last is not None:
+            wait = interval - (self.clock() - last)
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def _renew(self, message: OutboxMessage, now: datetime) -> bool:
         """Renew the lease on `message` just before it goes out; False when it is no longer
-        ours (a batch's lease can run out while its messages wait their turn, and another
-        sender may then have taken it)."""
+        ours (a lease can run out while a message waits its turn, and another sender may
+        then have taken it)."""
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id, with_for_update=True)
             if row is None or not self._holds(row):
@@ -133,52 +266,21 @@ class Sender:
             session.add(row)
             return True
 
-    async def _pace(self, key: str, platform_interval: float) -> None:
-        last = self.last_sent.get(key)
-        if last is not None:
-            wait = platform_interval - (self.clock() - last)
-            if wait > 0:
-                await asyncio.sleep(wait)
-        self.last_sent[key] = self.clock()
-
-    def _answered(self, message: OutboxMessage) -> None:
-        """The pace counts from the platform's answer, not from before the lease renewal,
-        lookups and request: the request reached the platform before its answer came back,
-        so two messages to one conversation arrive there at least the interval apart."""
-        for platform in self.deliverer.messengers:
-            self.last_sent[f"{platform}:{message.member_id or message.target}"] = self.clock()
-
     async def _send_one(
-        self,
-        message: OutboxMessage,
-        now: datetime,
-        report: SendReport,
-        current: Callable[[], datetime],
+        self, message: OutboxMessage, report: SendReport, current: Callable[[], datetime]
     ) -> None:
         card = card_from_dict(message.card)
+        loop = asyncio.get_running_loop()
+        in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
         try:
-            for platform in self.deliverer.messengers:
-                await self._pace(
-                    f"{platform}:{message.member_id or message.target}",
-                    MIN_INTERVAL.get(platform, 1.0),
-                )
             if not await asyncio.to_thread(self._renew, message, current()):
                 log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
                 return
-            if message.member_id is not None:
-                posted = await self.deliverer.notify(
-                    Notify(
-                        message.member_id, card, lead_id=message.lead_id, purpose=message.purpose
-                    )
-                )
-            else:
-                one = await self.deliverer.post(message.target or "", card)
-                posted = [one] if one else []
+            async with in_flight:
+                posted = await self._deliver(message, card)
         except Exception as error:  # any platform error is recorded on the message
-            self._answered(message)
-            await asyncio.to_thread(self._failed, message, error, now, report)
+            await asyncio.to_thread(self._failed, message, error, current(), report)
             return
-        self._answered(message)
         if not posted:
             await asyncio.to_thread(
                 self._park,
@@ -187,7 +289,21 @@ class Sender:
                 report,
             )
             return
-        await asyncio.to_thread(self._sent, message, posted[0], now, report)
+        await asyncio.to_thread(self._sent, message, posted[0], current(), report)
+
+    async def _deliver(self, message: OutboxMessage, card: Card) -> list[tuple[str, Posted]]:
+        if message.member_id is not None:
+            return await self.deliverer.notify(
+                Notify(
+                    message.member_id,
+                    card,
+                    lead_id=message.lead_id,
+                    purpose=message.purpose,
+                    in_thread=message.in_thread,
+                )
+            )
+        one = await self.deliverer.post(message.target or "", card)
+        return [one] if one else []
 
     def _holds(self, row: OutboxMessage) -> bool:
         """Whether this sender still holds `row`: after a send slower than the lease,

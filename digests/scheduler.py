@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.delivery import Deliverer
 from digests import sla
 from digests.business_time import Company
-from digests.outbox import Sender, SendReport
+from digests.outbox import Sender, SendReport, due_count
 from storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,12 @@ class Pass:
 
 
 class Clockwork:
-    """Runs passes on demand (`liaison tick --at`) or every few seconds (serve, socket)."""
+    """Runs passes on demand (`liaison tick --at`) or on a clock (serve, socket, console).
+
+    In a server the SLA tick is an APScheduler job, and delivery is a sender loop of its own
+    that drains the outbox when woken (a handler owed messages, a tick wrote some) and every
+    `interval` seconds otherwise (retries that fell due), so slow deliveries never delay a tick.
+    """
 
     def __init__(
         self,
@@ -50,14 +56,24 @@ class Clockwork:
         lease = timedelta(seconds=lease_seconds)
         self.sender = Sender(store, deliverer, instance_name(), lease=lease)
         self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
+        self._wanted: asyncio.Event | None = None
+        self._sending: asyncio.Task[None] | None = None
 
     async def run_once(self, now: datetime) -> Pass:
-        """One pass as if the clock read `now`."""
-        report = await asyncio.to_thread(sla.tick, self.store, now=now, company=self.company)
+        """One pass as if the clock read `now`: the SLA tick, then delivery."""
+        report = await self.tick(now)
         sent = await self.sender.drain(now)
+        self._log(now, report, sent)
+        return Pass(report, sent)
+
+    async def tick(self, now: datetime) -> sla.TickReport:
+        return await asyncio.to_thread(sla.tick, self.store, now=now, company=self.company)
+
+    @staticmethod
+    def _log(now: datetime, report: sla.TickReport, sent: SendReport) -> None:
         if report.messages or sent.sent or sent.failed:
             log.info(
-                "tick at %s: %d clocks, %d messages owed, %d sent, %d retried, %d failed",
+                "pass at %s: %d clocks, %d messages owed, %d sent, %d retried, %d failed",
                 now.isoformat(),
                 report.looked_at,
                 report.messages,
@@ -65,13 +81,16 @@ class Clockwork:
                 sent.retried,
                 sent.failed,
             )
-        return Pass(report, sent)
 
-    async def _job(self) -> None:
-        await self.run_once(datetime.now(UTC))
+    # ------------------------------------------------------------ in a server's event loop
 
-    def start(self) -> None:
-        """Tick every `interval` seconds in this event loop (stable job id, no overlap)."""
+    def start(self, *, ticks: bool = True) -> None:
+        """Start the sender loop in this event loop and, with `ticks`, the SLA tick every
+        `interval` seconds (stable job id, no overlap)."""
+        self._wanted = asyncio.Event()
+        self._sending = asyncio.get_running_loop().create_task(self._send_loop())
+        if not ticks:
+            return
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._job,
@@ -85,6 +104,43 @@ class Clockwork:
         )
         scheduler.start()
         self.scheduler = scheduler
+
+    def wake(self) -> None:
+        """Messages were just owed: drain the outbox now rather than at the next tick."""
+        if self._wanted is not None:
+            self._wanted.set()
+
+    async def _job(self) -> None:
+        report = await self.tick(datetime.now(UTC))
+        if report.messages:
+            self.wake()
+
+    async def _send_loop(self) -> None:
+        assert self._wanted is not None
+        while True:
+            with contextlib.suppress(TimeoutError):  # no wake-up: look anyway
+                await asyncio.wait_for(self._wanted.wait(), timeout=self.interval)
+            self._wanted.clear()
+            now = datetime.now(UTC)
+            try:
+                self._log(now, sla.TickReport(), await self.sender.drain(now))
+            except Exception:  # the database is away for a moment: try again later
+                log.exception("outbox drain failed; retrying in %.0f s", self.interval)
+
+    async def settled(self) -> None:
+        """Wait until nothing is owed that is due now and no lane is sending (tests)."""
+        while True:
+            await asyncio.sleep(0.02)
+            if self._wanted is not None and self._wanted.is_set():
+                continue
+            if not self.sender.busy and not await asyncio.to_thread(self._anything_due):
+                return
+
+    def _anything_due(self) -> bool:
+        with self.store.session() as session:
+            return due_count(session, now=datetime.now(UTC)) > 0
+
+    # ------------------------------------------------------------ from a thread (console)
 
     def start_in_background(self) -> None:
         """Tick from a background thread (the console, whose loop waits on the keyboard)."""
@@ -108,3 +164,6 @@ class Clockwork:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None

@@ -19,6 +19,7 @@ from bot.messages import Card, Field_
 from bot.text import say, when
 from digests import sla
 from digests.business_time import Company
+from digests.owing import owe
 from handlers.cards import HANDOFF, lead_card
 from storage import queries
 from storage.db import Store
@@ -152,7 +153,11 @@ def store_leads(
             unassigned.append(lead)
         else:
             card = lead_card(session, lead, now, company)
-            effects.append(Notify(lead.owner_id, card, lead_id=lead.id, purpose=HANDOFF))
+            effects.append(
+                Notify(
+                    lead.owner_id, card, lead_id=lead.id, purpose=HANDOFF, key=f"handoff:{lead.id}"
+                )
+            )
             effects += _flag_if_away(session, lead, now)
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
@@ -207,7 +212,7 @@ def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
         text=say("away_flag_text", who=owner.name, until=until, lead=lead.name),
         context=say("lead_context_short", lead_id=lead.id),
     )
-    return [Notify(owner.manager_id, card)]
+    return [Notify(owner.manager_id, card, key=f"away-flag:{lead.id}")]
 
 
 def _report_unassigned(
@@ -257,7 +262,7 @@ class Ingestor:
         self.admin_channel = admin_channel
 
     async def ingest(self, leads: Sequence[LeadIn], *, now: datetime) -> list[Outcome]:
-        """Store the leads and deliver their cards before returning."""
+        """Store the leads, owing their cards to the outbox, and wake the sender."""
         outcomes, effects = await self.store_and_resolve(leads, now=now)
         await self.deliverer.deliver(effects, None)
         return outcomes
@@ -265,15 +270,17 @@ class Ingestor:
     async def store_and_resolve(
         self, leads: Sequence[LeadIn], *, now: datetime
     ) -> tuple[list[Outcome], list[Effect]]:
-        """Find owners, store the leads; the returned effects still need delivering."""
+        """Find owners, store the leads and owe their cards (handoffs, the away flag, the
+        unassigned report) in the same transaction; the returned effects say so."""
         await self._resolve_owners({str(lead.owner_email) for lead in leads if lead.owner_email})
         return await asyncio.to_thread(self._store, leads, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
         with self.store.session() as session:
-            return store_leads(
+            outcomes, effects = store_leads(
                 session, leads, now=now, admin_channel=self.admin_channel, company=self.company
             )
+            return outcomes, owe(session, effects, actor_id=None, now=now, company=self.company)
 
     async def _resolve_owners(self, emails: set[str]) -> None:
         unknown = await asyncio.to_thread(self._unknown, emails)

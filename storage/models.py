@@ -260,6 +260,7 @@ class OutboxMessage(SQLModel, table=True):
     card: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     lead_id: int | None = Field(default=None, foreign_key="leads.id")
     purpose: str = ""
+    in_thread: bool = False  # on the thread of the lead's handoff card, else a DM
     status: str = Field(default=OutboxStatus.pending.value, index=True)
     not_before: datetime = Field(index=True)
     attempts: int = 0

@@ -24,6 +24,7 @@ from tests.loopback import serve_on_loopback
 class Call:
     method: str
     params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass

@@ -6,21 +6,22 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import col, select
 
 from app import build_router
 from bot.effects import Effect
 from bot.interaction import Interaction, Kind, Where
 from bot.router import Router
-from bot.server import BACKGROUND, build_web_app
+from bot.server import BACKGROUND, CLOCKWORK, build_web_app
 from bot.settings import Settings
 from bot.webhook import signature
 from storage.db import Store
-from storage.models import Member
+from storage.models import Member, OutboxMessage
 from tests.loopback import serve_on_loopback
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,7 +34,14 @@ def fixture(platform: str, name: str) -> dict[str, Any]:
 
 
 def make_settings(db_url: str, **overrides: str) -> Settings:
-    values = {"LIAISON_DATABASE_URL": db_url, "LIAISON_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    """Test settings: a company that works round the clock, so DMs are never held for the
+    morning by the wall clock the tests happen to run at (tests of holding set hours)."""
+    values = {
+        "LIAISON_DATABASE_URL": db_url,
+        "LIAISON_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LIAISON_WORK_HOURS": "00:00-24:00",
+        "LIAISON_WORKDAYS": "mon-sun",
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -58,8 +66,10 @@ class LiveServer:
         self.store.engine.dispose()
 
     async def settle(self) -> None:
-        """Wait until the work started after the last ack has finished."""
+        """Wait until the work started after the last ack has finished and the outbox
+        has delivered what it owed."""
         await self.app[BACKGROUND].drain()
+        await asyncio.wait_for(self.app[CLOCKWORK].settled(), timeout=10)
 
 
 def signed_lead_headers(
@@ -85,6 +95,21 @@ async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError("condition not met within timeout")
         await asyncio.sleep(0.02)
+
+
+def about(moment: datetime, expected: datetime, slack: float = 1.0) -> bool:
+    """`moment` is `expected`, or up to `slack` seconds later (the outbox counts retry delays
+    from when the platform answered, a few milliseconds into the pass)."""
+    return expected <= moment <= expected + timedelta(seconds=slack)
+
+
+def owed(store: Store, member_id: int | None = None) -> list[OutboxMessage]:
+    """What the outbox owes (to one member), oldest first."""
+    with store.session() as session:
+        query = select(OutboxMessage).order_by(col(OutboxMessage.id))
+        if member_id is not None:
+            query = query.where(OutboxMessage.member_id == member_id)
+        return list(session.exec(query).all())
 
 
 def act(

@@ -55,7 +55,8 @@ def people(sqlite_store: Store) -> dict[str, Member]:
                 )
             ],  # type: ignore[call-arg]
             now=MONDAY_9,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     return {"alice": alice, "carol": carol, "dave": dave, "maya": maya}
 

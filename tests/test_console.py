@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
+from datetime import time
 
 from rich.console import Console
 from sqlmodel import select
@@ -13,8 +14,12 @@ from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from digests.business_time import Company
 from digests.demo import create_demo
+from digests.scheduler import Clockwork
 from storage.db import Store
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
+
+# A company that works round the clock: nothing waits for the morning, whenever this runs.
+ROUND_THE_CLOCK = Company(start=time(0, 0), end=time.max, weekdays=frozenset(range(7)))
 
 
 class Typist:
@@ -37,8 +42,10 @@ def make_chat(store: Store) -> tuple[ConsoleChat, io.StringIO, Typist]:
     typist = Typist()
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
-    bot = Bot(store, build_router(), Deliverer(store, [messenger]))
-    chat = ConsoleChat(store, bot, screen, typist)
+    deliverer = Deliverer(store, [messenger])
+    clockwork = Clockwork(store, deliverer, ROUND_THE_CLOCK)
+    bot = Bot(store, build_router(ROUND_THE_CLOCK), deliverer)
+    chat = ConsoleChat(store, bot, screen, typist, clockwork.run_once)
     return chat, buffer, typist
 
 
@@ -165,7 +172,6 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
     """A lead left alone: `/tick` shows the reminder, then the breach, privately."""
     from datetime import UTC, datetime, timedelta
 
-    from digests.scheduler import Clockwork
     from handlers.ingest import LeadIn, store_leads
     from storage import queries
 
@@ -178,7 +184,8 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
             s,
             [LeadIn(external_id="Q1", name="Quinn Lee", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=monday,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     buffer = io.StringIO()
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))

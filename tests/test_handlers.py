@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import build_router
-from bot.effects import FormErrors, Notify, Reply, ShowForm, UpdateCards
+from bot.effects import FormErrors, Notify, Owed, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction, Kind, Where
+from bot.messages import card_from_dict
 from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import EventKind, Lead, Member
+from tests.support import owed
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 router = build_router()
@@ -50,7 +52,8 @@ def new_lead(store: Store, external_id: str = "L1", owner: str = "alice@x.com") 
                 )
             ],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     return outcomes[0].lead_id
 
@@ -93,7 +96,8 @@ def test_a_new_lead_is_handed_to_its_owner(sqlite_store: Store, people: dict[str
                 )
             ],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     (notify,) = effects
     assert isinstance(notify, Notify) and notify.member_id == people["alice"].id
@@ -217,7 +221,7 @@ def test_need_info_round_trip(sqlite_store: Store, people: dict[str, Member]) ->
         **form.form.state,
     )
     assert isinstance(empty, FormErrors)
-    ask, update, sent = act(
+    update, sent, marker = act(
         sqlite_store,
         people["alice"],
         Kind.form,
@@ -225,10 +229,13 @@ def test_need_info_round_trip(sqlite_store: Store, people: dict[str, Member]) ->
         values={"question": ["Budget owner?"]},
         **form.form.state,
     )
-    assert isinstance(ask, Notify) and ask.member_id == people["carol"].id
     assert isinstance(update, UpdateCards) and "waiting for Carol" in str(update.card.fields)
     assert isinstance(sent, Reply) and "Carol" in sent.card.text
-    answer_button = ask.card.buttons[0]
+    # The question is owed to Carol through the outbox, in the same transaction.
+    assert marker == Owed(1)
+    (ask,) = owed(sqlite_store, people["carol"].id)
+    assert ask.purpose.startswith("question:") and ask.lead_id == lead_id
+    answer_button = card_from_dict(ask.card).buttons[0]
     question = answer_button.value.split("=", 1)[1]
     (refused,) = act(sqlite_store, people["bob"], Kind.action, "question.answer", question=question)
     assert isinstance(refused, Reply) and "sent to Carol" in refused.card.text
@@ -244,9 +251,10 @@ def test_need_info_round_trip(sqlite_store: Store, people: dict[str, Member]) ->
         values={"answer": ["The CFO"]},
         **answer_form.form.state,
     )
-    back = next(e for e in effects if isinstance(e, Notify))
-    assert back.member_id == people["alice"].id and back.in_thread
-    assert "The CFO" in str(back.card.fields)
+    assert Owed(1) in effects
+    (back,) = owed(sqlite_store, people["alice"].id)
+    assert back.in_thread and back.lead_id == lead_id
+    assert "The CFO" in str(card_from_dict(back.card).fields)
     handoff = next(e for e in effects if isinstance(e, UpdateCards) and e.purpose == "handoff")
     assert "Carol answered" in str(handoff.card.fields)
 

@@ -14,6 +14,7 @@ from digests.outbox import MAX_ATTEMPTS, Sender, throttle_delay
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
+from tests.support import about
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -94,7 +95,7 @@ async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
     )
     report = await sender.drain(NOW)
     assert (report.retried, row(sqlite_store).attempts) == (1, 0)
-    assert row(sqlite_store).not_before == NOW + timedelta(seconds=3)
+    assert about(row(sqlite_store).not_before, NOW + timedelta(seconds=3))
     later = NOW + timedelta(days=1, seconds=10)
     report = await sender.drain(later)
     assert report.failed == 1
@@ -114,6 +115,6 @@ async def test_errors_back_off_then_park(sqlite_store: Store) -> None:
         assert message.attempts == attempt
         if attempt < MAX_ATTEMPTS:
             assert message.status == "pending"
-            assert message.not_before == at + timedelta(seconds=min(5 * 2**attempt, 600))
+            assert about(message.not_before, at + timedelta(seconds=min(5 * 2**attempt, 600)))
             at = message.not_before
     assert row(sqlite_store).status == "failed"

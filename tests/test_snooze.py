@@ -54,7 +54,8 @@ def hand_off(store: Store, at: datetime = MONDAY_9) -> list[object]:
             s,
             [LeadIn(external_id="L1", name="Jordan Patel", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=at,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     return list(effects)
 

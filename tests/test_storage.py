@@ -113,7 +113,8 @@ def test_racing_verdicts_on_one_lead_have_one_winner(any_store: Store) -> None:
             s,
             [LeadIn(external_id="R1", name="Race", owner_email="alice@x.com")],  # type: ignore[call-arg]
             now=NOW,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
         alice = s.exec(select(Member)).one()
     router = build_router()

@@ -25,7 +25,7 @@ from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
-from tests.support import LiveServer, fixture, make_settings
+from tests.support import LiveServer, about, fixture, make_settings
 from tests.teams_standin import Call, Person, TeamsStandIn
 
 REPO = Path(__file__).parent.parent
@@ -137,7 +137,8 @@ async def company(tmp_path: Path, standin: TeamsStandIn) -> AsyncIterator[Store]
                 )
             ],
             now=MONDAY_9,
-            admin_channel=None, company=Company(),
+            admin_channel=None,
+            company=Company(),
         )
     standin.calls.clear()  # from here on, only what the ticks send
     try:
@@ -291,7 +292,7 @@ async def test_throttled_sends_are_retried_not_counted(
     assert message.status == "pending" and message.attempts == 0
     assert message.last_error
     if retry_after is not None:
-        assert message.not_before == NOON + timedelta(seconds=float(retry_after))
+        assert about(message.not_before, NOON + timedelta(seconds=float(retry_after)))
     else:
         assert NOON < message.not_before <= NOON + timedelta(seconds=10)
 
@@ -336,7 +337,7 @@ async def test_an_uninstalled_app_fails_for_good_then_retry(
         assert message.last_error and "BotNotInConversationRoster" in message.last_error
         if attempt < MAX_ATTEMPTS:
             assert message.status == "pending"
-            assert message.not_before == at + backoff(attempt)
+            assert about(message.not_before, at + backoff(attempt))
             at = message.not_before + timedelta(seconds=1)
     assert message.status == "failed"
     assert at < MONDAY_9 + timedelta(hours=4)  # all before the breach: one message in play
