@@ -21,7 +21,7 @@ from bot.buttons import decode
 from bot.delivery import Bot, Posted
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind, Where
-from bot.messages import Button, Card, Form, InputKind, card_from_dict
+from bot.messages import Button, Card, Form, Input, InputKind, card_from_dict
 from bot.text import say, when
 from digests.outbox import held_since
 from storage import queries
@@ -319,28 +319,42 @@ class ConsoleChat:
             out.print(escape(form.intro))
         values: dict[str, list[str]] = {}
         for spec in form.inputs:
-            optional = "" if spec.required else say("console_skip")
-            if spec.kind in (InputKind.select, InputKind.multiselect):
-                for n, option in enumerate(spec.options, 1):
-                    out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}")
-                multiple = spec.kind is InputKind.multiselect
-                hint = say("console_pick_many" if multiple else "console_pick_one")
-                raw = self.ask(f"{spec.label} ({hint}){optional}: ").strip()
-                if raw == "/cancel":
-                    return None
-                picked = [p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()]
-                values[spec.name] = [
-                    spec.options[int(p) - 1].value
-                    if p.isdigit() and 0 < int(p) <= len(spec.options)
-                    else p
-                    for p in picked
-                ]
-            else:
-                raw = self.ask(f"{spec.label}{optional}: ")
-                if raw.strip() == "/cancel":
-                    return None
-                values[spec.name] = [raw]
+            answer = self._ask_one(spec)
+            if answer is None:
+                return None
+            values[spec.name] = answer
         return values
+
+    def _ask_one(self, spec: Input) -> list[str] | None:
+        """One input's answer (None for `/cancel`); Enter keeps a pre-filled value."""
+        optional = "" if spec.required or spec.initial else say("console_skip")
+        if spec.kind in (InputKind.select, InputKind.multiselect):
+            for n, option in enumerate(spec.options, 1):
+                mark = " *" if option.value in spec.initial else ""
+                self.screen.out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}{mark}")
+            multiple = spec.kind is InputKind.multiselect
+            hint = say("console_pick_many" if multiple else "console_pick_one")
+            keep = say("console_keep_marked") if spec.initial else ""
+            raw = self.ask(f"{spec.label} ({hint}){keep}{optional}: ").strip()
+            if raw == "/cancel":
+                return None
+            if not raw and spec.initial:
+                return list(spec.initial)
+            picked = [p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()]
+            return [
+                spec.options[int(p) - 1].value
+                if p.isdigit() and 0 < int(p) <= len(spec.options)
+                else p
+                for p in picked
+            ]
+        hint = " (YYYY-MM-DD)" if spec.kind is InputKind.date else ""
+        keep = f" [{spec.initial[0]}]" if spec.initial and spec.initial[0] else ""
+        raw = self.ask(f"{spec.label}{hint}{keep}{optional}: ")
+        if raw.strip() == "/cancel":
+            return None
+        if not raw.strip() and keep:
+            return [spec.initial[0]]
+        return [raw]
 
 
 def make_ask(console: Console) -> Callable[[str], str]:

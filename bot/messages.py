@@ -53,6 +53,7 @@ class InputKind(StrEnum):
     multiline = "multiline"
     select = "select"
     multiselect = "multiselect"
+    date = "date"  # a calendar date, submitted as YYYY-MM-DD
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Input:
     required: bool = True
     max_length: int = 3000
     placeholder: str = ""
+    initial: tuple[str, ...] = ()  # pre-filled value(s): text, option values or YYYY-MM-DD
 
 
 @dataclass(frozen=True)

@@ -87,26 +87,52 @@ def card_blocks(card: Card) -> list[Block]:
     return blocks
 
 
+def _text_element(spec: Input) -> Block:
+    element: Block = {
+        "type": "plain_text_input",
+        "action_id": spec.name,
+        "multiline": spec.kind is InputKind.multiline,
+        "max_length": spec.max_length,
+    }
+    if spec.placeholder:
+        element["placeholder"] = plain(spec.placeholder, 150)
+    if spec.initial and spec.initial[0]:
+        element["initial_value"] = spec.initial[0][: spec.max_length]
+    return element
+
+
+def _select_element(spec: Input) -> Block:
+    multi = spec.kind is InputKind.multiselect
+    element: Block = {
+        "type": "multi_static_select" if multi else "static_select",
+        "action_id": spec.name,
+        "placeholder": plain(spec.placeholder or "Choose…"),
+        "options": [option(o) for o in spec.options],
+    }
+    chosen = [option(o) for o in spec.options if o.value in spec.initial]
+    if chosen and multi:
+        element["initial_options"] = chosen
+    elif chosen:
+        element["initial_option"] = chosen[0]
+    return element
+
+
+def _date_element(spec: Input) -> Block:
+    element: Block = {"type": "datepicker", "action_id": spec.name}
+    if spec.initial and spec.initial[0]:
+        element["initial_date"] = spec.initial[0]
+    if spec.placeholder:
+        element["placeholder"] = plain(spec.placeholder, 150)
+    return element
+
+
 def input_block(spec: Input) -> Block:
-    element: Block
     if spec.kind in (InputKind.text, InputKind.multiline):
-        element = {
-            "type": "plain_text_input",
-            "action_id": spec.name,
-            "multiline": spec.kind is InputKind.multiline,
-            "max_length": spec.max_length,
-        }
-        if spec.placeholder:
-            element["placeholder"] = plain(spec.placeholder, 150)
+        element = _text_element(spec)
+    elif spec.kind is InputKind.date:
+        element = _date_element(spec)
     else:
-        element = {
-            "type": "multi_static_select"
-            if spec.kind is InputKind.multiselect
-            else "static_select",
-            "action_id": spec.name,
-            "placeholder": plain("Choose…"),
-            "options": [option(o) for o in spec.options],
-        }
+        element = _select_element(spec)
     return {
         "type": "input",
         "block_id": spec.name,
@@ -144,6 +170,8 @@ def view_values(view: dict[str, Any]) -> dict[str, list[str]]:
             elif "selected_option" in element:
                 chosen = element["selected_option"]
                 values[block_id] = [chosen["value"]] if chosen else []
+            elif "selected_date" in element:
+                values[block_id] = [element["selected_date"] or ""]
             else:
                 values[block_id] = [element.get("value") or ""]
     return values

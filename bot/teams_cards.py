@@ -101,6 +101,8 @@ def text_input(spec: Input) -> dict[str, Any]:
     }
     if spec.placeholder:
         element["placeholder"] = plain(spec.placeholder)
+    if spec.initial and spec.initial[0]:
+        element["value"] = spec.initial[0][: spec.max_length]
     return element
 
 
@@ -168,6 +170,14 @@ def form_input(spec: Input) -> dict[str, Any]:
             multi=spec.kind is InputKind.multiselect,
             placeholder=spec.placeholder,
         )
+        known = {o.value for o in spec.options}
+        chosen = [v for v in spec.initial if v in known]
+        if chosen:
+            element["value"] = ",".join(chosen)
+    elif spec.kind is InputKind.date:
+        element = {"type": "Input.Date", "id": spec.name, "label": plain(spec.label)}
+        if spec.initial and spec.initial[0]:
+            element["value"] = spec.initial[0]
     else:
         element = text_input(spec)
     if spec.required:

@@ -1,7 +1,7 @@
 """Every sentence a person reads comes from a Jinja2 template in `bot/templates/`.
 
 Templates produce plain text; the platform renderers escape it. `say("name", ...)`
-calls the macro `name` of `messages.j2`.
+calls the macro `name`, from whichever template file defines it.
 """
 
 from __future__ import annotations
@@ -38,11 +38,25 @@ def environment() -> Environment:
     return env
 
 
+@cache
+def macros() -> dict[str, Any]:
+    """Every macro of every template file in `bot/templates/`, by name (one file per
+    capability: messages.j2, feedback.j2, approvals.j2, …); a name may be defined once."""
+    found: dict[str, Any] = {}
+    for path in sorted(TEMPLATES.glob("*.j2")):
+        module = environment().get_template(path.name).module
+        for name in dir(module):
+            if name.startswith("_"):
+                continue
+            if name in found:
+                raise LookupError(f"macro {name} is defined twice (again in {path.name})")
+            found[name] = getattr(module, name)
+    return found
+
+
 def say(name: str, /, **params: Any) -> str:
-    """Render macro `name` from messages.j2 with `params`, stripped."""
-    module = environment().get_template("messages.j2").module
-    macro = getattr(module, name)
-    return str(macro(**params)).strip()
+    """Render the macro `name` (from any template file) with `params`, stripped."""
+    return str(macros()[name](**params)).strip()
 
 
 def render(template: str, /, **params: Any) -> str:

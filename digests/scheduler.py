@@ -1,4 +1,4 @@
-"""The clock: APScheduler ticks; the database decides. One pass = SLA tick + outbox drain."""
+"""The clock: APScheduler ticks; the database decides. A pass = the due work + outbox drain."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +33,16 @@ def instance_name() -> str:
 class Pass:
     tick: sla.TickReport
     sent: SendReport
+
+
+class DueWork(Protocol):
+    """One kind of scheduled work: claim what is due at `now`, owe its messages."""
+
+    def __call__(self, store: Store, *, now: datetime, company: Company) -> sla.TickReport: ...
+
+
+# Every pass runs these, in order: each claims its own due rows in its own transactions.
+DUE_WORK: tuple[DueWork, ...] = (sla.tick,)
 
 
 class Clockwork:
@@ -67,7 +78,14 @@ class Clockwork:
         return Pass(report, sent)
 
     async def tick(self, now: datetime) -> sla.TickReport:
-        return await asyncio.to_thread(sla.tick, self.store, now=now, company=self.company)
+        """The scheduled work due at `now`: SLA clocks, feedback and approval reminders…"""
+        total = sla.TickReport()
+        for work in DUE_WORK:
+            report = await asyncio.to_thread(work, self.store, now=now, company=self.company)
+            total.looked_at += report.looked_at
+            total.messages += report.messages
+            total.keys += report.keys
+        return total
 
     @staticmethod
     def _log(now: datetime, report: sla.TickReport, sent: SendReport) -> None:

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from bot.effects import Effect, Reply
 from bot.messages import Card
 from bot.text import say
-from storage.models import Lead, Member
+from storage.models import Lead, Member, Role
 from storage.queries import get_member
 
 
@@ -47,3 +47,12 @@ def refuse_not_owner(session: Session, lead: Lead) -> list[Effect]:
 
 def unknown_lead() -> list[Effect]:
     return private(say("lead_not_found"))
+
+
+def refuse_unless(actor: Member, *roles: Role, action: str) -> list[Effect] | None:
+    """None when `actor` holds one of `roles` (admins may do anything), else the private
+    answer that says who may, and how to get the role."""
+    if actor.role == Role.admin or actor.role in roles:
+        return None
+    allowed = [r.value for r in roles if r is not Role.admin] + [Role.admin.value]
+    return private(say("refused_role", action=action, allowed=allowed, role=actor.role))

@@ -8,6 +8,7 @@ from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
 from bot.text import say, when
 from digests import sla
+from handlers import tone
 from handlers.cards import ATTEMPT_CHANNELS, ATTEMPT_OUTCOMES, HANDOFF, lead_card
 from handlers.common import (
     load_lead,
@@ -112,6 +113,9 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [FormErrors({"criteria": say("not_a_fit_pick_criteria")})]
     if len(comment) > COMMENT_LIMIT:
         return [FormErrors({"comment": say("too_long", limit=COMMENT_LIMIT)})]
+    held = tone.first_flag(ctx.session, {"comment": comment})
+    if held:
+        return [FormErrors(held)]
     if not queries.move_lead(
         ctx.session,
         lead=lead,

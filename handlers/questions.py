@@ -8,6 +8,7 @@ from bot.messages import Card, Field_, Form, Input, InputKind
 from bot.router import Context, Router
 from bot.text import say
 from digests import sla
+from handlers import tone
 from handlers.cards import member_name, question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
 from handlers.leads import campaign_marketer, checked_lead, refresh
@@ -53,6 +54,9 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [FormErrors({"question": say("question_empty")})]
     if len(question) > TEXT_LIMIT:
         return [FormErrors({"question": say("too_long", limit=TEXT_LIMIT)})]
+    held = tone.first_flag(ctx.session, {"question": question})
+    if held:
+        return [FormErrors(held)]
     marketer = campaign_marketer(ctx, lead)
     if marketer is None:
         return private(say("no_marketer"))
@@ -130,6 +134,9 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [FormErrors({"answer": say("answer_empty")})]
     if len(text) > TEXT_LIMIT:
         return [FormErrors({"answer": say("too_long", limit=TEXT_LIMIT)})]
+    held = tone.first_flag(ctx.session, {"answer": text})
+    if held:
+        return [FormErrors(held)]
     answered = queries.add_event(
         ctx.session,
         lead_id=lead.id or 0,

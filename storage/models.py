@@ -271,3 +271,221 @@ class OutboxMessage(SQLModel, table=True):
     message_id: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+
+
+class CompanySetting(SQLModel, table=True):
+    """A company-wide choice made in chat or the CLI (e.g. who is on insights duty)."""
+
+    __tablename__ = "company_settings"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+# ---------------------------------------------------------------- field feedback (non-blocking)
+
+
+class FeedbackAbout(StrEnum):
+    campaign = "campaign"
+    asset = "asset"
+    message = "message"
+
+
+class QuestionKind(StrEnum):
+    text = "text"
+    rating = "rating"  # 1 to 5
+    choice = "choice"
+
+
+class FeedbackRequest(SQLModel, table=True):
+    """A marketer asks the field what it thinks; nothing ever waits on the answers."""
+
+    __tablename__ = "feedback_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(foreign_key="members.id", index=True)
+    about: str  # FeedbackAbout
+    subject: str  # what it is about, in the requester's words
+    link: str | None = None
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    audience: str  # "all", "team:<name>" or "campaign" (the reps who handled its leads)
+    deadline: datetime = Field(index=True)
+    remind_at: datetime | None = Field(default=None, index=True)  # one reminder, then None
+    closed_at: datetime | None = None
+    closed_by: str | None = None  # "deadline" or "requester"
+    created_at: datetime
+
+
+class FeedbackQuestion(SQLModel, table=True):
+    __tablename__ = "feedback_questions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="feedback_requests.id", index=True)
+    position: int = 0
+    kind: str  # QuestionKind
+    text: str
+    options: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+
+
+class FeedbackRecipient(SQLModel, table=True):
+    """Who was asked (the audience as it was when the request went out)."""
+
+    __tablename__ = "feedback_recipients"
+
+    request_id: int = Field(foreign_key="feedback_requests.id", primary_key=True)
+    member_id: int = Field(foreign_key="members.id", primary_key=True)
+    reminded_at: datetime | None = None
+
+
+class FeedbackAnswer(SQLModel, table=True):
+    """One person's answer to one question; edited in place until the deadline."""
+
+    __tablename__ = "feedback_answers"
+    __table_args__ = (UniqueConstraint("question_id", "member_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="feedback_requests.id", index=True)
+    question_id: int = Field(foreign_key="feedback_questions.id")
+    member_id: int = Field(foreign_key="members.id", index=True)
+    value: str
+    answered_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------- approvals (blocking)
+
+
+class ApprovalSubject(StrEnum):
+    leaddef = "leaddef"
+    sla = "sla"
+
+
+class ApprovalStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    bootstrap = "bootstrap"  # set by an admin from the CLI, without sign-off
+
+
+class Approver(SQLModel, table=True):
+    """Who signs off new lead-definition and SLA versions, for each side."""
+
+    __tablename__ = "approvers"
+
+    member_id: int = Field(foreign_key="members.id", primary_key=True)
+    side: str = Field(primary_key=True)  # "sales" or "marketing"
+
+
+class ApprovalRequest(SQLModel, table=True):
+    """A proposed new version of the lead definition or the SLA; it comes into force only
+    when every approver named for it, of both sides, has approved."""
+
+    __tablename__ = "approval_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str  # ApprovalSubject
+    proposed_by: int | None = Field(default=None, foreign_key="members.id", index=True)
+    proposer_label: str = ""  # who, when not a member ("admin (CLI)")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    note: str = ""
+    status: str = Field(default=ApprovalStatus.pending.value, index=True)
+    version: int | None = None  # the version it created, once in force
+    created_at: datetime
+    decided_at: datetime | None = None
+    remind_at: datetime | None = Field(default=None, index=True)
+    reminders: int = 0
+
+
+class ApprovalSignoff(SQLModel, table=True):
+    """One approver's decision on one request (None while they have not decided)."""
+
+    __tablename__ = "approval_signoffs"
+
+    request_id: int = Field(foreign_key="approval_requests.id", primary_key=True)
+    member_id: int = Field(foreign_key="members.id", primary_key=True)
+    side: str
+    decision: str | None = None  # "approved" or "rejected"
+    comment: str = ""
+    decided_at: datetime | None = None
+
+
+# ---------------------------------------------------------------- insights, content, wins
+
+
+class InsightStatus(StrEnum):
+    open = "open"
+    claimed = "claimed"
+    closed = "closed"
+
+
+class Insight(SQLModel, table=True):
+    """What a buyer asked or objected to, as a rep heard it; marketing answers it, ideally
+    with content, and the rep hears back."""
+
+    __tablename__ = "insights"
+
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="members.id", index=True)
+    kind: str  # question, objection, request, other
+    text: str
+    lead_id: int | None = Field(default=None, foreign_key="leads.id")
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    status: str = Field(default=InsightStatus.open.value, index=True)
+    marketer_id: int | None = Field(default=None, foreign_key="members.id", index=True)
+    answer: str | None = None
+    content_id: int | None = Field(default=None, foreign_key="content.id")
+    created_at: datetime
+    claimed_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class ContentItem(SQLModel, table=True):
+    """A piece of content reps can send; searched with the database's full-text index."""
+
+    __tablename__ = "content"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    link: str
+    description: str = ""
+    tags: str = ""  # comma-separated
+    stage: str = ""  # awareness, consideration, decision, retention
+    added_by: int | None = Field(default=None, foreign_key="members.id")
+    created_at: datetime
+
+
+class Win(SQLModel, table=True):
+    """A win shared in public, crediting the rep and the campaign's marketer."""
+
+    __tablename__ = "wins"
+
+    id: int | None = Field(default=None, primary_key=True)
+    author_id: int = Field(foreign_key="members.id", index=True)
+    story: str
+    lead_id: int | None = Field(default=None, foreign_key="leads.id")
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    marketer_id: int | None = Field(default=None, foreign_key="members.id")
+    created_at: datetime = Field(index=True)
+
+
+# ---------------------------------------------------------------- tone
+
+
+class ToneKind(StrEnum):
+    blame = "blame"
+    contempt = "contempt"
+    insult = "insult"
+
+
+class ToneRule(SQLModel, table=True):
+    """A phrase that is not relayed as written between the two sides (editable data)."""
+
+    __tablename__ = "tone_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phrase: str = Field(unique=True)  # matched as whole words, case-insensitively
+    kind: str = ToneKind.blame.value
+    suggestion: str = ""
+    created_by: str = "system"
+    created_at: datetime
