@@ -58,8 +58,11 @@ out = Console(soft_wrap=True)
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 
 
-def build_router(company: Company | None = None) -> Router:
-    router = Router(company=company or Company())
+def build_router(
+    company: Company | None = None, channels: dict[str, str] | None = None
+) -> Router:
+    """Every capability, registered explicitly; `channels` are the settings' defaults."""
+    router = Router(company=company or Company(), channels=dict(channels or {}))
     general.register(router)
     leads.register(router)
     questions.register(router)
@@ -113,8 +116,9 @@ def serve(
 
     settings = load_settings()
     store = open_store(settings)
+    router = build_router(settings.company, settings.channels())
     web.run_app(
-        build_web_app(settings, store, build_router(settings.company), scheduler=not no_scheduler),
+        build_web_app(settings, store, router, scheduler=not no_scheduler),
         host=host,
         port=port,
         print=lambda msg: logging.getLogger("liaison").info("%s", msg),
@@ -133,7 +137,7 @@ def socket() -> None:
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
     deliverer = Deliverer(store, messengers, _directories(messengers))
-    bot = Bot(store, build_router(settings.company), deliverer)
+    bot = Bot(store, build_router(settings.company, settings.channels()), deliverer)
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
 
     async def run() -> None:
@@ -163,7 +167,7 @@ def console(
 
     settings = load_settings()
     store = open_store(settings)
-    router = build_router(settings.company)
+    router = build_router(settings.company, settings.channels())
 
     def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
         deliverer = Deliverer(store, [messenger])

@@ -23,11 +23,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Context:
-    """What a handler may use: the open session and the time of the request."""
+    """What a handler may use: the open session, the time of the request, the company's
+    working week and the default channels (`LIAISON_<KIND>_CHANNEL`)."""
 
     session: Session
     now: datetime
     company: Company = field(default_factory=Company)
+    channels: dict[str, str] = field(default_factory=dict)
+
+    def channel(self, kind: str) -> str | None:
+        """Where posts of `kind` (wins, insights, digest, admin…) go: the channel an admin
+        set (`liaison channels set`), else the setting's default, else None."""
+        return queries.channel_target(self.session, kind=kind) or self.channels.get(kind)
 
 
 Handler = Callable[[Context, Interaction], list[Effect]]
@@ -47,6 +54,7 @@ class Router:
     routes: dict[tuple[Kind, str], Route] = field(default_factory=dict)
     fallback: Handler | None = None
     company: Company = field(default_factory=Company)
+    channels: dict[str, str] = field(default_factory=dict)
 
     def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
         self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
@@ -81,7 +89,7 @@ class Router:
                 ):
                     log.info("duplicate request %s ignored", interaction.request_id)
                     return []
-                effects = handler(Context(session, now, self.company), interaction)
+                effects = handler(Context(session, now, self.company, self.channels), interaction)
                 if any(isinstance(effect, FormErrors) for effect in effects):
                     # Nothing is recorded for a refused form, so the corrected resubmit
                     # (which carries the same request id) is still processed.

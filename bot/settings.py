@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         """Slack is on when a bot token is configured."""
         return self.slack_bot_token is not None and bool(self.slack_bot_token.get_secret_value())
 
+    def channels(self) -> dict[str, str]:
+        """The default channel of each kind that has one."""
+        kinds = ("digest", "wins", "insights", "handoff", "admin")
+        return {kind: target for kind in kinds if (target := self.default_channel(kind))}
+
     def default_channel(self, kind: str) -> str | None:
         """The `LIAISON_<KIND>_CHANNEL` default for a channel kind."""
         value: str | None = getattr(self, f"{kind}_channel", None)

@@ -52,7 +52,8 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store.open(settings.database_url)
-        self.app = build_web_app(settings, self.store, build_router(settings.company))
+        router = build_router(settings.company, settings.channels())
+        self.app = build_web_app(settings, self.store, router)
         self.runner: web.AppRunner | None = None
         self.url = ""
 
