@@ -179,6 +179,15 @@ class SlackResponder:
         self.errors.update(errors)
 
 
+class HomeTab(SlackResponder):
+    """Publishes the home view on the person's App Home tab instead of answering in chat."""
+
+    async def reply(self, card: Card) -> None:
+        await self.client.views_publish(
+            user_id=self._user(), view={"type": "home", "blocks": card_blocks(card)}
+        )
+
+
 def known_member(store: Store, user_id: str) -> Member | None:
     with store.session() as session:
         return queries.member_by(session, slack_user_id=user_id)
@@ -305,6 +314,15 @@ def build_bolt_app(
             return
         await ack()
         background.spawn(bot.deliverer.deliver(effects, responder))
+
+    @app.event("app_home_opened")
+    async def on_home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab") != "home":
+            return  # the Messages tab: nothing to publish
+        user = {"id": str(event.get("user", ""))}
+        responder = HomeTab(client, dict(body, user=user))
+        where = Where(PLATFORM, str(event.get("channel", "")))
+        background.spawn(run(lambda me: Interaction(Kind.command, "home", me, where), responder))
 
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:

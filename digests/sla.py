@@ -353,12 +353,21 @@ class Notes:
 # ---------------------------------------------------------------- what a card shows
 
 
-def status_lines(session: Session, lead: Lead, now: datetime, company: Company) -> list[str]:
-    """One line per open clock of the lead: what is due when, and the business time left."""
+def status_lines(
+    session: Session,
+    lead: Lead,
+    now: datetime,
+    company: Company,
+    owner_id: int | None = None,
+) -> list[str]:
+    """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
+    and the business time left."""
     lines = []
     for clock in queries.open_clocks(
         session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
     ):
+        if owner_id is not None and clock.owner_id != owner_id:
+            continue
         owner = session.get(Member, clock.owner_id)
         if owner is None:
             continue

@@ -409,6 +409,17 @@ def open_clocks(
     return list(session.exec(query.order_by(col(Clock.id))).all())
 
 
+def open_clocks_of(session: Session, *, owner_id: int, kind: str) -> list[Clock]:
+    """A member's open clocks of one kind, oldest first (what waits for them)."""
+    return list(
+        session.exec(
+            select(Clock)
+            .where(Clock.owner_id == owner_id, Clock.kind == kind, col(Clock.closed_at).is_(None))
+            .order_by(col(Clock.started_at))
+        ).all()
+    )
+
+
 @cache
 def _due_clocks_query(limit: int) -> SelectOfScalar[Clock]:
     """Built once per limit, with `now` as a parameter: a statement object keeps its cache

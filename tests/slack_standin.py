@@ -219,6 +219,8 @@ class SlackStandIn:
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+        if method == "views.publish":
+            return {"ok": True, "view": {"id": f"V{next(self._ts):04d}", **params["view"]}}
         if method == "views.open":
             return {"ok": True, "view": {"id": f"V{next(self._ts):04d}", **params["view"]}}
         if method == "users.lookupByEmail":

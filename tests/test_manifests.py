@@ -71,7 +71,7 @@ def test_slack_manifest_shape(slack: dict[str, Any]) -> None:
     features = slack["features"]
     assert features["bot_user"] == {"display_name": "Liaison", "always_online": True}
     assert features["app_home"] == {
-        "home_tab_enabled": False,
+        "home_tab_enabled": True,
         "messages_tab_enabled": True,
         "messages_tab_read_only_enabled": False,
     }
@@ -88,7 +88,9 @@ def test_slack_has_the_scopes_the_adapter_uses(slack: dict[str, Any]) -> None:
 
 
 def test_slack_subscribes_to_dm_messages(slack: dict[str, Any]) -> None:
-    assert "message.im" in slack["settings"]["event_subscriptions"]["bot_events"]
+    events = slack["settings"]["event_subscriptions"]["bot_events"]
+    assert "message.im" in events
+    assert "app_home_opened" in events  # the Home tab is published when opened
 
 
 def test_every_slack_url_is_the_one_bolt_endpoint(slack: dict[str, Any]) -> None:

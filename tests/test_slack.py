@@ -449,3 +449,26 @@ async def test_members_met_in_slack_are_matched_by_email(
         carols = session.exec(select(Member).where(Member.name == "Carol Chen")).all()
         assert len(carols) == 1 and carols[0].slack_user_id == "U0CAROL"
         assert carols[0].role == "marketer"
+
+
+async def test_the_home_tab_shows_what_waits_with_sla_time_left(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
+    await send_leads(server, [lead_payload("H-1", "Hana <!channel> Ito")])
+    event = fixture("slack", "event_app_home_opened")
+    event["event"].update(user="U0ALICE", channel="D0ALICE")
+    status, _ = await post_slack(server, json.dumps(event).encode(), "application/json")
+    assert status == 200
+    await server.settle()
+    (published,) = slack.of("views.publish")
+    assert published["user_id"] == "U0ALICE" and published["view"]["type"] == "home"
+    home = text_of(published["view"])
+    assert "Alice Adams, here is what waits for you" in home
+    assert "1 lead." in home
+    assert "Hana &lt;!channel&gt; Ito (Globex): waiting for your verdict" in home
+    assert "first touch: due" in home and "of business time left" in home
+    # The Messages tab opening publishes nothing.
+    event["event"]["tab"], event["event_id"] = "messages", "Ev0OTHER"
+    await post_slack(server, json.dumps(event).encode(), "application/json")
+    await server.settle()
+    assert len(slack.of("views.publish")) == 1

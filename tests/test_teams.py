@@ -643,3 +643,17 @@ def test_form_rendering() -> None:
     assert submit["type"] == "Action.Submit"
     assert submit["data"]["form"] == "lead.not_a_fit"
     assert submit["data"]["lead_id"] == "5" and submit["data"]["nonce"] == "n1"
+
+
+async def test_home_shows_what_waits_for_me(chat: Teams) -> None:
+    said = await chat.say(ALICE, "home")
+    calm = card_text((await chat.reply_to(said)).card)
+    assert "Nothing waits for you right now" in calm
+    await chat.lead(external_id="H-1", name="Hana Ito", company="Acme", owner_email=ALICE.email)
+    await chat.handoff_card(ALICE, "Hana Ito")
+    said = await chat.say(ALICE, "home")
+    reply = await chat.reply_to(said)
+    text = card_text(reply.card)
+    assert "1 lead." in text and "Hana Ito (Acme): waiting for your verdict" in text
+    assert "first touch: due" in text and "of business time left" in text
+    assert titles(reply.card) == ["Show my leads", "Refresh"]
