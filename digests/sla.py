@@ -157,8 +157,13 @@ def close(
         if owner is None:
             _finish(session, clock, now, "cancelled")
             continue
-        steps = Steps.of(clock, calendar_of(session, owner, company))
+        calendar = calendar_of(session, owner, company)
+        steps = Steps.of(clock, calendar)
         _finish(session, clock, now, "met" if now <= steps.due else "missed")
+        # What the digest reports (median and 90th percentile), in the owner's business time.
+        clock.business_seconds = business_seconds(
+            _with_snoozes(calendar, clock), clock.started_at, now
+        )
 
 
 def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:

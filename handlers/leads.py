@@ -60,12 +60,8 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
         ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
     ):
         return private(say("already_accepted", lead=lead.name))
-    queries.add_event(
-        ctx.session,
-        lead_id=lead.id or 0,
-        kind=EventKind.accepted,
-        member_id=interaction.actor.id,
-        now=ctx.now,
+    queries.record_verdict(
+        ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
     )
     sla.on_accepted(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
@@ -123,18 +119,15 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         allowed_from=[LeadState.handed_off, LeadState.accepted],
     ):
         return private(say("already_not_a_fit", lead=lead.name, who="", at=""))
-    queries.add_event(
+    queries.record_verdict(
         ctx.session,
-        lead_id=lead.id or 0,
-        kind=EventKind.not_a_fit,
+        lead=lead,
         member_id=interaction.actor.id,
         now=ctx.now,
-        data={
-            "criteria": picked,
-            "criteria_text": [texts[k] for k in picked],
-            "comment": comment,
-            "definition_version": definition.version,
-        },
+        accepted=False,
+        reasons=[(key, texts[key]) for key in picked],
+        definition_version=definition.version,
+        comment=comment,
     )
     sla.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
@@ -190,13 +183,14 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         errors["note"] = say("too_long", limit=COMMENT_LIMIT)
     if errors:
         return [FormErrors(errors)]
-    queries.add_event(
+    queries.record_attempt(
         ctx.session,
-        lead_id=lead.id or 0,
-        kind=EventKind.attempt_logged,
+        lead=lead,
         member_id=interaction.actor.id,
         now=ctx.now,
-        data={"channel": channel, "outcome": outcome, "note": note},
+        channel=channel,
+        outcome=outcome,
+        note=note,
     )
     sla.on_attempt(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -54,6 +54,7 @@ class Member(SQLModel, table=True):
     work_start: str | None = None  # "09:00" local; None = company default
     work_end: str | None = None
     workdays: str | None = None  # "0,1,2,3,4" (Monday = 0); None = Monday to Friday
+    weekly_digest: bool = False  # opted in to a private "your week" DM
     created_at: datetime
 
 
@@ -103,8 +104,13 @@ class Lead(SQLModel, table=True):
     definition_id: int = Field(foreign_key="lead_definitions.id")
     state: str = Field(default=LeadState.unassigned.value, index=True)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime
+    created_at: datetime = Field(index=True)
     handed_off_at: datetime | None = None
+    # Projections of the lead's events, kept in the same transaction, for SQL aggregates:
+    verdict_at: datetime | None = Field(default=None, index=True)
+    first_touch_at: datetime | None = None
+    attempts: int = 0
+    outcome: str | None = None  # the best so far: meeting_booked, opportunity, won; or lost
 
 
 class LeadEvent(SQLModel, table=True):
@@ -221,7 +227,10 @@ class Clock(SQLModel, table=True):
     """
 
     __tablename__ = "sla_clocks"
-    __table_args__ = (UniqueConstraint("lead_id", "kind", "ref"),)
+    __table_args__ = (
+        UniqueConstraint("lead_id", "kind", "ref"),
+        Index("ix_sla_clocks_kind_closed_at", "kind", "closed_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="leads.id", index=True)
@@ -238,6 +247,7 @@ class Clock(SQLModel, table=True):
     next_at: datetime | None = Field(default=None, index=True)
     closed_at: datetime | None = None
     outcome: str | None = None  # met, missed, cancelled
+    business_seconds: float | None = None  # business time from start to close
 
 
 class OutboxStatus(StrEnum):
@@ -489,3 +499,33 @@ class ToneRule(SQLModel, table=True):
     suggestion: str = ""
     created_by: str = "system"
     created_at: datetime
+
+
+# ---------------------------------------------------------------- the weekly digest
+
+
+class LeadRejection(SQLModel, table=True):
+    """One failed criterion of one not-a-fit verdict (for counts by campaign and version)."""
+
+    __tablename__ = "lead_rejections"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="leads.id", index=True)
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    definition_version: int
+    criterion: str  # its key
+    text: str
+    at: datetime = Field(index=True)
+
+
+class DigestRun(SQLModel, table=True):
+    """One week's digest: due at its time, claimed and posted exactly once."""
+
+    __tablename__ = "digest_runs"
+
+    week: str = Field(primary_key=True)  # ISO week, "2026-W48"
+    due_at: datetime = Field(index=True)
+    status: str = "pending"  # pending, posted
+    target: str | None = None
+    created_at: datetime
+    posted_at: datetime | None = None

@@ -26,6 +26,7 @@ from storage.models import (
     Lead,
     LeadDefinition,
     LeadEvent,
+    LeadRejection,
     Member,
     OutboxMessage,
     ProcessedRequest,
@@ -215,6 +216,92 @@ def add_event(
     )
     session.add(event)
     session.flush()
+    return event
+
+
+OUTCOME_RANK = {"meeting_booked": 1, "opportunity": 2, "won": 3}
+
+
+def better_outcome(best: str | None, outcome: str) -> str | None:
+    """The lead's best outcome so far: won > opportunity > meeting; lost only if nothing."""
+    if outcome == "lost":
+        return best or "lost"
+    if outcome in OUTCOME_RANK and OUTCOME_RANK[outcome] > OUTCOME_RANK.get(best or "", 0):
+        return outcome
+    return best
+
+
+def record_verdict(
+    session: Session,
+    *,
+    lead: Lead,
+    member_id: int | None,
+    now: datetime,
+    accepted: bool,
+    reasons: Sequence[tuple[str, str]] = (),
+    definition_version: int = 1,
+    comment: str = "",
+) -> LeadEvent:
+    """A verdict as an event, with its projections: the lead's verdict time and one row per
+    failed criterion (what the digest counts by campaign and lead-definition version)."""
+    if accepted:
+        event = add_event(
+            session, lead_id=lead.id or 0, kind=EventKind.accepted, member_id=member_id, now=now
+        )
+    else:
+        event = add_event(
+            session,
+            lead_id=lead.id or 0,
+            kind=EventKind.not_a_fit,
+            member_id=member_id,
+            now=now,
+            data={
+                "criteria": [key for key, _ in reasons],
+                "criteria_text": [text for _, text in reasons],
+                "comment": comment,
+                "definition_version": definition_version,
+            },
+        )
+        for key, text in reasons:
+            session.add(
+                LeadRejection(
+                    lead_id=lead.id or 0,
+                    campaign_id=lead.campaign_id,
+                    definition_version=definition_version,
+                    criterion=key,
+                    text=text,
+                    at=now,
+                )
+            )
+    if lead.verdict_at is None:
+        lead.verdict_at = now
+        session.add(lead)
+    return event
+
+
+def record_attempt(
+    session: Session,
+    *,
+    lead: Lead,
+    member_id: int | None,
+    now: datetime,
+    channel: str,
+    outcome: str,
+    note: str = "",
+) -> LeadEvent:
+    """A follow-up attempt as an event, with the lead's count, first touch and best outcome."""
+    event = add_event(
+        session,
+        lead_id=lead.id or 0,
+        kind=EventKind.attempt_logged,
+        member_id=member_id,
+        now=now,
+        data={"channel": channel, "outcome": outcome, "note": note},
+    )
+    lead.attempts += 1
+    lead.first_touch_at = lead.first_touch_at or now
+    lead.outcome = better_outcome(lead.outcome, outcome)
+    session.add(lead)
     return event
 
 
