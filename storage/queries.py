@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -58,6 +58,14 @@ def claim_request(session: Session, *, platform: str, request_id: str, now: date
 
 def get_member(session: Session, *, member_id: int) -> Member | None:
     return session.get(Member, member_id)
+
+
+def members_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Member]:
+    """The members with these ids, by id, in one query (ids that match nobody are left out)."""
+    if not ids:
+        return {}
+    rows = session.exec(select(Member).where(col(Member.id).in_(sorted(ids)))).all()
+    return {row.id or 0: row for row in rows}
 
 
 def member_by(session: Session, **where: str) -> Member | None:
@@ -232,6 +240,22 @@ def count_events(session: Session, *, lead_id: int, kind: EventKind) -> int:
     ).one()
 
 
+def count_events_by_lead(
+    session: Session, *, lead_ids: Collection[int], kind: EventKind
+) -> dict[int, int]:
+    """How many events of `kind` each of these leads has, in one GROUP BY (0 for none)."""
+    counts = dict.fromkeys(lead_ids, 0)
+    if not counts:
+        return counts
+    rows = session.exec(
+        select(LeadEvent.lead_id, func.count())
+        .where(col(LeadEvent.lead_id).in_(sorted(counts)), LeadEvent.kind == kind.value)
+        .group_by(col(LeadEvent.lead_id))
+    ).all()
+    counts.update({lead_id: count for lead_id, count in rows})
+    return counts
+
+
 def move_lead(session: Session, *, lead: Lead, to: str, allowed_from: Sequence[str]) -> bool:
     """Change a lead's state only if it is still in one of `allowed_from`, atomically.
 
@@ -261,6 +285,14 @@ def open_leads_of(session: Session, *, member_id: int) -> Sequence[Lead]:
 
 def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
     return session.exec(select(Lead).where(Lead.state == state).order_by(col(Lead.id))).all()
+
+
+def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:
+    """The leads with these ids, by id, in one query (ids that match nothing are left out)."""
+    if not ids:
+        return {}
+    rows = session.exec(select(Lead).where(col(Lead.id).in_(sorted(ids)))).all()
+    return {row.id or 0: row for row in rows}
 
 
 # ---------------------------------------------------------------- card locations
@@ -342,10 +374,25 @@ def add_holiday(session: Session, *, day: date, name: str) -> None:
 
 
 def away_spans(session: Session, *, member_id: int) -> list[tuple[datetime, datetime]]:
+    return away_spans_of(session, member_ids=[member_id])[member_id]
+
+
+def away_spans_of(
+    session: Session, *, member_ids: Collection[int]
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Each member's time away (an empty list for none), earliest first, in one query."""
+    spans: dict[int, list[tuple[datetime, datetime]]] = {m: [] for m in member_ids}
+    if not spans:
+        return spans
     rows = session.exec(
-        select(Away).where(Away.member_id == member_id).order_by(col(Away.starts_at))
+        select(Away)
+        .where(col(Away.member_id).in_(sorted(spans)))
+        .order_by(col(Away.member_id), col(Away.starts_at), col(Away.id))
     ).all()
-    return [(row.starts_at, row.until) for row in rows if row.until > row.starts_at]
+    for row in rows:
+        if row.until > row.starts_at:
+            spans[row.member_id].append((row.starts_at, row.until))
+    return spans
 
 
 def current_away(session: Session, *, member_id: int, now: datetime) -> Away | None:
