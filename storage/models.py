@@ -1,7 +1,9 @@
-"""SQLModel tables. Datetimes are timezone-aware and stored in UTC."""
+"""SQLModel tables, and the values written to them in bulk. Datetimes are timezone-aware
+and stored in UTC."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -240,6 +242,17 @@ class Clock(SQLModel, table=True):
     outcome: str | None = None  # met, missed, cancelled
 
 
+@dataclass(frozen=True)
+class ClockChange:
+    """Where a tick leaves one clock: its stage and next look, or closed with an outcome."""
+
+    clock_id: int
+    stage: int
+    next_at: datetime | None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+
+
 class OutboxStatus(StrEnum):
     pending = "pending"
     sending = "sending"
@@ -270,3 +283,18 @@ class OutboxMessage(SQLModel, table=True):
     message_id: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to owe, as `queries.enqueue_many` writes it: a pending outbox row. A plain
+    value, so a tick's hundreds of them cost no ORM bookkeeping."""
+
+    key: str
+    member_id: int | None
+    card: dict[str, Any]
+    not_before: datetime
+    created_at: datetime
+    lead_id: int | None = None
+    target: str | None = None
+    purpose: str = ""

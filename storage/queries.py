@@ -8,8 +8,9 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Insert, bindparam, func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -20,6 +21,7 @@ from storage.models import (
     CardLocation,
     ChannelSetting,
     Clock,
+    ClockChange,
     Criterion,
     EventKind,
     Holiday,
@@ -27,7 +29,9 @@ from storage.models import (
     LeadDefinition,
     LeadEvent,
     Member,
+    NewMessage,
     OutboxMessage,
+    OutboxStatus,
     ProcessedRequest,
     SlaPolicy,
 )
@@ -491,6 +495,30 @@ def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
     return list(session.exec(_due_clocks_query(limit), params={"now": now}).all())
 
 
+_CLOCK_TABLE = Clock.__table__  # type: ignore[attr-defined]
+_UPDATE_CLOCKS = update(_CLOCK_TABLE).where(_CLOCK_TABLE.c.id == bindparam("clock_id"))
+
+
+def update_clocks(session: Session, *, changes: Sequence[ClockChange]) -> None:
+    """Write where a tick leaves its clocks (locked by `due_clocks`): one executemany UPDATE,
+    whatever each change is. The Clock objects in the session are not updated."""
+    if not changes:
+        return
+    session.connection().execute(
+        _UPDATE_CLOCKS,
+        [
+            {
+                "clock_id": change.clock_id,
+                "stage": change.stage,
+                "next_at": change.next_at,
+                "closed_at": change.closed_at,
+                "outcome": change.outcome,
+            }
+            for change in changes
+        ],
+    )
+
+
 # ---------------------------------------------------------------- outbox
 
 
@@ -499,6 +527,48 @@ def enqueue(session: Session, *, message: OutboxMessage) -> bool:
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
         return False
     return _add_once(session, message)
+
+
+@cache
+def _enqueue_many_statement(dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT (key) DO NOTHING RETURNING key`, built once per dialect.
+
+    RETURNING needs SQLite 3.35 or newer."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
+
+
+def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[str]:
+    """Owe these messages (pending outbox rows) with one multi-row INSERT; the keys actually
+    written, in the order given. A key already in the outbox, or given twice, is written
+    once, never again, as `enqueue` would.
+
+    Pending ORM changes are flushed first, so the rows may refer to them."""
+    rows: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        if message.key not in rows:
+            rows[message.key] = {
+                "key": message.key,
+                "member_id": message.member_id,
+                "target": message.target,
+                "card": message.card,
+                "lead_id": message.lead_id,
+                "purpose": message.purpose,
+                "status": OutboxStatus.pending.value,
+                "not_before": message.not_before,
+                "attempts": 0,
+                "created_at": message.created_at,
+            }
+    if not rows:
+        return []
+    session.flush()
+    connection = session.connection()
+    result = connection.execute(
+        _enqueue_many_statement(connection.dialect.name), list(rows.values())
+    )
+    written = set(result.scalars().all())
+    return [key for key in rows if key in written]
 
 
 def mark_history_delivered(session: Session, *, now: datetime) -> int:
