@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 from sqlmodel import Session
 
-from digests.business_time import Calendar, Company, parse_clock
+from digests.business_time import Calendar, Company, Span, parse_clock
 from storage import queries
 from storage.models import Member
 
 
 class Calendars:
-    """Calendars for one pass of the scheduler: holidays read once, each member's once."""
+    """Calendars for one pass of the scheduler: holidays read once, each member's once.
 
-    def __init__(self, session: Session, company: Company) -> None:
+    `away` is the time away of the members already read (by member id); the others' is read
+    when their calendar is first wanted."""
+
+    def __init__(
+        self, session: Session, company: Company, away: Mapping[int, Sequence[Span]] | None = None
+    ) -> None:
         self.session = session
         self.company = company
         self.holidays = frozenset(queries.holidays(session))
+        self.away = dict(away or {})
         self.known: dict[int, Calendar] = {}
 
     def of(self, member: Member) -> Calendar:
         key = member.id or 0
         if key not in self.known:
-            self.known[key] = calendar_of(self.session, member, self.company, self.holidays)
+            self.known[key] = calendar_of(
+                self.session, member, self.company, self.holidays, away=self.away.get(key)
+            )
         return self.known[key]
 
 
@@ -32,9 +41,10 @@ def calendar_of(
     member: Member,
     company: Company,
     holidays: frozenset[date] | None = None,
+    away: Sequence[Span] | None = None,
 ) -> Calendar:
     """The member's time zone, working hours and weekdays (else the company's), holidays
-    and time away."""
+    and time away (read here unless given)."""
     weekdays = (
         frozenset(int(d) for d in member.workdays.split(",") if d.strip())
         if member.workdays
@@ -46,5 +56,7 @@ def calendar_of(
         end=parse_clock(member.work_end) if member.work_end else company.end,
         weekdays=weekdays,
         holidays=holidays if holidays is not None else frozenset(queries.holidays(session)),
-        away=tuple(queries.away_spans(session, member_id=member.id or 0)),
+        away=tuple(
+            away if away is not None else queries.away_spans(session, member_id=member.id or 0)
+        ),
     )

@@ -28,12 +28,13 @@ from storage import queries
 from storage.db import Store
 from storage.models import (
     Clock,
+    ClockChange,
     ClockKind,
     ClockStage,
     EventKind,
     Lead,
     Member,
-    OutboxMessage,
+    NewMessage,
     SlaPolicy,
 )
 
@@ -224,48 +225,76 @@ class TickReport:
     keys: list[str] = field(default_factory=list)
 
 
-def advance(
-    session: Session, clock: Clock, now: datetime, calendars: Calendars, report: TickReport
-) -> None:
-    """Take every step of `clock` that is due at `now` and schedule the next look."""
-    owner = session.get(Member, clock.owner_id)
-    lead = session.get(Lead, clock.lead_id)
+@dataclass
+class Batch:
+    """What the steps of one batch of due clocks read — leads, owners and their managers,
+    their time away, attempts made — with one query each, and the messages they owe."""
+
+    leads: dict[int, Lead]
+    members: dict[int, Member]
+    calendars: Calendars
+    attempts_done: dict[int, int]
+    attempts_wanted: int
+    owed: list[NewMessage] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, session: Session, clocks: list[Clock], company: Company) -> Batch:
+        leads = queries.leads_by_id(session, ids={clock.lead_id for clock in clocks})
+        members = queries.members_by_id(session, ids={clock.owner_id for clock in clocks})
+        managers = {m.manager_id for m in members.values() if m.manager_id} - members.keys()
+        members.update(queries.members_by_id(session, ids=managers))
+        away = queries.away_spans_of(session, member_ids=members.keys())
+        attempts = {clock.lead_id for clock in clocks if clock.kind == ClockKind.attempts}
+        done = queries.count_events_by_lead(
+            session, lead_ids=attempts, kind=EventKind.attempt_logged
+        )
+        wanted = queries.current_policy(session).attempts if attempts else 0
+        return cls(leads, members, Calendars(session, company, away=away), done, wanted)
+
+
+def advance(clock: Clock, now: datetime, batch: Batch) -> ClockChange:
+    """Take every step of `clock` that is due at `now`; where that leaves it, with its next
+    look scheduled."""
+    owner = batch.members.get(clock.owner_id)
+    lead = batch.leads.get(clock.lead_id)
     if owner is None or lead is None:
-        _finish(session, clock, now, "cancelled")
-        return
+        return ClockChange(clock.id or 0, clock.stage, None, closed_at=now, outcome="cancelled")
     try:
-        steps = Steps.of(clock, calendars.of(owner))
+        steps = Steps.of(clock, batch.calendars.of(owner))
     except ValueError:  # a calendar without any working time in the next three years
         log.warning("clock %s: %s has no working hours; looking again tomorrow", clock.id, owner.id)
-        clock.next_at = now + timedelta(days=1)
-        session.add(clock)
-        return
-    notes = Notes(session, clock, lead, owner, steps, calendars, now, report)
-    if clock.stage < ClockStage.reminded and now >= steps.remind and now < steps.due:
+        return ClockChange(clock.id or 0, clock.stage, now + timedelta(days=1))
+    notes = Notes(clock, lead, owner, steps, batch, now)
+    stage = clock.stage
+    if stage < ClockStage.reminded and now >= steps.remind and now < steps.due:
         notes.to_owner("reminder")
-        clock.stage = ClockStage.reminded.value
-    if clock.stage < ClockStage.breached and now >= steps.due:
+        stage = ClockStage.reminded.value
+    if stage < ClockStage.breached and now >= steps.due:
         notes.to_owner("breach")
-        clock.stage = ClockStage.breached.value
-    if clock.stage < ClockStage.escalated and now >= steps.escalate:
+        stage = ClockStage.breached.value
+    if stage < ClockStage.escalated and now >= steps.escalate:
         notes.to_manager()
-        clock.stage = ClockStage.escalated.value
-    clock.next_at = steps.next_after(clock.stage)
-    session.add(clock)
+        stage = ClockStage.escalated.value
+    return ClockChange(clock.id or 0, stage, steps.next_after(stage))
 
 
 def tick(store: Store, *, now: datetime, company: Company, batch: int = 500) -> TickReport:
-    """One scheduler pass over the due clocks, a batch per transaction."""
+    """One scheduler pass over the due clocks, a batch per transaction.
+
+    A batch's rows are read together, its clocks written with one UPDATE and its messages
+    with one INSERT, so the statements per batch do not grow with its due clocks."""
     report = TickReport()
     while True:
         with store.session() as session:
             if not queries.any_due_clock(session, now=now):
                 return report
             clocks = queries.due_clocks(session, now=now, limit=batch)
-            calendars = Calendars(session, company)
-            for clock in clocks:
-                advance(session, clock, now, calendars, report)
+            due = Batch.load(session, clocks, company)
+            queries.update_clocks(session, changes=[advance(c, now, due) for c in clocks])
+            keys = queries.enqueue_many(session, messages=due.owed)
             report.looked_at += len(clocks)
+            report.messages += len(keys)
+            report.keys.extend(keys)
         if len(clocks) < batch:
             return report
 
@@ -275,22 +304,20 @@ def tick(store: Store, *, now: datetime, company: Company, batch: int = 500) -> 
 
 @dataclass
 class Notes:
-    """The private messages of one clock step, written to the outbox."""
+    """The private messages of one clock step, owed to the outbox with the batch's."""
 
-    session: Session
     clock: Clock
     lead: Lead
     owner: Member
     steps: Steps
-    calendars: Calendars
+    batch: Batch
     now: datetime
-    report: TickReport
 
     def _what(self) -> str:
         return say(f"clock_{self.clock.kind}")
 
     def to_owner(self, step: str) -> None:
-        tz = self.owner.timezone or self.calendars.company.tz
+        tz = self.owner.timezone or self.batch.calendars.company.tz
         card = Card(
             title=say(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
             text=say(
@@ -307,11 +334,11 @@ class Notes:
         self._send(self.owner, step, card)
 
     def to_manager(self) -> None:
-        manager = self.session.get(Member, self.owner.manager_id) if self.owner.manager_id else None
+        manager = self.batch.members.get(self.owner.manager_id) if self.owner.manager_id else None
         if manager is None:
             log.info("clock %s escalates, but %s has no manager", self.clock.id, self.owner.id)
             return
-        tz = manager.timezone or self.calendars.company.tz
+        tz = manager.timezone or self.batch.calendars.company.tz
         card = Card(
             title=say("clock_escalation_title", who=self.owner.name, what=self._what()),
             text=say(
@@ -329,30 +356,22 @@ class Notes:
     def _progress(self) -> str:
         if self.clock.kind != ClockKind.attempts:
             return ""
-        done = queries.count_events(
-            self.session, lead_id=self.lead.id or 0, kind=EventKind.attempt_logged
-        )
-        policy = queries.current_policy(self.session)
-        return say("clock_attempts_progress", done=done, wanted=policy.attempts)
+        done = self.batch.attempts_done[self.lead.id or 0]
+        return say("clock_attempts_progress", done=done, wanted=self.batch.attempts_wanted)
 
     def _send(self, member: Member, step: str, card: Card) -> None:
         """Owed now, delivered in the recipient's working hours (never at night)."""
-        calendar = self.calendars.of(member)
-        key = f"clock:{self.clock.id}:{step}"
-        queued = queries.enqueue(
-            self.session,
-            message=OutboxMessage(
-                key=key,
+        calendar = self.batch.calendars.of(member)
+        self.batch.owed.append(
+            NewMessage(
+                key=f"clock:{self.clock.id}:{step}",
                 member_id=member.id,
                 card=card_to_dict(card),
                 lead_id=self.lead.id,
                 not_before=next_working_moment(calendar, self.now),
                 created_at=self.now,
-            ),
+            )
         )
-        if queued:
-            self.report.messages += 1
-            self.report.keys.append(key)
 
 
 # ---------------------------------------------------------------- what a card shows

@@ -1,7 +1,9 @@
-"""SQLModel tables. Datetimes are timezone-aware and stored in UTC."""
+"""SQLModel tables, and the values written to them in bulk. Datetimes are timezone-aware
+and stored in UTC."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -248,6 +250,17 @@ class Clock(SQLModel, table=True):
     closed_at: datetime | None = None
     outcome: str | None = None  # met, missed, cancelled
     business_seconds: float | None = None  # business time from start to close
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """Where a tick leaves one clock: its stage and next look, or closed with an outcome."""
+
+    clock_id: int
+    stage: int
+    next_at: datetime | None
+    closed_at: datetime | None = None
+    outcome: str | None = None
 
 
 class OutboxStatus(StrEnum):
@@ -529,3 +542,18 @@ class DigestRun(SQLModel, table=True):
     target: str | None = None
     created_at: datetime
     posted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to owe, as `queries.enqueue_many` writes it: a pending outbox row. A plain
+    value, so a tick's hundreds of them cost no ORM bookkeeping."""
+
+    key: str
+    member_id: int | None
+    card: dict[str, Any]
+    not_before: datetime
+    created_at: datetime
+    lead_id: int | None = None
+    target: str | None = None
+    purpose: str = ""

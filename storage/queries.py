@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Insert, bindparam, func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -20,6 +21,7 @@ from storage.models import (
     CardLocation,
     ChannelSetting,
     Clock,
+    ClockChange,
     Criterion,
     EventKind,
     Holiday,
@@ -28,7 +30,9 @@ from storage.models import (
     LeadEvent,
     LeadRejection,
     Member,
+    NewMessage,
     OutboxMessage,
+    OutboxStatus,
     ProcessedRequest,
     SlaPolicy,
     ToneRule,
@@ -60,6 +64,14 @@ def claim_request(session: Session, *, platform: str, request_id: str, now: date
 
 def get_member(session: Session, *, member_id: int) -> Member | None:
     return session.get(Member, member_id)
+
+
+def members_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Member]:
+    """The members with these ids, by id, in one query (ids that match nobody are left out)."""
+    if not ids:
+        return {}
+    rows = session.exec(select(Member).where(col(Member.id).in_(sorted(ids)))).all()
+    return {row.id or 0: row for row in rows}
 
 
 def member_by(session: Session, **where: str) -> Member | None:
@@ -320,6 +332,22 @@ def count_events(session: Session, *, lead_id: int, kind: EventKind) -> int:
     ).one()
 
 
+def count_events_by_lead(
+    session: Session, *, lead_ids: Collection[int], kind: EventKind
+) -> dict[int, int]:
+    """How many events of `kind` each of these leads has, in one GROUP BY (0 for none)."""
+    counts = dict.fromkeys(lead_ids, 0)
+    if not counts:
+        return counts
+    rows = session.exec(
+        select(LeadEvent.lead_id, func.count())
+        .where(col(LeadEvent.lead_id).in_(sorted(counts)), LeadEvent.kind == kind.value)
+        .group_by(col(LeadEvent.lead_id))
+    ).all()
+    counts.update({lead_id: count for lead_id, count in rows})
+    return counts
+
+
 def move_lead(session: Session, *, lead: Lead, to: str, allowed_from: Sequence[str]) -> bool:
     """Change a lead's state only if it is still in one of `allowed_from`, atomically.
 
@@ -349,6 +377,14 @@ def open_leads_of(session: Session, *, member_id: int) -> Sequence[Lead]:
 
 def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
     return session.exec(select(Lead).where(Lead.state == state).order_by(col(Lead.id))).all()
+
+
+def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:
+    """The leads with these ids, by id, in one query (ids that match nothing are left out)."""
+    if not ids:
+        return {}
+    rows = session.exec(select(Lead).where(col(Lead.id).in_(sorted(ids)))).all()
+    return {row.id or 0: row for row in rows}
 
 
 # ---------------------------------------------------------------- card locations
@@ -430,10 +466,25 @@ def add_holiday(session: Session, *, day: date, name: str) -> None:
 
 
 def away_spans(session: Session, *, member_id: int) -> list[tuple[datetime, datetime]]:
+    return away_spans_of(session, member_ids=[member_id])[member_id]
+
+
+def away_spans_of(
+    session: Session, *, member_ids: Collection[int]
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Each member's time away (an empty list for none), earliest first, in one query."""
+    spans: dict[int, list[tuple[datetime, datetime]]] = {m: [] for m in member_ids}
+    if not spans:
+        return spans
     rows = session.exec(
-        select(Away).where(Away.member_id == member_id).order_by(col(Away.starts_at))
+        select(Away)
+        .where(col(Away.member_id).in_(sorted(spans)))
+        .order_by(col(Away.member_id), col(Away.starts_at), col(Away.id))
     ).all()
-    return [(row.starts_at, row.until) for row in rows if row.until > row.starts_at]
+    for row in rows:
+        if row.until > row.starts_at:
+            spans[row.member_id].append((row.starts_at, row.until))
+    return spans
 
 
 def current_away(session: Session, *, member_id: int, now: datetime) -> Away | None:
@@ -543,6 +594,30 @@ def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
     return list(session.exec(_due_clocks_query(limit), params={"now": now}).all())
 
 
+_CLOCK_TABLE = Clock.__table__  # type: ignore[attr-defined]
+_UPDATE_CLOCKS = update(_CLOCK_TABLE).where(_CLOCK_TABLE.c.id == bindparam("clock_id"))
+
+
+def update_clocks(session: Session, *, changes: Sequence[ClockChange]) -> None:
+    """Write where a tick leaves its clocks (locked by `due_clocks`): one executemany UPDATE,
+    whatever each change is. The Clock objects in the session are not updated."""
+    if not changes:
+        return
+    session.connection().execute(
+        _UPDATE_CLOCKS,
+        [
+            {
+                "clock_id": change.clock_id,
+                "stage": change.stage,
+                "next_at": change.next_at,
+                "closed_at": change.closed_at,
+                "outcome": change.outcome,
+            }
+            for change in changes
+        ],
+    )
+
+
 # ---------------------------------------------------------------- outbox
 
 
@@ -551,6 +626,48 @@ def enqueue(session: Session, *, message: OutboxMessage) -> bool:
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
         return False
     return _add_once(session, message)
+
+
+@cache
+def _enqueue_many_statement(dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT (key) DO NOTHING RETURNING key`, built once per dialect.
+
+    RETURNING needs SQLite 3.35 or newer."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.key)
+
+
+def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[str]:
+    """Owe these messages (pending outbox rows) with one multi-row INSERT; the keys actually
+    written, in the order given. A key already in the outbox, or given twice, is written
+    once, never again, as `enqueue` would.
+
+    Pending ORM changes are flushed first, so the rows may refer to them."""
+    rows: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        if message.key not in rows:
+            rows[message.key] = {
+                "key": message.key,
+                "member_id": message.member_id,
+                "target": message.target,
+                "card": message.card,
+                "lead_id": message.lead_id,
+                "purpose": message.purpose,
+                "status": OutboxStatus.pending.value,
+                "not_before": message.not_before,
+                "attempts": 0,
+                "created_at": message.created_at,
+            }
+    if not rows:
+        return []
+    session.flush()
+    connection = session.connection()
+    result = connection.execute(
+        _enqueue_many_statement(connection.dialect.name), list(rows.values())
+    )
+    written = set(result.scalars().all())
+    return [key for key in rows if key in written]
 
 
 def mark_history_delivered(session: Session, *, now: datetime) -> int:
