@@ -23,8 +23,8 @@ from bot.server import platform_messengers
 from bot.settings import Settings
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
-from digests.scheduler import Clockwork
-from handlers import clocks, general, home, leads, questions, sla, tone
+from digests.scheduler import Clockwork, for_settings
+from handlers import clocks, digest, general, home, leads, questions, sla, tone
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
@@ -70,6 +70,7 @@ def build_router(
     clocks.register(router)
     tone.register(router)
     home.register(router)
+    digest.register(router)
     return router
 
 
@@ -142,13 +143,7 @@ def socket() -> None:
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
 
     async def run() -> None:
-        clockwork = Clockwork(
-            store,
-            deliverer,
-            settings.company,
-            settings.tick_seconds,
-            settings.outbox_lease_seconds,
-        )
+        clockwork = for_settings(settings, store, deliverer)
         deliverer.on_owed = clockwork.wake
         clockwork.start()
         try:
@@ -172,7 +167,7 @@ def console(
 
     def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
         deliverer = Deliverer(store, [messenger])
-        clockwork = Clockwork(store, deliverer, settings.company, settings.tick_seconds)
+        clockwork = for_settings(settings, store, deliverer)
         clockwork.start_in_background()
         return Bot(store, router, deliverer), clockwork.run_once
 
@@ -295,6 +290,94 @@ def demo(leads: int = 24, seed: int = 7) -> None:
     )
 
 
+DIGEST_FORMATS = ("text", "json", "slack", "teams", "markdown", "html")
+
+
+@cli.command("digest")
+def digest_command(
+    week: Annotated[str | None, typer.Option(help="ISO week like 2026-W48; default: last")] = None,
+    format_: Annotated[str, typer.Option("--format", help="|".join(DIGEST_FORMATS))] = "text",
+    post: Annotated[bool, typer.Option("--post", help="post it to the digest channel")] = False,
+) -> None:
+    """Build a weekly digest and print it (or post it with --post)."""
+    import json
+
+    from bot.slack_blocks import report_blocks
+    from bot.teams_cards import report_card
+    from digests.chart import chart_png
+    from digests.digest import Week, build
+    from digests.report import document, report
+
+    if format_ not in DIGEST_FORMATS:
+        out.print(f"[red]--format is one of {', '.join(DIGEST_FORMATS)}.[/red]")
+        raise typer.Exit(2)
+    settings = load_settings()
+    tz = settings.timezone
+    try:
+        chosen = Week.of(week, tz) if week else Week.last_complete(now(), tz)
+    except ValueError as error:
+        out.print(f"[red]--week {error}.[/red]")
+        raise typer.Exit(2) from None
+    store = open_store(settings)
+    if post:
+        _post_digest(settings, store, chosen)
+        return
+    with out.status(f"Building the digest of {chosen.label}…"), store.session() as session:
+        made = build(session, chosen, now=now())
+        version = queries.current_policy(session).version
+    if format_ == "json":
+        typer.echo(json.dumps(made.to_json(), indent=2))
+        return
+    chart = chart_png(made) if format_ in ("slack", "teams", "html") else None
+    rendered = report(made, version=version, chart=chart)
+    if format_ == "slack":
+        typer.echo(json.dumps({"blocks": report_blocks(rendered)}, indent=2))
+    elif format_ == "teams":
+        typer.echo(json.dumps(report_card(rendered), indent=2))
+    else:
+        typer.echo(document(rendered, format_), nl=False)
+
+
+def _post_digest(settings: Settings, store: Store, week: Any) -> None:
+    """Owe the digest of `week` to the digest channel (once: its key is the week) and send."""
+    from digests.weekly import built_report
+    from storage.models import NewMessage
+
+    with store.session() as session:
+        target = queries.channel_target(session, kind="digest") or settings.default_channel(
+            "digest"
+        )
+    if not target:
+        out.print(
+            "[red]No digest channel: `liaison channels set digest slack:C0123` "
+            "(or LIAISON_DIGEST_CHANNEL).[/red]"
+        )
+        raise typer.Exit(2)
+    with out.status(f"Building the digest of {week.label}…"), store.session() as session:
+        title, data = built_report(session, week, now())
+        owed = queries.enqueue_many(
+            session,
+            messages=[
+                NewMessage(
+                    key=f"digest:{week.label}",
+                    member_id=None,
+                    target=target,
+                    card={"report": data, "title": title},
+                    not_before=now(),
+                    created_at=now(),
+                )
+            ],
+        )
+    if not owed:
+        out.print(f"The {week.label} digest was already posted (see `liaison outbox`).")
+        return
+    messengers = platform_messengers(settings, store)
+    clockwork = for_settings(settings, store, Deliverer(store, messengers))
+    sent = asyncio.run(clockwork.sender.drain(now()))
+    verdict = "posted" if sent.sent else "not posted yet (see `liaison outbox`)"
+    out.print(f"The {week.label} digest is {verdict} to {target}.")
+
+
 @leaddef_cli.command("set")
 def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
     """Create a new lead-definition version from YAML (`criteria: [{key, text}]`)."""
@@ -337,9 +420,7 @@ def tick(
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
     deliverer = Deliverer(store, messengers, _directories(messengers))
-    clockwork = Clockwork(
-        store, deliverer, settings.company, lease_seconds=settings.outbox_lease_seconds
-    )
+    clockwork = for_settings(settings, store, deliverer)
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
         f"Tick at {moment.isoformat()}: {result.tick.looked_at} clocks looked at, "

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +22,7 @@ from bot.buttons import decode
 from bot.delivery import Bot, Posted
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind, Where
-from bot.messages import Button, Card, Form, Input, InputKind, card_from_dict
+from bot.messages import Button, Card, Form, Input, InputKind, Report, card_from_dict
 from bot.text import say, when
 from digests.outbox import held_since
 from storage import queries
@@ -90,9 +91,15 @@ class ConsoleMessenger:
 
     platform = PLATFORM
 
-    def __init__(self, screen: ConsoleScreen, current: Callable[[], Member | None]) -> None:
+    def __init__(
+        self,
+        screen: ConsoleScreen,
+        current: Callable[[], Member | None],
+        chart_dir: Path = Path("."),
+    ) -> None:
         self.screen = screen
         self.current = current
+        self.chart_dir = chart_dir
 
     def _to(self, member: Member) -> str:
         me = self.current()
@@ -110,6 +117,22 @@ class ConsoleMessenger:
 
     async def post(self, channel: str, card: Card) -> Posted:
         message_id = self.screen.show(card, heading=say("console_posted", channel=channel))
+        return Posted(channel=channel, message_id=message_id)
+
+    async def post_report(self, channel: str, report: Report) -> Posted:
+        """The digest as text in the terminal; its chart saved next to the database."""
+        from digests.report import document
+
+        heading = escape(say("console_posted", channel=channel))
+        with self.screen.lock:
+            self.screen.out.print(f"[magenta]{heading}[/magenta]")
+            self.screen.out.print(escape(document(report, "text")))
+            if report.chart:
+                path = self.chart_dir / "liaison-digest.png"
+                path.write_bytes(report.chart)
+                self.screen.out.print(escape(say("console_chart_saved", path=str(path))))
+        message_id = f"c{self.screen.next_card}"
+        self.screen.next_card += 1
         return Posted(channel=channel, message_id=message_id)
 
     async def update(self, location: CardLocation, card: Card) -> None:
@@ -137,6 +160,12 @@ class ConsoleResponder:
 
     async def show_form(self, form: Form) -> None:
         self.pending_form = form
+
+    async def report(self, report: Report) -> None:
+        from digests.report import document
+
+        card = Card(title=report.title, text=document(report, "text"))
+        self.screen.show(card, heading=say("console_private"))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         for name, error in errors.items():

@@ -10,9 +10,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from bot.effects import Effect, FormErrors, Notify, Owed, Post, Reply, ShowForm, UpdateCards
+from bot.effects import (
+    Effect,
+    FormErrors,
+    Notify,
+    Owed,
+    Post,
+    Reply,
+    ShowForm,
+    ShowReport,
+    UpdateCards,
+)
 from bot.interaction import Interaction
-from bot.messages import Card, Form
+from bot.messages import Card, Form, Report
 from bot.router import Router
 from storage import queries
 from storage.db import Store
@@ -39,6 +49,8 @@ class Responder(Protocol):
 
     async def form_errors(self, errors: dict[str, str]) -> None: ...
 
+    async def report(self, report: Report) -> None: ...
+
 
 class Messenger(Protocol):
     """Sends on one platform on the bot's own initiative (DMs, channels, updates)."""
@@ -54,6 +66,8 @@ class Messenger(Protocol):
     async def update(self, location: CardLocation, card: Card) -> None: ...
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
+
+    async def post_report(self, channel: str, report: Report) -> Posted: ...
 
 
 @runtime_checkable
@@ -92,6 +106,8 @@ class Deliverer:
                 await responder.show_form(form)
             case FormErrors(errors=errors) if responder is not None:
                 await responder.form_errors(errors)
+            case ShowReport(report=report) if responder is not None:
+                await responder.report(report)
             case Notify():
                 await self.notify(effect)
             case Post(target=target, card=card):
@@ -151,6 +167,15 @@ class Deliverer:
             log.warning("no %s adapter for channel %s", platform, target)
             return None
         return platform, await messenger.post(channel, card)
+
+    async def post_report(self, target: str, report: Report) -> tuple[str, Posted] | None:
+        """Post a report (the digest) to a configured channel; None without that platform."""
+        platform, _, channel = target.partition(":")
+        messenger = self.messengers.get(platform)
+        if messenger is None:
+            log.warning("no %s adapter for channel %s", platform, target)
+            return None
+        return platform, await messenger.post_report(channel, report)
 
     async def _look_up(self, member: Member) -> Member:
         """Find a member known only by email in the platform directories."""

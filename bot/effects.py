@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.messages import Card, Form
+from bot.messages import Card, Form, Report
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ class FormErrors:
 
 
 @dataclass(frozen=True)
+class ShowReport:
+    """A long read (the digest preview) for the person who acted, privately."""
+
+    report: Report
+
+
+@dataclass(frozen=True)
 class Owed:
     """`count` messages were written to the outbox with the handler's facts: drain it now
     rather than at the next tick."""
@@ -71,4 +78,4 @@ class Owed:
     count: int
 
 
-Effect = Reply | Notify | Post | UpdateCards | ShowForm | FormErrors | Owed
+Effect = Reply | Notify | Post | UpdateCards | ShowForm | FormErrors | ShowReport | Owed

@@ -6,6 +6,7 @@ Adaptive Card markdown, console markup), so user text can never format, link or 
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -123,4 +124,62 @@ def card_from_dict(data: dict[str, Any]) -> Card:
             Select(s["label"], s["action"], tuple(Option(**o) for o in s.get("options", ())))
             for s in data.get("selects", ())
         ),
+    )
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of a report: a heading, lines of text and label/value facts."""
+
+    heading: str
+    lines: tuple[str, ...] = ()
+    facts: tuple[Field_, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A long read (the weekly digest): sections, an optional chart (PNG) and a footer.
+
+    Each renderer fits it to its platform's limits by summarising, never by failing."""
+
+    title: str
+    intro: str
+    sections: tuple[Section, ...]
+    footer: str = ""
+    chart: bytes | None = None
+    chart_alt: str = ""
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """A report as JSON-ready data (for the outbox); the chart as base64."""
+    return {
+        "title": report.title,
+        "intro": report.intro,
+        "sections": [
+            {"heading": s.heading, "lines": list(s.lines), "facts": [asdict(f) for f in s.facts]}
+            for s in report.sections
+        ],
+        "footer": report.footer,
+        "chart": base64.b64encode(report.chart).decode() if report.chart else None,
+        "chart_alt": report.chart_alt,
+    }
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """The inverse of `report_to_dict`."""
+    chart = data.get("chart")
+    return Report(
+        title=data.get("title", ""),
+        intro=data.get("intro", ""),
+        sections=tuple(
+            Section(
+                s.get("heading", ""),
+                tuple(s.get("lines", ())),
+                tuple(Field_(**f) for f in s.get("facts", ())),
+            )
+            for s in data.get("sections", ())
+        ),
+        footer=data.get("footer", ""),
+        chart=base64.b64decode(chart) if chart else None,
+        chart_alt=data.get("chart_alt", ""),
     )

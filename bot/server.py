@@ -16,7 +16,7 @@ from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
 from bot.webhook import make_handler
-from digests.scheduler import Clockwork
+from digests.scheduler import Clockwork, for_settings
 from handlers.ingest import Ingestor
 from storage.db import Store
 
@@ -53,9 +53,7 @@ def build_web_app(
     ingestor = Ingestor(
         store, deliverer, directories, settings.default_channel("admin"), settings.company
     )
-    clockwork = Clockwork(
-        store, deliverer, settings.company, settings.tick_seconds, settings.outbox_lease_seconds
-    )
+    clockwork = for_settings(settings, store, deliverer)
     deliverer.on_owed = clockwork.wake
 
     app = web.Application(client_max_size=6 * 1024 * 1024)

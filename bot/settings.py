@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digests.business_time import Company, parse_hours, parse_workdays
+from digests.business_time import Company, Schedule, parse_hours, parse_workdays
 
 
 class Settings(BaseSettings):
@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     timezone: str = Field("UTC", alias="LIAISON_TIMEZONE")
     work_hours: str = Field("09:00-17:00", alias="LIAISON_WORK_HOURS")
     workdays: str = Field("mon-fri", alias="LIAISON_WORKDAYS")
+    digest_at: str = Field("mon 08:30", alias="LIAISON_DIGEST_AT")
     tick_seconds: float = Field(5.0, gt=0, alias="LIAISON_TICK_SECONDS")
     outbox_lease_seconds: float = Field(60.0, gt=0, alias="LIAISON_OUTBOX_LEASE_SECONDS")
 
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("digest_at")
+    @classmethod
+    def _digest_at(cls, value: str) -> str:
+        Schedule.parse(value, "UTC")
         return value
 
     @field_validator("work_hours")

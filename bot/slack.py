@@ -30,9 +30,9 @@ from bot.buttons import decode
 from bot.delivery import Bot, Posted
 from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, Form
+from bot.messages import Card, Form, Report
 from bot.settings import Settings
-from bot.slack_blocks import card_blocks, modal, view_values
+from bot.slack_blocks import card_blocks, modal, report_blocks, view_values
 from bot.tasks import Background
 from storage import queries
 from storage.db import Store
@@ -103,6 +103,21 @@ class SlackMessenger:
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
+    async def post_report(self, channel: str, report: Report) -> Posted:
+        """The digest as Block Kit, then its chart uploaded to the same channel."""
+        response = await self.client.chat_postMessage(
+            channel=channel, text=report.title, blocks=report_blocks(report), unfurl_links=False
+        )
+        posted = Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+        if report.chart:
+            await self.client.files_upload_v2(
+                channel=posted.channel,
+                content=report.chart,
+                filename="liaison-digest.png",
+                title=report.chart_alt or report.title,
+            )
+        return posted
+
     async def find_by_email(self, email: str) -> bool:
         """Slack's `users.lookupByEmail`; a found user is remembered as a member."""
         try:
@@ -148,26 +163,32 @@ class SlackResponder:
         return str(user.get("id", "")) if isinstance(user, dict) else str(self.body.get("user_id"))
 
     async def reply(self, card: Card) -> None:
-        blocks = card_blocks(card)
+        await self._private(card.summary, card_blocks(card))
+
+    async def _private(self, summary: str, blocks: list[dict[str, Any]]) -> None:
         if self.body.get("response_url"):
             # Through the client's shared session: no new connection per answer.
             webhook = AsyncWebhookClient(self.body["response_url"], session=self.client.session)
             await webhook.send(
-                text=card.summary, blocks=blocks, response_type="ephemeral", replace_original=False
+                text=summary, blocks=blocks, response_type="ephemeral", replace_original=False
             )
         elif self._channel().startswith("D"):
             # In the person's DM with Liaison a plain message is already private.
             await self.client.chat_postMessage(
-                channel=self._channel(), text=card.summary, blocks=blocks
+                channel=self._channel(), text=summary, blocks=blocks
             )
         elif self._channel():
             await self.client.chat_postEphemeral(
-                channel=self._channel(), user=self._user(), text=card.summary, blocks=blocks
+                channel=self._channel(), user=self._user(), text=summary, blocks=blocks
             )
         else:
             await self.client.chat_postMessage(
-                channel=self._user(), text=card.summary, blocks=blocks
+                channel=self._user(), text=summary, blocks=blocks
             )
+
+    async def report(self, report: Report) -> None:
+        """A digest preview: the same blocks as Monday's post, privately (no chart)."""
+        await self._private(report.title, report_blocks(report))
 
     async def show_form(self, form: Form) -> None:
         metadata = dict(form.state, channel=self._channel())

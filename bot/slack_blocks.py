@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.messages import Button, Card, Form, Input, InputKind, Option, Style
+from bot.messages import Button, Card, Form, Input, InputKind, Option, Report, Section, Style
 
 Block = dict[str, Any]
 
 SECTION_LIMIT = 3000
+BLOCK_LIMIT = 50
+HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
 OPTION_LIMIT = 75
 BUTTON_LIMIT = 75
@@ -175,3 +177,42 @@ def view_values(view: dict[str, Any]) -> dict[str, list[str]]:
             else:
                 values[block_id] = [element.get("value") or ""]
     return values
+
+
+# ---------------------------------------------------------------- reports (the digest)
+
+
+def _section_text(part: Section) -> str:
+    """A report section as one mrkdwn text under Slack's 3,000 characters: the lines that
+    do not fit are summarised as "…and N more", never cut mid-way or refused."""
+    head = f"*{mrkdwn_escape(part.heading)}*"
+    rows = [f"*{mrkdwn_escape(f.label)}*: {mrkdwn_escape(f.value)}" for f in part.facts]
+    rows += [f"• {mrkdwn_escape(line)}" for line in part.lines]
+    text = head
+    for n, row in enumerate(rows):
+        if len(text) + 1 + len(row) + 20 > SECTION_LIMIT:  # 20: room for the summary line
+            return text + f"\n…and {len(rows) - n} more"
+        text += "\n" + row
+    return text
+
+
+def report_blocks(report: Report) -> list[Block]:
+    """Header, intro, one section per part with dividers, footer: at most 50 blocks."""
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(report.title, HEADER_LIMIT)},
+        section(mrkdwn_escape(report.intro)),
+    ]
+    parts = list(report.sections)
+    room = (BLOCK_LIMIT - len(blocks) - 1) // 2  # a divider and a section per part
+    if len(parts) > room:  # keep the last part (the agenda) and say what was left out
+        dropped = parts[room - 1 : -1]
+        parts = [*parts[: room - 1], parts[-1]]
+        footer = f"{report.footer} ({len(dropped)} more sections in the full digest.)"
+    else:
+        footer = report.footer
+    for part in parts:
+        blocks.append({"type": "divider"})
+        blocks.append(section(_section_text(part)))
+    if footer:
+        blocks.append(context(mrkdwn_escape(footer)))
+    return blocks[:BLOCK_LIMIT]

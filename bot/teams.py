@@ -40,7 +40,7 @@ from bot.buttons import decode
 from bot.delivery import Bot, Posted
 from bot.effects import Effect, FormErrors, Notify, Owed, Post, UpdateCards
 from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, Form
+from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.teams_cards import (
     FORM_KEY,
@@ -49,6 +49,7 @@ from bot.teams_cards import (
     card_attachment,
     form_attachment,
     plain,
+    report_card,
 )
 from bot.text import say
 from storage import queries
@@ -242,6 +243,15 @@ class TeamsMessenger:
     async def post(self, channel: str, card: Card) -> Posted:
         return await self._deliver(self.adapter.channel_reference(channel, self.tenant_id), card)
 
+    async def post_report(self, channel: str, report: Report) -> Posted:
+        """The digest as one Adaptive Card with its chart, in the channel."""
+        reference = self.adapter.channel_reference(channel, self.tenant_id)
+        reference.activity_id = None
+        message_id = await send_to(
+            self.adapter, reference, message(report_card(report), report.title), None
+        )
+        return Posted(reference.conversation.id, message_id, dump_reference(reference))
+
     async def update(self, location: CardLocation, card: Card) -> None:
         await update_in(
             self.adapter,
@@ -301,6 +311,9 @@ class TeamsResponder:
 
     async def show_form(self, form: Form) -> None:
         await self.turn_context.send_activity(message(form_attachment(form), form.title))
+
+    async def report(self, report: Report) -> None:
+        await self.turn_context.send_activity(message(report_card(report), report.title))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         problems = [f"{self.labels.get(name, name)} — {why}" for name, why in errors.items()]

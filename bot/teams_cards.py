@@ -7,11 +7,23 @@ submit arrives as an ordinary message activity whose `value` is the action's `da
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Select, Style
+from bot.messages import (
+    Button,
+    Card,
+    Field_,
+    Form,
+    Input,
+    InputKind,
+    Option,
+    Report,
+    Select,
+    Style,
+)
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -205,3 +217,48 @@ def form_attachment(form: Form) -> dict[str, Any]:
     return attachment(
         adaptive_card(body, [submit(form.submit_label, form_data(form), Style.primary)])
     )
+
+
+# ---------------------------------------------------------------- reports (the digest)
+
+# Teams refuses bot messages over about 40 KB (UTF-16, images in base64 not counted):
+# keep the text well inside it by summarising long sections.
+TEXT_BUDGET = 12_000  # characters, i.e. about 24 KB in UTF-16
+LINES_PER_SECTION = 12
+
+
+def report_card(report: Report) -> dict[str, Any]:
+    """The digest as an Adaptive Card: title, intro, the chart, then each section."""
+    body: list[dict[str, Any]] = [
+        text_block(report.title, bold=True, size="large"),
+        text_block(report.intro, subtle=True),
+    ]
+    if report.chart:
+        data = base64.b64encode(report.chart).decode()
+        body.append(
+            {
+                "type": "Image",
+                "url": f"data:image/png;base64,{data}",
+                "altText": plain(report.chart_alt),
+                "size": "stretch",
+            }
+        )
+    budget = TEXT_BUDGET
+    for part in report.sections:
+        body.append(text_block(part.heading, bold=True, size="medium"))
+        if part.facts:
+            body.append(fact_set(part.facts))
+        lines = list(part.lines[:LINES_PER_SECTION])
+        text = "\n\n".join(f"• {line}" for line in lines)
+        while lines and len(text) > budget:
+            lines.pop()
+            text = "\n\n".join(f"• {line}" for line in lines)
+        left = len(part.lines) - len(lines)
+        if left:
+            text += f"\n\n…and {left} more"
+        if text:
+            body.append(text_block(text))
+        budget = max(budget - len(text) - sum(len(f.value) for f in part.facts), 500)
+    if report.footer:
+        body.append(text_block(report.footer, size="small", subtle=True))
+    return attachment(adaptive_card(body, []))

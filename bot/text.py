@@ -24,6 +24,18 @@ def when(moment: datetime, tz: str | None = None) -> str:
     return local.strftime("%a %d %b %H:%M ") + (local.tzname() or tz or "UTC")
 
 
+def percent(share: float) -> str:
+    """0.734 → `73%`."""
+    return f"{round(share * 100)}%"
+
+
+def hours(value: float) -> str:
+    """1.5 → `1.5 h`, 4.0 → `4 h`, 0.25 → `15 min`."""
+    if value < 1:
+        return f"{round(value * 60)} min"
+    return f"{value:.1f}".rstrip("0").rstrip(".") + " h"
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -35,6 +47,8 @@ def environment() -> Environment:
         keep_trailing_newline=False,
     )
     env.filters["when"] = when
+    env.filters["pct"] = percent
+    env.filters["hours"] = hours
     return env
 
 

@@ -68,6 +68,34 @@ class Company:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a weekly post (the digest) goes out: a weekday and a local time in a time zone."""
+
+    weekday: int = 0  # Monday
+    at: time = time(8, 30)
+    tz: str = "UTC"
+
+    @classmethod
+    def parse(cls, text: str, tz: str) -> Schedule:
+        """`mon 08:30` (the default); ValueError naming the mistake otherwise."""
+        day, _, clock = text.strip().lower().partition(" ")
+        if day[:3] not in DAY_NAMES:
+            raise ValueError(f"{text!r}: use a day and a time, e.g. mon 08:30")
+        try:
+            at = time.fromisoformat(clock.strip())
+        except ValueError:
+            raise ValueError(f"{text!r}: use a day and a time, e.g. mon 08:30") from None
+        return cls(DAY_NAMES.index(day[:3]), at, tz)
+
+    def due(self, week_end: datetime) -> datetime:
+        """When the digest of the week ending at `week_end` is due: on the schedule's day
+        of the following week."""
+        zone = ZoneInfo(self.tz)
+        monday = week_end.astimezone(zone).date()
+        return datetime.combine(monday + timedelta(days=self.weekday), self.at, tzinfo=zone)
+
+
+@dataclass(frozen=True)
 class Calendar:
     """When one member works: local hours on working weekdays, holidays, time away."""
 

@@ -29,7 +29,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from bot.delivery import Deliverer, Posted
 from bot.effects import Notify
-from bot.messages import Card, card_from_dict
+from bot.messages import Card, card_from_dict, report_from_dict
 from storage.db import Store
 from storage.models import OutboxMessage, OutboxStatus
 
@@ -302,7 +302,11 @@ class Sender:
                     in_thread=message.in_thread,
                 )
             )
-        one = await self.deliverer.post(message.target or "", card)
+        if "report" in message.card:
+            report = report_from_dict(message.card["report"])
+            one = await self.deliverer.post_report(message.target or "", report)
+        else:
+            one = await self.deliverer.post(message.target or "", card)
         return [one] if one else []
 
     def _holds(self, row: OutboxMessage) -> bool:

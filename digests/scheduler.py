@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -15,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.delivery import Deliverer
+from bot.settings import Settings
 from digests import sla
 from digests.business_time import Company
 from digests.outbox import Sender, SendReport, due_count
@@ -60,9 +62,11 @@ class Clockwork:
         company: Company,
         interval: float = 5.0,
         lease_seconds: float = 60.0,
+        work: Sequence[DueWork] = DUE_WORK,
     ) -> None:
         self.store = store
         self.company = company
+        self.work = tuple(work)
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
         self.sender = Sender(store, deliverer, instance_name(), lease=lease)
@@ -80,7 +84,7 @@ class Clockwork:
     async def tick(self, now: datetime) -> sla.TickReport:
         """The scheduled work due at `now`: SLA clocks, feedback and approval reminders…"""
         total = sla.TickReport()
-        for work in DUE_WORK:
+        for work in self.work:
             report = await asyncio.to_thread(work, self.store, now=now, company=self.company)
             total.looked_at += report.looked_at
             total.messages += report.messages
@@ -185,3 +189,19 @@ class Clockwork:
         if self._sending is not None:
             self._sending.cancel()
             self._sending = None
+
+
+def for_settings(settings: Settings, store: Store, deliverer: Deliverer) -> Clockwork:
+    """The clockwork of a running Liaison: every due work, the weekly digest included."""
+    from digests.business_time import Schedule
+    from digests.weekly import Digests
+
+    schedule = Schedule.parse(settings.digest_at, settings.timezone)
+    return Clockwork(
+        store,
+        deliverer,
+        settings.company,
+        settings.tick_seconds,
+        settings.outbox_lease_seconds,
+        work=(*DUE_WORK, Digests(schedule, settings.default_channel("digest"))),
+    )

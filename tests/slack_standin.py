@@ -44,6 +44,8 @@ class SlackStandIn:
     # Seconds chat.postMessage takes to answer, after the message is recorded as posted
     # (a slow Slack: the message is accepted before the sender hears so).
     post_delay: float = 0.0
+    # Files uploaded with files_upload_v2: id → filename, title, channel and the bytes.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -69,6 +71,7 @@ class SlackStandIn:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link/", self._link)
         self._runner, self.url = await serve_on_loopback(app)
         return self
@@ -175,6 +178,14 @@ class SlackStandIn:
         """Answer the next `times` calls of `method` with 429 and `Retry-After`."""
         self._throttled[method] = (times, retry_after)
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL files.getUploadURLExternal handed out: the file's bytes."""
+        file_id = request.match_info["file_id"]
+        if file_id not in self.files:
+            return web.Response(status=404, text="unknown upload")
+        self.files[file_id]["bytes"] = await request.read()
+        return web.Response(text="OK - uploaded")
+
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
@@ -219,6 +230,18 @@ class SlackStandIn:
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ts):04d}"
+            self.files[file_id] = {"filename": params.get("filename"), "bytes": b""}
+            return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            listed = params.get("files")
+            listed = json.loads(listed) if isinstance(listed, str) else listed or []
+            for entry in listed:
+                self.files.get(entry["id"], {}).update(
+                    title=entry.get("title"), channel=params.get("channel_id")
+                )
+            return {"ok": True, "files": [{"id": entry["id"]} for entry in listed]}
         if method == "views.publish":
             return {"ok": True, "view": {"id": f"V{next(self._ts):04d}", **params["view"]}}
         if method == "views.open":

@@ -1,0 +1,199 @@
+"""The digest in words: the neutral `Report` every platform renders its own way, and the
+text, Markdown and HTML documents (Jinja2 templates) for the console and email."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from bot.messages import Field_, Report, Section
+from bot.text import TEMPLATES, say
+from digests.digest import CONVERSION_WEEKS, SHOWN_CAMPAIGNS, SHOWN_REJECTIONS, Digest
+
+T = TypeVar("T")
+SectionMaker = Callable[[Digest], Section | None]
+
+
+def _capped(items: Sequence[T], shown: int, line: Callable[[T], str]) -> tuple[str, ...]:
+    lines = [line(item) for item in items[:shown]]
+    if len(items) > shown:
+        lines.append(say("digest_more", count=len(items) - shown))
+    return tuple(lines) or (say("digest_none"),)
+
+
+def funnel_section(d: Digest) -> Section:
+    f = d.funnel
+    change = say("digest_vs", now=f.generated, before=d.previous.leads)
+    return Section(
+        say("digest_funnel_heading"),
+        facts=(
+            Field_(say("digest_generated"), f"{f.generated} {change}".strip()),
+            Field_(say("digest_handed_off"), str(f.handed_off)),
+            Field_(say("digest_accepted"), str(f.accepted)),
+            Field_(say("digest_not_a_fit"), str(f.not_a_fit)),
+            Field_(say("digest_waiting"), str(f.waiting)),
+            Field_(say("digest_first_touches"), str(f.first_touched)),
+            Field_(say("digest_attempts"), say("digest_attempts_value", f=f)),
+            Field_(say("digest_outcomes"), say("digest_outcomes_value", o=f.outcomes)),
+        ),
+    )
+
+
+def marketing_section(d: Digest) -> Section:
+    m = d.marketing
+    return Section(
+        say("digest_marketing_heading"),
+        facts=(
+            Field_(
+                say("digest_leads_target"),
+                say("digest_leads_target_value", t=m.leads, before=d.previous.leads),
+            ),
+            Field_(
+                say("digest_acceptance"),
+                say(
+                    "digest_acceptance_value",
+                    t=m.acceptance_rate,
+                    before=d.previous.acceptance_rate,
+                ),
+            ),
+            Field_(say("digest_info"), say("digest_info_value", m=m)),
+        ),
+    )
+
+
+def campaigns_section(d: Digest) -> Section:
+    lines = _capped(
+        d.marketing.campaigns, SHOWN_CAMPAIGNS, lambda c: say("digest_campaign_line", c=c)
+    )
+    return Section(say("digest_campaigns_heading"), lines=lines)
+
+
+def rejections_section(d: Digest) -> Section:
+    def line(r: Any) -> str:
+        return say("digest_rejection_line", r=r)
+
+    by_campaign = _capped(d.marketing.rejections_by_campaign, SHOWN_REJECTIONS, line)
+    by_version = _capped(d.marketing.rejections_by_version, SHOWN_REJECTIONS, line)
+    return Section(
+        say("digest_rejections_campaign_heading"),
+        lines=(
+            *by_campaign,
+            say("digest_rejections_version_heading") + ":",
+            *by_version,
+        ),
+    )
+
+
+def sales_section(d: Digest) -> Section:
+    s = d.sales
+    return Section(
+        say("digest_sales_heading"),
+        facts=(
+            Field_(say("digest_first_touch"), say("digest_first_touch_value", s=s)),
+            Field_(
+                say("digest_first_touch_in_time", s=s),
+                say(
+                    "digest_share_value",
+                    t=s.first_touch_in_time,
+                    before=d.previous.first_touch_in_time,
+                ),
+            ),
+            Field_(say("digest_attempts_per_lead"), say("digest_attempts_per_lead_value", s=s)),
+            Field_(
+                say("digest_reached", s=s),
+                say(
+                    "digest_share_value",
+                    t=s.reached_attempts,
+                    before=d.previous.reached_attempts,
+                ),
+            ),
+            Field_(
+                say("digest_verdicts_in_time", s=s),
+                say("digest_share_value", t=s.verdicts_in_time, before=None),
+            ),
+        ),
+    )
+
+
+def conversion_section(d: Digest) -> Section:
+    lines = tuple(say("digest_conversion_line", b=b) for b in d.conversion)
+    return Section(
+        say("digest_conversion_heading", weeks=CONVERSION_WEEKS),
+        lines=lines or (say("digest_conversion_none"),),
+    )
+
+
+def trend_section(d: Digest) -> Section:
+    return Section(
+        say("digest_trend_heading", weeks=len(d.trend)),
+        lines=tuple(say("digest_trend_line", h=h) for h in d.trend),
+    )
+
+
+def agenda_section(d: Digest) -> Section:
+    lines = tuple(f"{n}. {item.question}" for n, item in enumerate(d.agenda, 1))
+    return Section(say("digest_agenda_heading"), lines=lines or (say("digest_agenda_none"),))
+
+
+# The order of the report; capabilities with their own section (feedback, approvals,
+# insights, wins) add a maker here.
+SECTIONS: list[SectionMaker] = [
+    funnel_section,
+    marketing_section,
+    campaigns_section,
+    rejections_section,
+    sales_section,
+    conversion_section,
+    trend_section,
+]
+
+
+def report(d: Digest, *, version: int, chart: bytes | None = None) -> Report:
+    """The digest as a neutral report; the agenda always comes last."""
+    sections = [section for make in SECTIONS if (section := make(d)) is not None]
+    return Report(
+        title=say("digest_title", d=d),
+        intro=say("digest_intro", d=d, version=version),
+        sections=(*sections, agenda_section(d)),
+        footer=say("digest_footer", d=d),
+        chart=chart,
+        chart_alt=say("digest_chart_alt", d=d),
+    )
+
+
+# ---------------------------------------------------------------- documents
+
+
+def _documents() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES / "documents"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md"] = markdown_escape
+    return env
+
+
+_MARKDOWN = str.maketrans(
+    {
+        **{c: "\\" + c for c in "\\`*_[]|~"},
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+    }
+)
+
+
+def markdown_escape(text: str) -> str:
+    """User-derived text inert in Markdown: no emphasis, links or HTML."""
+    return text.translate(_MARKDOWN)
+
+
+def document(r: Report, kind: str) -> str:
+    """`text`, `markdown` or `html` (for the console, `liaison digest`, email forwarding)."""
+    names = {"text": "digest.txt", "markdown": "digest.md", "html": "digest.html"}
+    return _documents().get_template(names[kind]).render(r=r).strip() + "\n"

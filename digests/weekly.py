@@ -1,0 +1,171 @@
+"""The Monday digest as scheduled work: one `digest_runs` row per week, due at its time,
+claimed with FOR UPDATE SKIP LOCKED, built and owed to the outbox in the same transaction,
+so it goes out exactly once however many instances tick. Opted-in members also get a
+private "your week" note with their own figures."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.messages import Card, Field_, card_to_dict, report_to_dict
+from bot.text import hours, percent, say
+from digests.business_time import Company, Schedule, next_working_moment
+from digests.calendars import Calendars
+from digests.chart import chart_png
+from digests.digest import Week, build
+from digests.report import report
+from digests.sla import TickReport
+from storage import digest as figures
+from storage import queries
+from storage.db import Store
+from storage.models import DigestRun, Member, NewMessage
+
+log = logging.getLogger(__name__)
+CATCH_UP = timedelta(hours=24)  # after downtime, a late digest still goes out this long
+
+
+def built_report(session: Session, week: Week, now: datetime) -> tuple[str, dict[str, object]]:
+    """The digest of `week` as outbox-ready data (the chart included), and its title."""
+    digest = build(session, week, now=now)
+    version = queries.current_policy(session).version
+    made = report(digest, version=version, chart=chart_png(digest))
+    return made.title, report_to_dict(made)
+
+
+class Digests:
+    """The due work of the weekly digest (one of the scheduler's passes)."""
+
+    def __init__(self, schedule: Schedule, target: str | None) -> None:
+        self.schedule = schedule
+        self.default_target = target
+
+    def __call__(self, store: Store, *, now: datetime, company: Company) -> TickReport:
+        report_ = TickReport()
+        week = Week.last_complete(now, self.schedule.tz)
+        due = self.schedule.due(week.end)
+        if due > now:
+            week = week.before()  # this week's digest is not due yet; last week's may be
+            due = self.schedule.due(week.end)
+        if now - due <= CATCH_UP:  # a digest missed for longer is posted by hand only
+            with store.session() as session:
+                _plan(session, week=week, due=due, now=now)
+        with store.session() as session:
+            for run in _claim_due(session, now=now):
+                self._post(session, run, now, company, report_)
+        return report_
+
+    def _post(
+        self, session: Session, run: DigestRun, now: datetime, company: Company, out: TickReport
+    ) -> None:
+        week = Week.of(run.week, self.schedule.tz)
+        target = queries.channel_target(session, kind="digest") or self.default_target
+        messages = []
+        if target:
+            title, data = built_report(session, week, now)
+            messages.append(
+                NewMessage(
+                    key=f"digest:{run.week}",
+                    member_id=None,
+                    target=target,
+                    card={"report": data, "title": title},
+                    not_before=now,
+                    created_at=now,
+                )
+            )
+        else:
+            log.warning("the %s digest is due but no digest channel is set", run.week)
+        messages += your_week_notes(session, week, now, company)
+        keys = queries.enqueue_many(session, messages=messages)
+        run.status, run.posted_at, run.target = "posted", now, target
+        session.add(run)
+        out.looked_at += 1
+        out.messages += len(keys)
+        out.keys += keys
+
+
+def _plan(session: Session, *, week: Week, due: datetime, now: datetime) -> None:
+    """The row for `week`'s digest, once (a concurrent instance may write it first)."""
+    if session.get(DigestRun, week.label) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(DigestRun(week=week.label, due_at=due, created_at=now))
+    except IntegrityError:
+        log.info("digest run %s was planned by another instance", week.label)
+
+
+def _claim_due(session: Session, *, now: datetime) -> list[DigestRun]:
+    return list(
+        session.exec(
+            select(DigestRun)
+            .where(DigestRun.status == "pending", col(DigestRun.due_at) <= now)
+            .order_by(col(DigestRun.due_at))
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def your_week_notes(
+    session: Session, week: Week, now: datetime, company: Company
+) -> list[NewMessage]:
+    """A private note with their own figures for each member who opted in."""
+    members = session.exec(select(Member).where(col(Member.weekly_digest).is_(True))).all()
+    calendars = Calendars(session, company)
+    notes = []
+    for member in members:
+        mine = figures.member_week(
+            session, member_id=member.id or 0, start=week.start, end=week.end
+        )
+        try:
+            not_before = next_working_moment(calendars.of(member), now)
+        except ValueError:
+            not_before = now
+        notes.append(
+            NewMessage(
+                key=f"your-week:{week.label}:{member.id}",
+                member_id=member.id,
+                card=card_to_dict(your_week_card(member, week, mine)),
+                not_before=not_before,
+                created_at=now,
+            )
+        )
+    return notes
+
+
+def your_week_card(member: Member, week: Week, mine: figures.MemberWeek) -> Card:
+    touch, answers = mine.first_touch, mine.answers
+    fields = [
+        Field_(say("your_week_leads"), say("your_week_leads_value", m=mine)),
+        Field_(
+            say("your_week_first_touch"),
+            say(
+                "your_week_clock_value",
+                closed=touch.closed,
+                share=percent(touch.met / touch.closed) if touch.closed else "",
+                median=hours(touch.median_seconds / 3600) if touch.median_seconds else "",
+            ),
+        ),
+        Field_(say("your_week_attempts"), str(mine.attempts)),
+    ]
+    if answers.closed:
+        fields.append(
+            Field_(
+                say("your_week_answers"),
+                say(
+                    "your_week_clock_value",
+                    closed=answers.closed,
+                    share=percent(answers.met / answers.closed),
+                    median=hours(answers.median_seconds / 3600) if answers.median_seconds else "",
+                ),
+            )
+        )
+    return Card(
+        title=say("your_week_title", week=week.label, days=week.days),
+        text=say("your_week_intro", name=member.name),
+        fields=tuple(fields),
+        context=say("your_week_context"),
+    )

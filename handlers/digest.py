@@ -1,0 +1,43 @@
+"""`/digest preview` (the digest so far, privately, for anyone) and `/digest me on|off`
+(a private "your week" note every Monday)."""
+
+from __future__ import annotations
+
+from bot.effects import Effect, ShowReport
+from bot.interaction import Interaction
+from bot.router import Context, Router
+from bot.text import say
+from digests.chart import chart_png
+from digests.digest import Week, build
+from digests.report import report
+from handlers.common import private
+from storage import queries
+from storage.models import Member
+
+
+def register(router: Router) -> None:
+    router.command(
+        "digest", digest, summary=say("help_digest"), usage="digest [preview | last | me on|off]"
+    )
+
+
+def digest(ctx: Context, interaction: Interaction) -> list[Effect]:
+    words = interaction.text.lower().split()
+    if words in ([], ["preview"]):
+        return _preview(ctx, Week.containing(ctx.now, ctx.company.tz))
+    if words == ["last"]:
+        return _preview(ctx, Week.last_complete(ctx.now, ctx.company.tz))
+    if len(words) == 2 and words[0] == "me" and words[1] in ("on", "off"):
+        me = ctx.session.get(Member, interaction.actor.id)
+        if me is None:
+            return private(say("digest_usage"))
+        me.weekly_digest = words[1] == "on"
+        ctx.session.add(me)
+        return private(say("digest_me_on" if me.weekly_digest else "digest_me_off"))
+    return private(say("digest_usage"))
+
+
+def _preview(ctx: Context, week: Week) -> list[Effect]:
+    made = build(ctx.session, week, now=ctx.now)
+    version = queries.current_policy(ctx.session).version
+    return [ShowReport(report(made, version=version, chart=chart_png(made)))]
