@@ -30,7 +30,8 @@ def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
     """The Slack and Teams senders this configuration allows (Slack first, when on)."""
     from bot import slack, teams
 
-    messengers: list[Messenger] = [teams.TeamsMessenger(teams.make_adapter(settings), settings)]
+    adapter = teams.make_adapter(settings)
+    messengers: list[Messenger] = [teams.TeamsMessenger(adapter, settings, store)]
     if settings.slack_enabled:
         messengers.insert(0, slack.SlackMessenger.from_settings(settings, store))
     return messengers

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
 CHANNEL_ID = "msteams"
+SERVICE_KEY = "teams_service"  # company_settings: the last reference Teams reached us with
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,9 +90,17 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
         self.app_id = app_id
         self.last_seen: ConversationReference | None = None
 
-    def remember(self, reference: Any) -> None:
-        if reference is not None and reference.service_url:
-            self.last_seen = reference
+    def remember(self, reference: Any) -> bool:
+        """Keep `reference` as where Teams reaches the bot; True when that is news (a
+        service URL or bot account not seen before), worth storing for other processes."""
+        if reference is None or not reference.service_url:
+            return False
+        seen = self.last_seen
+        self.last_seen = reference
+        return seen is None or (seen.service_url, getattr(seen.bot, "id", None)) != (
+            reference.service_url,
+            getattr(reference.bot, "id", None),
+        )
 
     def channel_reference(self, channel: str, tenant_id: str) -> Any:
         """A reference to a channel (or chat) conversation by id, for proactive posts."""
@@ -228,9 +237,26 @@ class TeamsMessenger:
 
     platform = PLATFORM
 
-    def __init__(self, adapter: TeamsAdapter, settings: Settings) -> None:
+    def __init__(
+        self, adapter: TeamsAdapter, settings: Settings, store: Store | None = None
+    ) -> None:
         self.adapter = adapter
         self.tenant_id = settings.microsoft_app_tenant_id
+        self.store = store
+
+    async def _channel(self, channel: str) -> Any:
+        """A channel reference; the service URL from this process's last activity, else the
+        one stored by whichever process last heard from Teams."""
+        if self.adapter.last_seen is None and self.store is not None:
+            stored = await asyncio.to_thread(self._stored_service)
+            if stored:
+                self.adapter.remember(load_reference(json.loads(stored)))
+        return self.adapter.channel_reference(channel, self.tenant_id)
+
+    def _stored_service(self) -> str | None:
+        assert self.store is not None
+        with self.store.session() as session:
+            return queries.get_setting(session, key=SERVICE_KEY)
 
     def reaches(self, member: Member) -> bool:
         return member.teams_reference is not None
@@ -241,11 +267,11 @@ class TeamsMessenger:
         return await self._deliver(load_reference(member.teams_reference), card)
 
     async def post(self, channel: str, card: Card) -> Posted:
-        return await self._deliver(self.adapter.channel_reference(channel, self.tenant_id), card)
+        return await self._deliver(await self._channel(channel), card)
 
     async def post_report(self, channel: str, report: Report) -> Posted:
         """The digest as one Adaptive Card with its chart, in the channel."""
-        reference = self.adapter.channel_reference(channel, self.tenant_id)
+        reference = await self._channel(channel)
         reference.activity_id = None
         message_id = await send_to(
             self.adapter, reference, message(report_card(report), report.title), None
@@ -255,18 +281,20 @@ class TeamsMessenger:
     async def update(self, location: CardLocation, card: Card) -> None:
         await update_in(
             self.adapter,
-            self._reference(location),
+            await self._reference(location),
             location.message_id,
             message(card_attachment(card), card.summary),
         )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
-        return await self._deliver(self._reference(location), card, reply_to=location.message_id)
+        return await self._deliver(
+            await self._reference(location), card, reply_to=location.message_id
+        )
 
-    def _reference(self, location: CardLocation) -> Any:
+    async def _reference(self, location: CardLocation) -> Any:
         if location.reference:
             return load_reference(location.reference)
-        return self.adapter.channel_reference(location.channel, self.tenant_id)
+        return await self._channel(location.channel)
 
     async def _deliver(self, reference: Any, card: Card, reply_to: str | None = None) -> Posted:
         reference.activity_id = None
@@ -465,8 +493,15 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
     async def on_turn(self, turn_context: TurnContext) -> None:
         adapter = turn_context.adapter
         if isinstance(adapter, TeamsAdapter):  # the activity is authenticated by now
-            adapter.remember(TurnContext.get_conversation_reference(turn_context.activity))
+            reference = TurnContext.get_conversation_reference(turn_context.activity)
+            if adapter.remember(reference):
+                # Other processes (`liaison tick`, a second instance) post to channels too.
+                await asyncio.to_thread(self._store_service, dump_reference(reference))
         await super().on_turn(turn_context)
+
+    def _store_service(self, reference: dict[str, Any]) -> None:
+        with self.store.session() as session:
+            queries.set_setting(session, key=SERVICE_KEY, value=json.dumps(reference))
 
     async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity

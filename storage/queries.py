@@ -22,6 +22,7 @@ from storage.models import (
     ChannelSetting,
     Clock,
     ClockChange,
+    CompanySetting,
     Criterion,
     EventKind,
     Holiday,
@@ -426,6 +427,17 @@ def channel_target(session: Session, *, kind: str) -> str | None:
 def set_channel(session: Session, *, kind: str, target: str) -> None:
     setting = session.get(ChannelSetting, kind) or ChannelSetting(kind=kind, target=target)
     setting.target = target
+    session.add(setting)
+
+
+def get_setting(session: Session, *, key: str) -> str | None:
+    setting = session.get(CompanySetting, key)
+    return setting.value if setting else None
+
+
+def set_setting(session: Session, *, key: str, value: str) -> None:
+    setting = session.get(CompanySetting, key) or CompanySetting(key=key, value=value)
+    setting.value = value
     session.add(setting)
 
 

@@ -165,6 +165,8 @@ class SlackStandIn:
             params = json.loads(raw) if raw else {}
         else:
             params = {k: v[0] for k, v in parse_qs(raw).items()}
+        # slack_sdk sends some methods' arguments (files.completeUploadExternal) in the URL.
+        params = {**dict(request.query), **params}
         for key in ("blocks", "view"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])

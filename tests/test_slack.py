@@ -472,3 +472,29 @@ async def test_the_home_tab_shows_what_waits_with_sla_time_left(
     await post_slack(server, json.dumps(event).encode(), "application/json")
     await server.settle()
     assert len(slack.of("views.publish")) == 1
+
+
+async def test_digest_preview_and_your_week_opt_in(server: LiveServer, slack: SlackStandIn) -> None:
+    await send_leads(server, [lead_payload("P-1", "Pia Lind")])
+    form = fixture("slack", "slash_command")
+    form.update(
+        user_id="U0CAROL", text="digest preview", response_url=slack.response_url("preview")
+    )
+    await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")
+    await server.settle()
+    (answer,) = slack.of("response_url")
+    assert answer["response_type"] == "ephemeral"
+    assert answer["blocks"][0]["type"] == "header"
+    assert "Weekly alignment digest" in answer["blocks"][0]["text"]["text"]
+    assert "*Generated*: 1" in text_of(answer) and "Agenda for the weekly sync" in text_of(answer)
+    form.update(text="digest me on", response_url=slack.response_url("me"))
+    await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")
+    await server.settle()
+    assert "private note with your own figures" in text_of(slack.of("response_url")[-1])
+    with server.store.session() as session:
+        carol = queries.member_by(session, email="carol@example.com")
+        assert carol is not None and carol.weekly_digest
+    form.update(text="digest sometimes", response_url=slack.response_url("bad"))
+    await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")
+    await server.settle()
+    assert "`digest preview` for this week so far" in text_of(slack.of("response_url")[-1])

@@ -657,3 +657,12 @@ async def test_home_shows_what_waits_for_me(chat: Teams) -> None:
     assert "1 lead." in text and "Hana Ito (Acme): waiting for your verdict" in text
     assert "first touch: due" in text and "of business time left" in text
     assert titles(reply.card) == ["Show my leads", "Refresh"]
+
+
+async def test_digest_preview_in_a_personal_chat(chat: Teams) -> None:
+    said = await chat.say(ALICE, "digest preview")
+    reply = await chat.reply_to(said)
+    text = card_text(reply.card)
+    assert "Weekly alignment digest" in text and "Agenda for the weekly sync" in text
+    images = [e for e in reply.card["body"] if e["type"] == "Image"]
+    assert images and images[0]["url"].startswith("data:image/png;base64,")
