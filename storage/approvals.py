@@ -252,7 +252,7 @@ def due_reminders(session: Session, *, now: datetime, limit: int) -> list[Approv
 
 
 def undecided(session: Session, *, request_id: int) -> list[Member]:
-    """The approvers of a request who have not decided yet."""
+    """The approvers of a request who have not decided yet, sales first, then by name."""
     return list(
         session.exec(
             select(Member)
@@ -261,7 +261,7 @@ def undecided(session: Session, *, request_id: int) -> list[Member]:
                 ApprovalSignoff.request_id == request_id,
                 col(ApprovalSignoff.decision).is_(None),
             )
-            .order_by(col(Member.name))
+            .order_by(col(ApprovalSignoff.side).desc(), col(Member.name))
         ).all()
     )
 
