@@ -202,8 +202,8 @@ def submit_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effe
     errors = {}
     if problems:
         errors["criteria"] = _problems(problems)
-    if note_problem(note):
-        errors["note"] = note_problem(note) or ""
+    if problem := note_problem(note):
+        errors["note"] = problem
     if errors:
         return [FormErrors(errors)]
     changes = criteria_changes([(c.key, c.text) for c in current], new)
@@ -298,8 +298,8 @@ def submit_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
     note = interaction.value("note")
     spec = parse_sla(interaction, note)
     errors = dict(spec) if isinstance(spec, dict) else {}
-    if note_problem(note):
-        errors["note"] = note_problem(note) or ""
+    if problem := note_problem(note):
+        errors["note"] = problem
     if errors or isinstance(spec, dict):
         return [FormErrors(errors)]
     policy = queries.current_policy(ctx.session)
