@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlmodel import col, select
@@ -24,10 +25,23 @@ from bot.settings import Settings
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork, for_settings
-from handlers import clocks, digest, general, home, leads, questions, sla, tone
+from handlers import (
+    approvals,
+    clocks,
+    digest,
+    general,
+    home,
+    leads,
+    proposals,
+    questions,
+    sla,
+    tone,
+)
 from handlers.ingest import Ingestor, validate
+from storage import approvals as approval_store
 from storage import queries
 from storage.db import Store
+from storage.models import ApprovalSubject
 
 cli = typer.Typer(
     help="Liaison: the neutral go-between for sales and marketing.",
@@ -42,6 +56,9 @@ outbox_cli = typer.Typer(help="Messages Liaison owes: list and retry.", invoke_w
 sla_cli = typer.Typer(help="The two-sided service-level agreement.", no_args_is_help=True)
 holidays_cli = typer.Typer(help="Company holidays (no SLA clock runs).", no_args_is_help=True)
 campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
+approvers_cli = typer.Typer(
+    help="Who signs off new lead-definition and SLA versions.", no_args_is_help=True
+)
 for name, sub in (
     ("db", db_cli),
     ("members", members_cli),
@@ -51,6 +68,7 @@ for name, sub in (
     ("sla", sla_cli),
     ("outbox", outbox_cli),
     ("holidays", holidays_cli),
+    ("approvers", approvers_cli),
 ):
     cli.add_typer(sub, name=name)
 
@@ -71,6 +89,7 @@ def build_router(
     tone.register(router)
     home.register(router)
     digest.register(router)
+    approvals.register(router)
     return router
 
 
@@ -395,11 +414,34 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
         out.print("[red]Each criterion needs a unique, non-empty key and a text.[/red]")
         raise typer.Exit(2)
     store = open_store(load_settings())
+    note = str(spec.get("note", ""))
     with store.session() as session:
+        base, current = queries.current_definition(session)
         definition = queries.create_definition(
-            session, criteria=criteria, note=str(spec.get("note", "")), created_by=by, now=now()
+            session, criteria=criteria, note=note, created_by=by, now=now()
         )
-    out.print(f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria).")
+        changes = proposals.criteria_changes([(c.key, c.text) for c in current], criteria)
+        record = approval_store.record_bootstrap(
+            session,
+            subject=ApprovalSubject.leaddef,
+            label=by,
+            payload={"base_version": base.version, "criteria": criteria, **changes},
+            note=note,
+            version=definition.version,
+            now=now(),
+        )
+        waiting = approvals.still_waiting(session)
+    out.print(
+        f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria), "
+        f"set without sign-off (recorded as approval #{record.id})."
+    )
+    _mention_waiting(waiting)
+
+
+def _mention_waiting(waiting: list[int]) -> None:
+    if waiting:
+        ids = ", ".join(f"#{i}" for i in waiting)
+        out.print(f"Still waiting for sign-off: approval {ids} (`/approvals ID` in chat).")
 
 
 @cli.command()
@@ -490,10 +532,31 @@ def sla_set(file: Path, by: str = "admin (CLI)") -> None:
         raise typer.Exit(2) from error
     store = open_store(load_settings())
     with store.session() as session:
+        base = queries.current_policy(session)
         policy = queries.create_policy(
             session, fields=spec.fields(), note=spec.note, created_by=by, now=now()
         )
-    out.print(f"SLA v{policy.version} is now in force.")
+        fields = {name: getattr(policy, name) for name in proposals.SLA_FIELDS}
+        changed = [
+            [name, getattr(base, name), value]
+            for name, value in fields.items()
+            if getattr(base, name) != value
+        ]
+        record = approval_store.record_bootstrap(
+            session,
+            subject=ApprovalSubject.sla,
+            label=by,
+            payload={"base_version": base.version, "fields": fields, "changed": changed},
+            note=spec.note,
+            version=policy.version,
+            now=now(),
+        )
+        waiting = approvals.still_waiting(session)
+    out.print(
+        f"SLA v{policy.version} is now in force, set without sign-off "
+        f"(recorded as approval #{record.id})."
+    )
+    _mention_waiting(waiting)
 
 
 @holidays_cli.command("add")
@@ -653,6 +716,48 @@ def campaigns_set(
         campaign.marketer_id = member.id
         session.add(campaign)
     out.print(f"{member.name} answers questions about {name}.")
+
+
+@approvers_cli.command("set")
+def approvers_set(
+    sales: Annotated[
+        str | None, typer.Option(help="sales approvers' emails, comma-separated")
+    ] = None,
+    marketing: Annotated[
+        str | None, typer.Option(help="marketing approvers' emails, comma-separated")
+    ] = None,
+) -> None:
+    """Name who signs off new versions, per side; each list given replaces that side's."""
+    store = open_store(load_settings())
+    with store.session() as session:
+        lists = approvals.approver_lists(session, sales=sales, marketing=marketing)
+        if isinstance(lists, str):
+            out.print(f"[red]{escape(lists)}[/red]")
+            raise typer.Exit(2)
+        names = approvals.apply_approvers(session, lists)
+        waiting = approvals.still_waiting(session)
+    for side in approval_store.SIDES:
+        out.print(f"{side.capitalize()} approvers: {', '.join(names[side]) or 'none'}")
+    if waiting:
+        ids = ", ".join(f"#{i}" for i in waiting)
+        out.print(f"Pending approval {ids} keeps the approvers it was sent to.")
+
+
+@approvers_cli.command("list")
+def approvers_list() -> None:
+    """Who signs off new lead-definition and SLA versions, for each side."""
+    store = open_store(load_settings())
+    table = Table("side", "name", "email", "role")
+    with store.session() as session:
+        named = approval_store.approvers(session)
+        for side, member in named:
+            table.add_row(side, member.name, member.email or "-", member.role)
+    if not named:
+        out.print(
+            "No approvers named yet: liaison approvers set --sales EMAIL --marketing EMAIL"
+        )
+        return
+    out.print(table)
 
 
 def main() -> None:

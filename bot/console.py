@@ -376,6 +376,8 @@ class ConsoleChat:
                 else p
                 for p in picked
             ]
+        if spec.kind is InputKind.multiline and spec.initial and "\n" in spec.initial[0]:
+            return self._ask_lines(spec)
         hint = " (YYYY-MM-DD)" if spec.kind is InputKind.date else ""
         keep = f" [{spec.initial[0]}]" if spec.initial and spec.initial[0] else ""
         raw = self.ask(f"{spec.label}{hint}{keep}{optional}: ")
@@ -384,6 +386,21 @@ class ConsoleChat:
         if not raw.strip() and keep:
             return [spec.initial[0]]
         return [raw]
+
+    def _ask_lines(self, spec: Input) -> list[str] | None:
+        """A pre-filled text of several lines (a list to edit): shown, then typed anew line
+        by line up to an empty line; Enter on the first line keeps it as it is."""
+        self.screen.out.print(escape(f"{spec.label}:"))
+        for line in spec.initial[0].splitlines():
+            self.screen.out.print(f"  {escape(line)}")
+        lines: list[str] = []
+        while True:
+            raw = self.ask(say("console_lines_prompt") if not lines else "… ")
+            if raw.strip() == "/cancel":
+                return None
+            if not raw.strip():
+                return ["\n".join(lines)] if lines else [spec.initial[0]]
+            lines.append(raw)
 
 
 def make_ask(console: Console) -> Callable[[str], str]:

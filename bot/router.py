@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -52,12 +52,19 @@ class Router:
     """Maps (kind, name) to a handler. Unknown commands fall through to `fallback`."""
 
     routes: dict[tuple[Kind, str], Route] = field(default_factory=dict)
+    verbs: dict[tuple[str, str], Route] = field(default_factory=dict)
     fallback: Handler | None = None
     company: Company = field(default_factory=Company)
     channels: dict[str, str] = field(default_factory=dict)
 
     def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
         self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
+
+    def subcommand(self, name: str, verb: str, handler: Handler, *, usage: str = "") -> None:
+        """`name verb …` goes to `handler` (with the rest as its text) instead of the
+        command `name`, so one capability can add a verb to another's command
+        (`leaddef propose`) without either importing the other."""
+        self.verbs[(name, verb)] = Route(handler, usage=usage or f"/{name} {verb}")
 
     def action(self, name: str, handler: Handler) -> None:
         self.routes[(Kind.action, name)] = Route(handler)
@@ -72,9 +79,18 @@ class Router:
     def handles(self, interaction: Interaction) -> bool:
         return (interaction.kind, interaction.name) in self.routes
 
+    def _route(self, interaction: Interaction) -> tuple[Route | None, Interaction]:
+        """The route of an interaction; a command's first word may name a subcommand."""
+        if interaction.kind is Kind.command:
+            verb, _, rest = interaction.text.strip().partition(" ")
+            sub = self.verbs.get((interaction.name, verb.lower()))
+            if sub is not None:
+                return sub, replace(interaction, text=rest.strip())
+        return self.routes.get((interaction.kind, interaction.name)), interaction
+
     def dispatch(self, store: Store, interaction: Interaction, now: datetime) -> list[Effect]:
         """Run the interaction's handler once; a repeated `request_id` has no effect."""
-        route = self.routes.get((interaction.kind, interaction.name))
+        route, interaction = self._route(interaction)
         handler = route.handler if route else self.fallback
         if handler is None:
             log.warning("no handler for %s %s", interaction.kind, interaction.name)

@@ -34,6 +34,7 @@ from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.slack_blocks import card_blocks, modal, report_blocks, view_values
 from bot.tasks import Background
+from bot.text import say
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -191,6 +192,12 @@ class SlackResponder:
         await self._private(report.title, report_blocks(report))
 
     async def show_form(self, form: Form) -> None:
+        if not self.body.get("trigger_id"):
+            # A message typed in the DM carries no trigger, and Slack opens a modal only
+            # from a slash command or a button press: say how to get the form.
+            typed = str((self.body.get("event") or {}).get("text", "")).strip().lstrip("/")
+            await self.reply(Card(text=say("slack_form_needs_slash", command=typed)))
+            return
         metadata = dict(form.state, channel=self._channel())
         await self.client.views_open(
             trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
