@@ -24,7 +24,7 @@ from bot.settings import Settings
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork
-from handlers import clocks, general, leads, questions, sla, tone
+from handlers import clocks, feedback, general, leads, questions, sla, tone
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
@@ -69,6 +69,7 @@ def build_router(
     sla.register(router)
     clocks.register(router)
     tone.register(router)
+    feedback.register(router)
     return router
 
 

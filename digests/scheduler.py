@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.delivery import Deliverer
-from digests import sla
+from digests import feedback, sla
 from digests.business_time import Company
 from digests.outbox import Sender, SendReport, due_count
 from storage.db import Store
@@ -42,7 +42,7 @@ class DueWork(Protocol):
 
 
 # Every pass runs these, in order: each claims its own due rows in its own transactions.
-DUE_WORK: tuple[DueWork, ...] = (sla.tick,)
+DUE_WORK: tuple[DueWork, ...] = (sla.tick, feedback.tick)
 
 
 class Clockwork:
