@@ -131,11 +131,17 @@ def _answers_line(question: records.QuestionSummary) -> str:
 
 
 def summary_card(
-    summary: records.FeedbackSummary, about: str, tz: str, *, actions: bool = False
+    summary: records.FeedbackSummary,
+    about: str,
+    tz: str,
+    *,
+    now: datetime | None = None,
+    actions: bool = False,
 ) -> Card:
     """The requester's view: response rate, then each question's figures or quotes
-    (without names). With `actions`, an open request offers Close now."""
-    is_open = summary.closed_at is None
+    (without names). Open until closed or, seen at `now`, until the deadline has passed;
+    with `actions`, an open request offers Close now."""
+    is_open = summary.closed_at is None and (now is None or now < summary.deadline)
     rate = summary.response_rate
     fields = [Field_(say("feedback_label_link"), summary.link)] if summary.link else []
     fields += [

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.interaction import Interaction
-from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Style
+from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option
 from bot.router import Context, Router
 from bot.text import say, when
 from digests import feedback as loop
@@ -103,12 +103,11 @@ def _refuse_non_marketer(ctx: Context, interaction: Interaction) -> list[Effect]
     waiting = records.waiting_for(ctx.session, member_id=interaction.actor.id or 0, now=ctx.now)
     if not waiting:
         return refused
-    (reply,) = refused
-    assert isinstance(reply, Reply)
+    why = " ".join(effect.card.text for effect in refused if isinstance(effect, Reply))
     tz = _tz(ctx, interaction.actor)
     shown = waiting[:WAITING_SHOWN]
     card = Card(
-        text=reply.card.text + "\n" + say("feedback_waiting_for_you", count=len(waiting)),
+        text=why + "\n" + say("feedback_waiting_for_you", count=len(waiting)),
         fields=tuple(
             Field_(
                 say("feedback_list_label", id=w.request_id, subject=w.subject),
@@ -521,8 +520,9 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         return found
     request_id, member_id = found.id or 0, interaction.actor.id or 0
     questions = records.questions_of(ctx.session, request_id=request_id)
-    values, errors = {}, {}
-    texts = {}
+    values: dict[int, str] = {}
+    errors: dict[str, str] = {}
+    texts: dict[str, str] = {}
     for question in questions:
         name = f"a{question.position}"
         value, problem = _answer_value(question, interaction.value(name))
@@ -595,7 +595,8 @@ def show_summary(ctx: Context, interaction: Interaction, raw: str) -> list[Effec
     summary = records.summary(ctx.session, request_id=found.id or 0)
     assert summary is not None
     about = loop.about_words(ctx.session, found)
-    return [Reply(loop.summary_card(summary, about, _tz(ctx, interaction.actor), actions=True))]
+    tz = _tz(ctx, interaction.actor)
+    return [Reply(loop.summary_card(summary, about, tz, now=ctx.now, actions=True))]
 
 
 def summary_button(ctx: Context, interaction: Interaction) -> list[Effect]:
@@ -640,14 +641,18 @@ def list_requests(ctx: Context, interaction: Interaction) -> list[Effect]:
                 "feedback_list_line",
                 responded=line.responded,
                 asked=line.asked,
-                open=line.closed_at is None,
+                open=line.closed_at is None and ctx.now < line.deadline,
                 at=when(line.closed_at or line.deadline, tz),
             ),
         )
         for line in lines
     )
     buttons = tuple(
-        Button(f"#{line.request_id}", "feedback.summary", _value(line.request_id), Style.default)
+        Button(
+            say("feedback_list_button", id=line.request_id),
+            "feedback.summary",
+            _value(line.request_id),
+        )
         for line in lines[:WAITING_SHOWN]
     )
     return [

@@ -623,6 +623,11 @@ def test_answering_after_the_deadline_is_refused_even_before_the_pass(
     ask(sqlite_store, people["carol"], good_request())
     (late,) = answer(sqlite_store, people["bob"], {"a1": "3", "a2": "Yes", "a3": "x"}, FRIDAY_17)
     assert isinstance(late, Reply) and "closed on Fri 27 Nov 17:00 GMT" in late.card.text
+    (live,) = replies(typed(sqlite_store, people["carol"], "1", FRIDAY_17))
+    assert live.text == "0 of 3 answered (0%). Closed Fri 27 Nov 17:00 GMT."
+    assert live.buttons == ()
+    (listed,) = replies(typed(sqlite_store, people["carol"], "list", FRIDAY_17))
+    assert listed.fields[0].value == "0 of 3 answered · closed Fri 27 Nov 17:00 GMT"
 
 
 # ---------------------------------------------------------------- the figures, in SQL
