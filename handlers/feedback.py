@@ -333,10 +333,7 @@ def _draft(ctx: Context, interaction: Interaction) -> Draft | FormErrors:
     questions = _questions(interaction, errors)
     audience = _audience(ctx, interaction.value("audience"), errors)
     if campaign is None and "campaign" not in errors:
-        if about == FeedbackAbout.campaign:
-            errors["campaign"] = say("feedback_campaign_needed")
-        elif audience == records.CAMPAIGN:
-            errors["campaign"] = say("feedback_campaign_needed_for_audience")
+        _campaign_needed(ctx, about, audience, errors)
     deadline = _deadline(ctx, interaction, errors)
     if errors or deadline is None:
         return FormErrors(errors)
@@ -372,6 +369,20 @@ def _campaign(ctx: Context, raw: str, errors: dict[str, str]) -> Campaign | None
         known = [c.name for c in queries.all_campaigns(ctx.session)[:10]]
         errors["campaign"] = say("feedback_campaign_unknown", name=raw, known=known)
     return found
+
+
+def _campaign_needed(ctx: Context, about: str, audience: str, errors: dict[str, str]) -> None:
+    """No campaign was picked: fine unless the request is about one or asks its reps. With
+    no campaign known at all the form has no campaign input, so the other input is named."""
+    if about != FeedbackAbout.campaign and audience != records.CAMPAIGN:
+        return
+    if not records.any_campaign(ctx.session):
+        field = "about" if about == FeedbackAbout.campaign else "audience"
+        errors[field] = say(f"feedback_no_campaigns_{field}")
+    elif about == FeedbackAbout.campaign:
+        errors["campaign"] = say("feedback_campaign_needed")
+    else:
+        errors["campaign"] = say("feedback_campaign_needed_for_audience")
 
 
 def _audience(ctx: Context, raw: str, errors: dict[str, str]) -> str:

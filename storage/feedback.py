@@ -192,6 +192,10 @@ def members(session: Session, *, ids: Sequence[int]) -> list[Member]:
     )
 
 
+def any_campaign(session: Session) -> bool:
+    return session.exec(select(Campaign.id).limit(1)).first() is not None
+
+
 def campaign_named(session: Session, *, name: str) -> Campaign | None:
     """A campaign by its name, ignoring case and surrounding spaces."""
     return session.exec(

@@ -301,6 +301,26 @@ def test_bad_requests_are_refused_naming_the_field(
     assert owed(sqlite_store) == []
 
 
+def test_without_campaigns_the_form_has_no_campaign_input(sqlite_store: Store) -> None:
+    with sqlite_store.session() as s:
+        carol = queries.upsert_member(s, now=MONDAY_9, email="c@x.com", name="C", role="marketer")
+        queries.upsert_member(s, now=MONDAY_9, email="a@x.com", name="A")
+    (shown,) = act(router, sqlite_store, carol, Kind.command, "feedback", MONDAY_9)
+    assert isinstance(shown, ShowForm)
+    assert "campaign" not in [i.name for i in shown.form.inputs]
+    # So a refusal names an input the form has (Slack shows errors under existing blocks).
+    (refused,) = ask(sqlite_store, carol, good_request(campaign=""))
+    assert isinstance(refused, FormErrors)
+    assert "No campaigns are known yet" in refused.errors["about"]
+    (refused,) = ask(
+        sqlite_store, carol, good_request(about="message", campaign="", audience="campaign")
+    )
+    assert isinstance(refused, FormErrors)
+    assert "pick all reps or a team" in refused.errors["audience"]
+    assert ask(sqlite_store, carol, good_request(about="message", campaign="")) != []
+    assert count(sqlite_store, FeedbackRequest) == 1
+
+
 def test_every_problem_is_named_at_once(sqlite_store: Store, people: dict[str, Member]) -> None:
     (refused,) = ask(
         sqlite_store,

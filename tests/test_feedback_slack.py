@@ -295,14 +295,19 @@ async def test_the_feedback_loop_in_slack(server: LiveServer, slack: SlackStandI
 async def test_close_and_list_from_slack(server: LiveServer, slack: SlackStandIn) -> None:
     view = await slash(server, slack, "U0CAROL")
     assert view is not None
-    given = dict(REQUEST, about="message", campaign="", deadline=in_three_days())
+    subject = "Pricing talk track <!here> & <@U0BOB>"
+    given = dict(REQUEST, about="message", subject=subject, campaign="", deadline=in_three_days())
     given.update(q2="", q2_kind="text", q2_options="", q3="")
     assert await send(server, "U0CAROL", view, given) is None
-    await eventually(lambda: feedback_cards(slack, "U0BOB"))
+    (card,) = await eventually(lambda: feedback_cards(slack, "U0BOB"))
+    # What the requester typed is shown, never acted on: no ping, no fake mention.
+    blocks = json.dumps(card["blocks"])
+    assert "Pricing talk track &lt;!here&gt; &amp; &lt;@U0BOB&gt;" in blocks
+    assert "<!here>" not in blocks and "<@U0BOB>" not in blocks
 
     await slash(server, slack, "U0CAROL", "list")
     listed = text_of(slack.of("response_url")[-1])
-    assert "#1 The webinar follow-up deck" in listed and "0 of 2 answered" in listed
+    assert "#1 Pricing talk track" in listed and "0 of 2 answered" in listed
     await slash(server, slack, "U0ALICE", "close 1")
     assert "Only Carol Chen, who asked for this feedback" in text_of(slack.of("response_url")[-1])
     await slash(server, slack, "U0CAROL", "close 1")
