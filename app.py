@@ -29,6 +29,7 @@ from handlers import (
     approvals,
     clocks,
     digest,
+    feedback,
     general,
     home,
     leads,
@@ -90,6 +91,7 @@ def build_router(
     home.register(router)
     digest.register(router)
     approvals.register(router)
+    feedback.register(router)
     return router
 
 

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.delivery import Deliverer
 from bot.settings import Settings
-from digests import approvals, sla
+from digests import approvals, feedback, sla
 from digests.business_time import Company
 from digests.outbox import Sender, SendReport, due_count
 from storage.db import Store
@@ -44,7 +44,7 @@ class DueWork(Protocol):
 
 
 # Every pass runs these, in order: each claims its own due rows in its own transactions.
-DUE_WORK: tuple[DueWork, ...] = (sla.tick, approvals.tick)
+DUE_WORK: tuple[DueWork, ...] = (sla.tick, feedback.tick, approvals.tick)
 
 
 class Clockwork:
