@@ -24,7 +24,7 @@ from bot.settings import Settings
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import Clockwork
-from handlers import clocks, general, leads, questions, sla, tone
+from handlers import clocks, content, general, insights, leads, questions, sla, tone, wins
 from handlers.ingest import Ingestor, validate
 from storage import queries
 from storage.db import Store
@@ -42,6 +42,7 @@ outbox_cli = typer.Typer(help="Messages Liaison owes: list and retry.", invoke_w
 sla_cli = typer.Typer(help="The two-sided service-level agreement.", no_args_is_help=True)
 holidays_cli = typer.Typer(help="Company holidays (no SLA clock runs).", no_args_is_help=True)
 campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_help=True)
+insights_cli = typer.Typer(help="Buyer insights from the field.", no_args_is_help=True)
 for name, sub in (
     ("db", db_cli),
     ("members", members_cli),
@@ -51,6 +52,7 @@ for name, sub in (
     ("sla", sla_cli),
     ("outbox", outbox_cli),
     ("holidays", holidays_cli),
+    ("insights", insights_cli),
 ):
     cli.add_typer(sub, name=name)
 
@@ -69,6 +71,9 @@ def build_router(
     sla.register(router)
     clocks.register(router)
     tone.register(router)
+    content.register(router)
+    insights.register(router)
+    wins.register(router)
     return router
 
 
@@ -571,6 +576,39 @@ def campaigns_set(
         campaign.marketer_id = member.id
         session.add(campaign)
     out.print(f"{member.name} answers questions about {name}.")
+
+
+@insights_cli.command("duty")
+def insights_duty(
+    email: Annotated[str | None, typer.Argument(help="the marketer's email")] = None,
+    off: Annotated[bool, typer.Option("--off", help="nobody is on duty")] = False,
+) -> None:
+    """Put a marketer on insights duty: insights without a campaign marketer go to them."""
+    from storage import insights as stored_insights
+
+    store = open_store(load_settings())
+    with store.session() as session:
+        if off or email is None:
+            if not off:
+                on_duty = stored_insights.duty_member_id(session)
+                member = queries.get_member(session, member_id=on_duty) if on_duty else None
+                out.print(f"{member.name} is on insights duty." if member else "Nobody is on duty.")
+                return
+            stored_insights.set_duty(session, member_id=None)
+            out.print("Nobody is on insights duty: insights go to every marketer.")
+            return
+        member = queries.member_by(session, email=email)
+        if member is None:
+            out.print(f"[red]No member with email {email}.[/red]")
+            raise typer.Exit(2)
+        if member.role not in ("marketer", "admin"):
+            out.print(
+                f"[red]{member.name} is a {member.role}; only marketers and admins take insights "
+                f"duty (liaison members set {email} --role marketer).[/red]"
+            )
+            raise typer.Exit(2)
+        stored_insights.set_duty(session, member_id=member.id)
+    out.print(f"{member.name} is on insights duty.")
 
 
 def main() -> None:
