@@ -3,6 +3,8 @@ claim it, answer it (ideally with content made for it) and close the loop with t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlmodel import Session
 
 from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm
@@ -119,7 +121,19 @@ def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
     )
 
 
-def submit_insight(ctx: Context, interaction: Interaction) -> list[Effect]:
+@dataclass(frozen=True)
+class NewInsight:
+    """A submitted insight that passed every check."""
+
+    text: str
+    kind: str
+    campaign: Campaign | None
+    tags: list[str]
+    lead: Lead | None
+
+
+def _checked(ctx: Context, interaction: Interaction) -> NewInsight | list[Effect]:
+    """The submitted insight, or the form errors (or private answer) that say what is wrong."""
     text, kind = interaction.value("text"), interaction.value("kind").lower() or "question"
     errors: dict[str, str] = {}
     if not text:
@@ -141,39 +155,47 @@ def submit_insight(ctx: Context, interaction: Interaction) -> list[Effect]:
         return unknown_lead()
     if errors or isinstance(campaign, str) or isinstance(tags, str):
         return [FormErrors(errors)]
-    routed, recipients, via = _route(ctx.session, campaign)
+    return NewInsight(text, kind, campaign, tags, lead)
+
+
+def submit_insight(ctx: Context, interaction: Interaction) -> list[Effect]:
+    new = _checked(ctx, interaction)
+    if isinstance(new, list):
+        return new
+    routed, recipients, via = _route(ctx.session, new.campaign)
     insight = insights.add(
         ctx.session,
         author_id=interaction.actor.id or 0,
-        kind=kind,
-        text=text,
-        lead_id=lead.id if lead else None,
-        campaign_id=campaign.id if campaign else None,
-        tags=tags,
+        kind=new.kind,
+        text=new.text,
+        lead_id=new.lead.id if new.lead else None,
+        campaign_id=new.campaign.id if new.campaign else None,
+        tags=new.tags,
         marketer_id=routed,
         now=ctx.now,
     )
-    card = insight_card(ctx.session, insight, for_marketing=True)
     effects: list[Effect] = [
-        Notify(m.id or 0, card, key=f"insight:{insight.id}:to:{m.id}")
+        Notify(
+            m.id or 0,
+            insight_card(ctx.session, insight, for_marketing=True, tz=m.timezone),
+            key=f"insight:{insight.id}:to:{m.id}",
+        )
         for m in recipients
         if m.id != interaction.actor.id
     ]
     target = ctx.channel("insights")
     if target:
+        card = insight_card(ctx.session, insight, for_marketing=True, tz=ctx.company.tz)
         effects.append(Post(target, card, key=f"insight:{insight.id}:posted"))
-    names = [m.name for m in recipients]
-    effects += private(
-        say(
-            "insight_sent",
-            insight_id=insight.id,
-            names=names,
-            via=via,
-            campaign=campaign.name if campaign else None,
-            channel=bool(target),
-        )
+    sent = say(
+        "insight_sent",
+        insight_id=insight.id,
+        names=[m.name for m in recipients],
+        via=via,
+        campaign=new.campaign.name if new.campaign else None,
+        channel=bool(target),
     )
-    return effects
+    return [*effects, *private(sent)]
 
 
 def _route(session: Session, campaign: Campaign | None) -> tuple[int | None, list[Member], str]:
@@ -198,20 +220,22 @@ def _on_duty(session: Session) -> Member | None:
 # ---------------------------------------------------------------- the card
 
 
-def _status_line(session: Session, insight: Insight) -> str:
+def _status_line(session: Session, insight: Insight, tz: str | None) -> str:
     who = member_name(session, insight.marketer_id)
     if insight.status == InsightStatus.closed:
         return say(
-            "insight_status_closed", who=who, at=when(insight.closed_at or insight.created_at)
+            "insight_status_closed", who=who, at=when(insight.closed_at or insight.created_at, tz)
         )
     if insight.status == InsightStatus.claimed:
         return say("insight_status_claimed", who=who)
     return say("insight_status_open", who=who if insight.marketer_id else None)
 
 
-def insight_card(session: Session, insight: Insight, *, for_marketing: bool) -> Card:
-    """The insight with its lead, campaign, tags and state; for marketing, Claim and Answer
-    while it is open."""
+def insight_card(
+    session: Session, insight: Insight, *, for_marketing: bool, tz: str | None = None
+) -> Card:
+    """The insight with its lead, campaign, tags and state (times in `tz`); for marketing,
+    Claim and Answer while it is open."""
     lead = session.get(Lead, insight.lead_id) if insight.lead_id else None
     campaign = session.get(Campaign, insight.campaign_id) if insight.campaign_id else None
     fields = [
@@ -220,7 +244,7 @@ def insight_card(session: Session, insight: Insight, *, for_marketing: bool) -> 
             (say("insight_label_lead"), say("insight_lead", lead=lead) if lead else ""),
             (say("insight_label_campaign"), campaign.name if campaign else ""),
             (say("insight_label_tags"), ", ".join(insight.tags or [])),
-            (say("insight_label_status"), _status_line(session, insight)),
+            (say("insight_label_status"), _status_line(session, insight, tz)),
         )
         if value
     ]
@@ -241,7 +265,7 @@ def insight_card(session: Session, insight: Insight, *, for_marketing: bool) -> 
         ),
         text=insight.text,
         fields=tuple(fields),
-        context=say("insight_context", insight_id=insight.id, at=when(insight.created_at)),
+        context=say("insight_context", insight_id=insight.id, at=when(insight.created_at, tz)),
         buttons=buttons,
     )
 
@@ -287,22 +311,30 @@ def claim(ctx: Context, interaction: Interaction) -> list[Effect]:
     if isinstance(found, list):
         return found
     insight = found
+    tz = interaction.actor.timezone
     if insight.status == InsightStatus.claimed:  # by this marketer already
-        return [Reply(_claimed_card(ctx, insight, already=True))]
+        return [Reply(_claimed_card(ctx, insight, tz, already=True))]
     if not insights.claim(
         ctx.session, insight=insight, marketer_id=interaction.actor.id or 0, now=ctx.now
     ):
         raced = _still_open(ctx, interaction, insight, answering=False)
-        return raced if isinstance(raced, list) else [Reply(_claimed_card(ctx, insight, True))]
-    effects: list[Effect] = [Reply(_claimed_card(ctx, insight, already=False))]
-    if insight.author_id != interaction.actor.id:
+        if isinstance(raced, list):
+            return raced
+        return [Reply(_claimed_card(ctx, insight, tz, already=True))]
+    effects: list[Effect] = [Reply(_claimed_card(ctx, insight, tz, already=False))]
+    author = ctx.session.get(Member, insight.author_id)
+    if author is not None and author.id != interaction.actor.id:
         effects.append(
             Notify(
                 insight.author_id,
                 Card(
                     title=say("insight_picked_up_title", who=interaction.actor.name),
                     text=insight.text,
-                    context=say("insight_context", insight_id=insight.id, at=when(ctx.now)),
+                    context=say(
+                        "insight_context",
+                        insight_id=insight.id,
+                        at=when(insight.created_at, author.timezone),
+                    ),
                 ),
                 key=f"insight:{insight.id}:claimed",
             )
@@ -310,8 +342,8 @@ def claim(ctx: Context, interaction: Interaction) -> list[Effect]:
     return effects
 
 
-def _claimed_card(ctx: Context, insight: Insight, already: bool) -> Card:
-    card = insight_card(ctx.session, insight, for_marketing=True)
+def _claimed_card(ctx: Context, insight: Insight, tz: str | None, *, already: bool) -> Card:
+    card = insight_card(ctx.session, insight, for_marketing=True, tz=tz)
     note = say("insight_claimed_already" if already else "insight_claimed_now")
     return Card(
         title=card.title,
@@ -434,7 +466,10 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 def _loop_closed(ctx: Context, interaction: Interaction, insight: Insight) -> list[Effect]:
     """The rep hears the answer (and gets the content link); the channel sees it is done."""
-    card = insight_card(ctx.session, insight, for_marketing=False)
+    author = ctx.session.get(Member, insight.author_id)
+    card = insight_card(
+        ctx.session, insight, for_marketing=False, tz=author.timezone if author else None
+    )
     rep = Card(
         title=say("insight_answered_title", who=interaction.actor.name, kind=insight.kind),
         text=insight.text,
@@ -446,7 +481,8 @@ def _loop_closed(ctx: Context, interaction: Interaction, insight: Insight) -> li
         effects.append(Notify(insight.author_id, rep, key=f"insight:{insight.id}:closed"))
     target = ctx.channel("insights")
     if target:
-        effects.append(Post(target, card, key=f"insight:{insight.id}:closed"))
+        done = insight_card(ctx.session, insight, for_marketing=False, tz=ctx.company.tz)
+        effects.append(Post(target, done, key=f"insight:{insight.id}:answer-posted"))
     effects += private(
         say(
             "insight_answer_sent",
@@ -478,7 +514,7 @@ def list_insights(ctx: Context, interaction: Interaction) -> list[Effect]:
     return [
         Reply(head),
         *(
-            Reply(insight_card(ctx.session, insight, for_marketing=marketing))
+            Reply(insight_card(ctx.session, insight, for_marketing=marketing, tz=actor.timezone))
             for insight in found[:LISTED]
         ),
     ]

@@ -11,8 +11,8 @@ from sqlmodel import col, select
 
 from app import build_router
 from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
-from bot.messages import card_from_dict
 from bot.interaction import Interaction, Kind, Where
+from bot.messages import card_from_dict
 from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import content, insights, queries
@@ -159,6 +159,13 @@ def test_the_insights_channel_gets_the_card_too(
     (post,) = posted(sqlite_store)
     assert post.target == "slack:C0INSIGHT" and post.key.endswith(":posted")
     assert [b.label for b in card_from_dict(post.card).buttons] == ["Claim", "Answer"]
+    insight_id = only_insight(sqlite_store).id or 0
+    answer(sqlite_store, people["carol"], insight_id)
+    posted_ids = [row.key for row in posted(sqlite_store)]
+    assert posted_ids == [f"insight:{insight_id}:posted", f"insight:{insight_id}:answer-posted"]
+    done = card_from_dict(posted(sqlite_store)[1].card)
+    assert done.buttons == () and "Answered by Carol" in str(done.fields)
+    assert people["alice"].id in notified(sqlite_store)  # and the rep hears too
     assert "insights channel" in replies(effects)
 
 
@@ -190,7 +197,7 @@ def test_share_insight_on_a_lead_pre_fills_the_lead_and_its_campaign(
     assert "About Jordan (Globex)" in form.form.intro
     campaign = next(i for i in form.form.inputs if i.name == "campaign")
     assert campaign.initial == (str(webinar.id),)
-    effects = raise_insight(
+    raise_insight(
         sqlite_store, people["alice"], lead_id=str(outcome.lead_id), campaign=str(webinar.id)
     )
     card = notified(sqlite_store)[people["carol"].id].card
@@ -364,7 +371,7 @@ def test_an_admin_may_answer_what_someone_else_claimed(
             added_by=None,
             now=NOW,
         )
-    effects = answer(sqlite_store, people["erin"], insight_id, content="1")
+    answer(sqlite_store, people["erin"], insight_id, content="1")
     rep = notified(sqlite_store)[people["alice"].id]
     assert "Integrations list" in [f.label for f in rep.card.fields]
     assert only_insight(sqlite_store).marketer_id == people["erin"].id
@@ -421,7 +428,7 @@ def test_answering_without_content_closes_the_loop_too(
     )
     assert isinstance(form, ShowForm)
     assert "content" not in [i.name for i in form.form.inputs]  # nothing matches its words
-    effects = answer(sqlite_store, people["dave"], insight_id)
+    answer(sqlite_store, people["dave"], insight_id)
     rep = notified(sqlite_store)[people["alice"].id]
     assert "Dave answered" in rep.card.title
     assert only_insight(sqlite_store).content_id is None
@@ -488,7 +495,7 @@ def test_someone_on_duty_who_left_marketing_is_skipped(
         assert dave is not None
         dave.role = "rep"
         s.add(dave)
-    effects = raise_insight(sqlite_store, people["alice"])
+    raise_insight(sqlite_store, people["alice"])
     assert set(notified(sqlite_store)) == {people["carol"].id}
 
 
@@ -548,3 +555,46 @@ def test_open_of_and_the_weeks_numbers(any_store: Store) -> None:
         assert later == insights.InsightWeek(raised=1, closed=1, closed_with_content=0)
         empty = insights.week_stats(s, start=NOW - timedelta(days=7), end=NOW)
         assert empty == insights.InsightWeek(0, 0, 0)
+
+
+def test_the_loop_on_both_databases(any_store: Store) -> None:
+    """Raise, claim, answer with new content, hear back, find it: SQLite and PostgreSQL."""
+    with any_store.session() as s:
+        alice = queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        carol = queries.upsert_member(
+            s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
+        )
+        content.add(
+            s,
+            title="Security overview",
+            link="https://example.com/security",
+            description="Covers SAML single sign-on among other things",
+            tags=[],
+            stage="awareness",
+            added_by=None,
+            now=NOW,
+        )
+    raise_insight(any_store, alice, text="Do you support SAML single sign-on?", tags="sso")
+    insight_id = only_insight(any_store).id or 0
+    run(any_store, carol, Kind.action, "insight.claim", insight_id=str(insight_id))
+    (taken,) = run(any_store, carol, Kind.action, "insight.claim", insight_id=str(insight_id))
+    assert isinstance(taken, Reply) and "already claimed" in taken.card.text
+    answer(
+        any_store,
+        carol,
+        insight_id,
+        new_title="SAML setup guide",
+        new_link="https://example.com/saml",
+    )
+    rep = notified(any_store)[alice.id or 0]
+    assert "SAML setup guide" in [f.label for f in rep.card.fields]
+    (found,) = run(any_store, alice, Kind.command, "content", "SAML")
+    assert isinstance(found, Reply)
+    # A title match outranks a description match.
+    assert [f.label for f in found.card.fields] == ["SAML setup guide", "Security overview"]
+    (closed,) = answer(any_store, carol, insight_id)
+    assert isinstance(closed, Reply) and "already answered by Carol" in closed.card.text
+    with any_store.session() as s:
+        assert insights.open_of(s, member_id=alice.id or 0) == []
+        week = insights.week_stats(s, start=NOW, end=NOW + timedelta(days=7))
+        assert week == insights.InsightWeek(raised=1, closed=1, closed_with_content=1)
