@@ -315,3 +315,28 @@ def test_ten_tags_are_fine_and_duplicates_collapse(
     with sqlite_store.session() as s:
         (item,) = content.newest(s)
         assert item.tags == ", ".join(f"t{n}" for n in range(10))
+
+
+def test_linked_labels_render_safely_on_every_platform() -> None:
+    import io
+
+    from rich.console import Console
+
+    from bot.console import ConsoleScreen
+    from bot.messages import Card, Field_
+
+    card = Card(
+        fields=(
+            Field_("Guide <!channel> *bold*", "v", link="https://e.com/a|b>c(d)"),
+            Field_("Not a link", "v", link="javascript:alert(1)"),
+        )
+    )
+    slack = str(card_blocks(card))
+    assert "*<https://e.com/a%7Cb&gt;c(d)|Guide &lt;!channel&gt; *bold*>*" in slack
+    assert "javascript" not in slack and "*Not a link*: v" in slack
+    facts = card_content(card)["body"][0]["facts"]
+    assert facts[0]["title"] == r"[Guide ＜\!channel＞ \*bold\*](https://e.com/a|b%3Ec%28d%29)"
+    assert facts[1]["title"] == "Not a link"
+    buffer = io.StringIO()
+    ConsoleScreen(Console(file=buffer, width=200, color_system=None)).show(card, heading="")
+    assert "Guide <!channel> *bold* <https://e.com/a|b>c(d)>: v" in buffer.getvalue()
