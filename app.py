@@ -28,15 +28,18 @@ from digests.scheduler import Clockwork, for_settings
 from handlers import (
     approvals,
     clocks,
+    content,
     digest,
     feedback,
     general,
     home,
+    insights,
     leads,
     proposals,
     questions,
     sla,
     tone,
+    wins,
 )
 from handlers.ingest import Ingestor, validate
 from storage import approvals as approval_store
@@ -60,6 +63,7 @@ campaigns_cli = typer.Typer(help="Campaigns and their marketers.", no_args_is_he
 approvers_cli = typer.Typer(
     help="Who signs off new lead-definition and SLA versions.", no_args_is_help=True
 )
+insights_cli = typer.Typer(help="Buyer insights from the field.", no_args_is_help=True)
 for name, sub in (
     ("db", db_cli),
     ("members", members_cli),
@@ -70,6 +74,7 @@ for name, sub in (
     ("outbox", outbox_cli),
     ("holidays", holidays_cli),
     ("approvers", approvers_cli),
+    ("insights", insights_cli),
 ):
     cli.add_typer(sub, name=name)
 
@@ -92,6 +97,9 @@ def build_router(
     digest.register(router)
     approvals.register(router)
     feedback.register(router)
+    content.register(router)
+    insights.register(router)
+    wins.register(router)
     return router
 
 
@@ -760,6 +768,39 @@ def approvers_list() -> None:
         )
         return
     out.print(table)
+
+
+@insights_cli.command("duty")
+def insights_duty(
+    email: Annotated[str | None, typer.Argument(help="the marketer's email")] = None,
+    off: Annotated[bool, typer.Option("--off", help="nobody is on duty")] = False,
+) -> None:
+    """Put a marketer on insights duty: insights without a campaign marketer go to them."""
+    from storage import insights as stored_insights
+
+    store = open_store(load_settings())
+    with store.session() as session:
+        if off or email is None:
+            if not off:
+                on_duty = stored_insights.duty_member_id(session)
+                member = queries.get_member(session, member_id=on_duty) if on_duty else None
+                out.print(f"{member.name} is on insights duty." if member else "Nobody is on duty.")
+                return
+            stored_insights.set_duty(session, member_id=None)
+            out.print("Nobody is on insights duty: insights go to every marketer.")
+            return
+        member = queries.member_by(session, email=email)
+        if member is None:
+            out.print(f"[red]No member with email {email}.[/red]")
+            raise typer.Exit(2)
+        if member.role not in ("marketer", "admin"):
+            out.print(
+                f"[red]{member.name} is a {member.role}; only marketers and admins take insights "
+                f"duty (liaison members set {email} --role marketer).[/red]"
+            )
+            raise typer.Exit(2)
+        stored_insights.set_duty(session, member_id=member.id)
+    out.print(f"{member.name} is on insights duty.")
 
 
 def main() -> None:

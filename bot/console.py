@@ -61,7 +61,8 @@ class ConsoleScreen:
         if card.text:
             lines.append(escape(card.text))
         for f in card.fields:
-            lines.append(f"[bold]{escape(f.label)}[/bold]: {escape(f.value)}")
+            link = f" <{escape(f.link)}>" if f.link else ""
+            lines.append(f"[bold]{escape(f.label)}[/bold]{link}: {escape(f.value)}")
         if card.context:
             lines.append(f"[dim]{escape(card.context)}[/dim]")
         labels = []

@@ -45,8 +45,17 @@ class Select:
 
 @dataclass(frozen=True)
 class Field_:
+    """A label and its value; with `link` (an http(s) URL), the label links there."""
+
     label: str
     value: str
+    link: str = ""
+
+
+def web_link(url: str) -> str:
+    """`url` when it is an http(s) address a renderer may link to, else ""."""
+    plain = url.isprintable() and " " not in url
+    return url if plain and url.lower().startswith(("https://", "http://")) else ""
 
 
 class InputKind(StrEnum):

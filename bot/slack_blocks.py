@@ -5,7 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.messages import Button, Card, Form, Input, InputKind, Option, Report, Section, Style
+from bot.messages import (
+    Button,
+    Card,
+    Field_,
+    Form,
+    Input,
+    InputKind,
+    Option,
+    Report,
+    Section,
+    Style,
+    web_link,
+)
 
 Block = dict[str, Any]
 
@@ -20,6 +32,20 @@ BUTTON_LIMIT = 75
 def mrkdwn_escape(text: str) -> str:
     """Slack's three control characters, so `<!channel>` shows as text and never pings."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_url(url: str) -> str:
+    """A URL made safe inside `<url|text>`: Slack's control characters and the pipe."""
+    return mrkdwn_escape(url).replace("|", "%7C")
+
+
+def field_line(f: Field_) -> str:
+    """`*label*: value`, the label linked when the field carries a web link."""
+    label = mrkdwn_escape(f.label)
+    link = web_link(f.link)
+    if link:
+        label = f"<{slack_url(link)}|{label}>"
+    return f"*{label}*: {mrkdwn_escape(f.value)}"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -70,7 +96,7 @@ def card_blocks(card: Card) -> list[Block]:
     if head:
         blocks.append(section("\n".join(head)))
     if card.fields:
-        lines = [f"*{mrkdwn_escape(f.label)}*: {mrkdwn_escape(f.value)}" for f in card.fields]
+        lines = [field_line(f) for f in card.fields]
         blocks.append(section("\n".join(lines)))
     if card.context:
         blocks.append(context(mrkdwn_escape(card.context)))

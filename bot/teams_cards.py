@@ -23,6 +23,7 @@ from bot.messages import (
     Report,
     Select,
     Style,
+    web_link,
 )
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -66,8 +67,18 @@ def text_block(
     return block
 
 
+_URL_UNSAFE = str.maketrans({c: f"%{ord(c):02X}" for c in "()<>[]\\\"'` "})
+
+
+def fact_title(f: Field_) -> str:
+    """The fact's label, as a markdown link when the field carries a web link."""
+    link = web_link(f.link)
+    label = escape_md(f.label)
+    return f"[{label}]({link.translate(_URL_UNSAFE)})" if link else label
+
+
 def fact_set(fields: Iterable[Field_]) -> dict[str, Any]:
-    facts = [{"title": escape_md(f.label), "value": escape_md(f.value)} for f in fields]
+    facts = [{"title": fact_title(f), "value": escape_md(f.value)} for f in fields]
     return {"type": "FactSet", "facts": facts}
 
 

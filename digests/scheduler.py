@@ -133,7 +133,13 @@ class Clockwork:
             self._wanted.set()
 
     async def _job(self) -> None:
-        report = await self.tick(datetime.now(UTC))
+        try:
+            report = await self.tick(datetime.now(UTC))
+        except asyncio.CancelledError:
+            # The server is shutting down mid-tick. The pass running in its thread commits
+            # or rolls back whole; what it did not take, the next tick anywhere takes.
+            log.info("tick interrupted by shutdown")
+            return
         if report.messages:
             self.wake()
 

@@ -15,7 +15,6 @@ from bot.messages import Card, Field_, card_to_dict, report_to_dict
 from bot.text import hours, percent, say
 from digests.business_time import Company, Schedule, next_working_moment
 from digests.calendars import Calendars
-from digests.chart import chart_png
 from digests.digest import Week, build
 from digests.report import report
 from digests.sla import TickReport
@@ -30,6 +29,8 @@ CATCH_UP = timedelta(hours=24)  # after downtime, a late digest still goes out t
 
 def built_report(session: Session, week: Week, now: datetime) -> tuple[str, dict[str, object]]:
     """The digest of `week` as outbox-ready data (the chart included), and its title."""
+    from digests.chart import chart_png  # matplotlib loads only when a digest is built
+
     digest = build(session, week, now=now)
     version = queries.current_policy(session).version
     made = report(digest, version=version, chart=chart_png(digest))

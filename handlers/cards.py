@@ -142,18 +142,21 @@ def lead_card(
 
 def _buttons(lead: Lead) -> tuple[Button, ...]:
     value = f"lead_id={lead.id}"
+    share = Button(say("button_share_insight"), "insight.share", value)
     if lead.state == LeadState.handed_off:
         return (
             Button(say("button_accept"), "lead.accept", value, Style.primary),
             Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
             Button(say("button_need_info"), "lead.need_info", value),
             Button(say("button_log_attempt"), "lead.log_attempt", value),
+            share,
         )
     if lead.state == LeadState.accepted:
         return (
             Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
             Button(say("button_need_info"), "lead.need_info", value),
             Button(say("button_log_attempt"), "lead.log_attempt", value),
+            share,
         )
     return ()
 

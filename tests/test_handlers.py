@@ -106,6 +106,7 @@ def test_a_new_lead_is_handed_to_its_owner(sqlite_store: Store, people: dict[str
         "Not a fit",
         "Need info",
         "Log attempt",
+        "Share insight",
     ]
     assert ("region", "EMEA") in [(f.label, f.value) for f in notify.card.fields]
     assert "lead definition v1" in notify.card.context

@@ -241,7 +241,7 @@ async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> Non
     labels = [
         e["text"]["text"] for b in first["blocks"] if b["type"] == "actions" for e in b["elements"]
     ]
-    assert labels == ["Accept", "Not a fit", "Need info", "Log attempt"]
+    assert labels == ["Accept", "Not a fit", "Need info", "Log attempt", "Share insight"]
 
     # Accept: the same card is updated in place.
     await interact(server, press(slack, "U0ALICE", first, "lead.accept"))

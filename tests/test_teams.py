@@ -318,7 +318,13 @@ async def test_journey(chat: Teams, server: LiveServer, standin: TeamsStandIn) -
         owner_email=ALICE.email,
     )
     card1 = await chat.handoff_card(ALICE, "Dana Diaz")
-    assert titles(card1.card) == ["Accept", "Not a fit", "Need info", "Log attempt"]
+    assert titles(card1.card) == [
+        "Accept",
+        "Not a fit",
+        "Need info",
+        "Log attempt",
+        "Share insight",
+    ]
     assert card1.activity_id == ""  # a new message, not a reply to anything
 
     # Accept: the same card is updated in place; the same activity twice acts once.

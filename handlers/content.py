@@ -1,0 +1,211 @@
+"""Content reps can send: `/content <words>` searches it (privately), `/content add` lets
+marketers register an item."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from bot.effects import Effect, FormErrors, Reply, ShowForm
+from bot.interaction import Interaction
+from bot.messages import Card, Field_, Form, Input, InputKind, Option
+from bot.router import Context, Router
+from bot.text import say
+from handlers.choices import LINK_LIMIT, tags_of, web_link
+from handlers.common import nonce, refuse_unless
+from storage import content
+from storage.models import ContentItem, Role
+
+TITLE_LIMIT = 150
+DESCRIPTION_LIMIT = 1000
+EXCERPT = 160
+RESULTS = 5
+WORDS_LIMIT = 200
+
+
+def register(router: Router) -> None:
+    router.command(
+        "content", content_command, summary=say("help_content"), usage="content WORDS | add"
+    )
+    router.form("content.add", submit_add)
+
+
+def content_command(ctx: Context, interaction: Interaction) -> list[Effect]:
+    """`content` shows how and the newest items; `content add` opens the form (marketers);
+    anything else is searched for."""
+    words = interaction.text.strip()
+    verb, _, rest = words.partition(" ")
+    if verb.lower() == "add":
+        return open_add(ctx, interaction, rest.strip())
+    if not words:
+        return [Reply(_newest_card(ctx.session))]
+    return [Reply(results_card(ctx.session, words[:WORDS_LIMIT]))]
+
+
+# ---------------------------------------------------------------- search
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """The start of `text`, cut at a word boundary."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+def content_field(item: ContentItem) -> Field_:
+    """One item: its title linking to it, then stage, tags and the description's start."""
+    return Field_(
+        item.title,
+        say(
+            "content_line",
+            stage=item.stage.capitalize(),
+            tags=item.tags,
+            description=excerpt(item.description),
+            link=item.link,
+        ),
+        link=item.link,
+    )
+
+
+def results_card(session: Session, words: str) -> Card:
+    found = content.search(session, words=words, limit=RESULTS)
+    if not found:
+        return Card(
+            title=say("content_none_title", words=words),
+            text=say("content_none_text"),
+            context=say("content_how_to_add"),
+        )
+    return Card(
+        title=say("content_results_title", words=words, count=len(found)),
+        fields=tuple(content_field(item) for item in found),
+        context=say("content_results_context"),
+    )
+
+
+def _newest_card(session: Session) -> Card:
+    items = content.newest(session, limit=RESULTS)
+    return Card(
+        title=say("content_usage_title"),
+        text=say("content_usage", total=content.count(session), shown=len(items)),
+        fields=tuple(content_field(item) for item in items),
+        context=say("content_how_to_add"),
+    )
+
+
+# ---------------------------------------------------------------- add
+
+
+def open_add(ctx: Context, interaction: Interaction, title: str = "") -> list[Effect]:
+    refused = refuse_unless(interaction.actor, Role.marketer, action=say("content_action_add"))
+    if refused:
+        return refused
+    form = Form(
+        name="content.add",
+        title=say("content_form_title"),
+        intro=say("content_form_intro"),
+        inputs=(
+            Input(
+                "title",
+                say("content_title_label"),
+                max_length=TITLE_LIMIT,
+                initial=(title[:TITLE_LIMIT],) if title else (),
+            ),
+            Input(
+                "link",
+                say("content_link_label"),
+                max_length=LINK_LIMIT,
+                placeholder="https://",
+            ),
+            Input(
+                "description",
+                say("content_description_label"),
+                InputKind.multiline,
+                required=False,
+                max_length=DESCRIPTION_LIMIT,
+            ),
+            Input(
+                "tags",
+                say("content_tags_label"),
+                required=False,
+                max_length=500,
+                placeholder=say("content_tags_placeholder"),
+            ),
+            Input(
+                "stage",
+                say("content_stage_label"),
+                InputKind.select,
+                tuple(Option(s, s.capitalize()) for s in content.STAGES),
+            ),
+        ),
+        submit_label=say("content_button_add"),
+        state={"nonce": nonce()},
+    )
+    return [ShowForm(form)]
+
+
+def new_item_errors(
+    session: Session, *, title: str, link: str, title_input: str, link_input: str
+) -> tuple[str, dict[str, str]]:
+    """The normal form of a new item's link, and what is wrong with its title or link
+    (empty, too long, not http(s), already registered), by input name."""
+    errors: dict[str, str] = {}
+    if not title:
+        errors[title_input] = say("content_title_empty")
+    elif len(title) > TITLE_LIMIT:
+        errors[title_input] = say("too_long", limit=TITLE_LIMIT)
+    normal = web_link(link)
+    if not link:
+        errors[link_input] = say("content_link_empty")
+    elif not normal:
+        errors[link_input] = say("content_link_invalid")
+    else:
+        existing = content.by_link(session, link=normal)
+        if existing is not None:
+            errors[link_input] = say(
+                "content_link_taken", title=existing.title, content_id=existing.id
+            )
+    return normal, errors
+
+
+def submit_add(ctx: Context, interaction: Interaction) -> list[Effect]:
+    refused = refuse_unless(interaction.actor, Role.marketer, action=say("content_action_add"))
+    if refused:
+        return refused
+    title = " ".join(interaction.value("title").split())
+    description = interaction.value("description")
+    stage = interaction.value("stage").lower()
+    link, errors = new_item_errors(
+        ctx.session,
+        title=title,
+        link=interaction.value("link"),
+        title_input="title",
+        link_input="link",
+    )
+    if len(description) > DESCRIPTION_LIMIT:
+        errors["description"] = say("too_long", limit=DESCRIPTION_LIMIT)
+    tags = tags_of(interaction.value("tags"))
+    if isinstance(tags, str):
+        errors["tags"] = tags
+    if stage not in content.STAGES:
+        errors["stage"] = say("content_pick_stage", stages=content.STAGES)
+    if errors or isinstance(tags, str):
+        return [FormErrors(errors)]
+    item = content.add(
+        ctx.session,
+        title=title,
+        link=link,
+        description=description,
+        tags=tags,
+        stage=stage,
+        added_by=interaction.actor.id,
+        now=ctx.now,
+    )
+    return [
+        Reply(
+            Card(
+                title=say("content_added_title", title=item.title),
+                fields=(content_field(item),),
+                context=say("content_added_context", content_id=item.id),
+            )
+        )
+    ]
