@@ -15,9 +15,13 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from storage import approvals as approval_store
 from storage import digest as figures
+from storage import feedback as feedback_store
+from storage import insights as insight_store
 from storage import queries
-from storage.models import ClockKind, SlaPolicy
+from storage.models import ClockKind, QuestionKind, SlaPolicy
+from storage.wins import WinRow, wins_between
 
 TREND_WEEKS = 4
 CONVERSION_WEEKS = 12  # conversion by attempts looks back this far: enough leads to mean it
@@ -134,6 +138,17 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class FeedbackHighlight:
+    """A feedback request closed in the week: its subject, who answered, and per rating or
+    choice question the headline (the mean, the most chosen)."""
+
+    subject: str
+    asked: int
+    responded: int
+    headlines: list[str]
+
+
+@dataclass(frozen=True)
 class AgendaItem:
     side: str  # "marketing" or "sales"
     gap: float  # how far short, as a share of the commitment
@@ -154,8 +169,12 @@ class Digest:
     conversion: list[figures.AttemptBucket]
     previous: Headline
     trend: list[Headline]  # oldest first, this week last
+    feedback: feedback_store.WeekStats
+    feedback_closed: list[FeedbackHighlight]
+    approvals: approval_store.WeekStats  # kept apart from feedback: blocking sign-offs
+    insights: insight_store.InsightWeek
+    wins: list[WinRow]
     agenda: list[AgendaItem] = field(default_factory=list)
-    sections: dict[str, Any] = field(default_factory=dict)  # feedback, approvals, insights…
 
     def to_json(self) -> dict[str, Any]:
         """Stable keys (documented in README); datetimes as ISO-8601 strings."""
@@ -273,9 +292,35 @@ def build(session: Session, week: Week, *, now: datetime) -> Digest:
         ),
         previous=trend[-1],
         trend=[*trend, headline(session, week)],
+        feedback=feedback_store.week_stats(session, start=week.start, end=week.end),
+        feedback_closed=_highlights(session, week),
+        approvals=approval_store.week_stats(session, start=week.start, end=week.end),
+        insights=insight_store.week_stats(session, start=week.start, end=week.end),
+        wins=wins_between(session, start=week.start, end=week.end),
     )
     digest.agenda = agenda(digest)
     return digest
+
+
+def _highlights(session: Session, week: Week) -> list[FeedbackHighlight]:
+    from bot.text import say
+
+    found = []
+    for request_id in feedback_store.closed_between(session, start=week.start, end=week.end):
+        summary = feedback_store.summary(session, request_id=request_id)
+        if summary is None:
+            continue
+        headlines = []
+        for question in summary.questions:
+            if question.kind == QuestionKind.rating and question.mean is not None:
+                headlines.append(say("digest_feedback_rating", q=question))
+            elif question.kind == QuestionKind.choice and question.answered:
+                option, count = max(question.choices, key=lambda c: c[1])
+                headlines.append(say("digest_feedback_choice", q=question, option=option, n=count))
+        found.append(
+            FeedbackHighlight(summary.subject, summary.asked, summary.responded, headlines)
+        )
+    return found
 
 
 # ---------------------------------------------------------------- the agenda

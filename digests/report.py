@@ -12,6 +12,8 @@ from bot.messages import Field_, Report, Section
 from bot.text import TEMPLATES, say
 from digests.digest import CONVERSION_WEEKS, SHOWN_CAMPAIGNS, SHOWN_REJECTIONS, Digest
 
+SHOWN_WINS = 6
+
 T = TypeVar("T")
 SectionMaker = Callable[[Digest], Section | None]
 
@@ -125,6 +127,42 @@ def conversion_section(d: Digest) -> Section:
     )
 
 
+def feedback_section(d: Digest) -> Section:
+    lines = tuple(say("digest_feedback_highlight", h=h) for h in d.feedback_closed)
+    return Section(
+        say("digest_feedback_heading"),
+        facts=(
+            Field_(say("digest_feedback_sent"), say("digest_feedback_sent_value", f=d.feedback)),
+            Field_(say("digest_feedback_closed"), str(d.feedback.closed)),
+        ),
+        lines=lines,
+    )
+
+
+def approvals_section(d: Digest) -> Section:
+    return Section(
+        say("digest_approvals_heading"),
+        facts=(
+            Field_(say("digest_approvals_label"), say("digest_approvals_value", a=d.approvals)),
+        ),
+    )
+
+
+def insights_section(d: Digest) -> Section:
+    return Section(
+        say("digest_insights_heading"),
+        facts=(Field_(say("digest_insights_label"), say("digest_insights_value", i=d.insights)),),
+    )
+
+
+def wins_section(d: Digest) -> Section | None:
+    """Praise in public: each win with who made it and the campaign behind it."""
+    if not d.wins:
+        return None
+    lines = _capped(d.wins, SHOWN_WINS, lambda w: say("digest_win_line", w=w))
+    return Section(say("digest_wins_heading"), lines=lines)
+
+
 def trend_section(d: Digest) -> Section:
     return Section(
         say("digest_trend_heading", weeks=len(d.trend)),
@@ -137,8 +175,7 @@ def agenda_section(d: Digest) -> Section:
     return Section(say("digest_agenda_heading"), lines=lines or (say("digest_agenda_none"),))
 
 
-# The order of the report; capabilities with their own section (feedback, approvals,
-# insights, wins) add a maker here.
+# The order of the report (the agenda is always added last).
 SECTIONS: list[SectionMaker] = [
     funnel_section,
     marketing_section,
@@ -146,6 +183,10 @@ SECTIONS: list[SectionMaker] = [
     rejections_section,
     sales_section,
     conversion_section,
+    feedback_section,
+    approvals_section,
+    insights_section,
+    wins_section,
     trend_section,
 ]
 

@@ -13,23 +13,30 @@ from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Button, Card, Field_
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import say, when
 from digests import sla
+from handlers.cards import member_name
 from handlers.leads import my_leads
+from storage import approvals as approval_store
+from storage import feedback as feedback_store
+from storage import insights as insight_store
 from storage import queries
-from storage.models import ClockKind, Lead, Member
+from storage.models import ClockKind, Lead, Member, Role
 
 SHOWN = 8  # items per section; the rest are counted
+BUTTONS = 4  # buttons for the first items that wait, across sections
 
 
 @dataclass(frozen=True)
 class Section:
-    """One part of the home view: its items, each a line, and how many there are."""
+    """One part of the home view: its items, each a line, how many there are, and buttons
+    that act on the first of them."""
 
     label: str
     lines: list[str]
     total: int
     count: str = ""  # "3 leads", for the summary line
+    buttons: tuple[Button, ...] = ()
 
 
 def register(router: Router) -> None:
@@ -68,7 +75,88 @@ def questions_section(ctx: Context, me: Member) -> Section:
     return Section(say("home_questions"), lines, len(clocks), count)
 
 
-SECTIONS: tuple[Callable[[Context, Member], Section], ...] = (leads_section, questions_section)
+def feedback_section(ctx: Context, me: Member) -> Section:
+    """Feedback requests that wait for my answer (they block nothing)."""
+    waiting = feedback_store.waiting_for(ctx.session, member_id=me.id or 0, now=ctx.now)
+    tz = me.timezone or ctx.company.tz
+    lines = [
+        say(
+            "home_feedback",
+            subject=w.subject,
+            who=member_name(ctx.session, w.requester_id),
+            answered=w.answered,
+            questions=w.questions,
+            deadline=when(w.deadline, tz),
+        )
+        for w in waiting[:SHOWN]
+    ]
+    buttons = tuple(
+        Button(
+            say("home_button_feedback", id=w.request_id),
+            "feedback.answer",
+            f"request={w.request_id}",
+        )
+        for w in waiting[:BUTTONS]
+    )
+    count = say("home_count_feedback", n=len(waiting))
+    return Section(say("home_feedback_label"), lines, len(waiting), count, buttons)
+
+
+def approvals_section(ctx: Context, me: Member) -> Section:
+    """Sign-offs that wait for me (these block a new version until I decide)."""
+    waiting = approval_store.waiting_for(ctx.session, member_id=me.id or 0)
+    tz = me.timezone or ctx.company.tz
+    lines = [
+        say(
+            "home_approval",
+            id=r.id,
+            subject=r.subject,
+            who=member_name(ctx.session, r.proposed_by),
+            at=when(r.created_at, tz),
+        )
+        for r in waiting[:SHOWN]
+    ]
+    buttons = tuple(
+        Button(say("home_button_approval", id=r.id), "approval.approve", f"request={r.id}")
+        for r in waiting[:BUTTONS]
+    )
+    count = say("home_count_approvals", n=len(waiting))
+    return Section(say("home_approvals_label"), lines, len(waiting), count, buttons)
+
+
+def insights_section(ctx: Context, me: Member) -> Section:
+    """Insights I raised that marketing has not answered yet; for marketing, those nobody
+    has claimed and those I claimed."""
+    if me.role in (Role.marketer, Role.admin):
+        open_ = list(insight_store.waiting_for_marketing(ctx.session, member_id=me.id or 0))
+    else:
+        open_ = list(insight_store.open_of(ctx.session, member_id=me.id or 0))
+    lines = [
+        say(
+            "home_insight",
+            text=i.text,
+            mine=i.author_id == me.id,
+            status=i.status,
+            who=member_name(ctx.session, i.marketer_id, ""),
+        )
+        for i in open_[:SHOWN]
+    ]
+    buttons = tuple(
+        Button(say("home_button_insight", id=i.id), "insight.answer", f"insight_id={i.id}")
+        for i in open_[:BUTTONS]
+        if i.author_id != me.id
+    )
+    count = say("home_count_insights", n=len(open_))
+    return Section(say("home_insights_label"), lines, len(open_), count, buttons)
+
+
+SECTIONS: tuple[Callable[[Context, Member], Section], ...] = (
+    leads_section,
+    questions_section,
+    feedback_section,
+    approvals_section,
+    insights_section,
+)
 
 
 def home_card(ctx: Context, me: Member) -> Card:
@@ -87,6 +175,7 @@ def home_card(ctx: Context, me: Member) -> Card:
         fields=tuple(fields),
         context=say("home_context", platform=""),
         buttons=(
+            *[b for section in sections for b in section.buttons][:BUTTONS],
             Button(say("home_button_leads"), "home.leads"),
             Button(say("home_button_refresh"), "home.refresh"),
         ),

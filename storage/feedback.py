@@ -652,3 +652,19 @@ def week_stats(session: Session, *, start: datetime, end: datetime) -> WeekStats
         .where(col(FeedbackRequest.closed_at) >= start, col(FeedbackRequest.closed_at) < end)
     ).one()
     return WeekStats(int(sent), int(asked), int(responded), int(closed))
+
+
+def closed_between(
+    session: Session, *, start: datetime, end: datetime, limit: int = 5
+) -> list[int]:
+    """Ids of the requests closed in [start, end), earliest first (digest highlights)."""
+    return [
+        int(i)
+        for i in session.exec(
+            select(FeedbackRequest.id)
+            .where(col(FeedbackRequest.closed_at) >= start, col(FeedbackRequest.closed_at) < end)
+            .order_by(col(FeedbackRequest.closed_at))
+            .limit(limit)
+        ).all()
+        if i is not None
+    ]

@@ -17,7 +17,21 @@ from digests.digest import Week, build
 from digests.report import document, report
 from storage import queries
 from storage.db import Store
-from storage.models import Campaign, Clock, Lead, LeadState, Member
+from storage.models import (
+    ApprovalRequest,
+    Campaign,
+    Clock,
+    ContentItem,
+    FeedbackAnswer,
+    FeedbackQuestion,
+    FeedbackRecipient,
+    FeedbackRequest,
+    Insight,
+    Lead,
+    LeadState,
+    Member,
+    Win,
+)
 
 W48 = Week.of("2026-W48", "Europe/London")  # Mon 23 Nov 00:00 GMT to Mon 30 Nov
 
@@ -146,7 +160,79 @@ def history(any_store: Store) -> Store:
                 stage=2,  # the tick found it past its window
             )
         )
+        marketer_side(s, alice, carol, webinar, l1)
     return any_store
+
+
+def marketer_side(s: Session, alice: Member, carol: Member, webinar: Campaign, l1: Lead) -> None:
+    """W48's feedback loop (a request to two reps, one answers, closed on Friday), its
+    approvals (one proposed and approved, one waiting), an insight closed with content and
+    one still open, and a win."""
+    bob = queries.upsert_member(s, now=at(1), email="bob@x.com", name="Bob")
+    request = FeedbackRequest(
+        requester_id=carol.id or 0,
+        about="asset",
+        subject="Pricing one-pager",
+        audience="all",
+        deadline=at(27, 17),
+        created_at=at(23, 10),
+        closed_at=at(27, 17),
+        closed_by="deadline",
+    )
+    s.add(request)
+    s.flush()
+    rating = FeedbackQuestion(request_id=request.id or 0, kind="rating", text="Clear?")
+    s.add(rating)
+    s.flush()
+    for member in (alice, bob):
+        s.add(FeedbackRecipient(request_id=request.id or 0, member_id=member.id or 0))
+    s.add(
+        FeedbackAnswer(
+            request_id=request.id or 0,
+            question_id=rating.id or 0,
+            member_id=alice.id or 0,
+            value="4",
+            answered_at=at(24),
+            updated_at=at(24),
+        )
+    )
+    s.add(
+        ApprovalRequest(
+            subject="leaddef",
+            proposed_by=carol.id,
+            status="approved",
+            version=2,
+            created_at=at(23, 11),
+            decided_at=at(25, 11),
+        )
+    )
+    s.add(ApprovalRequest(subject="sla", proposed_by=carol.id, created_at=at(26, 11)))
+    item = ContentItem(title="ROI sheet", link="https://x.example/roi", created_at=at(25))
+    s.add(item)
+    s.flush()
+    s.add(
+        Insight(
+            author_id=alice.id or 0,
+            kind="question",
+            text="Do you integrate with SAP?",
+            status="closed",
+            marketer_id=carol.id,
+            content_id=item.id,
+            created_at=at(24),
+            closed_at=at(26),
+        )
+    )
+    s.add(Insight(author_id=alice.id or 0, kind="objection", text="Too dear", created_at=at(27)))
+    s.add(
+        Win(
+            author_id=alice.id or 0,
+            story="Signed after the webinar",
+            lead_id=l1.id,
+            campaign_id=webinar.id,
+            marketer_id=carol.id,
+            created_at=at(27, 15),
+        )
+    )
 
 
 def test_every_figure_of_the_week_by_hand(history: Store) -> None:
@@ -190,7 +276,22 @@ def test_every_figure_of_the_week_by_hand(history: Store) -> None:
         ("sales", 0.5),
     ]
     assert "Leads came in at 6 against a target of 40" in d.agenda[0].question
-    assert "Alice" not in json.dumps(d.to_json())  # team figures only: nobody named
+    # The feedback loop and approvals, each in its own place.
+    fb = d.feedback
+    assert (fb.sent, fb.asked, fb.responded, fb.closed) == (1, 2, 1, 1)
+    (highlight,) = d.feedback_closed
+    assert (highlight.subject, highlight.asked, highlight.responded) == ("Pricing one-pager", 2, 1)
+    assert highlight.headlines == ["“Clear?”: 4.0 of 5"]
+    ap = d.approvals
+    assert (ap.proposed, ap.approved, ap.rejected, ap.waiting) == (2, 1, 0, 1)
+    ins = d.insights
+    assert (ins.raised, ins.closed, ins.closed_with_content) == (2, 1, 1)
+    (win,) = d.wins
+    assert (win.author, win.marketer, win.campaign) == ("Alice", "Carol", "Webinar")
+    # Praise in public, figures by team: a name appears in the wins and nowhere else.
+    data = d.to_json()
+    assert "Alice" in json.dumps(data["wins"])
+    assert "Alice" not in json.dumps({k: v for k, v in data.items() if k != "wins"})
 
 
 def test_the_report_words_match_the_figures(history: Store) -> None:
@@ -205,6 +306,11 @@ def test_the_report_words_match_the_figures(history: Store) -> None:
     assert "5 attempts: 100% reached a meeting or better (1 of 1)" in text
     assert "Empty campaign" not in text
     assert text.index("Agenda for the weekly sync") > text.index("The last 4 weeks")
+    assert "Pricing one-pager: 1 of 2 answered · “Clear?”: 4.0 of 5" in text
+    assert "2 proposed, 1 approved, 0 rejected; 1 waiting at the week's end" in text
+    assert "2 raised, 1 answered, 1 of them with content" in text
+    assert "Alice · from Carol's Webinar: Signed after the webinar" in text
+    assert text.index("The feedback loop") < text.index("Approvals (sign-offs")
 
 
 def test_an_empty_week_reads_calmly(sqlite_store: Store) -> None:
