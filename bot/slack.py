@@ -32,7 +32,7 @@ from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
-from bot.slack_blocks import card_blocks, modal, report_blocks, view_values
+from bot.slack_blocks import card_blocks, modal, mrkdwn_escape, report_blocks, view_values
 from bot.tasks import Background
 from bot.text import say
 from storage import queries
@@ -82,7 +82,10 @@ class SlackMessenger:
 
     async def post(self, channel: str, card: Card) -> Posted:
         response = await self.client.chat_postMessage(
-            channel=channel, text=card.summary, blocks=card_blocks(card), unfurl_links=False
+            channel=channel,
+            text=mrkdwn_escape(card.summary),
+            blocks=card_blocks(card),
+            unfurl_links=False,
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
@@ -90,7 +93,7 @@ class SlackMessenger:
         await self.client.chat_update(
             channel=location.channel,
             ts=location.message_id,
-            text=card.summary,
+            text=mrkdwn_escape(card.summary),
             blocks=card_blocks(card),
         )
 
@@ -98,7 +101,7 @@ class SlackMessenger:
         response = await self.client.chat_postMessage(
             channel=location.channel,
             thread_ts=location.message_id,
-            text=card.summary,
+            text=mrkdwn_escape(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
         )
@@ -107,7 +110,10 @@ class SlackMessenger:
     async def post_report(self, channel: str, report: Report) -> Posted:
         """The digest as Block Kit, then its chart uploaded to the same channel."""
         response = await self.client.chat_postMessage(
-            channel=channel, text=report.title, blocks=report_blocks(report), unfurl_links=False
+            channel=channel,
+            text=mrkdwn_escape(report.title),
+            blocks=report_blocks(report),
+            unfurl_links=False,
         )
         posted = Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
         if report.chart:
@@ -167,6 +173,7 @@ class SlackResponder:
         await self._private(card.summary, card_blocks(card))
 
     async def _private(self, summary: str, blocks: list[dict[str, Any]]) -> None:
+        summary = mrkdwn_escape(summary)  # the notification text is mrkdwn too: no pings
         if self.body.get("response_url"):
             # Through the client's shared session: no new connection per answer.
             webhook = AsyncWebhookClient(self.body["response_url"], session=self.client.session)

@@ -376,6 +376,8 @@ async def test_mention_injection_in_lead_name_never_pings(
     blocks = json.dumps(card["blocks"])
     assert "&lt;!channel&gt; &amp; &lt;@U0BOB&gt;" in blocks
     assert "<!channel>" not in blocks and "<@U0BOB>" not in blocks
+    # The notification text is mrkdwn as well: escaped the same way.
+    assert card["text"].startswith("&lt;!channel&gt; &amp; &lt;@U0BOB&gt;")
 
 
 async def test_unknown_owner_is_kept_and_admins_told(
