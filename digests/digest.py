@@ -204,26 +204,26 @@ def _hours(seconds: float | None) -> float | None:
 
 
 def headline(session: Session, week: Week) -> Headline:
-    counts = figures.funnel(session, start=week.start, end=week.end)
-    touch = figures.clock_figures(
-        session, kind=ClockKind.first_touch, start=week.start, end=week.end
+    """The trend's few figures for one week, with counts only (no percentiles)."""
+    start, end = week.start, week.end
+    generated, accepted, not_a_fit = figures.leads_and_verdicts(session, start=start, end=end)
+    touched, touched_in_time = figures.clock_counts(
+        session, kind=ClockKind.first_touch, start=start, end=end
     )
-    attempts = figures.clock_figures(
-        session, kind=ClockKind.attempts, start=week.start, end=week.end
-    )
+    windows, reached = figures.clock_counts(session, kind=ClockKind.attempts, start=start, end=end)
     return Headline(
         week=week.label,
-        leads=counts.generated,
-        acceptance_rate=_rate(counts.accepted, counts.accepted + counts.not_a_fit),
-        first_touch_in_time=_rate(touch.met, touch.closed),
-        reached_attempts=_rate(attempts.met, attempts.closed),
+        leads=generated,
+        acceptance_rate=_rate(accepted, accepted + not_a_fit),
+        first_touch_in_time=_rate(touched_in_time, touched),
+        reached_attempts=_rate(reached, windows),
     )
 
 
 def _marketing(
     session: Session, week: Week, counts: figures.FunnelCounts, policy: SlaPolicy
 ) -> Marketing:
-    info = figures.clock_figures(
+    info_closed, info_met = figures.clock_counts(
         session, kind=ClockKind.info_answer, start=week.start, end=week.end
     )
     campaigns = [
@@ -248,8 +248,8 @@ def _marketing(
         rejections_by_version=figures.rejections_by_version(
             session, start=week.start, end=week.end
         ),
-        info_answered=info.closed,
-        info_in_time=Target.at_least(_rate(info.met, info.closed), 1.0),
+        info_answered=info_closed,
+        info_in_time=Target.at_least(_rate(info_met, info_closed), 1.0),
         info_overdue_now=figures.overdue_now(session, kind=ClockKind.info_answer),
     )
 
@@ -257,17 +257,17 @@ def _marketing(
 def _sales(session: Session, week: Week, policy: SlaPolicy) -> Sales:
     start, end = week.start, week.end
     touch = figures.clock_figures(session, kind=ClockKind.first_touch, start=start, end=end)
-    attempts = figures.clock_figures(session, kind=ClockKind.attempts, start=start, end=end)
-    verdicts = figures.clock_figures(session, kind=ClockKind.verdict, start=start, end=end)
+    windows, reached = figures.clock_counts(session, kind=ClockKind.attempts, start=start, end=end)
+    judged, in_time = figures.clock_counts(session, kind=ClockKind.verdict, start=start, end=end)
     return Sales(
         first_touch_median_hours=_hours(touch.median_seconds),
         first_touch_p90_hours=_hours(touch.p90_seconds),
         first_touch_in_time=Target.at_least(_rate(touch.met, touch.closed), 1.0),
         first_touch_hours=policy.first_touch_hours,
         attempts_per_lead=figures.attempts_of_closed_windows(session, start=start, end=end),
-        reached_attempts=Target.at_least(_rate(attempts.met, attempts.closed), 1.0),
+        reached_attempts=Target.at_least(_rate(reached, windows), 1.0),
         attempts_wanted=policy.attempts,
-        verdicts_in_time=Target.at_least(_rate(verdicts.met, verdicts.closed), 1.0),
+        verdicts_in_time=Target.at_least(_rate(in_time, judged), 1.0),
         verdict_hours=policy.verdict_hours,
     )
 
@@ -291,12 +291,21 @@ def build(session: Session, week: Week, *, now: datetime) -> Digest:
             session, start=week.end - timedelta(weeks=CONVERSION_WEEKS), end=week.end
         ),
         previous=trend[-1],
-        trend=[*trend, headline(session, week)],
+        trend=trend,
         feedback=feedback_store.week_stats(session, start=week.start, end=week.end),
         feedback_closed=_highlights(session, week),
         approvals=approval_store.week_stats(session, start=week.start, end=week.end),
         insights=insight_store.week_stats(session, start=week.start, end=week.end),
         wins=wins_between(session, start=week.start, end=week.end),
+    )
+    digest.trend.append(
+        Headline(
+            week=week.label,
+            leads=counts.generated,
+            acceptance_rate=digest.marketing.acceptance_rate.actual,
+            first_touch_in_time=digest.sales.first_touch_in_time.actual,
+            reached_attempts=digest.sales.reached_attempts.actual,
+        )
     )
     digest.agenda = agenda(digest)
     return digest

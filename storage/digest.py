@@ -212,16 +212,15 @@ _PERCENTILES = text(
 )
 
 
-def clock_figures(
+def clock_counts(
     session: Session,
     *,
     kind: ClockKind,
     start: datetime,
     end: datetime,
     owner_id: int | None = None,
-) -> ClockFigures:
-    """Clocks of `kind` closed in the span (one member's, with `owner_id`): how many, how
-    many in time, their median and 90th-percentile business time."""
+) -> tuple[int, int]:
+    """Clocks of `kind` closed in the span as met or missed: (closed, met)."""
     query = select(
         func.count(),
         func.coalesce(func.sum(case((col(Clock.outcome) == "met", 1), else_=0)), 0),
@@ -233,6 +232,37 @@ def clock_figures(
     if owner_id is not None:
         query = query.where(col(Clock.owner_id) == owner_id)
     closed, met = session.execute(query).one()
+    return int(closed), int(met)
+
+
+def leads_and_verdicts(session: Session, *, start: datetime, end: datetime) -> tuple[int, int, int]:
+    """(leads generated, accepted, not a fit) in the span: the trend's headline counts."""
+    generated = _count(
+        session,
+        select(func.count()).select_from(Lead).where(_between(col(Lead.created_at), start, end)),
+    )
+    verdicts = dict(
+        session.execute(
+            select(col(Lead.state), func.count())
+            .where(_between(col(Lead.verdict_at), start, end))
+            .group_by(col(Lead.state))
+        ).all()
+    )
+    accepted = int(verdicts.get(LeadState.accepted.value, 0))
+    return generated, accepted, int(verdicts.get(LeadState.not_a_fit.value, 0))
+
+
+def clock_figures(
+    session: Session,
+    *,
+    kind: ClockKind,
+    start: datetime,
+    end: datetime,
+    owner_id: int | None = None,
+) -> ClockFigures:
+    """Clocks of `kind` closed in the span (one member's, with `owner_id`): how many, how
+    many in time, their median and 90th-percentile business time."""
+    closed, met = clock_counts(session, kind=kind, start=start, end=end, owner_id=owner_id)
     params = {"kind": kind.value, "start": start, "end": end, "owner": owner_id}
     ranks = session.execute(_PERCENTILES, params).all()
     median = p90 = None
