@@ -10,7 +10,9 @@ once. The same seed gives the same company; running it again adds nothing."""
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -141,6 +143,7 @@ QUALITY = {
         0.7, 0.70, {"timing": 2, "authority": 1}, 1.0, Schedule("burst", 4, 3)
     ),
 }
+log = logging.getLogger(__name__)
 CHUNK = 5 * BLOCK  # leads written per transaction
 LEADS_PER_REP = 25_000  # over the 26 weeks
 MAX_REPS = 40
@@ -236,14 +239,17 @@ def create_demo(
 
     Commits after each chunk of leads, so an interrupted run keeps what it wrote and the
     next run goes on from there. `progress(n)` hears of every n leads done."""
+    started = time.perf_counter()
     setting = _Setting.build(session, leads=leads, seed=seed, now=now, company=company)
-    history = setting.history()
-    created = _write_leads(session, history, leads, progress)
+    log.debug("demo company set up in %.1f s", time.perf_counter() - started)
+    created = _write_leads(session, setting.history(), leads, progress)
+    log.debug("%d demo leads written in %.1f s", created, time.perf_counter() - started)
     demo_extras.add(session, setting.extras())
     if created >= 10_000:
         BulkWriter(session).analyze(
             [_table(LeadTable), _table(LeadEvent), _table(Clock), _table(LeadRejection)]
         )
+    log.debug("demo done in %.1f s", time.perf_counter() - started)
     return created
 
 
@@ -338,7 +344,7 @@ class _Setting:
         people = _working_time(session, members, company, begin, now)
         policy = _policy(session, begin, timeline.expected)
         reps = [
-            _rep(rng, members[s.email], people[s.email], policy, company, session)
+            _rep(session, rng, members[s.email], people[s.email], policy)
             for s in staff(leads)
             if s.role == "rep"
         ]
@@ -462,23 +468,16 @@ def _working_time(
     }
 
 
-def _rep(
-    rng: Random,
-    member: Member,
-    time: WorkTime,
-    policy: SlaPolicy,
-    company: Company,
-    session: Session,
-) -> Rep:
+def _rep(session: Session, rng: Random, member: Member, work: WorkTime, policy: SlaPolicy) -> Rep:
     """A rep's habits: how fast they touch and decide, how persistent they are."""
     away = tuple(
         (micros(lo), micros(hi)) for lo, hi in queries.away_spans(session, member_id=member.id or 0)
     )
-    day = sla._day_seconds(time.calendar)  # as `sla.on_accepted` sizes the attempts window
+    day = sla._day_seconds(work.calendar)  # as `sla.on_accepted` sizes the attempts window
     return Rep(
         member_id=member.id or 0,
         email=member.email or "",
-        time=time,
+        time=work,
         first_touch=rng.uniform(35, 110) * 60,
         verdict=rng.uniform(50, 160) * 60,
         persistence=rng.choice((-1, 0, 0, 1)),

@@ -434,7 +434,7 @@ class History:
         touch = _business(rng, rep.first_touch * pace, 1.0, 5 * 8 * HOUR)
         drawn = _pick(rng, _ATTEMPTS) + rep.persistence
         attempts = max(0, min(8, drawn)) if plan.accepted else 0
-        if rng.random() < 0.04:  # it sat unnoticed in the queue
+        if rng.random() < 0.03:  # it sat unnoticed in the queue
             decide = int(rng.uniform(18, 60) * HOUR)
         elif attempts:  # accepted just before the first call
             decide = int(touch * rng.uniform(0.25, 0.9))
