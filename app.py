@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,8 +15,18 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import col, select
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
@@ -82,9 +93,7 @@ out = Console(soft_wrap=True)
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 
 
-def build_router(
-    company: Company | None = None, channels: dict[str, str] | None = None
-) -> Router:
+def build_router(company: Company | None = None, channels: dict[str, str] | None = None) -> Router:
     """Every capability, registered explicitly; `channels` are the settings' defaults."""
     router = Router(company=company or Company(), channels=dict(channels or {}))
     general.register(router)
@@ -302,20 +311,45 @@ def _ingestor(settings: Settings, store: Store) -> Ingestor:
     )
 
 
+class LeadsPerSecond(ProgressColumn):
+    """How fast the demo writes leads."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} leads/s" if speed else "", style="progress.data.speed")
+
+
 @cli.command()
-def demo(leads: int = 24, seed: int = 7) -> None:
-    """Fill the database with a reproducible demo company."""
+def demo(
+    leads: Annotated[int, typer.Option(min=0, help="leads over the last 26 weeks")] = 24,
+    seed: Annotated[int, typer.Option(help="another seed, another company")] = 7,
+) -> None:
+    """Fill the database with a reproducible demo company (running it again adds nothing)."""
     settings = load_settings()
     store = open_store(settings)
-    with Progress(console=out) as progress, store.session() as session:
-        task = progress.add_task("Creating demo company", total=leads)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        LeadsPerSecond(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=out) as progress, store.session() as session:
+        task = progress.add_task("Demo company", total=leads)
         created = create_demo(
-            session, leads=leads, seed=seed, now=now(), progress=lambda n: progress.advance(task, n)
+            session,
+            leads=leads,
+            seed=seed,
+            now=now(),
+            company=settings.company,
+            progress=lambda n: progress.advance(task, n),
         )
     settle_history(store, now=now(), company=settings.company)
     out.print(
-        f"Demo company ready: {created} new leads ({leads - created} were already there). "
-        "Try `liaison console`."
+        f"Demo company ready: {created} new leads ({leads - created} were already there) "
+        f"in {time.perf_counter() - started:.1f} s. Try `liaison console`."
     )
 
 

@@ -682,9 +682,17 @@ def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[st
     return [key for key in rows if key in written]
 
 
-def mark_history_delivered(session: Session, *, now: datetime) -> int:
-    """Demo data only: pending messages of an invented past count as delivered."""
-    rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+def mark_history_delivered(
+    session: Session, *, now: datetime, keys: Collection[str] | None = None
+) -> int:
+    """Demo data only: pending messages of an invented past (those with these keys, or all)
+    count as delivered."""
+    query = select(OutboxMessage).where(OutboxMessage.status == "pending")
+    if keys is not None:
+        if not keys:
+            return 0
+        query = query.where(col(OutboxMessage.key).in_(sorted(keys)))
+    rows = session.exec(query).all()
     for row in rows:
         row.status, row.sent_at, row.platform = "sent", now, "demo-history"
         session.add(row)

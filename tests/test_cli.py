@@ -123,6 +123,11 @@ def test_demo_is_reproducible_and_idempotent(db: str) -> None:
     assert count(db, Lead) == 12 and count(db, Member) == 8
 
 
+def test_demo_refuses_a_negative_number_of_leads(db: str) -> None:
+    result = runner.invoke(cli, ["demo", "--leads", "-1"])
+    assert result.exit_code == 2 and count(db, Lead) == 0
+
+
 def test_console_runs_as_a_real_process(tmp_path: Path) -> None:
     env = dict(os.environ, LIAISON_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
     liaison = [sys.executable, "-c", "from app import main; main()"]
