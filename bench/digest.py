@@ -82,11 +82,11 @@ SQL: dict[str, str] = {
     "AND closed_at IS NULL AND stage >= 2",
     "attempts_per_lead": "SELECT avg(l.attempts) FROM sla_clocks k JOIN leads l ON l.id = k.lead_id "
     "WHERE k.kind = 'attempts' AND k.closed_at >= %(s)s AND k.closed_at < %(e)s "
-    "AND k.outcome IN ('met', 'missed')",
+    "AND k.outcome IN ('met', 'missed', 'ended')",
     "conversion": "SELECT least(l.attempts, 7), count(*), "
     "sum(CASE WHEN l.outcome IN ('meeting_booked', 'opportunity', 'won') THEN 1 ELSE 0 END) "
     "FROM sla_clocks k JOIN leads l ON l.id = k.lead_id WHERE k.kind = 'attempts' "
-    "AND k.closed_at >= %(c)s AND k.closed_at < %(e)s AND k.outcome IN ('met', 'missed') "
+    "AND k.closed_at >= %(c)s AND k.closed_at < %(e)s AND k.outcome IN ('met', 'missed', 'ended') "
     "GROUP BY 1 ORDER BY 1",
     "policy": "SELECT * FROM sla_policies WHERE created_at <= %(e)s ORDER BY version DESC LIMIT 1",
     "feedback_sent": "SELECT count(*), (SELECT count(*) FROM feedback_recipients WHERE request_id IN "

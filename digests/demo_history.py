@@ -25,6 +25,7 @@ from random import Random
 from typing import Any
 
 from digests.demo_time import SECOND, WorkTime, micros, moment
+from digests.sla import DECISIVE
 from storage.queries import better_outcome
 
 BLOCK = 1000  # leads per random stream
@@ -681,8 +682,18 @@ class History:
         if not plan.accepted or verdict is None:
             return
         wanted = max(1, budgets.attempts)
-        if len(plan.attempts) >= wanted and plan.attempts[wanted - 1][0] <= now:
-            end = plan.attempts[wanted - 1][0]
+        made = [a for a in plan.attempts if a[0] <= now]
+        decisive = next(
+            (n for n, (_, _, outcome) in enumerate(made[: wanted - 1]) if outcome in DECISIVE),
+            None,
+        )
+        if decisive is not None:  # the buyer answered before the attempts were all made
+            end = made[decisive][0]
+            self._clock(
+                out, lead_id, "attempts", rep, verdict, rep.attempts_budget, end, ended=True
+            )
+        elif len(made) >= wanted:
+            end = made[wanted - 1][0]
             self._clock(out, lead_id, "attempts", rep, verdict, rep.attempts_budget, end)
         else:
             cancelled = rejected is not None
@@ -708,6 +719,7 @@ class History:
         end: int | None,
         *,
         cancelled: bool = False,
+        ended: bool = False,
         ref: str = "",
     ) -> None:
         """One clock as `digests.sla` leaves it at now: closed at `end` — met or missed,
@@ -722,6 +734,8 @@ class History:
             closed = moment(end)
             if cancelled:
                 outcome = "cancelled"
+            elif ended:
+                outcome, seconds = "ended", worked / SECOND
             else:
                 outcome, seconds = ("met" if worked <= budget else "missed"), worked / SECOND
         else:
@@ -729,6 +743,9 @@ class History:
             steps = (time.add(start, remind), due, time.add(due, budgets.grace))
             stage = sum(step <= self.now for step in steps)
             next_at = moment(steps[stage]) if stage < len(steps) else None
+            if kind == "attempts" and stage == len(steps):
+                # As the tick leaves it: the window is over, missed as of its end.
+                closed, outcome, seconds = moment(due), "missed", budget / SECOND
         out.clocks.append(
             (
                 lead_id,

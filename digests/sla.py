@@ -110,13 +110,24 @@ def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) 
         _finish(session, clock, now, "cancelled")
 
 
-def on_attempt(session: Session, lead: Lead, now: datetime, company: Company) -> None:
-    """An attempt is a touch; enough of them meet the attempts commitment."""
+DECISIVE = ("meeting_booked", "opportunity", "won", "lost")  # the buyer has answered
+
+
+def on_attempt(
+    session: Session, lead: Lead, now: datetime, company: Company, outcome: str = ""
+) -> None:
+    """An attempt is a touch; enough of them meet the attempts commitment. A buyer's answer
+    (a meeting, an opportunity, a win, a no) ends the follow-up before that: "ended"."""
     close(session, lead, [ClockKind.first_touch], now, company)
     policy = queries.current_policy(session)
     done = queries.count_events(session, lead_id=lead.id or 0, kind=EventKind.attempt_logged)
     if done >= policy.attempts:
         close(session, lead, [ClockKind.attempts], now, company)
+    elif outcome in DECISIVE:
+        for clock in queries.open_clocks(
+            session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]
+        ):
+            _finish(session, clock, now, "ended")
 
 
 def on_question(
@@ -275,6 +286,16 @@ def advance(clock: Clock, now: datetime, batch: Batch) -> ClockChange:
     if stage < ClockStage.escalated and now >= steps.escalate:
         notes.to_manager()
         stage = ClockStage.escalated.value
+        if clock.kind == ClockKind.attempts:
+            # The follow-up window is over without the attempts: missed, as of its end.
+            return ClockChange(
+                clock.id or 0,
+                stage,
+                None,
+                closed_at=steps.due,
+                outcome="missed",
+                business_seconds=clock.budget_seconds,
+            )
     return ClockChange(clock.id or 0, stage, steps.next_after(stage))
 
 

@@ -192,7 +192,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         outcome=outcome,
         note=note,
     )
-    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company)
+    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company, outcome)
     return [refresh(ctx, lead)]
 
 

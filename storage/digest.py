@@ -26,6 +26,9 @@ from storage.models import (
 CONVERTED = ("meeting_booked", "opportunity", "won")
 OUTCOMES = ("meeting_booked", "opportunity", "won", "lost")
 ATTEMPT_CAP = 7  # conversion by attempts groups 7 and more together
+# An attempts window ends met (the attempts made), missed (its time ran out) or ended (the
+# buyer answered first: a meeting, an opportunity, a win or a no).
+FOLLOW_UPS_ENDED = ("met", "missed", "ended")
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,7 @@ def attempts_of_closed_windows(session: Session, *, start: datetime, end: dateti
         .where(
             col(Clock.kind) == ClockKind.attempts.value,
             _between(col(Clock.closed_at), start, end),
-            col(Clock.outcome).in_(["met", "missed"]),
+            col(Clock.outcome).in_(FOLLOW_UPS_ENDED),
         )
     ).scalar()
     return float(value) if value is not None else None
@@ -306,8 +309,8 @@ def attempts_of_closed_windows(session: Session, *, start: datetime, end: dateti
 def conversion_by_attempts(
     session: Session, *, start: datetime, end: datetime
 ) -> list[AttemptBucket]:
-    """Of the leads whose attempts window closed in the span, how many reached a meeting
-    or better, by the number of attempts made (7 and more together)."""
+    """Of the leads whose follow-up ended in the span, how many reached a meeting or
+    better, by the number of attempts made (7 and more together)."""
     bucket = case((col(Lead.attempts) >= ATTEMPT_CAP, ATTEMPT_CAP), else_=Lead.attempts)
     rows = session.execute(
         select(
@@ -320,7 +323,7 @@ def conversion_by_attempts(
         .where(
             col(Clock.kind) == ClockKind.attempts.value,
             _between(col(Clock.closed_at), start, end),
-            col(Clock.outcome).in_(["met", "missed"]),
+            col(Clock.outcome).in_(FOLLOW_UPS_ENDED),
         )
         .group_by(cast(bucket, Integer))
         .order_by(cast(bucket, Integer))

@@ -248,7 +248,7 @@ class Clock(SQLModel, table=True):
     snoozes: list[list[str]] = Field(default_factory=list, sa_column=Column(JSON))
     next_at: datetime | None = Field(default=None, index=True)
     closed_at: datetime | None = None
-    outcome: str | None = None  # met, missed, cancelled
+    outcome: str | None = None  # met, missed, cancelled, ended (the buyer answered first)
     business_seconds: float | None = None  # business time from start to close
 
 
@@ -261,6 +261,7 @@ class ClockChange:
     next_at: datetime | None
     closed_at: datetime | None = None
     outcome: str | None = None
+    business_seconds: float | None = None
 
 
 class OutboxStatus(StrEnum):

@@ -624,6 +624,7 @@ def update_clocks(session: Session, *, changes: Sequence[ClockChange]) -> None:
                 "next_at": change.next_at,
                 "closed_at": change.closed_at,
                 "outcome": change.outcome,
+                "business_seconds": change.business_seconds,
             }
             for change in changes
         ],

@@ -200,3 +200,54 @@ def test_an_unanswered_question_escalates_to_the_marketers_manager(
         question=f"1:{info.ref}",
     )
     assert clocks(sqlite_store)["info_answer"] == ("missed", 3)
+
+
+def test_a_buyers_answer_ends_the_follow_up_before_the_attempts(
+    sqlite_store: Store, people: dict[str, Member]
+) -> None:
+    alice, at = people["alice"], MONDAY_9 + timedelta(hours=1)
+    act(sqlite_store, alice, Kind.action, "lead.accept", at, lead_id="1")
+    submit(
+        sqlite_store,
+        alice,
+        "lead.log_attempt",
+        at + timedelta(hours=1),
+        {"channel": ["call"], "outcome": ["no_answer"]},
+        lead_id="1",
+    )
+    assert clocks(sqlite_store)["attempts"] == (None, 0)
+    submit(
+        sqlite_store,
+        alice,
+        "lead.log_attempt",
+        at + timedelta(hours=2),
+        {"channel": ["call"], "outcome": ["meeting_booked"]},
+        lead_id="1",
+    )
+    # Two attempts, then a meeting: the follow-up ended, neither met nor missed.
+    assert clocks(sqlite_store)["attempts"] == ("ended", 0)
+
+
+def test_a_follow_up_window_that_runs_out_is_missed_as_of_its_end(
+    sqlite_store: Store, people: dict[str, Member]
+) -> None:
+    alice = people["alice"]
+    act(sqlite_store, alice, Kind.action, "lead.accept", MONDAY_9, lead_id="1")
+    # 10 business days of 8 hours from Monday 09:00 end Friday 4 Dec 17:00; the manager
+    # hears 4 business hours later (Monday 7 Dec 13:00): the window closes then, as missed.
+    window_end = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
+    sla.tick(sqlite_store, now=window_end, company=Company(TZ))
+    assert clocks(sqlite_store)["attempts"] == (None, 2)
+    report = sla.tick(
+        sqlite_store, now=datetime(2026, 12, 7, 13, 0, tzinfo=UTC), company=Company(TZ)
+    )
+    assert any(key.endswith(":escalation") for key in report.keys)
+    with sqlite_store.session() as s:
+        clock = s.exec(select(Clock).where(Clock.kind == "attempts")).one()
+    assert (clock.outcome, clock.closed_at, clock.stage) == ("missed", window_end, 3)
+    assert clock.business_seconds == 10 * 8 * 3600
+    # Nothing more to do for it: a later tick does not look at it again.
+    again = sla.tick(
+        sqlite_store, now=datetime(2026, 12, 14, 13, 0, tzinfo=UTC), company=Company(TZ)
+    )
+    assert again.looked_at == 0
