@@ -91,7 +91,10 @@ class Campaign(SQLModel, table=True):
 
 class Lead(SQLModel, table=True):
     __tablename__ = "leads"
-    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_leads_verdict_at_state", "verdict_at", "state", "campaign_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = ""
@@ -107,10 +110,10 @@ class Lead(SQLModel, table=True):
     state: str = Field(default=LeadState.unassigned.value, index=True)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(index=True)
-    handed_off_at: datetime | None = None
+    handed_off_at: datetime | None = Field(default=None, index=True)
     # Projections of the lead's events, kept in the same transaction, for SQL aggregates:
-    verdict_at: datetime | None = Field(default=None, index=True)
-    first_touch_at: datetime | None = None
+    verdict_at: datetime | None = None  # indexed with the state and campaign (below)
+    first_touch_at: datetime | None = Field(default=None, index=True)
     attempts: int = 0
     outcome: str | None = None  # the best so far: meeting_booked, opportunity, won; or lost
 
@@ -119,10 +122,12 @@ class LeadEvent(SQLModel, table=True):
     """Append-only log of everything that happened to a lead."""
 
     __tablename__ = "lead_events"
+    # The digest counts one kind of event in a week: kind, then time, then the lead.
+    __table_args__ = (Index("ix_lead_events_kind_at", "kind", "at", "lead_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="leads.id", index=True)
-    kind: str = Field(index=True)
+    kind: str
     member_id: int | None = Field(default=None, foreign_key="members.id")
     at: datetime = Field(index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -231,7 +236,15 @@ class Clock(SQLModel, table=True):
     __tablename__ = "sla_clocks"
     __table_args__ = (
         UniqueConstraint("lead_id", "kind", "ref"),
-        Index("ix_sla_clocks_kind_closed_at", "kind", "closed_at"),
+        # The digest's clock figures read only this index: kind and week, then the rest.
+        Index(
+            "ix_sla_clocks_kind_closed_at",
+            "kind",
+            "closed_at",
+            "outcome",
+            "business_seconds",
+            "lead_id",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
