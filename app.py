@@ -321,7 +321,7 @@ class LeadsPerSecond(ProgressColumn):
 
 @cli.command()
 def demo(
-    leads: Annotated[int, typer.Option(min=0, help="leads over the last 26 weeks")] = 24,
+    leads: Annotated[int, typer.Option(min=0, help="leads over the last 26 weeks")] = 1500,
     seed: Annotated[int, typer.Option(help="another seed, another company")] = 7,
 ) -> None:
     """Fill the database with a reproducible demo company (running it again adds nothing)."""

@@ -208,7 +208,7 @@ class ConsoleChat:
             return False
         self.me = member
         with self.store.session() as session:
-            waiting = len(queries.open_leads_of(session, member_id=member.id or 0))
+            waiting = queries.count_open_leads(session, member_id=member.id or 0)
         you = say("console_you_are", name=member.name, role=member.role, waiting=waiting)
         self.screen.out.print(f"[bold]{escape(you)}[/bold]")
         return True

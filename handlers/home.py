@@ -52,15 +52,17 @@ def _mine(ctx: Context, lead: Lead, me: Member) -> str:
 
 
 def leads_section(ctx: Context, me: Member) -> Section:
-    leads = queries.open_leads_of(ctx.session, member_id=me.id or 0)
+    """Leads that wait for my verdict, or whose follow-up is mine to run."""
+    leads = queries.open_leads_of(ctx.session, member_id=me.id or 0, limit=SHOWN)
+    total = queries.count_open_leads(ctx.session, member_id=me.id or 0)
     lines = []
-    for lead in leads[:SHOWN]:
+    for lead in leads:
         state = say("home_state_waiting" if lead.state == "handed_off" else "home_state_accepted")
         lines.append(
             say("home_lead", lead=lead.name, company=lead.company or "", state=state)
             + (f" · {clocks}" if (clocks := _mine(ctx, lead, me)) else "")
         )
-    return Section(say("home_leads"), lines, len(leads), say("home_count_leads", n=len(leads)))
+    return Section(say("home_leads"), lines, total, say("home_count_leads", n=total))
 
 
 def questions_section(ctx: Context, me: Member) -> Section:
@@ -167,7 +169,8 @@ def home_card(ctx: Context, me: Member) -> Card:
         for line in section.lines:
             fields.append(Field_(section.label, line))
         if section.total > len(section.lines):
-            fields.append(Field_(section.label, say("home_more", count=section.total - SHOWN)))
+            more = section.total - len(section.lines)
+            fields.append(Field_(section.label, say("home_more", count=more)))
     waiting = [s for s in sections if s.total]
     return Card(
         title=say("home_title", name=me.name),

@@ -22,6 +22,7 @@ from storage import queries
 from storage.models import Campaign, EventKind, Lead, LeadState, Member
 
 COMMENT_LIMIT = 1000
+SHOWN_LEADS = 10  # cards re-posted by /leads
 
 
 def register(router: Router) -> None:
@@ -197,20 +198,24 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 
 def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
-    """`/leads`: my open leads, each as its card (re-posted privately)."""
-    leads = queries.open_leads_of(ctx.session, member_id=interaction.actor.id or 0)
+    """`/leads`: the leads that wait for me, each as its card (re-posted privately), the
+    newest `SHOWN_LEADS`; the rest are counted."""
+    me = interaction.actor.id or 0
+    leads = queries.open_leads_of(ctx.session, member_id=me, limit=SHOWN_LEADS)
     if not leads:
         return private(say("no_open_leads"))
-    effects: list[Effect] = []
-    for lead in leads:
-        effects.append(
-            Notify(
-                interaction.actor.id or 0,
-                lead_card(ctx.session, lead, ctx.now, ctx.company),
-                lead_id=lead.id,
-                purpose=HANDOFF,
-            )
+    effects: list[Effect] = [
+        Notify(
+            me,
+            lead_card(ctx.session, lead, ctx.now, ctx.company),
+            lead_id=lead.id,
+            purpose=HANDOFF,
         )
+        for lead in leads
+    ]
+    total = queries.count_open_leads(ctx.session, member_id=me)
+    if total > len(leads):
+        effects += private(say("more_open_leads", shown=len(leads), total=total))
     return effects
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, func, update
+from sqlalchemy import Insert, and_, bindparam, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -368,12 +368,45 @@ def move_lead(session: Session, *, lead: Lead, to: str, allowed_from: Sequence[s
     return True
 
 
-def open_leads_of(session: Session, *, member_id: int) -> Sequence[Lead]:
-    return session.exec(
+def _waits_for_owner(member_id: int) -> Any:
+    """A lead that waits for its owner: no verdict yet, or accepted with its follow-up
+    (the attempts window) still running."""
+    following_up = (
+        select(Clock.id)
+        .where(
+            Clock.lead_id == Lead.id,
+            Clock.kind == "attempts",
+            col(Clock.closed_at).is_(None),
+        )
+        .exists()
+    )
+    return and_(
+        col(Lead.owner_id) == member_id,
+        or_(
+            col(Lead.state) == "handed_off",
+            and_(col(Lead.state) == "accepted", following_up),
+        ),
+    )
+
+
+def open_leads_of(
+    session: Session, *, member_id: int, limit: int | None = None
+) -> Sequence[Lead]:
+    """The leads that wait for `member_id`: verdicts first, newest first."""
+    query = (
         select(Lead)
-        .where(Lead.owner_id == member_id, col(Lead.state).in_(["handed_off", "accepted"]))
-        .order_by(col(Lead.state).desc(), col(Lead.handed_off_at).desc())
-    ).all()
+        .where(_waits_for_owner(member_id))
+        .order_by(col(Lead.state).desc(), col(Lead.handed_off_at).desc(), col(Lead.id).desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return session.exec(query).all()
+
+
+def count_open_leads(session: Session, *, member_id: int) -> int:
+    return session.exec(
+        select(func.count()).select_from(Lead).where(_waits_for_owner(member_id))
+    ).one()
 
 
 def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
