@@ -509,7 +509,8 @@ def tick(
     clockwork = for_settings(settings, store, deliverer)
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
-        f"Tick at {moment.isoformat()}: {result.tick.looked_at} clocks looked at, "
+        f"Tick at {moment.isoformat()}: {result.tick.looked_at} due items looked at "
+        "(SLA clocks, feedback, approvals, digests), "
         f"{result.tick.messages} messages owed; {result.sent.sent} sent, "
         f"{result.sent.retried} to retry, {result.sent.failed} failed."
     )

@@ -50,7 +50,8 @@ DUE_WORK: tuple[DueWork, ...] = (sla.tick, feedback.tick, approvals.tick)
 class Clockwork:
     """Runs passes on demand (`liaison tick --at`) or on a clock (serve, socket, console).
 
-    In a server the SLA tick is an APScheduler job, and delivery is a sender loop of its own
+    In a server the due work (SLA clocks, feedback and approval reminders, the weekly
+    digest) is an APScheduler job, and delivery is a sender loop of its own
     that drains the outbox when woken (a handler owed messages, a tick wrote some) and every
     `interval` seconds otherwise (retries that fell due), so slow deliveries never delay a tick.
     """
@@ -75,7 +76,7 @@ class Clockwork:
         self._sending: asyncio.Task[None] | None = None
 
     async def run_once(self, now: datetime) -> Pass:
-        """One pass as if the clock read `now`: the SLA tick, then delivery."""
+        """One pass as if the clock read `now`: the due work, then delivery."""
         report = await self.tick(now)
         sent = await self.sender.drain(now)
         self._log(now, report, sent)
