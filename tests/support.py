@@ -46,6 +46,12 @@ def make_settings(db_url: str, **overrides: str) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def teams_settings(db_url: str, **overrides: str) -> Settings:
+    """Teams in emulator mode (no app id or password, as Microsoft's samples run), Slack off."""
+    values = {"SLACK_BOT_TOKEN": "", "MICROSOFT_APP_ID": "", "MICROSOFT_APP_PASSWORD": ""}
+    return make_settings(db_url, **{**values, **overrides})
+
+
 class LiveServer:
     """`liaison serve`'s aiohttp app on a free loopback port."""
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.loopback import serve_on_loopback
 
+FIXTURES = Path(__file__).parent / "fixtures" / "teams"
 PREFIX = "/teams"  # like Teams' own service URLs (https://smba.trafficmanager.net/amer/)
 
 
@@ -200,3 +203,13 @@ class Person:
     @property
     def conversation(self) -> str:
         return f"a:1{self.key}-7I0kl9EkpE1O9PH5TWrzrLNwnWWcfrU7QZjKR0WSfOpzbf"
+
+
+async def connector_with(people: Iterable[Person]) -> TeamsStandIn:
+    """A started connector stand-in that knows `people` (member lookups answer for them,
+    shaped like the real member-lookup answer in tests/fixtures/teams/member.json)."""
+    template = json.loads((FIXTURES / "member.json").read_text())
+    connector = await TeamsStandIn().start()
+    for person in people:
+        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    return connector

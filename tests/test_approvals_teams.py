@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from storage import approvals, queries
-from tests.support import LiveServer, fixture, make_settings
-from tests.teams_standin import Call, TeamsStandIn
+from tests.support import LiveServer, teams_settings
+from tests.teams_standin import Call, TeamsStandIn, connector_with
 from tests.test_teams import ALICE, BOB, CAROL, DAVE, Teams, card_text, titles
 
 ROLES = {ALICE: "rep", BOB: "manager", CAROL: "marketer", DAVE: "manager"}
@@ -22,10 +22,7 @@ ROLES = {ALICE: "rep", BOB: "manager", CAROL: "marketer", DAVE: "manager"}
 
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
-    connector = await TeamsStandIn().start()
-    template = fixture("teams", "member")
-    for person in ROLES:
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    connector = await connector_with(ROLES)
     yield connector
     await connector.stop()
 
@@ -33,11 +30,8 @@ async def standin() -> AsyncIterator[TeamsStandIn]:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     """Bob signs for sales, Dave for marketing; Carol proposes; Alice is a rep."""
-    settings = make_settings(
+    settings = teams_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="",
-        MICROSOFT_APP_ID="",
-        MICROSOFT_APP_PASSWORD="",
     )
     live = await LiveServer(settings).start()
     now = datetime.now(UTC)

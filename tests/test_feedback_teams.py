@@ -15,28 +15,22 @@ import pytest
 
 from storage import feedback as records
 from storage import queries
-from tests.support import LiveServer, eventually, fixture, make_settings
-from tests.teams_standin import Call, Person, TeamsStandIn
+from tests.support import LiveServer, eventually, teams_settings
+from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 from tests.test_teams import ALICE, BOB, CAROL, DAVE, Teams, card_text, titles
 
 
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
-    connector = await TeamsStandIn().start()
-    template = fixture("teams", "member")
-    for person in (ALICE, CAROL, BOB, DAVE):
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    connector = await connector_with((ALICE, CAROL, BOB, DAVE))
     yield connector
     await connector.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = teams_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="",
-        MICROSOFT_APP_ID="",
-        MICROSOFT_APP_PASSWORD="",
     )
     live = await LiveServer(settings).start()
     with live.store.session() as s:

@@ -24,8 +24,15 @@ from bot.teams_cards import card_attachment, escape_md, form_attachment
 from bot.text import say
 from storage import queries
 from storage.models import EventKind, Lead, LeadEvent, Member
-from tests.support import LiveServer, eventually, fixture, make_settings, signed_lead_headers
-from tests.teams_standin import Call, Person, TeamsStandIn
+from tests.support import (
+    LiveServer,
+    eventually,
+    fixture,
+    make_settings,
+    signed_lead_headers,
+    teams_settings,
+)
+from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 
 BOT_ID = fixture("teams", "personal_message")["recipient"]["id"]
 
@@ -167,21 +174,15 @@ def now() -> datetime:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
-    connector = await TeamsStandIn().start()
-    template = fixture("teams", "member")
-    for person in (ALICE, CAROL, BOB, DAVE):
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    connector = await connector_with((ALICE, CAROL, BOB, DAVE))
     yield connector
     await connector.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = teams_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="",
-        MICROSOFT_APP_ID="",
-        MICROSOFT_APP_PASSWORD="",
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:

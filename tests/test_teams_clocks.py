@@ -26,7 +26,7 @@ from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.support import LiveServer, about, fixture, make_settings
-from tests.teams_standin import Call, Person, TeamsStandIn
+from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 
 REPO = Path(__file__).parent.parent
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 09:00 in London (GMT)
@@ -55,10 +55,7 @@ def card_text(card: dict[str, Any]) -> str:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
-    connector = await TeamsStandIn().start()
-    template = fixture("teams", "member")
-    for person in (ALICE, DAVE):
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    connector = await connector_with((ALICE, DAVE))
     try:
         yield connector
     finally:

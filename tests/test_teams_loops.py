@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from storage import queries
 from storage.models import ContentItem, Insight, Win
-from tests.support import LiveServer, eventually, fixture, make_settings
-from tests.teams_standin import Call, TeamsStandIn
+from tests.support import LiveServer, eventually, teams_settings
+from tests.teams_standin import Call, TeamsStandIn, connector_with
 from tests.test_teams import ALICE, BOB, CAROL, DAVE, Teams, card_text, now, titles
 
 INSIGHTS = "19:insights-channel@thread.tacv2"
@@ -23,21 +23,15 @@ WINS = "19:wins-channel@thread.tacv2"
 
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
-    connector = await TeamsStandIn().start()
-    template = fixture("teams", "member")
-    for person in (ALICE, CAROL, BOB, DAVE):
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+    connector = await connector_with((ALICE, CAROL, BOB, DAVE))
     yield connector
     await connector.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = teams_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="",
-        MICROSOFT_APP_ID="",
-        MICROSOFT_APP_PASSWORD="",
         LIAISON_INSIGHTS_CHANNEL=f"teams:{INSIGHTS}",
         LIAISON_WINS_CHANNEL=f"teams:{WINS}",
     )
