@@ -403,8 +403,7 @@ def digest_command(
 
 def _post_digest(settings: Settings, store: Store, week: Any) -> None:
     """Owe the digest of `week` to the digest channel (once: its key is the week) and send."""
-    from digests.weekly import built_report
-    from storage.models import NewMessage
+    from digests.weekly import digest_message
 
     with store.session() as session:
         target = queries.channel_target(session, kind="digest") or settings.default_channel(
@@ -417,20 +416,8 @@ def _post_digest(settings: Settings, store: Store, week: Any) -> None:
         )
         raise typer.Exit(2)
     with out.status(f"Building the digest of {week.label}…"), store.session() as session:
-        title, data = built_report(session, week, now())
-        owed = queries.enqueue_many(
-            session,
-            messages=[
-                NewMessage(
-                    key=f"digest:{week.label}",
-                    member_id=None,
-                    target=target,
-                    card={"report": data, "title": title},
-                    not_before=now(),
-                    created_at=now(),
-                )
-            ],
-        )
+        message = digest_message(session, week, target=target, now=now())
+        owed = queries.enqueue_many(session, messages=[message])
     if not owed:
         out.print(f"The {week.label} digest was already posted (see `liaison outbox`).")
         return

@@ -159,23 +159,30 @@ class Deliverer:
                 await asyncio.to_thread(self._record, effect, member, messenger.platform, posted_to)
         return sent
 
-    async def post(self, target: str, card: Card) -> tuple[str, Posted] | None:
-        """Post to a configured channel (`slack:C0123`); None without that platform."""
+    def _channel(self, target: str) -> tuple[Messenger, str] | None:
+        """The messenger and channel of a configured target (`slack:C0123`), if on."""
         platform, _, channel = target.partition(":")
         messenger = self.messengers.get(platform)
         if messenger is None:
             log.warning("no %s adapter for channel %s", platform, target)
             return None
-        return platform, await messenger.post(channel, card)
+        return messenger, channel
+
+    async def post(self, target: str, card: Card) -> tuple[str, Posted] | None:
+        """Post to a configured channel (`slack:C0123`); None without that platform."""
+        found = self._channel(target)
+        if found is None:
+            return None
+        messenger, channel = found
+        return messenger.platform, await messenger.post(channel, card)
 
     async def post_report(self, target: str, report: Report) -> tuple[str, Posted] | None:
         """Post a report (the digest) to a configured channel; None without that platform."""
-        platform, _, channel = target.partition(":")
-        messenger = self.messengers.get(platform)
-        if messenger is None:
-            log.warning("no %s adapter for channel %s", platform, target)
+        found = self._channel(target)
+        if found is None:
             return None
-        return platform, await messenger.post_report(channel, report)
+        messenger, channel = found
+        return messenger.platform, await messenger.post_report(channel, report)
 
     async def _look_up(self, member: Member) -> Member:
         """Find a member known only by email in the platform directories."""

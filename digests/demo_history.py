@@ -25,8 +25,7 @@ from random import Random
 from typing import Any
 
 from digests.demo_time import SECOND, WorkTime, micros, moment
-from digests.sla import DECISIVE
-from storage.queries import better_outcome
+from storage.queries import DECISIVE, better_outcome
 
 BLOCK = 1000  # leads per random stream
 FRESH = 6  # the first leads: just handed to Alice and Bob, nothing done yet

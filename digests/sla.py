@@ -110,9 +110,6 @@ def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) 
         _finish(session, clock, now, "cancelled")
 
 
-DECISIVE = ("meeting_booked", "opportunity", "won", "lost")  # the buyer has answered
-
-
 def on_attempt(
     session: Session, lead: Lead, now: datetime, company: Company, outcome: str = ""
 ) -> None:
@@ -120,10 +117,9 @@ def on_attempt(
     (a meeting, an opportunity, a win, a no) ends the follow-up before that: "ended"."""
     close(session, lead, [ClockKind.first_touch], now, company)
     policy = queries.current_policy(session)
-    done = queries.count_events(session, lead_id=lead.id or 0, kind=EventKind.attempt_logged)
-    if done >= policy.attempts:
+    if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
         close(session, lead, [ClockKind.attempts], now, company)
-    elif outcome in DECISIVE:
+    elif outcome in queries.DECISIVE:
         for clock in queries.open_clocks(
             session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]
         ):
@@ -238,13 +234,13 @@ class TickReport:
 
 @dataclass
 class Batch:
-    """What the steps of one batch of due clocks read — leads, owners and their managers,
-    their time away, attempts made — with one query each, and the messages they owe."""
+    """What the steps of one batch of due clocks read — leads (with the attempts made),
+    owners and their managers, their time away — with one query each, and the messages
+    they owe."""
 
     leads: dict[int, Lead]
     members: dict[int, Member]
     calendars: Calendars
-    attempts_done: dict[int, int]
     attempts_wanted: int
     owed: list[NewMessage] = field(default_factory=list)
 
@@ -255,12 +251,9 @@ class Batch:
         managers = {m.manager_id for m in members.values() if m.manager_id} - members.keys()
         members.update(queries.members_by_id(session, ids=managers))
         away = queries.away_spans_of(session, member_ids=members.keys())
-        attempts = {clock.lead_id for clock in clocks if clock.kind == ClockKind.attempts}
-        done = queries.count_events_by_lead(
-            session, lead_ids=attempts, kind=EventKind.attempt_logged
-        )
-        wanted = queries.current_policy(session).attempts if attempts else 0
-        return cls(leads, members, Calendars(session, company, away=away), done, wanted)
+        following_up = any(clock.kind == ClockKind.attempts for clock in clocks)
+        wanted = queries.current_policy(session).attempts if following_up else 0
+        return cls(leads, members, Calendars(session, company, away=away), wanted)
 
 
 def advance(clock: Clock, now: datetime, batch: Batch) -> ClockChange:
@@ -377,8 +370,9 @@ class Notes:
     def _progress(self) -> str:
         if self.clock.kind != ClockKind.attempts:
             return ""
-        done = self.batch.attempts_done[self.lead.id or 0]
-        return say("clock_attempts_progress", done=done, wanted=self.batch.attempts_wanted)
+        return say(
+            "clock_attempts_progress", done=self.lead.attempts, wanted=self.batch.attempts_wanted
+        )
 
     def _send(self, member: Member, step: str, card: Card) -> None:
         """Owed now, delivered in the recipient's working hours (never at night)."""

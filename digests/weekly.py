@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.messages import Card, Field_, card_to_dict, report_to_dict
+from bot.messages import Card, Field_, Report, card_to_dict, report_to_dict
 from bot.text import hours, percent, say
 from digests.business_time import Company, Schedule, next_working_moment
 from digests.calendars import Calendars
@@ -27,14 +27,27 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=24)  # after downtime, a late digest still goes out this long
 
 
-def built_report(session: Session, week: Week, now: datetime) -> tuple[str, dict[str, object]]:
-    """The digest of `week` as outbox-ready data (the chart included), and its title."""
+def digest_report(session: Session, week: Week, now: datetime) -> Report:
+    """The digest of `week` in words, with its chart (the post, and every preview)."""
     from digests.chart import chart_png  # matplotlib loads only when a digest is built
 
     digest = build(session, week, now=now)
     version = queries.current_policy(session).version
-    made = report(digest, version=version, chart=chart_png(digest))
-    return made.title, report_to_dict(made)
+    return report(digest, version=version, chart=chart_png(digest))
+
+
+def digest_message(session: Session, week: Week, *, target: str, now: datetime) -> NewMessage:
+    """The outbox row that posts `week`'s digest to `target`: its key is the week, so the
+    digest of a week is owed once, by the scheduler or by hand."""
+    made = digest_report(session, week, now)
+    return NewMessage(
+        key=f"digest:{week.label}",
+        member_id=None,
+        target=target,
+        card={"report": report_to_dict(made), "title": made.title},
+        not_before=now,
+        created_at=now,
+    )
 
 
 class Digests:
@@ -66,17 +79,7 @@ class Digests:
         target = queries.channel_target(session, kind="digest") or self.default_target
         messages = []
         if target:
-            title, data = built_report(session, week, now)
-            messages.append(
-                NewMessage(
-                    key=f"digest:{run.week}",
-                    member_id=None,
-                    target=target,
-                    card={"report": data, "title": title},
-                    not_before=now,
-                    created_at=now,
-                )
-            )
+            messages.append(digest_message(session, week, target=target, now=now))
         else:
             log.warning("the %s digest is due but no digest channel is set", run.week)
         messages += your_week_notes(session, week, now, company)

@@ -7,11 +7,9 @@ from bot.effects import Effect, ShowReport
 from bot.interaction import Interaction
 from bot.router import Context, Router
 from bot.text import say
-from digests.chart import chart_png
-from digests.digest import Week, build
-from digests.report import report
+from digests.digest import Week
+from digests.weekly import digest_report
 from handlers.common import private
-from storage import queries
 from storage.models import Member
 
 
@@ -38,6 +36,4 @@ def digest(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 
 def _preview(ctx: Context, week: Week) -> list[Effect]:
-    made = build(ctx.session, week, now=ctx.now)
-    version = queries.current_policy(ctx.session).version
-    return [ShowReport(report(made, version=version, chart=chart_png(made)))]
+    return [ShowReport(digest_report(ctx.session, week, ctx.now))]

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, distinct, func, or_, text
 from sqlmodel import Session, col, select
 
+from storage import queries
 from storage.models import (
     Campaign,
     Clock,
@@ -23,8 +24,8 @@ from storage.models import (
     SlaPolicy,
 )
 
-CONVERTED = ("meeting_booked", "opportunity", "won")
-OUTCOMES = ("meeting_booked", "opportunity", "won", "lost")
+CONVERTED = queries.CONVERTED
+OUTCOMES = queries.DECISIVE
 ATTEMPT_CAP = 7  # conversion by attempts groups 7 and more together
 # An attempts window ends met (the attempts made), missed (its time ran out) or ended (the
 # buyer answered first: a meeting, an opportunity, a win or a no).

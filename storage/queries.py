@@ -233,6 +233,8 @@ def add_event(
 
 
 OUTCOME_RANK = {"meeting_booked": 1, "opportunity": 2, "won": 3}
+CONVERTED = tuple(OUTCOME_RANK)  # a meeting or better
+DECISIVE = (*CONVERTED, "lost")  # the buyer has answered, one way or the other
 
 
 def better_outcome(best: str | None, outcome: str) -> str | None:
@@ -331,22 +333,6 @@ def count_events(session: Session, *, lead_id: int, kind: EventKind) -> int:
         .select_from(LeadEvent)
         .where(LeadEvent.lead_id == lead_id, LeadEvent.kind == kind.value)
     ).one()
-
-
-def count_events_by_lead(
-    session: Session, *, lead_ids: Collection[int], kind: EventKind
-) -> dict[int, int]:
-    """How many events of `kind` each of these leads has, in one GROUP BY (0 for none)."""
-    counts = dict.fromkeys(lead_ids, 0)
-    if not counts:
-        return counts
-    rows = session.exec(
-        select(LeadEvent.lead_id, func.count())
-        .where(col(LeadEvent.lead_id).in_(sorted(counts)), LeadEvent.kind == kind.value)
-        .group_by(col(LeadEvent.lead_id))
-    ).all()
-    counts.update({lead_id: count for lead_id, count in rows})
-    return counts
 
 
 def move_lead(session: Session, *, lead: Lead, to: str, allowed_from: Sequence[str]) -> bool:

@@ -18,7 +18,7 @@ from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
-from storage.models import Away, Clock, EventKind, Lead, OutboxMessage
+from storage.models import Away, Clock, Lead, OutboxMessage
 from tests.slack_standin import SlackStandIn
 from tests.support import about
 
@@ -130,13 +130,13 @@ async def test_reminder_breach_and_escalation_at_business_times(
 async def test_an_attempt_stops_the_first_touch_clock(company: Store, slack: SlackStandIn) -> None:
     with company.session() as s:
         lead = s.exec(select(Lead)).one()
-        queries.add_event(
+        queries.record_attempt(
             s,
-            lead_id=lead.id or 0,
-            kind=EventKind.attempt_logged,
-            now=MONDAY_9 + timedelta(hours=1),
+            lead=lead,
             member_id=lead.owner_id,
-            data={"channel": "call", "outcome": "no_answer"},
+            now=MONDAY_9 + timedelta(hours=1),
+            channel="call",
+            outcome="no_answer",
         )
         sla.on_attempt(s, lead, MONDAY_9 + timedelta(hours=1), Company("Europe/London"))
     await tick(company, slack, MONDAY_9 + timedelta(hours=5))

@@ -21,7 +21,6 @@ from storage.models import (
     Away,
     Clock,
     ClockStage,
-    EventKind,
     Lead,
     Member,
     NewMessage,
@@ -95,11 +94,13 @@ def hand_off(store: Store, first: int, count: int, accepted: int) -> None:
             lead = s.get(Lead, outcome.lead_id)
             assert lead is not None
             sla.on_accepted(s, lead, then, Company())
-            queries.add_event(
+            queries.record_attempt(
                 s,
-                lead_id=lead.id or 0,
-                kind=EventKind.attempt_logged,
+                lead=lead,
+                member_id=lead.owner_id,
                 now=then + timedelta(hours=1),
+                channel="call",
+                outcome="no_answer",
             )
 
 
@@ -225,14 +226,7 @@ def test_enqueue_many_writes_each_key_once_and_says_which(any_store: Store) -> N
 def test_batch_reads_answer_for_every_id_asked(any_store: Store) -> None:
     make_reps(any_store)
     hand_off(any_store, 0, 3, accepted=2)
-    attempt = EventKind.attempt_logged
     with any_store.session() as s:
-        assert queries.count_events_by_lead(s, lead_ids=[1, 2, 3], kind=attempt) == {
-            1: 1,
-            2: 1,
-            3: 0,
-        }
-        assert queries.count_events_by_lead(s, lead_ids=[], kind=attempt) == {}
         away = queries.away_spans_of(s, member_ids=[1, 15])
         assert away[1] == [] and away[15] == queries.away_spans(s, member_id=15) != []
         assert set(queries.members_by_id(s, ids=[1, 2, 999])) == {1, 2}
