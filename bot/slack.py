@@ -302,7 +302,7 @@ def build_bolt_app(
             log.error("Slack listener failed", exc_info=error)
             return None  # Bolt answers 500
         store.outage.lost(error)
-        log.info("database unreachable: %s from %s refused", body.get("type"), body.get("user"))
+        log.info("database unreachable: a Slack %s refused", body.get("type"))
         return database_down_ack(body)
 
     @app.command(re.compile(r"^/.+"))

@@ -24,15 +24,17 @@ from urllib.parse import urlencode
 import aiohttp
 import psycopg
 import pytest
+from sqlalchemy import exc
 from sqlmodel import select, text
 
 from bot.delivery import Deliverer
+from bot.slack import database_down_ack
 from bot.text import say
 from digests import sla
 from digests.business_time import Company
 from digests.scheduler import Clockwork
 from storage import queries
-from storage.db import Store
+from storage.db import Store, make_engine, reason, unavailable
 from storage.models import EventKind, Lead, LeadEvent
 from tests.conftest import PG_ADMIN_URL
 from tests.slack_standin import SlackStandIn
@@ -518,3 +520,53 @@ def test_starting_without_a_database_says_so_in_one_line(tmp_path: Path, command
     else:
         assert f"postgresql+psycopg://liaison:***@127.0.0.1:{port}/liaison" in line
         assert "Connection refused" in line
+
+
+# ---------------------------------------------------------------- what counts as "away"
+
+
+def error_of(store: Store, sql: str) -> BaseException:
+    try:
+        with store.session() as session:
+            session.exec(text(sql))  # type: ignore[call-overload]
+    except Exception as error:
+        return error
+    raise AssertionError(f"{sql} did not fail")
+
+
+def test_only_a_database_that_does_not_answer_counts_as_away(
+    sqlite_store: Store, pg_store: Store, pg_url: str, tmp_path: Path
+) -> None:
+    """A bad query is a fault of ours (a 500 and a traceback, to be fixed), never a 503."""
+    assert not unavailable(error_of(sqlite_store, "SELECT * FROM no_such_table"))
+    assert not unavailable(error_of(pg_store, "SELECT * FROM no_such_table"))
+    assert not unavailable(error_of(pg_store, "SELECT 1/0"))
+    assert not unavailable(ValueError("not a database error"))
+
+    gone = Store(make_engine(f"sqlite:///{tmp_path / 'no' / 'dir' / 'x.db'}"))
+    assert unavailable(error_of(gone, "SELECT 1"))
+    with outage(pg_url):
+        away = error_of(pg_store, "SELECT 1")
+    assert unavailable(away) and "not currently accepting connections" in reason(away)
+    # Dropped mid-transaction (57P01, "terminating connection due to administrator command").
+    with pytest.raises(exc.OperationalError) as dropped, pg_store.session() as session:
+        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        with outage(pg_url):
+            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    assert unavailable(dropped.value) and "terminating connection" in reason(dropped.value)
+    closed = Store(make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"))
+    assert unavailable(error_of(closed, "SELECT 1"))
+    assert "\n" not in reason(error_of(closed, "SELECT 1"))
+
+
+def test_a_modal_without_fields_and_a_command_are_told_too() -> None:
+    """The acks for payloads the journey above does not reach: a modal with nothing to type
+    in (no field to put the reason under) and a listener that failed before acking."""
+    view = {"type": "modal", "title": {"type": "plain_text", "text": "Digest"}, "blocks": []}
+    answer = json.loads(database_down_ack({"type": "view_submission", "view": view}).body)
+    assert answer["response_action"] == "update"
+    assert answer["view"]["title"] == view["title"]
+    assert TRY_AGAIN in json.dumps(answer["view"]["blocks"], ensure_ascii=False)
+    command = database_down_ack({"command": "/leads", "user_id": "U0ALICE"})
+    assert command.status == 200
+    assert json.loads(command.body) == {"response_type": "ephemeral", "text": TRY_AGAIN}
