@@ -389,15 +389,21 @@ def counting_work(calls: list[datetime]) -> Any:
     return work
 
 
+@pytest.mark.parametrize("where", ["server", "console"])
 async def test_the_loops_back_off_and_say_so_once(
-    pg_store: Store, pg_url: str, caplog: pytest.LogCaptureFixture
+    pg_store: Store, pg_url: str, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
+    """In a server (tick job + sender loop in the event loop) and in the console (a pass
+    from a background thread)."""
     caplog.set_level(logging.INFO)
     calls: list[datetime] = []
     clockwork = Clockwork(
         pg_store, Deliverer(pg_store, []), Company(), interval=0.1, work=(counting_work(calls),)
     )
-    clockwork.start(ticks=True)
+    if where == "server":
+        clockwork.start(ticks=True)
+    else:
+        clockwork.start_in_background()
     try:
         await eventually(lambda: len(calls) >= 2)
         caplog.clear()
