@@ -58,14 +58,19 @@ def make_engine(url: str) -> Engine:
 def unavailable(error: BaseException) -> bool:
     """Whether `error` (or what caused it) says the database does not answer — down,
     unreachable, refusing connections, its file unusable — rather than a bad query."""
+    return _database_error(error) is not None
+
+
+def _database_error(error: BaseException) -> BaseException | None:
+    """The error in `error`'s chain that says the database does not answer, if any."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if _unavailable_here(current):
-            return True
+            return current
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 def _unavailable_here(error: BaseException) -> bool:
@@ -87,6 +92,7 @@ def _unavailable_here(error: BaseException) -> bool:
 
 def reason(error: BaseException) -> str:
     """The driver's own words for a database error, on one line (no SQL, no parameters)."""
+    error = _database_error(error) or error
     original = error.orig if isinstance(error, exc.DBAPIError) else error
     return " ".join(str(original).split())[:300] or type(original).__name__
 
