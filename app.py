@@ -55,7 +55,7 @@ from handlers import (
 from handlers.ingest import Ingestor, validate
 from storage import approvals as approval_store
 from storage import queries
-from storage.db import Store
+from storage.db import Store, reason, safe_url, unavailable
 from storage.models import ApprovalSubject
 
 cli = typer.Typer(
@@ -126,7 +126,17 @@ def load_settings() -> Settings:
 
 
 def open_store(settings: Settings) -> Store:
-    return Store.open(settings.database_url)
+    """The migrated store; without a database that answers, one line saying so and exit 1."""
+    try:
+        return Store.open(settings.database_url)
+    except Exception as error:
+        if not unavailable(error):
+            raise
+        typer.echo(
+            f"database unreachable at {safe_url(settings.database_url)}: {reason(error)}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def now() -> datetime:
@@ -141,6 +151,8 @@ def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) 
     )
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # Not two lines per tick ("Running job…", "…executed successfully"); faults still show.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @cli.command()

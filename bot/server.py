@@ -10,20 +10,23 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
+from bot.text import say
 from bot.webhook import make_handler
 from digests.scheduler import Clockwork, for_settings
 from handlers.ingest import Ingestor
-from storage.db import Store
+from storage.db import Store, unavailable
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
 CLOCKWORK = web.AppKey("clockwork", Clockwork)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RETRY_AFTER_SECONDS = 60  # what a client is told to wait while the database does not answer
 
 
 def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
@@ -57,7 +60,7 @@ def build_web_app(
     clockwork = for_settings(settings, store, deliverer)
     deliverer.on_owed = clockwork.wake
 
-    app = web.Application(client_max_size=6 * 1024 * 1024)
+    app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[_database_down(store)])
     app[BACKGROUND] = background
     app[CLOCKWORK] = clockwork
     if slack_messenger is not None:
@@ -101,13 +104,45 @@ async def _slack_off(_: web.Request) -> web.Response:
     return web.json_response({"error": "Slack is not configured: set SLACK_BOT_TOKEN"}, status=404)
 
 
+def database_down_response() -> web.Response:
+    """503 with `Retry-After`: the request needed the database, which does not answer."""
+    return web.json_response(
+        {"error": say("database_down")},
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _database_down(store: Store) -> Middleware:
+    """Any route whose work fails because the database does not answer answers 503 (the
+    work's transaction rolled back, so nothing was stored), never a 500 with a traceback."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            store.outage.lost(error)
+            log.info("%s %s: database unreachable, answered 503", request.method, request.path)
+            return database_down_response()
+
+    return guard
+
+
 def _health(store: Store) -> Handler:
     async def health(_: web.Request) -> web.Response:
         try:
             ok = await asyncio.to_thread(store.ping)
-        except Exception:  # any driver error means the database does not answer
-            log.warning("health check: database unreachable", exc_info=True)
+        except Exception as error:  # any driver error means the database does not answer
+            if unavailable(error):
+                store.outage.lost(error)
+            else:
+                log.warning("health check: database unreachable", exc_info=True)
             ok = False
+        if ok:
+            store.outage.back()
         body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unreachable"}
         return web.json_response(body, status=200 if ok else 503)
 

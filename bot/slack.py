@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -32,11 +33,19 @@ from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
-from bot.slack_blocks import card_blocks, modal, mrkdwn_escape, report_blocks, view_values
+from bot.slack_blocks import (
+    card_blocks,
+    modal,
+    mrkdwn_escape,
+    plain,
+    report_blocks,
+    section,
+    view_values,
+)
 from bot.tasks import Background
 from bot.text import say
 from storage import queries
-from storage.db import Store
+from storage.db import Store, unavailable
 from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
@@ -276,8 +285,25 @@ def build_bolt_app(
         return await member_for(client, store, user)
 
     async def run(interaction_of: Any, responder: SlackResponder) -> None:
-        interaction = interaction_of(await actor(responder.body["user"]))
-        await bot.handle(interaction, responder)
+        try:
+            interaction = interaction_of(await actor(responder.body["user"]))
+            await bot.handle(interaction, responder)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            store.outage.lost(error)
+            log.info("database unreachable: told %s to try again", responder._user())
+            await responder.reply(Card(text=say("database_down")))
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+        """A listener failed before its ack (only modal submissions decide first)."""
+        if not unavailable(error):
+            log.error("Slack listener failed", exc_info=error)
+            return None  # Bolt answers 500
+        store.outage.lost(error)
+        log.info("database unreachable: a Slack %s refused", body.get("type"))
+        return database_down_ack(body)
 
     @app.command(re.compile(r"^/.+"))
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -387,6 +413,33 @@ def build_bolt_app(
         )
 
     return app
+
+
+def database_down_ack(body: dict[str, Any]) -> BoltResponse:
+    """The ack that tells the person the database does not answer: on a modal, under its first
+    field, so the form stays open with what was typed, for another try in a minute."""
+    text = say("database_down")
+    view = body.get("view")
+    blocks = view.get("blocks") if isinstance(view, dict) else None
+    first = next(
+        (
+            b["block_id"]
+            for b in blocks or []
+            if isinstance(b, dict) and b.get("type") == "input" and b.get("block_id")
+        ),
+        None,
+    )
+    if body.get("type") == "view_submission" and first:
+        answer: dict[str, Any] = {"response_action": "errors", "errors": {first: text}}
+    elif isinstance(view, dict) and body.get("type") == "view_submission":  # nothing typed
+        title = view.get("title") if isinstance(view.get("title"), dict) else plain("Liaison")
+        notice = {"type": "modal", "title": title, "blocks": [section(mrkdwn_escape(text))]}
+        answer = {"response_action": "update", "view": notice}
+    else:  # a slash command shows this privately; other payloads only need the ack
+        answer = {"response_type": "ephemeral", "text": text}
+    return BoltResponse(
+        status=200, body=json.dumps(answer), headers={"content-type": "application/json"}
+    )
 
 
 def _parse(body: bytes, content_type: str) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ from bot.teams_cards import (
 )
 from bot.text import say
 from storage import queries
-from storage.db import Store
+from storage.db import Store, unavailable
 from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,14 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
     if _is_proactive(activity):
         raise error
     conversation = activity.conversation.id if activity.conversation else "?"
+    if unavailable(error):
+        # The server's middleware answers 503 with Retry-After; the person hears why.
+        log.info("database unreachable: Teams %s in %s refused", activity.type, conversation)
+        try:
+            await turn_context.send_activity(say("database_down"))
+        except ClientException:
+            log.warning("could not tell the user the database is away in %s", conversation)
+        raise error
     log.error(
         "Teams turn failed: %s activity %s in %s",
         activity.type,

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -20,10 +21,11 @@ from bot.settings import Settings
 from digests import approvals, feedback, sla
 from digests.business_time import Company
 from digests.outbox import Sender, SendReport, due_count
-from storage.db import Store
+from storage.db import Outage, Store, unavailable
 
 log = logging.getLogger(__name__)
 JOB_ID = "liaison-tick"
+BACKOFF_CAP = 60.0  # seconds: the longest a loop waits between tries while the database is away
 
 
 def instance_name() -> str:
@@ -35,6 +37,41 @@ def instance_name() -> str:
 class Pass:
     tick: sla.TickReport
     sent: SendReport
+
+
+class Backoff:
+    """One loop's patience while the database is away: the next try `first` seconds after a
+    failure, doubling up to `cap`; the store's `Outage` writes the one log line about it."""
+
+    def __init__(
+        self,
+        outage: Outage,
+        first: float,
+        cap: float = BACKOFF_CAP,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outage = outage
+        self.first = first
+        self.cap = max(cap, first)
+        self.clock = clock
+        self.failures = 0
+        self.until = 0.0
+
+    def waiting(self) -> bool:
+        """Too soon to try again."""
+        return self.clock() < self.until
+
+    def failed(self, error: BaseException) -> float:
+        """The database did not answer: seconds to wait before the next try."""
+        self.outage.lost(error)
+        delay = min(self.cap, self.first * 2.0**self.failures)
+        self.failures += 1
+        self.until = self.clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures, self.until = 0, 0.0
+        self.outage.back()
 
 
 class DueWork(Protocol):
@@ -54,6 +91,8 @@ class Clockwork:
     digest) is an APScheduler job, and delivery is a sender loop of its own
     that drains the outbox when woken (a handler owed messages, a tick wrote some) and every
     `interval` seconds otherwise (retries that fell due), so slow deliveries never delay a tick.
+    While the database does not answer, both back off (see `Backoff`) instead of failing on
+    every tick.
     """
 
     def __init__(
@@ -74,6 +113,8 @@ class Clockwork:
         self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
         self._wanted: asyncio.Event | None = None
         self._sending: asyncio.Task[None] | None = None
+        self.tick_backoff = Backoff(store.outage, interval)
+        self.send_backoff = Backoff(store.outage, interval)
 
     async def run_once(self, now: datetime) -> Pass:
         """One pass as if the clock read `now`: the due work, then delivery."""
@@ -134,6 +175,8 @@ class Clockwork:
             self._wanted.set()
 
     async def _job(self) -> None:
+        if self.tick_backoff.waiting():
+            return
         try:
             report = await self.tick(datetime.now(UTC))
         except asyncio.CancelledError:
@@ -141,20 +184,37 @@ class Clockwork:
             # or rolls back whole; what it did not take, the next tick anywhere takes.
             log.info("tick interrupted by shutdown")
             return
+        except Exception as error:
+            if not unavailable(error):
+                raise  # a fault of ours: APScheduler logs it with its traceback
+            self.tick_backoff.failed(error)
+            return
+        self.tick_backoff.succeeded()
         if report.messages:
             self.wake()
 
     async def _send_loop(self) -> None:
         assert self._wanted is not None
+        wait = self.interval
         while True:
             with contextlib.suppress(TimeoutError):  # no wake-up: look anyway
-                await asyncio.wait_for(self._wanted.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wanted.wait(), timeout=wait)
             self._wanted.clear()
-            now = datetime.now(UTC)
-            try:
-                self._log(now, sla.TickReport(), await self.sender.drain(now))
-            except Exception:  # the database is away for a moment: try again later
-                log.exception("outbox drain failed; retrying in %.0f s", self.interval)
+            wait = await self._send_due()
+
+    async def _send_due(self) -> float:
+        """Drain what is due now; returns how long to wait before looking again."""
+        now = datetime.now(UTC)
+        try:
+            sent = await self.sender.drain(now)
+        except Exception as error:
+            if unavailable(error):
+                return self.send_backoff.failed(error)
+            log.exception("outbox drain failed; retrying in %.0f s", self.interval)
+            return self.interval
+        self.send_backoff.succeeded()
+        self._log(now, sla.TickReport(), sent)
+        return self.interval
 
     async def settled(self) -> None:
         """Wait until nothing is owed that is due now and no lane is sending (tests)."""
@@ -187,7 +247,16 @@ class Clockwork:
         self.scheduler = scheduler
 
     def _thread_job(self) -> None:
-        asyncio.run(self.run_once(datetime.now(UTC)))
+        if self.tick_backoff.waiting():
+            return
+        try:
+            asyncio.run(self.run_once(datetime.now(UTC)))
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            self.tick_backoff.failed(error)
+            return
+        self.tick_backoff.succeeded()
 
     def stop(self) -> None:
         if self.scheduler is not None:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, exc, make_url, text
 from sqlmodel import Session, create_engine
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection attempt fails
+# PostgreSQL error classes that mean "no database to talk to": connection exceptions,
+# shutdown / not yet accepting connections, no such database, auth refused, too many clients.
+UNAVAILABLE_SQLSTATES = ("08", "57P", "3D000", "28", "53300")
+# SQLite's ways of saying the file cannot be used right now.
+UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is locked")
 
 
 def make_engine(url: str) -> Engine:
@@ -39,7 +49,57 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = {}
+    if make_url(url).get_backend_name() == "postgresql" and "connect_timeout" not in url:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) says the database does not answer — down,
+    unreachable, refusing connections, its file unusable — rather than a bad query."""
+    return _database_error(error) is not None
+
+
+def _database_error(error: BaseException) -> BaseException | None:
+    """The error in `error`'s chain that says the database does not answer, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _unavailable_here(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _unavailable_here(error: BaseException) -> bool:
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated or isinstance(error, exc.InterfaceError):
+        return True
+    if not isinstance(error, exc.OperationalError):
+        return False
+    original = error.orig
+    if type(original).__module__.startswith("sqlite3"):
+        return str(original).lower().startswith(UNAVAILABLE_SQLITE)
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    # Without an SQLSTATE the server never answered: the connection failed or broke.
+    return state is None or str(state).startswith(UNAVAILABLE_SQLSTATES)
+
+
+def reason(error: BaseException) -> str:
+    """The driver's own words for a database error, on one line (no SQL, no parameters)."""
+    error = _database_error(error) or error
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    return " ".join(str(original).split())[:300] or type(original).__name__
+
+
+def safe_url(url: str) -> str:
+    """The database URL with its password masked, fit for a log line."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def hand_made_search_left_out(
@@ -67,11 +127,42 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+class Outage:
+    """Whether the database answered when the loops and the health check last asked: one
+    log line when it stops answering, one when it answers again, nothing per retry."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.since: float | None = None
+        self._lock = threading.Lock()  # the console ticks from a thread of its own
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def lost(self, error: BaseException) -> None:
+        """The database did not answer (`error` says why)."""
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since = self.clock()
+        log.warning("database unreachable: %s, retrying", reason(error))
+
+    def back(self) -> None:
+        """The database answered."""
+        with self._lock:
+            if self.since is None:
+                return
+            seconds, self.since = self.clock() - self.since, None
+        log.info("database reachable again after %.0f s", seconds)
+
+
 class Store:
     """The database a process talks to: an engine and short-lived sessions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.outage = Outage()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
