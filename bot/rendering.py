@@ -9,6 +9,7 @@ it never needs to know the handlers. The kind of a purpose is its part before `:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from sqlmodel import Session
 from bot.messages import Card, card_from_dict
 from digests.business_time import Company
 from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ def card_of(
     """What an outbox row sends: rendered now when it holds an intent, else its stored card
     (rows written before cards were rendered at send time hold only the card)."""
     if message.render and message.lead_id is not None:
-        intent = Intent(message.lead_id, message.purpose, member_id, now, company)
-        return render(session, intent)
+        if kind_of(message.purpose) in _renderers:
+            intent = Intent(message.lead_id, message.purpose, member_id, now, company)
+            return render(session, intent)
+        # A process that never loaded the handlers: better the card as owed than none.
+        log.warning("outbox %s: no renderer for %r, sent as owed", message.key, message.render)
     return card_from_dict(message.card)

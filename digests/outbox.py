@@ -30,7 +30,7 @@ from sqlmodel import Session, col, func, or_, select
 from bot import rendering
 from bot.delivery import Deliverer, Posted
 from bot.effects import Notify
-from bot.messages import Card, report_from_dict
+from bot.messages import Card, card_from_dict, report_from_dict
 from digests.business_time import Company
 from storage.db import Store
 from storage.models import CardLocation, OutboxMessage, OutboxStatus
@@ -303,8 +303,13 @@ class Sender:
             return
         await asyncio.to_thread(self._sent, message, posted[0], current(), report)
 
-    def _card(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
+    async def _card(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
+        if not message.render:
+            return card_from_dict(message.card)
+        return await asyncio.to_thread(self._render, message, member_id, now)
+
+    def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         with self.store.session() as session:
             return rendering.card_of(
                 session, message, member_id=member_id, now=now, company=self.company
@@ -336,7 +341,7 @@ class Sender:
         if message.location_id is not None:
             return await self._update(message, now)
         if message.member_id is not None:
-            card = await asyncio.to_thread(self._card, message, message.member_id, now)
+            card = await self._card(message, message.member_id, now)
             return await self.deliverer.notify(
                 Notify(
                     message.member_id,
@@ -350,7 +355,7 @@ class Sender:
             report = report_from_dict(message.card["report"])
             one = await self.deliverer.post_report(message.target or "", report)
         else:
-            card = await asyncio.to_thread(self._card, message, None, now)
+            card = await self._card(message, None, now)
             one = await self.deliverer.post(message.target or "", card)
         return [one] if one else []
 
