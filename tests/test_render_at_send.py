@@ -16,14 +16,17 @@ from sqlmodel import select
 
 from app import build_router
 from bot.delivery import Bot, Deliverer
+from bot.effects import Owed, UpdateCards
 from bot.interaction import Interaction, Kind, Where
+from bot.messages import Card
 from bot.slack import SlackMessenger
 from digests.business_time import Company
 from digests.outbox import Sender
-from handlers.ingest import Ingestor, LeadIn
+from digests.owing import owe
+from handlers.ingest import Ingestor, LeadIn, store_leads
 from storage import queries
 from storage.db import Store
-from storage.models import Member, OutboxMessage
+from storage.models import CardLocation, Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, make_settings
 from tests.test_slack import interact, lead_payload, posted_cards, press, send_leads, text_of
@@ -204,3 +207,62 @@ async def test_an_update_owed_while_one_is_in_flight_is_sent_after_it(
     assert "Accepted by Alice" in text_of(latest) and "1 so far" in text_of(latest)
     await sender.drain(now + timedelta(minutes=1))
     assert len(updates(slack, card)) == 2
+
+
+def test_updates_of_one_card_coalesce_into_one_row(any_store: Store) -> None:
+    """On SQLite and PostgreSQL: waiting, a newer state joins the row; sent or parked, the
+    row is due again; in flight, it stays in flight and its revision says a newer state came."""
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    with any_store.session() as s:
+        queries.upsert_member(s, now=now, email="alice@example.com", name="Alice")
+        lead = LeadIn(external_id="L5", name="Ann Lee", owner_email="alice@example.com")  # type: ignore[call-arg]
+        (outcome,), _ = store_leads(s, [lead], now=now, admin_channel=None, company=ALWAYS)
+        queries.record_location(
+            s,
+            location=CardLocation(
+                lead_id=outcome.lead_id,
+                member_id=1,
+                platform="slack",
+                channel="D0ALICE",
+                message_id="1700000000.000001",
+                created_at=now,
+            ),
+        )
+
+    def owe_update(title: str, at: datetime) -> OutboxMessage:
+        with any_store.session() as s:
+            update = UpdateCards(outcome.lead_id, "handoff", Card(title=title))
+            assert owe(s, [update], actor_id=None, now=at, company=ALWAYS)[-1] == Owed(1)
+        with any_store.session() as s:
+            (row,) = s.exec(select(OutboxMessage).where(OutboxMessage.location_id != None)).all()  # noqa: E711
+            return row
+
+    first = owe_update("first", now)
+    assert (first.status, first.card["title"], first.revision, first.render) == (
+        "pending",
+        "first",
+        0,
+        "handoff",
+    )
+    waiting = owe_update("second", now + timedelta(seconds=1))
+    assert (waiting.status, waiting.not_before, waiting.revision) == ("pending", now, 1)
+    assert waiting.card["title"] == "second"
+
+    for status in ("sent", "failed"):
+        with any_store.session() as s:
+            row = s.get(OutboxMessage, first.id)
+            assert row is not None
+            row.status, row.attempts = status, 5
+            s.add(row)
+        later = now + timedelta(minutes=5)
+        again = owe_update("third", later)
+        assert (again.status, again.not_before, again.attempts) == ("pending", later, 0)
+
+    with any_store.session() as s:
+        row = s.get(OutboxMessage, first.id)
+        assert row is not None
+        row.status, row.claimed_by = "sending", "other"
+        s.add(row)
+    in_flight = owe_update("fourth", now + timedelta(minutes=6))
+    assert (in_flight.status, in_flight.claimed_by) == ("sending", "other")
+    assert in_flight.revision == waiting.revision + 3
