@@ -115,12 +115,8 @@ class Deliverer:
             case Owed():
                 if self.on_owed is not None:
                     self.on_owed()
-            case UpdateCards(lead_id=lead_id, purpose=purpose, card=card):
-                locations = await asyncio.to_thread(self._locations, lead_id, purpose)
-                for location in locations:
-                    messenger = self.messengers.get(location.platform)
-                    if messenger is not None:
-                        await messenger.update(location, card)
+            case UpdateCards():
+                pass  # owed with the handler's facts (`digests.owing`), sent by the outbox
             case _:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
 

@@ -21,6 +21,10 @@ class Notify:
     With `in_thread`, it goes on the thread of that lead's handoff card instead. A DM to
     anyone but the person who acted is owed through the outbox (see `digests.owing`);
     `key`, when given, makes owing it twice impossible.
+
+    A message a person caused for someone else (a handoff card, a relayed question or
+    answer, a win) goes out at once; a `nudge` — what Liaison sends on its own: reminders,
+    escalations, feedback and approval requests — waits for the recipient's working hours.
     """
 
     member_id: int
@@ -29,6 +33,7 @@ class Notify:
     purpose: str = ""
     in_thread: bool = False
     key: str = ""
+    nudge: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,10 @@ class Post:
 
 @dataclass(frozen=True)
 class UpdateCards:
-    """Replace every posted card of `lead_id` with this `purpose`, in place."""
+    """Replace every posted card of `lead_id` with this `purpose`, in place.
+
+    Owed through the outbox with the handler's facts (one row per posted card, rendered
+    when sent, so a newer state owed meanwhile is what goes); `card` is the state now."""
 
     lead_id: int
     purpose: str

@@ -27,11 +27,13 @@ from weakref import WeakKeyDictionary
 
 from sqlmodel import Session, col, func, or_, select
 
+from bot import rendering
 from bot.delivery import Deliverer, Posted
 from bot.effects import Notify
 from bot.messages import Card, card_from_dict, report_from_dict
+from digests.business_time import Company
 from storage.db import Store
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import CardLocation, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ class SendReport:
 
 
 def lane_of(message: OutboxMessage) -> str:
-    """The conversation a message goes to: a member's DM (or thread), or a channel."""
+    """The conversation a message goes to: a member's DM (or thread), or a channel; an
+    update in place has a lane of its own, so a click's card never waits behind new ones."""
+    if message.location_id is not None:
+        return f"card:{message.location_id}"
     if message.member_id is not None:
         return f"member:{message.member_id}"
     return f"target:{message.target}"
@@ -165,8 +170,10 @@ class Sender:
         owner: str,
         clock: Callable[[], float] = time.monotonic,
         lease: timedelta = LEASE,
+        company: Company | None = None,
     ) -> None:
         self.store = store
+        self.company = company or Company()  # business time on cards rendered when sent
         self.lease = lease
         self.deliverer = deliverer
         self.owner = owner
@@ -239,7 +246,10 @@ class Sender:
                 self.busy.discard(lane)
 
     def _interval(self, message: OutboxMessage) -> float:
-        """The strictest pace among the platforms the message may go through."""
+        """The strictest pace among the platforms the message may go through (an update in
+        place posts nothing new: the platform's own 429s pace it)."""
+        if message.location_id is not None:
+            return 0.0
         if message.target:
             return MIN_INTERVAL.get(message.target.partition(":")[0], 1.0)
         return max((MIN_INTERVAL.get(p, 1.0) for p in self.deliverer.messengers), default=0.0)
@@ -269,7 +279,6 @@ class Sender:
     async def _send_one(
         self, message: OutboxMessage, report: SendReport, current: Callable[[], datetime]
     ) -> None:
-        card = card_from_dict(message.card)
         loop = asyncio.get_running_loop()
         in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
         try:
@@ -277,7 +286,10 @@ class Sender:
                 log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
                 return
             async with in_flight:
-                posted = await self._deliver(message, card)
+                posted = await self._deliver(message, current())
+        except rendering.NothingToRender as gone:
+            await asyncio.to_thread(self._park, message, str(gone), report)
+            return
         except Exception as error:  # any platform error is recorded on the message
             await asyncio.to_thread(self._failed, message, error, current(), report)
             return
@@ -291,8 +303,45 @@ class Sender:
             return
         await asyncio.to_thread(self._sent, message, posted[0], current(), report)
 
-    async def _deliver(self, message: OutboxMessage, card: Card) -> list[tuple[str, Posted]]:
+    async def _card(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
+        """The card as it goes out now: rendered from the lead's state, or as stored."""
+        if not message.render:
+            return card_from_dict(message.card)
+        return await asyncio.to_thread(self._render, message, member_id, now)
+
+    def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
+        with self.store.session() as session:
+            return rendering.card_of(
+                session, message, member_id=member_id, now=now, company=self.company
+            )
+
+    def _update_of(self, message: OutboxMessage, now: datetime) -> tuple[CardLocation, Card]:
+        with self.store.session() as session:
+            location = session.get(CardLocation, message.location_id)
+            if location is None:
+                raise rendering.NothingToRender(f"card location {message.location_id} is gone")
+            row = session.get(OutboxMessage, message.id)
+            # The state rendered below is at least this new (see `_sent`).
+            message.revision = row.revision if row is not None else message.revision
+            card = rendering.card_of(
+                session, message, member_id=location.member_id, now=now, company=self.company
+            )
+            return location, card
+
+    async def _update(self, message: OutboxMessage, now: datetime) -> list[tuple[str, Posted]]:
+        """Replace a posted card in place with its state now."""
+        location, card = await asyncio.to_thread(self._update_of, message, now)
+        messenger = self.deliverer.messengers.get(location.platform)
+        if messenger is None:
+            return []
+        await messenger.update(location, card)
+        return [(location.platform, Posted(location.channel, location.message_id))]
+
+    async def _deliver(self, message: OutboxMessage, now: datetime) -> list[tuple[str, Posted]]:
+        if message.location_id is not None:
+            return await self._update(message, now)
         if message.member_id is not None:
+            card = await self._card(message, message.member_id, now)
             return await self.deliverer.notify(
                 Notify(
                     message.member_id,
@@ -306,6 +355,7 @@ class Sender:
             report = report_from_dict(message.card["report"])
             one = await self.deliverer.post_report(message.target or "", report)
         else:
+            card = await self._card(message, None, now)
             one = await self.deliverer.post(message.target or "", card)
         return [one] if one else []
 
@@ -318,11 +368,14 @@ class Sender:
         self, message: OutboxMessage, where: tuple[str, Posted], now: datetime, report: SendReport
     ) -> None:
         with self.store.session() as session:
-            row = session.get(OutboxMessage, message.id)
+            row = session.get(OutboxMessage, message.id, with_for_update=True)
             if row is None:
                 return
             row.status, row.sent_at, row.claimed_until = OutboxStatus.sent.value, now, None
             row.platform, row.message_id = where[0], where[1].message_id
+            if row.revision != message.revision:
+                # A newer state of this card was owed while it was in flight: send again.
+                row.status, row.not_before = OutboxStatus.pending.value, now
             session.add(row)
         report.sent += 1
         report.keys.append(message.key)

@@ -1,6 +1,10 @@
-"""Messages the bot starts on its own (DMs to others, channel posts) are owed, not sent:
-they become outbox rows in the same transaction as the facts behind them, so a crash or a
-platform outage never loses one, and a DM waits for its recipient's working hours."""
+"""Messages the bot starts on its own (DMs to others, channel posts, card updates) are owed,
+not sent: they become outbox rows in the same transaction as the facts behind them, so a
+crash or a platform outage never loses one.
+
+A message a person caused for someone else goes out at once; only a nudge waits for its
+recipient's working hours. A card about a lead is owed as an intent and rendered when it
+is sent (`bot.rendering`), so it shows the lead as it is then."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.effects import Effect, Notify, Owed, Post
+from bot import rendering
+from bot.effects import Effect, Notify, Owed, Post, UpdateCards
 from bot.messages import card_to_dict
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
@@ -29,8 +34,9 @@ def owe(
     now: datetime,
     company: Company,
 ) -> list[Effect]:
-    """Write DMs to anyone but `actor_id`, and channel posts, to the outbox; return the
-    effects still to deliver at once, with an `Owed` marker when anything was written."""
+    """Write DMs to anyone but `actor_id`, channel posts and card updates to the outbox;
+    return the effects still to deliver at once, with an `Owed` marker when anything was
+    written."""
     calendars: Calendars | None = None
     kept: list[Effect] = []
     owed = 0
@@ -40,6 +46,9 @@ def owe(
             owed += _owe_dm(session, effect, now, calendars)
         elif isinstance(effect, Post):
             owed += _owe_post(session, effect, now)
+        elif isinstance(effect, UpdateCards):
+            owed += _owe_updates(session, effect, now)
+            kept.append(effect)  # a record of what changed; its cards are owed
         else:
             kept.append(effect)
     if owed:
@@ -56,10 +65,6 @@ def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendar
     if member is None:
         log.warning("a message for member %s, who does not exist, was dropped", effect.member_id)
         return 0
-    try:
-        not_before = next_working_moment(calendars.of(member), now)
-    except ValueError:  # no working time at all: better late at night than never
-        not_before = now
     message = OutboxMessage(
         key=_key(effect.key),
         member_id=member.id,
@@ -67,10 +72,35 @@ def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendar
         lead_id=effect.lead_id,
         purpose=effect.purpose,
         in_thread=effect.in_thread,
-        not_before=not_before,
+        render=_render(effect.lead_id, effect.purpose),
+        not_before=_not_before(effect, member, now, calendars),
         created_at=now,
     )
     return int(queries.enqueue(session, message=message))
+
+
+def _not_before(effect: Notify, member: Member, now: datetime, calendars: Calendars) -> datetime:
+    """At once, unless it is a nudge: then at the recipient's next working moment."""
+    if not effect.nudge:
+        return now
+    try:
+        return next_working_moment(calendars.of(member), now)
+    except ValueError:  # no working time at all: better late at night than never
+        return now
+
+
+def _render(lead_id: int | None, purpose: str) -> str:
+    """The kind of card rendered when sent, for a card about a lead that has one."""
+    return rendering.kind_of(purpose) if lead_id is not None and rendering.renders(purpose) else ""
+
+
+def _owe_updates(session: Session, effect: UpdateCards, now: datetime) -> int:
+    """One update per place the card was posted, coalesced with any still owed there."""
+    locations = queries.locations_of(session, lead_id=effect.lead_id, purpose=effect.purpose)
+    card, render = card_to_dict(effect.card), _render(effect.lead_id, effect.purpose)
+    for location in locations:
+        queries.owe_update(session, location=location, card=card, render=render, now=now)
+    return len(locations)
 
 
 def _owe_post(session: Session, effect: Post, now: datetime) -> int:

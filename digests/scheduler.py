@@ -109,7 +109,7 @@ class Clockwork:
         self.work = tuple(work)
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
-        self.sender = Sender(store, deliverer, instance_name(), lease=lease)
+        self.sender = Sender(store, deliverer, instance_name(), lease=lease, company=company)
         self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
         self._wanted: asyncio.Event | None = None
         self._sending: asyncio.Task[None] | None = None

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from bot import rendering
 from bot.messages import Button, Card, Field_, Style
 from bot.text import say, when
 from digests import sla
@@ -178,3 +179,30 @@ def question_card(session: Session, lead: Lead, asked: LeadEvent, answer: LeadEv
         context=say("lead_context_short", lead_id=lead.id),
         buttons=buttons,
     )
+
+
+def render_handoff(session: Session, intent: rendering.Intent) -> Card | None:
+    """The handoff card as the lead stands at `intent.now` (rendered when it is sent)."""
+    lead = session.get(Lead, intent.lead_id)
+    return lead_card(session, lead, intent.now, intent.company) if lead else None
+
+
+def render_question(session: Session, intent: rendering.Intent) -> Card | None:
+    """A "need info" question card as it stands: open with its Answer button, or answered."""
+    lead = session.get(Lead, intent.lead_id)
+    question_id = intent.purpose.partition(":")[2]
+    if lead is None or not question_id:
+        return None
+    asked = answered = None
+    for event in queries.events_of(session, lead_id=intent.lead_id):
+        if event.data.get("question_id") != question_id:
+            continue
+        if event.kind == EventKind.info_requested:
+            asked = event
+        elif event.kind == EventKind.info_answered:
+            answered = event
+    return question_card(session, lead, asked, answered) if asked else None
+
+
+rendering.register(HANDOFF, render_handoff)
+rendering.register(rendering.kind_of(question_purpose("")), render_question)

@@ -269,6 +269,7 @@ def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
             member.id or 0,
             loop.ask_card(ctx.session, request, questions, _tz(ctx, member)),
             key=loop.ask_key(request.id or 0, member.id or 0),
+            nudge=True,
         )
         for member in records.members(ctx.session, ids=recipients)
     ]

@@ -212,7 +212,8 @@ def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
         text=say("away_flag_text", who=owner.name, until=until, lead=lead.name),
         context=say("lead_context_short", lead_id=lead.id),
     )
-    return [Notify(owner.manager_id, card, key=f"away-flag:{lead.id}")]
+    # An escalation Liaison raises on its own: it waits for the manager's working hours.
+    return [Notify(owner.manager_id, card, key=f"away-flag:{lead.id}", nudge=True)]
 
 
 def _report_unassigned(
@@ -230,7 +231,8 @@ def _report_unassigned(
         ),
     )
     effects: list[Effect] = [
-        Notify(admin.id or 0, card) for admin in queries.members_with_role(session, role=Role.admin)
+        Notify(admin.id or 0, card, nudge=True)
+        for admin in queries.members_with_role(session, role=Role.admin)
     ]
     target = queries.channel_target(session, kind="admin") or admin_channel
     if target:

@@ -355,6 +355,7 @@ def propose(
             m.id or 0,
             ask_card(ctx.session, request, tz=m.timezone or ctx.company.tz),
             key=f"approval:{request.id}:ask:{m.id}",
+            nudge=True,
         )
         for _, m in named
         if m.id != actor.id

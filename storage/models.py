@@ -298,6 +298,14 @@ class OutboxMessage(SQLModel, table=True):
     lead_id: int | None = Field(default=None, foreign_key="leads.id")
     purpose: str = ""
     in_thread: bool = False  # on the thread of the lead's handoff card, else a DM
+    # Rendered when sent: the kind of card (`bot.rendering`) built then from the lead's
+    # state; `card` keeps what it looked like when owed (shown, never sent). Empty: send
+    # `card` as it is.
+    render: str = ""
+    # An update in place of the card posted there (one row per location: a newer state
+    # owed while it waits is coalesced into it; `revision` counts the states owed).
+    location_id: int | None = Field(default=None, foreign_key="card_locations.id")
+    revision: int = 0
     status: str = Field(default=OutboxStatus.pending.value, index=True)
     not_before: datetime = Field(index=True)
     attempts: int = 0

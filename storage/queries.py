@@ -8,7 +8,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, and_, bindparam, func, or_, update
+from sqlalchemy import Insert, and_, bindparam, case, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -658,6 +658,55 @@ def enqueue(session: Session, *, message: OutboxMessage) -> bool:
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
         return False
     return _add_once(session, message)
+
+
+def update_key(location_id: int) -> str:
+    """The one outbox row that updates the card at a location in place."""
+    return f"update:{location_id}"
+
+
+@cache
+def _owe_update_statement(dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT (key) DO UPDATE`: a newer state of a card is coalesced into
+    the row already owed for its location. Waiting, it stays as it is (it is rendered
+    when sent, so the newer state is what goes); sent or parked, it is due again now; in
+    flight, `revision` tells the sender to send once more when this send is done."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    in_line = table.c.status.in_([OutboxStatus.pending.value, OutboxStatus.sending.value])
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={
+            "card": insert.excluded.card,
+            "revision": table.c.revision + 1,
+            "status": case((in_line, table.c.status), else_=OutboxStatus.pending.value),
+            "not_before": case((in_line, table.c.not_before), else_=insert.excluded.not_before),
+            "attempts": case((in_line, table.c.attempts), else_=0),
+            "last_error": case((in_line, table.c.last_error), else_=None),
+        },
+    )
+
+
+def owe_update(
+    session: Session, *, location: CardLocation, card: dict[str, Any], render: str, now: datetime
+) -> None:
+    """Owe an update of the card at `location` (coalesced with one already owed there)."""
+    session.flush()
+    connection = session.connection()
+    values = {
+        "key": update_key(location.id or 0),
+        "card": card,
+        "lead_id": location.lead_id,
+        "purpose": location.purpose,
+        "location_id": location.id,
+        "render": render,
+        "status": OutboxStatus.pending.value,
+        "not_before": now,
+        "attempts": 0,
+        "revision": 0,
+        "created_at": now,
+    }
+    connection.execute(_owe_update_statement(connection.dialect.name), values)
 
 
 @cache

@@ -1,6 +1,7 @@
-"""Every message the bot starts on its own is owed through the outbox: a handoff card waits
-for its rep's working hours, survives Slack throttling, and one busy rep's messages do not
-hold up anyone else's. Through the real Slack messenger against the Web API stand-in."""
+"""Every message the bot starts on its own is owed through the outbox: a handoff card goes
+at once while Liaison's own nudges wait for working hours, it survives Slack throttling,
+and one busy rep's messages do not hold up anyone else's. Through the real Slack messenger
+against the Web API stand-in."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from digests.business_time import Company
 from digests.outbox import Sender
 from digests.scheduler import Clockwork
 from handlers.ingest import Ingestor, LeadIn
-from storage import queries
+from storage import approvals, queries
 from storage.db import Store
 from storage.models import CardLocation, Lead, OutboxMessage
 from tests.slack_standin import SlackStandIn
@@ -39,6 +40,8 @@ from tests.support import (
 
 FRIDAY_EVENING = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)  # 18:00 in London
 MONDAY_MORNING = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # 09:00 in London
+MONDAY_EVENING = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+TUESDAY_MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LONDON = Company("Europe/London")
 
 
@@ -62,7 +65,7 @@ def cards_to(slack: SlackStandIn, channel: str) -> list[str]:
     return [p["text"] for p in slack.of("chat.postMessage") if p["channel"] == channel]
 
 
-async def test_a_handoff_after_hours_waits_for_the_reps_morning(
+async def test_a_handoff_after_hours_goes_at_once_and_an_sla_reminder_waits_for_the_morning(
     sqlite_store: Store, slack: SlackStandIn, tmp_path: Path
 ) -> None:
     deliverer = slack_deliverer(sqlite_store, slack, tmp_path)
@@ -72,20 +75,29 @@ async def test_a_handoff_after_hours_waits_for_the_reps_morning(
     assert outcome.status == "created"
     clockwork = Clockwork(sqlite_store, deliverer, LONDON)
 
+    # A person caused it (the lead was handed over): Slack notifies on Alice's schedule.
     await clockwork.run_once(FRIDAY_EVENING)
-    await clockwork.run_once(MONDAY_MORNING - timedelta(minutes=1))
-    assert cards_to(slack, "U0ALICE") == []
-    (row,) = owed(sqlite_store)
-    assert (row.key, row.not_before) == (f"handoff:{outcome.lead_id}", MONDAY_MORNING)
-
-    await clockwork.run_once(MONDAY_MORNING)
     assert cards_to(slack, "U0ALICE") == ["Jordan Patel"]
+    (row,) = owed(sqlite_store)
+    assert (row.key, row.not_before, row.status) == (
+        f"handoff:{outcome.lead_id}",
+        FRIDAY_EVENING,
+        "sent",
+    )
     with sqlite_store.session() as s:
         # Where the card lives is recorded, so Accept & co. update it in place.
         (location,) = s.exec(select(CardLocation)).all()
         assert (location.lead_id, location.purpose) == (outcome.lead_id, "handoff")
-    await clockwork.run_once(MONDAY_MORNING + timedelta(minutes=5))
-    assert cards_to(slack, "U0ALICE") == ["Jordan Patel"]  # once
+
+    # Liaison's own nudges wait: the clock ran out on Monday, the pass ran that evening.
+    await clockwork.run_once(MONDAY_EVENING)
+    nudges = [m for m in owed(sqlite_store) if m.key.startswith("clock:")]
+    assert nudges and all(m.not_before == TUESDAY_MORNING for m in nudges)
+    assert all(m.status == "pending" for m in nudges)
+    assert cards_to(slack, "U0ALICE") == ["Jordan Patel"]
+    await clockwork.run_once(TUESDAY_MORNING)
+    assert len(cards_to(slack, "U0ALICE")) > 1
+    assert cards_to(slack, "U0ALICE").count("Jordan Patel") == 1  # the card once
 
 
 async def test_one_busy_rep_does_not_hold_up_the_others(
@@ -164,7 +176,8 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
     tomorrow = (now.weekday() + 1) % 7
     with sqlite_store.session() as s:
         queries.upsert_member(s, now=now, email="alice@x.com", name="Alice", role="rep")
-        # Carol works round the clock, but only tomorrow: today's question waits.
+        dave = queries.upsert_member(s, now=now, email="dave@x.com", name="Dave", role="manager")
+        # Carol works round the clock, but only tomorrow.
         carol = queries.upsert_member(
             s,
             now=now,
@@ -176,6 +189,8 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
             work_end="24:00",
             workdays=str(tomorrow),
         )
+        approvals.set_approvers(s, side="sales", member_ids=[dave.id or 0])
+        approvals.set_approvers(s, side="marketing", member_ids=[carol.id or 0])
         s.add(
             Lead(
                 external_id="Q1",
@@ -193,7 +208,15 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
     deliverer = Deliverer(sqlite_store, [ConsoleMessenger(screen, lambda: chat.current())])
     always = Company(start=time(0), end=time.max, weekdays=frozenset(range(7)))
     clockwork = Clockwork(sqlite_store, deliverer, always)
-    answers = iter(["Which office?"])
+    answers = iter(
+        [
+            "Which office?",
+            "budget: Budget approved",
+            "need: A need our product solves",
+            "",
+            "Two criteria are easier to use",
+        ]
+    )
     chat = ConsoleChat(
         sqlite_store,
         Bot(sqlite_store, build_router(always), deliverer),
@@ -201,15 +224,24 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
         lambda _prompt: next(answers),
         clockwork.run_once,
     )
+    # Alice's question is for Carol now: a person caused it, so it goes at once.
     chat.switch("alice")
     await chat.line("/leads")
     need_info = max(n for n, b in screen.buttons.items() if b.label == "Need info")
     await chat.line(str(need_info))
-    text = buffer.getvalue()
+    assert f"→ to Carol ({carol.handle}, marketer) in a DM" in buffer.getvalue()
+    assert "Alice needs info about Quinn Lee" in buffer.getvalue()
+    assert "⏸" not in buffer.getvalue()
+
+    # An approval request is Liaison's own nudge: it waits for Carol's working hours.
+    chat.switch("dave")
+    before = len(buffer.getvalue())
+    await chat.line("/leaddef propose")
+    text = buffer.getvalue()[before:]
     morning = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
     iso = morning.strftime("%Y-%m-%dT%H:%MZ")
-    assert "for Carol: “Alice needs info about Quinn Lee”" in text
+    assert "⏸ for Carol: “" in text
     assert f"waits for their working hours, {morning:%a %d %b} 00:00 UTC (/tick {iso}" in text
     assert "→ to Carol" not in text
     await chat.line(f"/tick {iso}")
-    assert f"→ to Carol ({carol.handle}, marketer) in a DM" in buffer.getvalue()
+    assert f"→ to Carol ({carol.handle}, marketer) in a DM" in buffer.getvalue()[before:]

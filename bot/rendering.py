@@ -1,0 +1,88 @@
+"""Cards rendered when they are sent: an owed card about a lead is an intent (which lead,
+which purpose, for whom) and is built from the lead's state at the moment it goes out, so
+a card that waited shows what is true then, not what was true when it was owed.
+
+Handlers register a renderer per kind of card; the outbox sender asks this registry, so
+it never needs to know the handlers. The kind of a purpose is its part before `:`
+(`handoff`, `question:<id>` → `question`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.messages import Card, card_from_dict
+from digests.business_time import Company
+from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What to render: the card of `purpose` about `lead_id`, for `member_id`, as of `now`."""
+
+    lead_id: int
+    purpose: str
+    member_id: int | None
+    now: datetime
+    company: Company
+
+
+# The card as of now; None when there is nothing left to show (the lead is gone).
+Renderer = Callable[[Session, Intent], Card | None]
+
+_renderers: dict[str, Renderer] = {}
+
+
+class NothingToRender(LookupError):
+    """An owed card whose lead (or question) no longer exists, or of an unknown kind."""
+
+
+def kind_of(purpose: str) -> str:
+    return purpose.partition(":")[0]
+
+
+def register(kind: str, renderer: Renderer) -> None:
+    """Render cards of `kind` with `renderer` (registering again replaces it)."""
+    _renderers[kind] = renderer
+
+
+def renders(purpose: str) -> bool:
+    """Whether cards of this purpose are rendered when sent."""
+    return bool(purpose) and kind_of(purpose) in _renderers
+
+
+def render(session: Session, intent: Intent) -> Card:
+    """The card as of `intent.now`; NothingToRender when it cannot be built."""
+    renderer = _renderers.get(kind_of(intent.purpose))
+    if renderer is None:
+        raise NothingToRender(f"no renderer for cards of purpose {intent.purpose!r}")
+    card = renderer(session, intent)
+    if card is None:
+        raise NothingToRender(f"lead {intent.lead_id} has no {intent.purpose!r} card any more")
+    return card
+
+
+def card_of(
+    session: Session,
+    message: OutboxMessage,
+    *,
+    member_id: int | None,
+    now: datetime,
+    company: Company,
+) -> Card:
+    """What an outbox row sends: rendered now when it holds an intent, else its stored card
+    (rows written before cards were rendered at send time hold only the card)."""
+    if message.render and message.lead_id is not None:
+        if kind_of(message.purpose) in _renderers:
+            intent = Intent(message.lead_id, message.purpose, member_id, now, company)
+            return render(session, intent)
+        # A process that never loaded the handlers: better the card as owed than none.
+        log.warning("outbox %s: no renderer for %r, sent as owed", message.key, message.render)
+    return card_from_dict(message.card)
