@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -33,6 +31,7 @@ from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.slack_blocks import card_blocks, modal, mrkdwn_escape, report_blocks, view_values
+from bot.slack_shapes import form_state, refusal
 from bot.tasks import Background
 from bot.text import say
 from storage import queries
@@ -205,9 +204,8 @@ class SlackResponder:
             typed = str((self.body.get("event") or {}).get("text", "")).strip().lstrip("/")
             await self.reply(Card(text=say("slack_form_needs_slash", command=typed)))
             return
-        metadata = dict(form.state, channel=self._channel())
         await self.client.views_open(
-            trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
+            trigger_id=self.body["trigger_id"], view=modal(form, metadata=dict(form.state))
         )
 
     async def form_errors(self, errors: dict[str, str]) -> None:
@@ -324,20 +322,18 @@ def build_bolt_app(
     @app.view(re.compile(r".+"))
     async def on_view(ack: AsyncAck, body: dict[str, Any]) -> None:
         view = body["view"]
-        try:
-            state = json.loads(view.get("private_metadata") or "{}")
-        except json.JSONDecodeError:
-            state = {}
-        if not isinstance(state, dict):
-            state = {}
-        args = {str(k): str(v) for k, v in state.items()}
-        responder = SlackResponder(client, dict(body, channel={"id": args.get("channel", "")}))
+        args = form_state(str(view.get("private_metadata") or "")) or {}
+        # A modal has no channel of its own, and its metadata comes back from the client:
+        # the answer goes to the person's DM with Liaison, never to a channel named there.
+        responder = SlackResponder(
+            client, {"user": body["user"], "trigger_id": body.get("trigger_id")}
+        )
         me = await actor(body["user"])
         interaction = Interaction(
             Kind.form,
             str(view.get("callback_id", "")),
             me,
-            Where(PLATFORM, args.get("channel", "")),
+            Where(PLATFORM),
             args=args,
             values=view_values(view),
             request_id=f"form:{args['nonce']}" if args.get("nonce") else f"view:{view.get('id')}",
@@ -389,22 +385,6 @@ def build_bolt_app(
     return app
 
 
-def _parse(body: bytes, content_type: str) -> dict[str, Any] | None:
-    """The request as a dict, or None when it is not a payload Slack would send."""
-    try:
-        text = body.decode("utf-8")
-        if content_type.startswith("application/json"):
-            parsed = json.loads(text)
-            return parsed if isinstance(parsed, dict) and "type" in parsed else None
-        form = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
-        if "payload" in form:
-            payload = json.loads(form["payload"])
-            return payload if isinstance(payload, dict) and "type" in payload else None
-        return form if "command" in form or "ssl_check" in form else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
 def signed_by_slack(secret: str, body: bytes, headers: Mapping[str, str], now: float) -> bool:
     """Slack's v0 signature over the raw bytes, from the last five minutes.
 
@@ -420,7 +400,8 @@ def signed_by_slack(secret: str, body: bytes, headers: Mapping[str, str], now: f
 
 
 def make_route(settings: Settings, app: AsyncApp) -> Any:
-    """POST /slack/events: verify the signature, refuse malformed bodies with a 4xx, then Bolt."""
+    """POST /slack/events: verify the signature, refuse a body that is not JSON nested at most
+    64 deep or not shaped as the Slack request it claims to be (400), then Bolt."""
     secret = (
         settings.slack_signing_secret.get_secret_value() if (settings.slack_signing_secret) else ""
     )
@@ -429,10 +410,9 @@ def make_route(settings: Settings, app: AsyncApp) -> Any:
         body = await request.read()
         if not secret or not signed_by_slack(secret, body, request.headers, time.time()):
             return web.json_response({"error": "invalid or missing Slack signature"}, status=401)
-        if _parse(body, request.content_type) is None:
-            return web.json_response(
-                {"error": "body is not a Slack event, command or interaction payload"}, status=400
-            )
+        refused = refusal(body, request.content_type, request.charset)
+        if refused is not None:
+            return web.json_response({"error": refused}, status=400)
         response = await app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
