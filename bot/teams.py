@@ -630,8 +630,8 @@ async def refusal(request: web.Request) -> web.Response | None:
         return error(415, "send the activity as application/json")
     try:
         body = loads_bounded(await request.read(), max_depth=MAX_DEPTH)
-    except ValueError as problem:  # not UTF-8, not JSON, or nested too deeply
-        return error(400, str(problem))
+    except ValueError as unreadable:  # not UTF-8, not JSON, or nested too deeply
+        return error(400, str(unreadable))
     problem = activity_problem(body)
     return error(400, problem) if problem else None
 
