@@ -85,6 +85,14 @@ async def test_share_insight_and_insight_form_about_alices_lead_are_refused(
     assert "not yours" in card_text(answer.card)
     assert answer.conversation == BOB.conversation
 
+    accept = chat.activity(
+        "card_submit", BOB, value={"action": "lead.accept", "value": f"lead_id={lead_id}"}
+    )
+    await chat.post(accept)
+    refused = await chat.reply_to(accept)
+    assert "belongs to Alice" in card_text(refused.card)
+    assert lead_named(server, "Ivy Ingram").state == "handed_off"
+
     await server.settle()
     with server.store.session() as session:
         assert not session.exec(select(Insight)).all()

@@ -13,16 +13,18 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, func, select
 
 from bot.jsonlimits import loads_bounded, nesting_depth
+from bot.slack_shapes import EVENTS
 from storage.db import Store
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, fixture, make_settings, teams_settings
@@ -310,11 +312,13 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         return int(error.code)
 
 
+def _nested_in(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
+    _nested_in,
     max_leaves=20,
 )
 
@@ -453,3 +457,13 @@ def test_random_teams_bodies_never_get_a_5xx(
     assert status < 500, body[:300]
     if 400 <= status < 500:
         assert counts(server.store) == before, body[:300]
+
+
+def test_the_guard_takes_every_event_the_manifest_subscribes_to() -> None:
+    """A subscription added to the manifest without its model would be refused with a 400."""
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "manifests/slack.yaml").read_text())
+    subscribed = {
+        e.split(".")[0] for e in manifest["settings"]["event_subscriptions"]["bot_events"]
+    }
+    modelled = {get_args(model.model_fields["type"].annotation)[0] for model in EVENTS}
+    assert subscribed == modelled
