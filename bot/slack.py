@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -31,7 +32,7 @@ from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.slack_blocks import card_blocks, modal, mrkdwn_escape, report_blocks, view_values
-from bot.slack_shapes import form_state, refusal
+from bot.slack_shapes import checked_body, form_state
 from bot.tasks import Background
 from bot.text import say
 from storage import queries
@@ -410,11 +411,19 @@ def make_route(settings: Settings, app: AsyncApp) -> Any:
         body = await request.read()
         if not secret or not signed_by_slack(secret, body, request.headers, time.time()):
             return web.json_response({"error": "invalid or missing Slack signature"}, status=401)
-        refused = refusal(body, request.content_type, request.charset)
-        if refused is not None:
-            return web.json_response({"error": refused}, status=400)
-        response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        payload = checked_body(body, request.content_type, request.charset)
+        if isinstance(payload, str):
+            return web.json_response({"error": payload}, status=400)
+        # Bolt gets the very body that was checked, as a dict, so it does not parse the
+        # bytes its own way; it skips its signature check for a dict (Socket Mode's way),
+        # which was done above on the raw bytes.
+        bolt_request = AsyncBoltRequest(
+            body=payload,
+            query=request.query_string,
+            headers=dict(request.headers),
+            mode="socket_mode",
+        )
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     return events
 

@@ -213,17 +213,16 @@ def form_state(metadata: str) -> dict[str, str] | None:
     return state
 
 
-def bolt_body(text: str, content_type: str) -> Any:
-    """The request body as Bolt will read it (slack_bolt.request.internals.parse_body),
-    with JSON nesting bounded; raises ValueError for JSON it cannot take."""
-    if not text:
-        return {}
-    if content_type == "application/json" or text.startswith("{"):
+def parse_body(text: str, content_type: str) -> Any:
+    """A request body as Slack sends it: JSON (events), a form with the interaction as JSON
+    in `payload`, or a plain form (slash commands); JSON nesting bounded, and ValueError
+    for JSON that cannot be taken. (Bolt's own parser reads a slash command whose text
+    says "payload" as an empty body, and a form starting with "{" as JSON.)"""
+    if content_type == "application/json":
         return loads_bounded(text, max_depth=MAX_DEPTH)
     params = dict(parse_qsl(text, keep_blank_values=True))
-    if "payload" in text:
-        payload = params.get("payload")
-        return loads_bounded(payload, max_depth=MAX_DEPTH) if payload is not None else {}
+    if "payload" in params:
+        return loads_bounded(params["payload"], max_depth=MAX_DEPTH)
     return params
 
 
@@ -253,14 +252,18 @@ def problem(body: Any) -> str | None:
     return None
 
 
-def refusal(body: bytes, content_type: str, charset: str | None) -> str | None:
-    """Why a signed request to /slack/events is refused (its 400 error), or None."""
+def checked_body(body: bytes, content_type: str, charset: str | None) -> dict[str, Any] | str:
+    """A signed request's body, parsed and of the right shape, or why it is refused (400)."""
     try:
         text = body.decode(charset or "utf-8")
     except (UnicodeDecodeError, LookupError):
         return "the body is not text in the character set it declares (UTF-8 by default)"
     try:
-        parsed = bolt_body(text, content_type)
+        parsed = parse_body(text, content_type)
     except ValueError as error:
         return str(error)
-    return problem(parsed)
+    why = problem(parsed)
+    if why is not None:
+        return why
+    assert isinstance(parsed, dict)  # problem() refuses anything else
+    return parsed
