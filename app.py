@@ -442,24 +442,31 @@ def _post_digest(settings: Settings, store: Store, week: Any) -> None:
 
 @leaddef_cli.command("set")
 def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
-    """Create a new lead-definition version from YAML (`criteria: [{key, text}]`)."""
+    """Create a new lead-definition version from YAML (`criteria: [{key, text}]`; a
+    criterion given as `{text}` or as just its text gets a key made from the text)."""
     try:
         spec = yaml.safe_load(file.read_text(encoding="utf-8"))
-        criteria = [(str(c["key"]).strip(), str(c["text"]).strip()) for c in spec["criteria"]]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        given = [_criterion(c) for c in spec["criteria"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
         out.print(
             f"[red]{file} is not a lead definition: {error}[/red]\n"
-            "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed"
+            "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed\n"
+            "  - Uses a CRM"
         )
         raise typer.Exit(2) from error
-    keys = [k for k, _ in criteria]
-    if not criteria or any(not k or not t for k, t in criteria) or len(set(keys)) != len(keys):
-        out.print("[red]Each criterion needs a unique, non-empty key and a text.[/red]")
+    keys = [k for k, _ in given if k]
+    if not given or any(not t for _, t in given) or len(set(keys)) != len(keys):
+        out.print("[red]Each criterion needs a text, and each key given must be unique.[/red]")
         raise typer.Exit(2)
     store = open_store(load_settings())
     note = str(spec.get("note", ""))
     with store.session() as session:
         base, current = queries.current_definition(session)
+        criteria = proposals.with_keys(
+            given,
+            current=[(c.key, c.text) for c in current],
+            used=queries.criterion_keys(session),
+        )
         definition = queries.create_definition(
             session, criteria=criteria, note=note, created_by=by, now=now()
         )
@@ -478,7 +485,18 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
         f"Lead definition v{definition.version} is now in force ({len(criteria)} criteria), "
         f"set without sign-off (recorded as approval #{record.id})."
     )
+    made = [f"{k} ({t})" for (k, t), (g, _) in zip(criteria, given, strict=True) if not g]
+    if made:
+        out.print(escape("Keys made from the text: " + ", ".join(made)))
     _mention_waiting(waiting)
+
+
+def _criterion(entry: Any) -> tuple[str | None, str]:
+    """One YAML criterion: `{key, text}`, `{text}` or just the text."""
+    if isinstance(entry, str):
+        return None, entry.strip()
+    key = entry.get("key")
+    return (str(key).strip() or None) if key is not None else None, str(entry["text"]).strip()
 
 
 def _mention_waiting(waiting: list[int]) -> None:

@@ -40,6 +40,7 @@ from bot.buttons import decode
 from bot.delivery import Bot, Posted
 from bot.effects import Effect, FormErrors, Notify, Owed, Post, UpdateCards
 from bot.interaction import Interaction, Kind, Where
+from bot.jsonlimits import loads_bounded
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.teams_cards import (
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
 CHANNEL_ID = "msteams"
+MAX_DEPTH = 64  # Teams activities (cards, entities) nest far less
 SERVICE_KEY = "teams_service"  # company_settings: the last reference Teams reached us with
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -635,9 +637,9 @@ async def refusal(request: web.Request) -> web.Response | None:
     if request.content_type != "application/json":
         return error(415, "send the activity as application/json")
     try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return error(400, "the body is not valid JSON")
+        body = loads_bounded(await request.read(), max_depth=MAX_DEPTH)
+    except ValueError as unreadable:  # not UTF-8, not JSON, or nested too deeply
+        return error(400, str(unreadable))
     problem = activity_problem(body)
     return error(400, problem) if problem else None
 

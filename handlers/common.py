@@ -41,8 +41,9 @@ def may_act_on(session: Session, lead: Lead, actor: Member) -> bool:
 
 
 def refuse_not_owner(session: Session, lead: Lead) -> list[Effect]:
+    """Whose the lead is, without a word of the lead itself: the id may be made up."""
     owner = get_member(session, member_id=lead.owner_id) if lead.owner_id else None
-    return private(say("lead_belongs_to", lead=lead.name, owner=owner.name if owner else None))
+    return private(say("lead_belongs_to", owner=owner.name if owner else None))
 
 
 def unknown_lead() -> list[Effect]:

@@ -15,7 +15,7 @@ from bot.text import say, when
 from handlers import tone
 from handlers.cards import member_name
 from handlers.choices import LINK_LIMIT, campaign_choice, campaign_options, tags_of
-from handlers.common import load_lead, nonce, private, refuse_unless, unknown_lead
+from handlers.common import load_lead, may_act_on, nonce, private, refuse_unless, unknown_lead
 from handlers.content import TITLE_LIMIT, content_field, new_item_errors
 from storage import content, insights, queries
 from storage.models import Campaign, Insight, InsightStatus, Lead, Member, Role
@@ -59,10 +59,22 @@ def insight_command(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 def share_from_lead(ctx: Context, interaction: Interaction) -> list[Effect]:
     """**Share insight** on a handoff card: the form, about that lead and its campaign."""
+    lead = _own_lead(ctx, interaction)
+    if isinstance(lead, list):
+        return lead
+    return [ShowForm(_insight_form(ctx.session, lead, ""))]
+
+
+def _own_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
+    """The lead named by `lead_id`, if the actor may act on it (its owner or their
+    manager), else the private answer; the id comes from the client, so the refusal
+    says nothing of the lead."""
     lead = load_lead(ctx.session, interaction.arg("lead_id"))
     if lead is None:
         return unknown_lead()
-    return [ShowForm(_insight_form(ctx.session, lead, ""))]
+    if not may_act_on(ctx.session, lead, interaction.actor):
+        return private(say("insight_lead_not_yours"))
+    return lead
 
 
 def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
@@ -150,9 +162,9 @@ def _checked(ctx: Context, interaction: Interaction) -> NewInsight | list[Effect
     tags = tags_of(interaction.value("tags"))
     if isinstance(tags, str):
         errors["tags"] = tags
-    lead = load_lead(ctx.session, interaction.arg("lead_id"))
-    if interaction.arg("lead_id") and lead is None:
-        return unknown_lead()
+    lead = _own_lead(ctx, interaction) if interaction.arg("lead_id") else None
+    if isinstance(lead, list):
+        return lead
     if errors or isinstance(campaign, str) or isinstance(tags, str):
         return [FormErrors(errors)]
     return NewInsight(text, kind, campaign, tags, lead)

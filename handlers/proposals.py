@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from collections.abc import Collection, Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -24,7 +26,8 @@ from handlers.sla import MarketingTerms, ReminderTerms, SalesTerms, SlaFile
 from storage import approvals, queries
 from storage.models import ApprovalStatus, ApprovalSubject, Role
 
-KEY = re.compile(r"[a-z0-9_]{1,32}")
+KEY_LIMIT = 32
+KEY = re.compile(rf"[a-z0-9_]{{1,{KEY_LIMIT}}}")
 TEXT_LIMIT = 200  # a criterion's text
 MAX_CRITERIA = 20
 CRITERIA_INPUT_LIMIT = 3000  # Slack's limit for a text input
@@ -122,46 +125,89 @@ def _note_input() -> Input:
     )
 
 
-def parse_criteria(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """`key: text` lines (blank lines skipped) → the criteria, and the problems by line."""
-    criteria: list[tuple[str, str]] = []
+def parse_criteria(
+    text: str, *, current: Sequence[tuple[str, str]] = (), used: Collection[str] = ()
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """`key: text` lines, or just the text (blank lines skipped) → the criteria, and the
+    problems by line. A line without a key gets one (see `with_keys`)."""
+    criteria: list[tuple[str | None, str]] = []
     problems: list[str] = []
     first_seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        key: str | None
         key, colon, rest = line.partition(":")
         key, rest = key.strip(), rest.strip()
         if not colon:
-            problems.append(say("approvals_line_no_colon", n=number, line=_cut(line.strip())))
-            continue
-        if not KEY.fullmatch(key):
+            key, rest = None, line.strip()
+        elif not KEY.fullmatch(key):
             problems.append(say("approvals_line_bad_key", n=number, key=_cut(key), slug=_slug(key)))
         elif key in first_seen:
             problems.append(
                 say("approvals_line_duplicate", n=number, key=key, first=first_seen[key])
             )
         if not rest:
-            problems.append(say("approvals_line_no_text", n=number, key=_cut(key)))
+            problems.append(say("approvals_line_no_text", n=number, key=_cut(key or "")))
         elif len(rest) > TEXT_LIMIT:
             problems.append(
                 say("approvals_line_too_long", n=number, length=len(rest), limit=TEXT_LIMIT)
             )
-        first_seen.setdefault(key, number)
+        if key is not None:
+            first_seen.setdefault(key, number)
         criteria.append((key, rest))
     if not criteria and not problems:
         problems.append(say("approvals_no_criteria"))
     if len(criteria) > MAX_CRITERIA:
         problems.append(say("approvals_too_many_criteria", count=len(criteria), limit=MAX_CRITERIA))
-    return criteria, problems
+    return with_keys(criteria, current=current, used=used), problems
+
+
+def with_keys(
+    criteria: Sequence[tuple[str | None, str]],
+    *,
+    current: Sequence[tuple[str, str]] = (),
+    used: Collection[str] = (),
+) -> list[tuple[str, str]]:
+    """The criteria, each with a key: a given key is kept; one typed without a key takes
+    the key of the criterion in force with the same text, else one derived from its text
+    ("Uses a CRM" → uses_a_crm) that no criterion has, had or is given."""
+    given = {key for key, _ in criteria if key}
+    in_force = {_words(text): key for key, text in current}
+    taken = given | set(used) | {key for key, _ in current}
+    keyed: list[tuple[str, str]] = []
+    for key, text in criteria:
+        if not key:
+            same = in_force.pop(_words(text), None)
+            key = same if same is not None and same not in given else derived_key(text, taken)
+            taken.add(key)
+        keyed.append((key, text))
+    return keyed
+
+
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def derived_key(text: str, taken: Collection[str]) -> str:
+    """A key from a criterion's text: its letters and digits in lower case, words joined
+    by _, at most KEY_LIMIT long, with _2, _3… when `taken` has it already."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    base = _slug(plain, fallback="criterion")
+    key, n = base, 2
+    while key in taken:
+        suffix = f"_{n}"
+        key = base[: KEY_LIMIT - len(suffix)].rstrip("_") + suffix
+        n += 1
+    return key
 
 
 def _cut(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:32] or "budget"
+def _slug(text: str, fallback: str = "budget") -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:KEY_LIMIT].rstrip("_") or fallback
 
 
 def _problems(problems: list[str]) -> str:
@@ -197,7 +243,11 @@ def submit_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effe
     if refused:
         return refused
     definition, current = queries.current_definition(ctx.session)
-    new, problems = parse_criteria(interaction.values.get("criteria", [""])[0])
+    new, problems = parse_criteria(
+        interaction.values.get("criteria", [""])[0],
+        current=[(c.key, c.text) for c in current],
+        used=queries.criterion_keys(ctx.session),
+    )
     note = interaction.value("note")
     errors = {}
     if problems:

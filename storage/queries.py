@@ -167,6 +167,11 @@ def criteria_of(session: Session, *, definition_id: int) -> list[Criterion]:
     )
 
 
+def criterion_keys(session: Session) -> set[str]:
+    """Every key a criterion has had, in any version of the lead definition."""
+    return set(session.exec(select(Criterion.key).distinct()).all())
+
+
 def create_definition(
     session: Session,
     *,

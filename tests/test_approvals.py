@@ -333,9 +333,8 @@ def test_bad_criteria_are_named_line_by_line(
             "criteria"
         ]
 
-    assert "Line 2 (“budget approved”) needs the form key: text" in problem(
-        "icp: Ideal customer\nbudget approved\n"
-    )
+    # A line without a key is no problem any more (see the test below); its text still is.
+    assert "the text has 201 characters; 200 at most" in problem("icp: Ideal\n" + "x" * 201)
     assert "the key budget is already used on line 1" in problem("budget: One\nbudget: Two")
     assert "“Budget Now” is not a short key; use a-z, 0-9 and _ only, e.g. budget_now" in problem(
         "Budget Now: Has budget"
@@ -663,3 +662,59 @@ def test_racing_proposals_of_one_subject_store_one(pg_store: Store) -> None:
     assert sum("One proposal at a time: approval #1" in r for r in results) == 1, results
     with pg_store.session() as s:
         assert len(s.exec(select(ApprovalRequest)).all()) == 1
+
+
+def test_a_criterion_typed_without_a_key_gets_one_from_its_text(
+    sqlite_store: Store, people: dict[str, Member]
+) -> None:
+    """People type "Uses a CRM", not "uses_crm: Uses a CRM": the key is made from the text,
+    unique against the keys in force, given or used before, and within the key length; a
+    line that repeats a criterion in force keeps that criterion's key."""
+    form = the_form(command(sqlite_store, people["carol"], "leaddef propose"))
+    current = initial(form, "criteria").splitlines()
+    assert current[0] == "budget: Budget confirmed or likely"
+    lines = [
+        *current[1:-1],  # valid_contact retired
+        "Budget confirmed or likely",  # as in force: keeps its key
+        "Uses a CRM",
+        "uses a crm!",
+        "Valid, reachable contact details — checked by marketing before the handoff",
+        "Über-ambitious growth plans",
+        "???",
+    ]
+    effects = submit(
+        sqlite_store, people["carol"], form, criteria="\n".join(lines), note="After the review"
+    )
+    assert "Approval #1 is on its way" in said(effects)
+    with sqlite_store.session() as s:
+        (request,) = s.exec(select(ApprovalRequest)).all()
+        keys = [key for key, _ in request.payload["criteria"]]
+    assert keys[: len(current) - 2] == [line.split(":")[0] for line in current[1:-1]]
+    assert keys[len(current) - 2 :] == [
+        "budget",
+        "uses_a_crm",
+        "uses_a_crm_2",
+        "valid_reachable_contact_details",  # 32 characters at most
+        "uber_ambitious_growth_plans",
+        "criterion",
+    ]
+    assert all(len(key) <= 32 for key in keys)
+
+
+def test_derived_keys_keep_to_the_limit_and_never_reuse_a_key() -> None:
+    from handlers.proposals import derived_key, with_keys
+
+    taken = {"uses_a_crm", "uses_a_crm_2"}
+    assert derived_key("Uses a CRM", taken) == "uses_a_crm_3"
+    long = "a" * 40
+    assert derived_key(long, set()) == "a" * 32
+    assert derived_key(long, {"a" * 32}) == "a" * 30 + "_2"
+    assert with_keys(
+        [(None, "In territory"), ("territory", "Sells in our region")],
+        current=[("territory", "In territory")],
+        used={"territory", "old_key"},
+    ) == [("in_territory", "In territory"), ("territory", "Sells in our region")]
+    assert with_keys(
+        [(None, "  in  TERRITORY ")], current=[("territory", "In territory")], used={"territory"}
+    ) == [("territory", "  in  TERRITORY ")]
+

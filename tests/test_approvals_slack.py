@@ -128,16 +128,16 @@ async def test_a_lead_definition_change_waits_for_both_sides_in_slack(
     assert block(view, "criteria")["element"]["multiline"] is True
 
     # A malformed line and an unchanged list are refused inside the modal.
-    bad = {**typed("criteria", initial + "\nIn ICP"), **typed("note", "Tighter")}
+    bad = {**typed("criteria", initial + "\nIn ICP: Matches"), **typed("note", "Tighter")}
     status, text = await interact(server, view_submission("U0CAROL", view, bad))
     assert status == 200 and json.loads(text)["response_action"] == "errors"
-    assert "needs the form key: text" in json.loads(text)["errors"]["criteria"]
+    assert "“In ICP” is not a short key" in json.loads(text)["errors"]["criteria"]
     same = {**typed("criteria", initial), **typed("note", "Tighter")}
     status, text = await interact(server, view_submission("U0CAROL", view, same))
     assert "Nothing changed" in json.loads(text)["errors"]["criteria"]
 
     edited = initial.replace("timing: Buying within the next two quarters\n", "")
-    edited += "\nicp: Matches the ideal customer profile"
+    edited += "\nicp: Matches the ideal customer profile\nUses a CRM"  # a key is made
     good = {**typed("criteria", edited), **typed("note", "Timing never predicted a win")}
     status, text = await interact(server, view_submission("U0CAROL", view, good))
     assert status == 200 and text == ""
@@ -149,6 +149,7 @@ async def test_a_lead_definition_change_waits_for_both_sides_in_slack(
         (card,) = await eventually(lambda user=user: posted_cards(slack, user))
         assert "Sign-off needed: a new lead definition proposed by Carol Chen" in text_of(card)
         assert "*Added: icp*: Matches the ideal customer profile" in text_of(card)
+        assert "*Added: uses_a_crm*: Uses a CRM" in text_of(card)
         assert "*Retired: timing*: Buying within the next two quarters" in text_of(card)
         labels = [
             e["text"]["text"]
@@ -194,7 +195,15 @@ async def test_a_lead_definition_change_waits_for_both_sides_in_slack(
     await interact(server, press(slack, "U0ALICE", lead_card, "lead.not_a_fit"))
     view = slack.of("views.open")[-1]["view"]
     options = [o["value"] for o in block(view, "criteria")["element"]["options"]]
-    assert options == ["budget", "authority", "need", "territory", "valid_contact", "icp"]
+    assert options == [
+        "budget",
+        "authority",
+        "need",
+        "territory",
+        "valid_contact",
+        "icp",
+        "uses_a_crm",
+    ]
 
 
 async def test_a_rejection_in_slack_needs_a_comment_and_reaches_the_proposer(
