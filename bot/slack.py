@@ -108,22 +108,26 @@ class SlackMessenger:
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
     async def post_report(self, channel: str, report: Report) -> Posted:
-        """The digest as Block Kit, then its chart uploaded to the same channel."""
+        """The digest as Block Kit; its chart is a part of its own (`post_chart`)."""
         response = await self.client.chat_postMessage(
             channel=channel,
             text=mrkdwn_escape(report.title),
             blocks=report_blocks(report),
             unfurl_links=False,
         )
-        posted = Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
-        if report.chart:
-            await self.client.files_upload_v2(
-                channel=posted.channel,
-                content=report.chart,
-                filename="liaison-digest.png",
-                title=report.chart_alt or report.title,
-            )
-        return posted
+        return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+
+    async def post_chart(self, posted: Posted, report: Report) -> Posted:
+        """The digest's chart, uploaded to the channel the digest went to (needs the
+        `files:write` scope)."""
+        response = await self.client.files_upload_v2(
+            channel=posted.channel,
+            content=report.chart,
+            filename="liaison-digest.png",
+            title=report.chart_alt or report.title,
+        )
+        file = response.get("file") or {}
+        return Posted(channel=posted.channel, message_id=str(file.get("id", "")))
 
     async def find_by_email(self, email: str) -> bool:
         """Slack's `users.lookupByEmail`; a found user is remembered as a member."""
