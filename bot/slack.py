@@ -32,7 +32,13 @@ from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
-from bot.slack_blocks import card_blocks, modal, mrkdwn_escape, report_blocks, view_values
+from bot.slack_blocks import (
+    card_blocks,
+    fallback,
+    modal,
+    report_blocks,
+    view_values,
+)
 from bot.tasks import Background
 from bot.text import say
 from storage import queries
@@ -41,6 +47,8 @@ from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
+# views.open's answers when the trigger_id is older than Slack's 3 seconds, or used.
+STALE_TRIGGER = {"expired_trigger_id", "exchanged_trigger_id"}
 
 
 def slack_error(error: SlackApiError) -> str:
@@ -83,7 +91,7 @@ class SlackMessenger:
     async def post(self, channel: str, card: Card) -> Posted:
         response = await self.client.chat_postMessage(
             channel=channel,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
         )
@@ -93,7 +101,7 @@ class SlackMessenger:
         await self.client.chat_update(
             channel=location.channel,
             ts=location.message_id,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
         )
 
@@ -101,7 +109,7 @@ class SlackMessenger:
         response = await self.client.chat_postMessage(
             channel=location.channel,
             thread_ts=location.message_id,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
         )
@@ -111,7 +119,7 @@ class SlackMessenger:
         """The digest as Block Kit; its chart is a part of its own (`post_chart`)."""
         response = await self.client.chat_postMessage(
             channel=channel,
-            text=mrkdwn_escape(report.title),
+            text=fallback(report.title),
             blocks=report_blocks(report),
             unfurl_links=False,
         )
@@ -177,7 +185,7 @@ class SlackResponder:
         await self._private(card.summary, card_blocks(card))
 
     async def _private(self, summary: str, blocks: list[dict[str, Any]]) -> None:
-        summary = mrkdwn_escape(summary)  # the notification text is mrkdwn too: no pings
+        summary = fallback(summary)  # the notification text is mrkdwn too: no pings
         if self.body.get("response_url"):
             # Through the client's shared session: no new connection per answer.
             webhook = AsyncWebhookClient(self.body["response_url"], session=self.client.session)
@@ -210,9 +218,16 @@ class SlackResponder:
             await self.reply(Card(text=say("slack_form_needs_slash", command=typed)))
             return
         metadata = dict(form.state, channel=self._channel())
-        await self.client.views_open(
-            trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
-        )
+        try:
+            await self.client.views_open(
+                trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
+            )
+        except SlackApiError as error:
+            if slack_error(error) not in STALE_TRIGGER:
+                raise
+            # A slow moment (database, Slack) outlived the trigger: say so, privately.
+            log.warning("views.open %s: %s", form.name, slack_error(error))
+            await self.reply(Card(text=say("slack_form_too_late")))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         self.errors.update(errors)
