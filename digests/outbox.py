@@ -305,6 +305,8 @@ class Sender:
         return Parts(done, record)
 
     def _part_done(self, message: OutboxMessage, name: str, posted: Posted) -> None:
+        """Record a delivered part even if the lease was lost meanwhile: the part went out,
+        and whoever holds the row now must not send it again."""
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id, with_for_update=True)
             if row is None:
