@@ -25,6 +25,7 @@ from digests.weekly import digest_message
 from storage import queries
 from storage.db import Store
 from storage.models import DigestRun, Lead, LeadState, NewMessage, OutboxMessage
+from tests.blockkit import block_errors
 from tests.slack_standin import SlackStandIn
 from tests.support import make_settings
 from tests.teams_standin import Person, TeamsStandIn
@@ -198,7 +199,7 @@ async def test_liaison_digest_prints_every_format(sqlite_store: Store) -> None:
     slack = json.loads(
         await liaison(sqlite_store, "digest", "--week", "2026-W48", "--format", "slack")
     )
-    assert len(slack["blocks"]) <= 50
+    assert len(slack["blocks"]) <= 50 and block_errors(slack["blocks"]) == []
     teams = json.loads(
         await liaison(sqlite_store, "digest", "--week", "2026-W48", "--format", "teams")
     )
