@@ -251,7 +251,7 @@ async def test_a_failed_chart_upload_is_retried_alone(
     assert len(slack.of("files.completeUploadExternal")) == 1
     assert (row.status, row.attempts) == ("sent", 2)
     assert set(row.parts_done or {}) == {"slack", "slack:chart"}
-    assert row.message_id == row.parts_done["slack"]["message_id"]
+    assert row.message_id == (row.parts_done or {})["slack"]["message_id"]
 
 
 async def test_a_chart_that_never_uploads_leaves_the_digest_posted_once(
