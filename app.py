@@ -529,7 +529,7 @@ def outbox_list(
                 row.status,
                 str(row.attempts),
                 row.not_before.isoformat(timespec="minutes"),
-                ", ".join(row.parts_done or {}),
+                "all" if row.status == "sent" else ", ".join(row.parts_done or {}),
                 row.last_error or "",
             )
     out.print(table)

@@ -60,20 +60,30 @@ class Parts:
     def __init__(self, done: Mapping[str, Posted] | None = None, record: PartDone | None = None):
         self.done: dict[str, Posted] = dict(done or {})
         self._record = record
+        self._unrecorded: list[str] = []
         self.trying = ""  # the part being sent (named when it fails)
 
     async def once(self, name: str, send: Callable[[], Awaitable[Posted]]) -> Posted:
-        """`send` the part `name` unless it went out before; record it as soon as it has."""
+        """`send` the part `name` unless it went out before. The parts sent before it are
+        recorded before it is tried, so its failure never sends them again; the last part
+        needs no record of its own (the message is then marked sent), so a message of one
+        part costs no extra write."""
         posted = self.done.get(name)
         if posted is not None:
             return posted
+        await self._flush()
         self.trying = name
         posted = await send()
         self.done[name] = posted
-        if self._record is not None:
-            await self._record(name, posted)
+        self._unrecorded.append(name)
         self.trying = ""
         return posted
+
+    async def _flush(self) -> None:
+        while self._unrecorded and self._record is not None:
+            name = self._unrecorded[0]
+            await self._record(name, self.done[name])
+            self._unrecorded.pop(0)
 
 
 class Responder(Protocol):
