@@ -545,7 +545,7 @@ def outbox_list(
     from storage.models import OutboxMessage
 
     store = open_store(load_settings())
-    table = Table("id", "key", "to", "status", "attempts", "not before", "error")
+    table = Table("id", "key", "to", "status", "attempts", "not before", "parts done", "error")
     with store.session() as session:
         query = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
         if status:
@@ -559,6 +559,7 @@ def outbox_list(
                 row.status,
                 str(row.attempts),
                 row.not_before.isoformat(timespec="minutes"),
+                "all" if row.status == "sent" else ", ".join(row.parts_done or {}),
                 row.last_error or "",
             )
     out.print(table)

@@ -112,7 +112,7 @@ async def serve_standin(max_seconds: float) -> None:
 
     from tests.slack_standin import SlackStandIn
 
-    standin = await SlackStandIn().start()
+    standin = await SlackStandIn(token=BOT_TOKEN).start()
     standin.add_user(USER_ID, USER_NAME, USER_EMAIL)
     stop = asyncio.Event()
     _stop_on_stdin_eof(asyncio.get_running_loop(), stop)

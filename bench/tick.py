@@ -789,7 +789,7 @@ async def outbox_throughput(url: str, database: str, recipients: list[int]) -> T
             return await super().post(channel, card)
 
     store = Store.open(url)
-    standin = await TimedStandIn().start()
+    standin = await TimedStandIn(token="xoxb-bench-token").start()
     settings = Settings(SLACK_BOT_TOKEN="xoxb-bench-token", SLACK_API_URL=standin.api_url)  # type: ignore[call-arg]
     client = make_client(settings)
     try:

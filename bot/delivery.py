@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from bot.effects import (
@@ -39,6 +40,51 @@ class Posted:
     message_id: str
     reference: dict[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Posted:
+        return cls(str(data["channel"]), str(data["message_id"]), data.get("reference"))
+
+
+PartDone = Callable[[str, Posted], Awaitable[None]]
+
+
+class Parts:
+    """What of one multi-part delivery is done already, and how to record the next part:
+    a digest's message and its chart, a DM on each platform that reaches the member. A
+    retry sends only what is left, so a failed chart upload never posts the digest again
+    and a Teams failure never sends the Slack DM again."""
+
+    def __init__(self, done: Mapping[str, Posted] | None = None, record: PartDone | None = None):
+        self.done: dict[str, Posted] = dict(done or {})
+        self._record = record
+        self._unrecorded: list[str] = []
+        self.trying = ""  # the part being sent (named when it fails)
+
+    async def once(self, name: str, send: Callable[[], Awaitable[Posted]]) -> Posted:
+        """`send` the part `name` unless it went out before. The parts sent before it are
+        recorded before it is tried, so its failure never sends them again; the last part
+        needs no record of its own (the message is then marked sent), so a message of one
+        part costs no extra write."""
+        posted = self.done.get(name)
+        if posted is not None:
+            return posted
+        await self._flush()
+        self.trying = name
+        posted = await send()
+        self.done[name] = posted
+        self._unrecorded.append(name)
+        self.trying = ""
+        return posted
+
+    async def _flush(self) -> None:
+        while self._unrecorded and self._record is not None:
+            name = self._unrecorded[0]
+            await self._record(name, self.done[name])
+            self._unrecorded.pop(0)
+
 
 class Responder(Protocol):
     """Answers the person behind one interaction, on the platform they used."""
@@ -68,6 +114,14 @@ class Messenger(Protocol):
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
 
     async def post_report(self, channel: str, report: Report) -> Posted: ...
+
+
+@runtime_checkable
+class ChartPoster(Protocol):
+    """A platform that shows a report's chart as its own message part (Slack uploads it as
+    a file after the post; Teams embeds it in the card and has no such part)."""
+
+    async def post_chart(self, posted: Posted, report: Report) -> Posted: ...
 
 
 @runtime_checkable
@@ -120,12 +174,14 @@ class Deliverer:
             case _:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
 
-    async def notify(self, effect: Notify) -> list[tuple[str, Posted]]:
-        """Send a DM (or a thread reply) to a member on every platform that reaches them.
+    async def notify(self, effect: Notify, parts: Parts | None = None) -> list[tuple[str, Posted]]:
+        """Send a DM (or a thread reply) to a member on every platform that reaches them,
+        each platform a part of its own (`parts`: what a previous try already sent).
 
         Returns where it was posted; empty when the member is reachable nowhere. Platform
         errors propagate, so the outbox can retry them.
         """
+        parts = parts if parts is not None else Parts()
         member = await asyncio.to_thread(self._member, effect.member_id)
         if member is None:
             log.warning("notify: member %s does not exist", effect.member_id)
@@ -137,7 +193,10 @@ class Deliverer:
             for location in mine:
                 messenger = self.messengers.get(location.platform)
                 if messenger is not None:
-                    reply = await messenger.reply_in_thread(location, effect.card)
+                    reply = await parts.once(
+                        f"{location.platform}:thread:{location.id}",
+                        partial(messenger.reply_in_thread, location, effect.card),
+                    )
                     posted.append((messenger.platform, reply))
             if posted:
                 return posted
@@ -149,7 +208,9 @@ class Deliverer:
             log.warning("member %s is not reachable on any platform", member.id)
         sent = []
         for messenger in reached:
-            posted_to = await messenger.send(member, effect.card)
+            posted_to = await parts.once(
+                messenger.platform, partial(messenger.send, member, effect.card)
+            )
             sent.append((messenger.platform, posted_to))
             if effect.lead_id is not None and effect.purpose:
                 await asyncio.to_thread(self._record, effect, member, messenger.platform, posted_to)
@@ -164,21 +225,34 @@ class Deliverer:
             return None
         return messenger, channel
 
-    async def post(self, target: str, card: Card) -> tuple[str, Posted] | None:
+    async def post(
+        self, target: str, card: Card, parts: Parts | None = None
+    ) -> tuple[str, Posted] | None:
         """Post to a configured channel (`slack:C0123`); None without that platform."""
         found = self._channel(target)
         if found is None:
             return None
         messenger, channel = found
-        return messenger.platform, await messenger.post(channel, card)
+        parts = parts if parts is not None else Parts()
+        return messenger.platform, await parts.once(
+            messenger.platform, partial(messenger.post, channel, card)
+        )
 
-    async def post_report(self, target: str, report: Report) -> tuple[str, Posted] | None:
-        """Post a report (the digest) to a configured channel; None without that platform."""
+    async def post_report(
+        self, target: str, report: Report, parts: Parts | None = None
+    ) -> tuple[str, Posted] | None:
+        """Post a report (the digest) to a configured channel, then its chart where the
+        platform shows it apart, each part once; None without that platform."""
         found = self._channel(target)
         if found is None:
             return None
         messenger, channel = found
-        return messenger.platform, await messenger.post_report(channel, report)
+        parts = parts if parts is not None else Parts()
+        platform = messenger.platform
+        posted = await parts.once(platform, partial(messenger.post_report, channel, report))
+        if report.chart and isinstance(messenger, ChartPoster):
+            await parts.once(f"{platform}:chart", partial(messenger.post_chart, posted, report))
+        return platform, posted
 
     async def _look_up(self, member: Member) -> Member:
         """Find a member known only by email in the platform directories."""

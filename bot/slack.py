@@ -35,6 +35,7 @@ from bot.messages import Card, Form, Report
 from bot.settings import Settings
 from bot.slack_blocks import (
     card_blocks,
+    fallback,
     modal,
     mrkdwn_escape,
     plain,
@@ -51,6 +52,8 @@ from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
+# views.open's answers when the trigger_id is older than Slack's 3 seconds, or used.
+STALE_TRIGGER = {"expired_trigger_id", "exchanged_trigger_id"}
 
 
 def slack_error(error: SlackApiError) -> str:
@@ -93,7 +96,7 @@ class SlackMessenger:
     async def post(self, channel: str, card: Card) -> Posted:
         response = await self.client.chat_postMessage(
             channel=channel,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
         )
@@ -103,7 +106,7 @@ class SlackMessenger:
         await self.client.chat_update(
             channel=location.channel,
             ts=location.message_id,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
         )
 
@@ -111,29 +114,33 @@ class SlackMessenger:
         response = await self.client.chat_postMessage(
             channel=location.channel,
             thread_ts=location.message_id,
-            text=mrkdwn_escape(card.summary),
+            text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
     async def post_report(self, channel: str, report: Report) -> Posted:
-        """The digest as Block Kit, then its chart uploaded to the same channel."""
+        """The digest as Block Kit; its chart is a part of its own (`post_chart`)."""
         response = await self.client.chat_postMessage(
             channel=channel,
-            text=mrkdwn_escape(report.title),
+            text=fallback(report.title),
             blocks=report_blocks(report),
             unfurl_links=False,
         )
-        posted = Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
-        if report.chart:
-            await self.client.files_upload_v2(
-                channel=posted.channel,
-                content=report.chart,
-                filename="liaison-digest.png",
-                title=report.chart_alt or report.title,
-            )
-        return posted
+        return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+
+    async def post_chart(self, posted: Posted, report: Report) -> Posted:
+        """The digest's chart, uploaded to the channel the digest went to (needs the
+        `files:write` scope)."""
+        response = await self.client.files_upload_v2(
+            channel=posted.channel,
+            content=report.chart,
+            filename="liaison-digest.png",
+            title=report.chart_alt or report.title,
+        )
+        file = response.get("file") or {}
+        return Posted(channel=posted.channel, message_id=str(file.get("id", "")))
 
     async def find_by_email(self, email: str) -> bool:
         """Slack's `users.lookupByEmail`; a found user is remembered as a member."""
@@ -183,7 +190,7 @@ class SlackResponder:
         await self._private(card.summary, card_blocks(card))
 
     async def _private(self, summary: str, blocks: list[dict[str, Any]]) -> None:
-        summary = mrkdwn_escape(summary)  # the notification text is mrkdwn too: no pings
+        summary = fallback(summary)  # the notification text is mrkdwn too: no pings
         if self.body.get("response_url"):
             # Through the client's shared session: no new connection per answer.
             webhook = AsyncWebhookClient(self.body["response_url"], session=self.client.session)
@@ -215,9 +222,17 @@ class SlackResponder:
             typed = str((self.body.get("event") or {}).get("text", "")).strip().lstrip("/")
             await self.reply(Card(text=say("slack_form_needs_slash", command=typed)))
             return
-        await self.client.views_open(
-            trigger_id=self.body["trigger_id"], view=modal(form, metadata=dict(form.state))
-        )
+        metadata = dict(form.state)
+        try:
+            await self.client.views_open(
+                trigger_id=self.body["trigger_id"], view=modal(form, metadata=metadata)
+            )
+        except SlackApiError as error:
+            if slack_error(error) not in STALE_TRIGGER:
+                raise
+            # A slow moment (database, Slack) outlived the trigger: say so, privately.
+            log.warning("views.open %s: %s", form.name, slack_error(error))
+            await self.reply(Card(text=say("slack_form_too_late")))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         self.errors.update(errors)

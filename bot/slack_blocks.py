@@ -22,11 +22,14 @@ from bot.messages import (
 Block = dict[str, Any]
 
 SECTION_LIMIT = 3000
-BLOCK_LIMIT = 50
+BLOCK_LIMIT = 50  # in a message; a modal or the Home tab takes 100
 HEADER_LIMIT = 150
 FIELD_LIMIT = 2000
 OPTION_LIMIT = 75
 BUTTON_LIMIT = 75
+ELEMENTS_LIMIT = 25  # elements in one actions block
+OPTIONS_LIMIT = 100  # options in one select
+TEXT_LIMIT = 40_000  # a message's `text` (the notification fallback)
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -85,8 +88,53 @@ def option(o: Option) -> Block:
     return {"text": plain(o.label), "value": o.value}
 
 
+def fallback(text: str) -> str:
+    """A message's `text` (notifications, screen readers): escaped, within Slack's limit."""
+    return _cut(mrkdwn_escape(text), TEXT_LIMIT)
+
+
+def _packed(lines: list[str], room: int) -> list[Block]:
+    """`lines` in as few sections as fit Slack's 3,000 characters each, at most `room`
+    sections; lines that find no room are summarised as "…and N more", never cut mid-way
+    or refused (a lead with many attributes still shows its SLA lines, which come last,
+    as far as they fit)."""
+    texts: list[str] = []
+    for n, line in enumerate(_cut(line, SECTION_LIMIT) for line in lines):
+        if texts and len(texts[-1]) + 1 + len(line) <= SECTION_LIMIT:
+            texts[-1] += "\n" + line
+        elif len(texts) < room:
+            texts.append(line)
+        else:
+            more = f"\n…and {len(lines) - n} more"
+            texts[-1] = _cut(texts[-1], SECTION_LIMIT - len(more)) + more
+            break
+    return [section(text) for text in texts]
+
+
+def _actions(card: Card) -> list[Block]:
+    """Buttons, then selects, in actions blocks of at most 25 elements; a select shows
+    its first 100 options."""
+    elements = [button(b) for b in card.buttons]
+    elements += [
+        {
+            "type": "static_select",
+            "action_id": s.action,
+            "placeholder": plain(s.label),
+            "options": [option(o) for o in s.options[:OPTIONS_LIMIT]],
+        }
+        for s in card.selects
+    ]
+    chunks = [elements[at : at + ELEMENTS_LIMIT] for at in range(0, len(elements), ELEMENTS_LIMIT)]
+    return [
+        {"type": "actions", "block_id": "card_actions" + (f"_{n + 1}" if n else ""), "elements": c}
+        for n, c in enumerate(chunks)
+    ]
+
+
 def card_blocks(card: Card) -> list[Block]:
-    """Title and text as sections, fields as `*label*: value` lines, actions last."""
+    """Title and text as a section, fields as `*label*: value` lines in as many sections
+    as they need, actions last; within Block Kit's limits (50 blocks, 3,000 characters a
+    section, 25 elements an actions block), whatever the card holds."""
     blocks: list[Block] = []
     head = []
     if card.title:
@@ -95,24 +143,13 @@ def card_blocks(card: Card) -> list[Block]:
         head.append(mrkdwn_escape(card.text))
     if head:
         blocks.append(section("\n".join(head)))
+    notes = [context(mrkdwn_escape(card.context))] if card.context else []
+    room = BLOCK_LIMIT - len(blocks) - len(notes) - (1 if card.fields else 0)
+    actions = _actions(card)[:room]
     if card.fields:
-        lines = [field_line(f) for f in card.fields]
-        blocks.append(section("\n".join(lines)))
-    if card.context:
-        blocks.append(context(mrkdwn_escape(card.context)))
-    elements = [button(b) for b in card.buttons]
-    elements += [
-        {
-            "type": "static_select",
-            "action_id": s.action,
-            "placeholder": plain(s.label),
-            "options": [option(o) for o in s.options],
-        }
-        for s in card.selects
-    ]
-    if elements:
-        blocks.append({"type": "actions", "block_id": "card_actions", "elements": elements})
-    return blocks
+        room = BLOCK_LIMIT - len(blocks) - len(notes) - len(actions)
+        blocks += _packed([field_line(f) for f in card.fields], room)
+    return blocks + notes + actions
 
 
 def _text_element(spec: Input) -> Block:
@@ -131,13 +168,14 @@ def _text_element(spec: Input) -> Block:
 
 def _select_element(spec: Input) -> Block:
     multi = spec.kind is InputKind.multiselect
+    shown = spec.options[:OPTIONS_LIMIT]
     element: Block = {
         "type": "multi_static_select" if multi else "static_select",
         "action_id": spec.name,
         "placeholder": plain(spec.placeholder or "Choose…"),
-        "options": [option(o) for o in spec.options],
+        "options": [option(o) for o in shown],
     }
-    chosen = [option(o) for o in spec.options if o.value in spec.initial]
+    chosen = [option(o) for o in shown if o.value in spec.initial]
     if chosen and multi:
         element["initial_options"] = chosen
     elif chosen:

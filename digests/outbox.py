@@ -28,7 +28,7 @@ from weakref import WeakKeyDictionary
 from sqlmodel import Session, col, func, or_, select
 
 from bot import rendering
-from bot.delivery import Deliverer, Posted
+from bot.delivery import Deliverer, Parts, Posted
 from bot.effects import Notify
 from bot.messages import Card, card_from_dict, report_from_dict
 from digests.business_time import Company
@@ -279,6 +279,7 @@ class Sender:
     async def _send_one(
         self, message: OutboxMessage, report: SendReport, current: Callable[[], datetime]
     ) -> None:
+        parts = self._parts(message)
         loop = asyncio.get_running_loop()
         in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
         try:
@@ -286,12 +287,14 @@ class Sender:
                 log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
                 return
             async with in_flight:
-                posted = await self._deliver(message, current())
+                posted = await self._deliver(message, current(), parts)
         except rendering.NothingToRender as gone:
             await asyncio.to_thread(self._park, message, str(gone), report)
             return
         except Exception as error:  # any platform error is recorded on the message
-            await asyncio.to_thread(self._failed, message, error, current(), report)
+            await asyncio.to_thread(
+                self._failed, message, error, current(), report, part=parts.trying
+            )
             return
         if not posted:
             await asyncio.to_thread(
@@ -337,7 +340,29 @@ class Sender:
         await messenger.update(location, card)
         return [(location.platform, Posted(location.channel, location.message_id))]
 
-    async def _deliver(self, message: OutboxMessage, now: datetime) -> list[tuple[str, Posted]]:
+    def _parts(self, message: OutboxMessage) -> Parts:
+        """The parts of `message` a previous try delivered; each new one is recorded on
+        its row as soon as the platform has it, so a retry sends only what is left."""
+        done = {name: Posted.from_dict(p) for name, p in (message.parts_done or {}).items()}
+
+        async def record(name: str, posted: Posted) -> None:
+            await asyncio.to_thread(self._part_done, message, name, posted)
+
+        return Parts(done, record)
+
+    def _part_done(self, message: OutboxMessage, name: str, posted: Posted) -> None:
+        """Record a delivered part even if the lease was lost meanwhile: the part went out,
+        and whoever holds the row now must not send it again."""
+        with self.store.session() as session:
+            row = session.get(OutboxMessage, message.id, with_for_update=True)
+            if row is None:
+                return
+            row.parts_done = {**(row.parts_done or {}), name: posted.to_dict()}
+            session.add(row)
+
+    async def _deliver(
+        self, message: OutboxMessage, now: datetime, parts: Parts
+    ) -> list[tuple[str, Posted]]:
         if message.location_id is not None:
             return await self._update(message, now)
         if message.member_id is not None:
@@ -349,14 +374,15 @@ class Sender:
                     lead_id=message.lead_id,
                     purpose=message.purpose,
                     in_thread=message.in_thread,
-                )
+                ),
+                parts,
             )
         if "report" in message.card:
             report = report_from_dict(message.card["report"])
-            one = await self.deliverer.post_report(message.target or "", report)
+            one = await self.deliverer.post_report(message.target or "", report, parts)
         else:
             card = await self._card(message, None, now)
-            one = await self.deliverer.post(message.target or "", card)
+            one = await self.deliverer.post(message.target or "", card, parts)
         return [one] if one else []
 
     def _holds(self, row: OutboxMessage) -> bool:
@@ -381,14 +407,23 @@ class Sender:
         report.keys.append(message.key)
 
     def _failed(
-        self, message: OutboxMessage, error: BaseException, now: datetime, report: SendReport
+        self,
+        message: OutboxMessage,
+        error: BaseException,
+        now: datetime,
+        report: SendReport,
+        part: str = "",
     ) -> None:
+        """Retry later, or park after the usual attempts; `part`, when the message is sent
+        in parts, names the one that failed (the parts done before it stay done)."""
         delay = throttle_delay(error)
+        failed = f"{part} part: " if part else ""
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id)
             if row is None or not self._holds(row):
                 return
-            row.claimed_until, row.last_error = None, f"{type(error).__name__}: {error}"[:500]
+            row.claimed_until = None
+            row.last_error = f"{failed}{type(error).__name__}: {error}"[:500]
             if delay is None:
                 row.attempts += 1
                 delay = min(5.0 * 2**row.attempts, 600.0)

@@ -314,6 +314,9 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = None
     platform: str | None = None
     message_id: str | None = None
+    # The parts of a multi-part message already delivered (part → where it went), so a
+    # retry sends only what is left: `slack` (the message), `slack:chart`, `teams`…
+    parts_done: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime
     sent_at: datetime | None = None
 

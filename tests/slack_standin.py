@@ -1,5 +1,15 @@
 """A local stand-in for the Slack Web API (and response_url), recording every call.
 
+As strict as Slack where Liaison can go wrong: every call needs the bot token
+(`not_authed`, `invalid_auth`) and the scopes manifests/slack.yaml grants (`missing_scope`
+with `needed` and `provided`, tests/slack_scopes.py); a method Liaison has never called is
+`unknown_method`. `views.open` takes only a trigger id the stand-in minted (`trigger_id()`)
+in the last 3 seconds, once (`expired_trigger_id`, `exchanged_trigger_id`); `chat.update`
+only a message the bot posted, in its own channel (`message_not_found`,
+`cant_update_message`, `channel_not_found`); blocks and views over Block Kit's limits are
+refused as Slack refuses them (tests/blockkit.py), and text over 40,000 characters is
+`msg_too_long`. Accepted calls are in `calls`, refused ones in `refused`.
+
 It also plays Slack's side of Socket Mode: `apps.connections.open` (app-level token)
 hands out a ws:// URL to its own `/link/` route, which greets with `hello`, lets a test
 push envelopes with `push`, and records what the app sends back (the acks)."""
@@ -9,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +28,16 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from tests.blockkit import block_errors, view_errors
 from tests.loopback import serve_on_loopback
+from tests.slack_scopes import METHOD_SCOPES, manifest_scopes
+
+log = logging.getLogger(__name__)
+TOKEN = "xoxb-test-token"
+TRIGGER_TTL = 3.0  # seconds a trigger_id can open a modal (Slack's limit)
+TEXT_LIMIT = 40_000  # characters of a message's `text`
+CHANNEL_ID = ("C", "D", "G")  # what a conversation id starts with (U… is a user)
+BLOCK_METHODS = ("chat.postMessage", "chat.postEphemeral", "chat.update")
 
 
 @dataclass
@@ -25,6 +45,7 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)  # when the request arrived
+    answer: dict[str, Any] = field(default_factory=dict)  # what the stand-in said back
 
 
 @dataclass
@@ -46,6 +67,14 @@ class SlackStandIn:
     post_delay: float = 0.0
     # Files uploaded with files_upload_v2: id → filename, title, channel and the bytes.
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The bot token the workspace issued, and the scopes the installed manifest granted.
+    token: str = TOKEN
+    scopes: frozenset[str] = field(default_factory=manifest_scopes)
+    # Messages the bot posted: ts → channel (what chat.update may touch).
+    messages: dict[str, str] = field(default_factory=dict)
+    _triggers: dict[str, float] = field(default_factory=dict)
+    _exchanged: set[str] = field(default_factory=set)
+    _failing: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -56,6 +85,17 @@ class SlackStandIn:
 
     def of(self, method: str) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.method == method]
+
+    def trigger_id(self, age: float = 0.0) -> str:
+        """A trigger id as Slack puts in a slash command or a click, minted `age` seconds
+        ago (it opens a view within 3 seconds of minting, once)."""
+        minted = f"{next(self._ts)}.{int(time.time() * 1000)}.{uuid.uuid4().hex[:20]}"
+        self._triggers[minted] = time.monotonic() - age
+        return minted
+
+    def fail(self, method: str, *, times: int, error: str = "internal_error") -> None:
+        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
+        self._failing[method] = [error] * times
 
     def add_user(self, user_id: str, name: str, email: str, tz: str = "Europe/London") -> None:
         self.users[user_id] = {
@@ -173,7 +213,12 @@ class SlackStandIn:
         return params
 
     async def _response(self, request: web.Request) -> web.Response:
-        self.calls.append(Call("response_url", await self._params(request)))
+        """A response_url: no token, but the same Block Kit limits (a 400 `invalid_blocks`)."""
+        params = await self._params(request)
+        if "blocks" in params and block_errors(params["blocks"]):
+            self.refused.append(Call("response_url", params))
+            return web.Response(status=400, text="invalid_blocks")
+        self.calls.append(Call("response_url", params))
         return web.Response(text="ok")
 
     def throttle(self, method: str, *, times: int, retry_after: int) -> None:
@@ -200,12 +245,98 @@ class SlackStandIn:
                 status=429,
                 headers={"Retry-After": str(retry_after)},
             )
-        self.calls.append(Call(method, params))
+        if method == "apps.connections.open":
+            self.calls.append(Call(method, params))
+            return web.json_response(self._open_connection(request))
+        refusal = self._refusal(method, params, request)
+        if refusal is not None:
+            self.refused.append(Call(method, params))
+            log.warning("Slack stand-in refused %s: %s", method, refusal)
+            return web.json_response(refusal)
+        call = Call(method, params)
+        self.calls.append(call)
+        call.answer = self.answer(method, params)
         if method == "chat.postMessage" and self.post_delay > 0:
             await asyncio.sleep(self.post_delay)
-        if method == "apps.connections.open":
-            return web.json_response(self._open_connection(request))
-        return web.json_response(self.answer(method, params))
+        return web.json_response(call.answer)
+
+    def _refusal(
+        self, method: str, params: dict[str, Any], request: web.Request
+    ) -> dict[str, Any] | None:
+        """Slack's answer when it would refuse the call, else None."""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
+        token = token or str(params.get("token", ""))
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token != self.token:
+            return {"ok": False, "error": "invalid_auth"}
+        if method not in METHOD_SCOPES:
+            return {"ok": False, "error": "unknown_method", "req_method": method}
+        missing = [s for s in METHOD_SCOPES[method] if s not in self.scopes]
+        if missing:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": ",".join(missing),
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        failing = self._failing.get(method)
+        if failing:
+            return {"ok": False, "error": failing.pop()}
+        return self._invalid(method, params)
+
+    def _invalid(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Arguments Slack refuses: limits, stale triggers, messages that are not ours."""
+        if method in BLOCK_METHODS:
+            errors = block_errors(params["blocks"]) if "blocks" in params else []
+            if errors:
+                return {
+                    "ok": False,
+                    "error": "invalid_blocks",
+                    "errors": errors,
+                    "response_metadata": {"messages": [f"[ERROR] {e}" for e in errors]},
+                }
+            if len(str(params.get("text", ""))) > TEXT_LIMIT:
+                return {"ok": False, "error": "msg_too_long"}
+            if not params.get("text") and not params.get("blocks"):
+                return {"ok": False, "error": "no_text"}
+            channel = str(params.get("channel", ""))
+            if not channel.startswith(CHANNEL_ID + (("U",) if method != "chat.update" else ())):
+                return {"ok": False, "error": "channel_not_found"}
+        if method == "chat.update":
+            posted_in = self.messages.get(str(params.get("ts", "")))
+            if posted_in is None:
+                return {"ok": False, "error": "message_not_found"}
+            if posted_in != params.get("channel"):
+                return {"ok": False, "error": "cant_update_message"}
+        if method in ("views.open", "views.publish"):
+            view = params.get("view")
+            errors = view_errors(view)
+            if errors:
+                return {
+                    "ok": False,
+                    "error": "invalid_arguments",
+                    "response_metadata": {"messages": [f"[ERROR] {e}" for e in errors]},
+                }
+        if method == "views.open":
+            return self._trigger_refusal(str(params.get("trigger_id", "")))
+        return None
+
+    def _trigger_refusal(self, trigger_id: str) -> dict[str, Any] | None:
+        minted = self._triggers.get(trigger_id)
+        if minted is None:
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": ["invalid `trigger_id`"]},
+            }
+        if trigger_id in self._exchanged:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if time.monotonic() - minted > TRIGGER_TTL:
+            return {"ok": False, "error": "expired_trigger_id"}
+        self._exchanged.add(trigger_id)  # a trigger opens one view
+        return None
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -222,10 +353,12 @@ class SlackStandIn:
             channel = str(params.get("channel", ""))
             if channel.startswith("U"):
                 channel = "D" + channel[1:]
+            ts = f"1700000000.{next(self._ts):06d}"
+            self.messages[ts] = channel
             return {
                 "ok": True,
                 "channel": channel,
-                "ts": f"1700000000.{next(self._ts):06d}",
+                "ts": ts,
                 "message": {"text": params.get("text", "")},
             }
         if method == "chat.update":
@@ -254,6 +387,11 @@ class SlackStandIn:
                     return {"ok": True, "user": user}
             return {"ok": False, "error": "users_not_found"}
         if method == "users.info":
-            user = self.users.get(str(params.get("user")))
-            return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+            known = self.users.get(str(params.get("user")))
+            if known is None:
+                return {"ok": False, "error": "user_not_found"}
+            if "users:read.email" not in self.scopes:  # the email needs its own scope
+                profile = {k: v for k, v in known["profile"].items() if k != "email"}
+                known = {**known, "profile": profile}
+            return {"ok": True, "user": known}
         return {"ok": False, "error": "unknown_method"}

@@ -50,7 +50,7 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
     """Bob signs for sales, Dave for marketing; Carol proposes; Alice is a rep."""
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=slack.api_url,
     )
@@ -77,7 +77,7 @@ async def slash(
         command=command,
         text=text,
         response_url=slack.response_url(f"{user}-{len(slack.calls)}"),
-        trigger_id=f"trigger-{user}-{len(slack.calls)}",
+        trigger_id=slack.trigger_id(),
     )
     status, _ = await post_slack(
         server, urlencode(form).encode(), "application/x-www-form-urlencoded"

@@ -15,10 +15,19 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from bot.delivery import Deliverer
+from bot.messages import Card, card_to_dict
+from bot.server import platform_messengers
+from bot.slack import SlackMessenger
+from digests.digest import Week
+from digests.outbox import MAX_ATTEMPTS, Sender
+from digests.weekly import digest_message
 from storage import queries
 from storage.db import Store
-from storage.models import DigestRun, Lead, LeadState, OutboxMessage
+from storage.models import DigestRun, Lead, LeadState, NewMessage, OutboxMessage
+from tests.blockkit import block_errors
 from tests.slack_standin import SlackStandIn
+from tests.support import make_settings
 from tests.teams_standin import Person, TeamsStandIn
 from tests.test_teams_clocks import card_text, meet_the_bot
 
@@ -97,7 +106,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 def slack_env(slack: SlackStandIn) -> dict[str, str]:
     return {
-        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_BOT_TOKEN": slack.token,
         "SLACK_API_URL": slack.api_url,
         "LIAISON_DIGEST_CHANNEL": "slack:C0DIGEST",
     }
@@ -190,7 +199,7 @@ async def test_liaison_digest_prints_every_format(sqlite_store: Store) -> None:
     slack = json.loads(
         await liaison(sqlite_store, "digest", "--week", "2026-W48", "--format", "slack")
     )
-    assert len(slack["blocks"]) <= 50
+    assert len(slack["blocks"]) <= 50 and block_errors(slack["blocks"]) == []
     teams = json.loads(
         await liaison(sqlite_store, "digest", "--week", "2026-W48", "--format", "teams")
     )
@@ -199,3 +208,121 @@ async def test_liaison_digest_prints_every_format(sqlite_store: Store) -> None:
     assert html.startswith("<!doctype html>") and "<h2>Agenda for the weekly sync</h2>" in html
     markdown = await liaison(sqlite_store, "digest", "--week", "2026-W48", "--format", "markdown")
     assert markdown.startswith("# Weekly alignment digest")
+
+
+# --- a digest is two parts: the message, then its chart -------------------------------------
+
+
+def owe_the_digest(store: Store) -> None:
+    """W48's digest owed to the Slack digest channel, as the Monday tick owes it."""
+    with store.session() as s:
+        week = Week.of("2026-W48", "Europe/London")
+        message = digest_message(s, week, target="slack:C0DIGEST", now=MONDAY_0830)
+        assert queries.enqueue_many(s, messages=[message]) == ["digest:2026-W48"]
+
+
+async def send_until(
+    store: Store, slack: SlackStandIn, passes: int, start: datetime = MONDAY_0830
+) -> OutboxMessage:
+    """`passes` outbox passes a quarter of an hour apart (each a fresh sender, as each
+    `liaison tick` is), through the real Slack adapter; the digest's row afterwards."""
+    settings = make_settings(
+        str(store.engine.url), SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url
+    )
+    for n in range(passes):
+        deliverer = Deliverer(store, [SlackMessenger.from_settings(settings, store)])
+        await Sender(store, deliverer, owner=f"tick-{n}").drain(
+            start + timedelta(minutes=15 * n)
+        )
+    with store.session() as s:
+        return s.exec(select(OutboxMessage).where(OutboxMessage.key == "digest:2026-W48")).one()
+
+
+async def test_a_failed_chart_upload_is_retried_alone(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    week_of_history(any_store)
+    owe_the_digest(any_store)
+    slack.fail("files.getUploadURLExternal", times=2)
+    row = await send_until(any_store, slack, passes=4)
+    assert len(digests_in(slack)) == 1  # posted once, never again for the chart
+    (chart,) = slack.files.values()
+    assert chart["channel"] == "C0DIGEST" and chart["bytes"].startswith(b"\x89PNG")
+    assert len(slack.of("files.completeUploadExternal")) == 1
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert list(row.parts_done or {}) == ["slack"]  # the chart, last, is the row's `sent`
+    assert row.message_id == (row.parts_done or {})["slack"]["message_id"]
+
+
+async def test_a_chart_that_never_uploads_leaves_the_digest_posted_once(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    """Slack without `files:write` (the manifest before issue 10): every upload is
+    `missing_scope`. The message stays, posted once; the chart's failure is in
+    `liaison outbox`; once the scope is granted, `liaison outbox retry` sends the chart."""
+    week_of_history(any_store)
+    owe_the_digest(any_store)
+    slack.scopes = slack.scopes - {"files:write"}
+    row = await send_until(any_store, slack, passes=MAX_ATTEMPTS + 2)
+    assert len(digests_in(slack)) == 1
+    assert slack.files == {}
+    assert (row.status, row.attempts) == ("failed", MAX_ATTEMPTS)
+    assert list(row.parts_done or {}) == ["slack"]
+    assert row.last_error and row.last_error.startswith("slack:chart part: SlackApiError")
+    assert "missing_scope" in row.last_error
+    listing = await liaison(any_store, "outbox", COLUMNS="250")
+    assert "digest:2026-W48" in listing and "slack:chart part" in listing
+    assert "missing_scope" in listing
+
+    slack.scopes = slack.scopes | {"files:write"}
+    await liaison(any_store, "outbox", "retry")  # back in line from the wall clock's now
+    row = await send_until(any_store, slack, passes=1, start=datetime.now(UTC) + timedelta(1))
+    assert len(digests_in(slack)) == 1
+    assert len(slack.files) == 1 and row.status == "sent"
+
+
+async def test_a_dm_on_two_platforms_is_retried_only_where_it_failed(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
+    """Alice is on Slack and Teams; Teams refuses twice: her Slack DM goes once."""
+    teams = await TeamsStandIn().start()
+    try:
+        url = f"sqlite:///{tmp_path / 'both.db'}"
+        store = Store.open(url)
+        teams.add_member(ALICE.user_id, ALICE.given, ALICE.surname, ALICE.email, {})
+        await meet_the_bot(url, teams, [ALICE])
+        with store.session() as s:
+            alice = queries.member_by(s, email=ALICE.email)
+            assert alice is not None and alice.teams_reference is not None
+            alice.slack_user_id = "U0ALICE"
+            s.add(alice)
+            queries.enqueue_many(
+                s,
+                messages=[
+                    NewMessage(
+                        key="hello-alice",
+                        member_id=alice.id,
+                        card=card_to_dict(Card(title="Hello")),
+                        not_before=MONDAY_0830,
+                        created_at=MONDAY_0830,
+                    )
+                ],
+            )
+        teams.fail_sends(2, status=500)
+        settings = make_settings(
+            url, SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url, MICROSOFT_APP_ID=""
+        )
+        for n in range(4):
+            deliverer = Deliverer(store, platform_messengers(settings, store))
+            await Sender(store, deliverer, owner=f"tick-{n}").drain(
+                MONDAY_0830 + timedelta(minutes=15 * n)
+            )
+        assert [p["channel"] for p in slack.of("chat.postMessage")] == ["U0ALICE"]
+        assert len(teams.of("send", ALICE.conversation)) == 1
+        with store.session() as s:
+            row = s.exec(select(OutboxMessage)).one()
+            assert (row.status, row.attempts) == ("sent", 2)
+            assert list(row.parts_done or {}) == ["slack"]
+        store.engine.dispose()
+    finally:
+        await teams.stop()

@@ -48,7 +48,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=slack.api_url,
     )
@@ -89,7 +89,7 @@ async def slash(
         text=text,
         user_id=user,
         user_name=user.lower(),
-        trigger_id=f"trigger-{user}-{len(slack.calls)}",
+        trigger_id=slack.trigger_id(),
         response_url=slack.response_url(f"{user}-{len(slack.calls)}"),
     )
     status, _ = await post_slack(
@@ -163,7 +163,7 @@ async def tick(server: LiveServer, slack: SlackStandIn, at: datetime) -> str:
     env = dict(
         os.environ,
         LIAISON_DATABASE_URL=server.settings.database_url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_API_URL=slack.api_url,
         LIAISON_WORK_HOURS="00:00-24:00",
         LIAISON_WORKDAYS="mon-sun",

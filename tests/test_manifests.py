@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import struct
@@ -16,6 +17,12 @@ import pytest
 import yaml
 
 from app import build_router
+from tests.slack_scopes import (
+    FEATURE_SCOPES,
+    METHOD_SCOPES,
+    client_calls,
+    needed_scopes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLACK = ROOT / "manifests" / "slack.yaml"
@@ -24,15 +31,6 @@ BUILD = TEAMS / "build_package.py"
 APP_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 PLACEHOLDER = "{{MICROSOFT_APP_ID}}"
 
-# What the Slack adapter calls, and the scopes each needs.
-SLACK_SCOPES = {
-    "chat:write",  # chat.postMessage / chat.update / chat.postEphemeral
-    "commands",  # slash commands
-    "im:write",  # DMs to members
-    "im:history",  # message.im events: commands typed in the DM
-    "users:read",  # users.info
-    "users:read.email",  # users.lookupByEmail
-}
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +80,51 @@ def test_slack_manifest_shape(slack: dict[str, Any]) -> None:
     assert settings["token_rotation_enabled"] is False
 
 
-def test_slack_has_the_scopes_the_adapter_uses(slack: dict[str, Any]) -> None:
-    scopes = set(slack["oauth_config"]["scopes"]["bot"])
-    assert scopes >= SLACK_SCOPES, f"missing bot scopes: {sorted(SLACK_SCOPES - scopes)}"
+def missing_scopes(manifest: dict[str, Any]) -> dict[str, set[str]]:
+    """The bot scopes the code needs and `manifest` does not grant → what needs them: the
+    Web API methods the Slack adapter calls (an AST scan of bot/slack*.py, resolved to API
+    methods through slack_sdk's source, scopes from Slack's reference in
+    tests/slack_scopes.py) and the features the manifest declares (slash commands, events)."""
+    calls = client_calls()
+    unknown = sorted(set(calls) - set(METHOD_SCOPES))
+    assert not unknown, f"add the scopes of {unknown} (called at {[calls[m] for m in unknown]})"
+    needs = needed_scopes(calls)
+    if manifest["features"].get("slash_commands"):
+        needs.setdefault(FEATURE_SCOPES["slash_commands"], set()).add("slash commands")
+    if "message.im" in manifest["settings"]["event_subscriptions"]["bot_events"]:
+        needs.setdefault(FEATURE_SCOPES["message.im"], set()).add("message.im events")
+    granted = set(manifest["oauth_config"]["scopes"]["bot"])
+    return {scope: why for scope, why in needs.items() if scope not in granted}
+
+
+def test_slack_has_the_scopes_the_code_needs(slack: dict[str, Any]) -> None:
+    assert missing_scopes(slack) == {}
+
+
+def test_the_scope_check_sees_every_call_and_catches_a_missing_scope(
+    slack: dict[str, Any],
+) -> None:
+    calls = client_calls()
+    assert {
+        "chat.postMessage",
+        "chat.update",
+        "chat.postEphemeral",
+        "files.getUploadURLExternal",  # files_upload_v2, the digest's chart
+        "files.completeUploadExternal",
+        "users.lookupByEmail",
+        "users.info",
+        "views.open",
+        "views.publish",
+    } <= set(calls)
+    assert all(place.startswith("slack.py:") for places in calls.values() for place in places)
+    bot = slack["oauth_config"]["scopes"]["bot"]
+    without = copy.deepcopy(slack)
+    without["oauth_config"]["scopes"]["bot"] = [s for s in bot if s != "files:write"]
+    assert missing_scopes(without) == {
+        "files:write": {"files.getUploadURLExternal", "files.completeUploadExternal"}
+    }
+    without["oauth_config"]["scopes"]["bot"] = [s for s in bot if s != "commands"]
+    assert missing_scopes(without) == {"commands": {"slash commands"}}
 
 
 def test_slack_subscribes_to_dm_messages(slack: dict[str, Any]) -> None:

@@ -123,7 +123,7 @@ def _env(url: str, slack: SlackStandIn) -> dict[str, str]:
     }
     env.update(
         LIAISON_DATABASE_URL=url,
-        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET="x",
         SLACK_API_URL=slack.api_url,
         LIAISON_TICK_SECONDS="0.3",

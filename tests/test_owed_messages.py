@@ -56,7 +56,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 def slack_deliverer(store: Store, slack: SlackStandIn, tmp_path: Path) -> Deliverer:
     url = f"sqlite:///{tmp_path / 'liaison.db'}"
-    settings = make_settings(url, SLACK_BOT_TOKEN="xoxb-t", SLACK_API_URL=slack.api_url)
+    settings = make_settings(url, SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url)
     messenger = SlackMessenger.from_settings(settings, store)
     return Deliverer(store, [messenger], [messenger])
 
@@ -141,7 +141,7 @@ async def test_a_handoff_during_slack_throttling_arrives_once(
 ) -> None:
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET="s",
         SLACK_API_URL=slack.api_url,
         LIAISON_TICK_SECONDS="0.2",

@@ -474,7 +474,11 @@ async def test_a_slash_command_that_says_payload_reaches_liaison(
 ) -> None:
     """Bolt's own parser reads any form body containing "payload" as an interaction and,
     finding none, as an empty request (a 404); Bolt is handed the body the guard read."""
-    body = _command(text="payload limits of the API", response_url=slack.response_url("p"))
+    body = _command(
+        text="payload limits of the API",
+        response_url=slack.response_url("p"),
+        trigger_id=slack.trigger_id(),
+    )
     status, _ = await post_slack_body(server, body, FORM)
     await server.settle()
     assert status == 200

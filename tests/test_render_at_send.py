@@ -48,7 +48,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET="test-signing-secret",
         SLACK_API_URL=slack.api_url,
         LIAISON_TICK_SECONDS="0.2",
@@ -121,7 +121,7 @@ async def test_a_throttled_card_update_is_retried_and_ends_in_the_latest_state(
 def slack_bot(store: Store, slack: SlackStandIn, tmp_path: Path) -> tuple[Bot, Member]:
     """The bot, with the real Slack messenger, and Alice, a rep known in Slack."""
     url = f"sqlite:///{tmp_path / 'liaison.db'}"
-    settings = make_settings(url, SLACK_BOT_TOKEN="xoxb-t", SLACK_API_URL=slack.api_url)
+    settings = make_settings(url, SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url)
     messenger = SlackMessenger.from_settings(settings, store)
     deliverer = Deliverer(store, [messenger], [messenger])
     with store.session() as s:

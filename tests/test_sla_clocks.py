@@ -76,7 +76,7 @@ async def tick(store: Store, slack: SlackStandIn, at: datetime) -> str:
     env = dict(
         os.environ,
         LIAISON_DATABASE_URL=str(store.engine.url),
-        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_API_URL=slack.api_url,
         LIAISON_TIMEZONE="Europe/London",
     )

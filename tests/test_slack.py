@@ -38,7 +38,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=slack.api_url,
     )
@@ -121,7 +121,7 @@ def press(
     payload["container"].update(channel_id=message["channel"], message_ts=message["ts"])
     payload["channel"]["id"] = message["channel"]
     payload["response_url"] = slack.response_url(f"{user}-{action_id}")
-    payload["trigger_id"] = f"trigger-{time.monotonic_ns()}"
+    payload["trigger_id"] = slack.trigger_id()
     payload["actions"][0].update(action_id=action_id, value=button["value"], text=button["text"])
     return payload
 
@@ -146,27 +146,13 @@ def submit(user: str, view: dict[str, Any], values: dict[str, Any]) -> dict[str,
 
 def posted_cards(slack: SlackStandIn, channel: str) -> list[dict[str, Any]]:
     """Messages the bot posted (not in a thread), with the channel/ts the stand-in gave them."""
-    cards = []
-    index = 0
-    for call in slack.calls:
-        if call.method != "chat.postMessage":
-            continue
-        index += 1
-        if call.params["channel"] == channel and "thread_ts" not in call.params:
-            ts = f"1700000000.{_nth_ts(slack, call):06d}"
-            cards.append(dict(call.params, channel="D" + channel[1:], ts=ts))
-    return cards
-
-
-def _nth_ts(slack: SlackStandIn, target: Any) -> int:
-    """The stand-in numbers ts values in call order across ts-issuing methods."""
-    n = 0
-    for call in slack.calls:
-        if call.method in ("chat.postMessage", "chat.postEphemeral", "views.open"):
-            n += 1
-        if call is target:
-            return n
-    raise AssertionError("call not found")
+    return [
+        dict(call.params, channel=call.answer["channel"], ts=call.answer["ts"])
+        for call in slack.calls
+        if call.method == "chat.postMessage"
+        and call.params["channel"] == channel
+        and "thread_ts" not in call.params
+    ]
 
 
 def text_of(params: dict[str, Any]) -> str:
@@ -236,7 +222,9 @@ async def test_the_whole_journey(server: LiveServer, slack: SlackStandIn) -> Non
     assert status == 200
     assert [lead["status"] for lead in body["leads"]] == ["created", "created"]
     assert len(slack.of("users.lookupByEmail")) == 1  # the owner is looked up once, then known
-    first, second = await eventually(lambda: posted_cards(slack, "U0ALICE")[:2])
+    first, second = await eventually(
+        lambda: (cards := posted_cards(slack, "U0ALICE"))[1:] and cards[:2]
+    )
     assert "Jordan Patel" in text_of(first)
     labels = [
         e["text"]["text"] for b in first["blocks"] if b["type"] == "actions" for e in b["elements"]
@@ -502,3 +490,41 @@ async def test_digest_preview_and_your_week_opt_in(server: LiveServer, slack: Sl
     await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")
     await server.settle()
     assert "`digest preview` for this week so far" in text_of(slack.of("response_url")[-1])
+
+
+async def test_a_lead_with_many_attributes_shows_every_one(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
+    """25 attributes of 150 characters: more than one section holds. The card splits them
+    over sections (Slack refuses a section over 3,000 characters) and loses none."""
+    extra = {f"attribute_{n:02d}": f"value {n:02d} " + "x" * 140 for n in range(25)}
+    status, _ = await send_leads(server, [lead_payload("L-9", "Many Fields", **extra)])
+    assert status == 200
+    (card,) = await eventually(lambda: posted_cards(slack, "U0ALICE"))
+    text = text_of(card)
+    for key, value in extra.items():
+        assert f"*{key}*: {value}" in text, key
+    assert "…" not in text
+    assert slack.refused == []
+
+
+async def test_a_form_opened_too_late_is_answered_privately(
+    server: LiveServer, slack: SlackStandIn
+) -> None:
+    """Slack lets a trigger open a modal for 3 seconds. When a slow moment outlives it,
+    the person hears so privately instead of nothing happening."""
+    await send_leads(server, [lead_payload("L-1", "Jordan Patel")])
+    (card,) = await eventually(lambda: posted_cards(slack, "U0ALICE"))
+    payload = press(slack, "U0ALICE", card, "lead.not_a_fit")
+    payload["trigger_id"] = slack.trigger_id(age=3.5)
+    status, _ = await interact(server, payload)
+    assert status == 200
+    assert slack.of("views.open") == []
+    (refused,) = [c for c in slack.refused if c.method == "views.open"]
+    assert refused.params["trigger_id"] == payload["trigger_id"]
+    (answer,) = slack.of("response_url")
+    assert answer["response_type"] == "ephemeral"
+    assert "3 seconds" in text_of(answer) and "try again" in text_of(answer)
+    # A fresh click opens the form.
+    await interact(server, press(slack, "U0ALICE", card, "lead.not_a_fit"))
+    assert len(slack.of("views.open")) == 1

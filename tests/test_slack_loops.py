@@ -54,7 +54,7 @@ async def start(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[Factory]:
     async def make(**channels: str) -> LiveServer:
         settings = make_settings(
             f"sqlite:///{tmp_path / 'liaison.db'}",
-            SLACK_BOT_TOKEN="xoxb-test-token",
+            SLACK_BOT_TOKEN=slack.token,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             SLACK_API_URL=slack.api_url,
             **channels,
@@ -97,7 +97,7 @@ async def slash(
         command=command,
         text=text,
         response_url=slack.response_url(f"{user}-{time.monotonic_ns()}"),
-        trigger_id=f"trigger-{time.monotonic_ns()}",
+        trigger_id=slack.trigger_id(),
     )
     status, _ = await post_slack(
         server, urlencode(form).encode(), "application/x-www-form-urlencoded"

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,7 +55,7 @@ def liaison_socket(
         and k.upper() not in PROXY_VARIABLES  # slack_sdk would send ws:// through a proxy
     }
     env.update(
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=slack.token,
         SLACK_APP_TOKEN=APP_TOKEN,
         SLACK_API_URL=slack.api_url,
         LIAISON_DATABASE_URL=db_url,
@@ -186,7 +185,7 @@ async def test_socket_command_accepts_a_lead_from_a_button(
             "team_id": "T0CAG",
         }
         payload["response_url"] = slack.response_url("alice-accept")
-        payload["trigger_id"] = f"trigger-{time.monotonic_ns()}"
+        payload["trigger_id"] = slack.trigger_id()
         payload["actions"][0].update(action_id="lead.accept", value=f"lead_id={lead_id}")
         envelope_id = await slack.push("interactive", payload)
 

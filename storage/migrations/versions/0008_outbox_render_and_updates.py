@@ -1,7 +1,7 @@
 """outbox: cards rendered when sent (`render`) and card updates in place (`location_id`,
 `revision`)
 
-Revision ID: 0008_render_at_send
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-04 21:00:00
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_render_at_send"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
