@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot.delivery import Deliverer, Directory
@@ -23,7 +22,7 @@ from digests.owing import owe
 from handlers.cards import HANDOFF, lead_card
 from storage import queries
 from storage.db import Store
-from storage.models import EventKind, Lead, LeadState, Member, Role
+from storage.models import EventKind, Lead, LeadState, Member, NewLead, Role
 
 log = logging.getLogger(__name__)
 
@@ -120,35 +119,37 @@ def store_leads(
     admin_channel: str | None,
     company: Company,
 ) -> tuple[list[Outcome], list[Effect]]:
-    """Store new leads and hand them off; known `(source, external_id)` are no-ops."""
+    """Store new leads and hand them off; known `(source, external_id)` are no-ops.
+
+    Campaigns, then leads, are written in one order (by name, by source and id) whatever
+    the order given, so two batches racing on the same rows wait for each other instead
+    of deadlocking; a row a racer wrote first is read back, reported as a duplicate."""
+    definition, _ = queries.current_definition(session)
+    campaigns = {
+        name: queries.ensure_campaign(session, name=name).id
+        for name in sorted({item.campaign for item in leads if item.campaign})
+    }
+    stored: dict[int, tuple[Lead, bool]] = {}
+    for index in sorted(range(len(leads)), key=lambda i: (leads[i].source, leads[i].external_id)):
+        item = leads[index]
+        stored[index] = _create(
+            session,
+            item,
+            definition_id=definition.id or 0,
+            campaign_id=campaigns.get(item.campaign or ""),
+            now=now,
+        )
     outcomes: list[Outcome] = []
     effects: list[Effect] = []
     unassigned: list[Lead] = []
-    definition, _ = queries.current_definition(session)
-    for item in leads:
-        existing = queries.find_lead(session, source=item.source, external_id=item.external_id)
-        if existing is None:
-            try:
-                with session.begin_nested():
-                    lead = _create(session, item, definition_id=definition.id or 0, now=now)
-            except IntegrityError:
-                existing = queries.find_lead(
-                    session, source=item.source, external_id=item.external_id
-                )
-        if existing is not None:
-            outcomes.append(
-                Outcome(
-                    item.external_id,
-                    item.source,
-                    existing.id or 0,
-                    "duplicate",
-                    existing.owner_email,
-                )
-            )
-            continue
+    for index, item in enumerate(leads):
+        lead, created = stored[index]
+        status = "created" if created else "duplicate"
         outcomes.append(
-            Outcome(item.external_id, item.source, lead.id or 0, "created", lead.owner_email)
+            Outcome(item.external_id, item.source, lead.id or 0, status, lead.owner_email)
         )
+        if not created:
+            continue
         if lead.owner_id is None:
             unassigned.append(lead)
         else:
@@ -164,27 +165,37 @@ def store_leads(
     return outcomes, effects
 
 
-def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime) -> Lead:
+def _create(
+    session: Session,
+    item: LeadIn,
+    *,
+    definition_id: int,
+    campaign_id: int | None,
+    now: datetime,
+) -> tuple[Lead, bool]:
+    """The stored lead and whether this call created it (with its events and clocks)."""
     owner = queries.member_by(session, email=str(item.owner_email)) if item.owner_email else None
-    campaign = queries.ensure_campaign(session, name=item.campaign) if item.campaign else None
-    lead = Lead(
-        source=item.source,
-        external_id=item.external_id,
-        name=item.name,
-        company=item.company,
-        email=str(item.email) if item.email else None,
-        title=item.title,
-        campaign_id=campaign.id if campaign else None,
-        owner_id=owner.id if owner else None,
-        owner_email=str(item.owner_email).lower() if item.owner_email else None,
-        definition_id=definition_id,
-        state=(LeadState.handed_off if owner else LeadState.unassigned).value,
-        attributes=item.attributes(),
-        created_at=item.created_at or now,
-        handed_off_at=now if owner else None,
+    lead, created = queries.add_lead(
+        session,
+        lead=NewLead(
+            source=item.source,
+            external_id=item.external_id,
+            name=item.name,
+            company=item.company,
+            email=str(item.email) if item.email else None,
+            title=item.title,
+            campaign_id=campaign_id,
+            owner_id=owner.id if owner else None,
+            owner_email=str(item.owner_email).lower() if item.owner_email else None,
+            definition_id=definition_id,
+            state=(LeadState.handed_off if owner else LeadState.unassigned).value,
+            attributes=item.attributes(),
+            created_at=item.created_at or now,
+            handed_off_at=now if owner else None,
+        ),
     )
-    session.add(lead)
-    session.flush()
+    if not created:
+        return lead, False
     queries.add_event(
         session,
         lead_id=lead.id or 0,
@@ -197,7 +208,7 @@ def _create(session: Session, item: LeadIn, *, definition_id: int, now: datetime
             session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=owner.id
         )
     sla.on_handoff(session, lead, now)
-    return lead
+    return lead, True
 
 
 def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
@@ -276,6 +287,11 @@ class Ingestor:
         return await asyncio.to_thread(self._store, leads, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
+        with self.store.session() as session:
+            # New campaigns first, in a short transaction of their own: batches sharing one
+            # then do not wait for each other's whole batch to commit.
+            for name in sorted({item.campaign for item in leads if item.campaign}):
+                queries.ensure_campaign(session, name=name)
         with self.store.session() as session:
             outcomes, effects = store_leads(
                 session, leads, now=now, admin_channel=self.admin_channel, company=self.company
