@@ -234,7 +234,7 @@ def import_leads(file: Path) -> None:
     items = [
         {k: v for k, v in row.items() if k is not None and v not in (None, "")} for row in rows
     ]
-    good, problems = validate(items)
+    good, problems = validate(items, now=now())
     bad_rows = {p.index for p in problems}
     for problem in problems:
         # Row 1 is the header, so data row i is line i + 2.

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlmodel import Session
 
 from bot.delivery import Deliverer, Directory
@@ -39,8 +48,32 @@ KNOWN = {
 }
 
 
+# A lead's `created_at` is refused outside [2000-01-01, now + 1 day]: earlier is a typo or
+# a placeholder, later is a clock or time-zone mistake at the sender.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+AHEAD = timedelta(days=1)
+# Extra attributes are kept as typed JSON, within these limits.
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored (a NUL byte, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL byte (\\u0000), which cannot be stored"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
 class LeadIn(BaseModel):
-    """One lead as the webhook and the CSV import accept it; other keys become attributes."""
+    """One lead as the webhook and the CSV import accept it; other keys become attributes.
+
+    Validated with `context={"now": …}`, `created_at` must also not be more than a day
+    ahead of now."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -59,6 +92,17 @@ class LeadIn(BaseModel):
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    @field_validator(
+        "external_id", "name", "company", "email", "title", "campaign", "source", "owner_email",
+        mode="before",
+    )
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("email", "owner_email", "company", "title", "campaign", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
@@ -66,14 +110,62 @@ class LeadIn(BaseModel):
 
     @field_validator("created_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    def _in_range(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        now = (info.context or {}).get("now")
+        latest = now + AHEAD if isinstance(now, datetime) else None
+        # The year first: 9999-12-31T23:59:59-14:00 in UTC would overflow.
+        if value.year > 9998:
+            raise ValueError("must not be more than a day in the future")
+        if value.year < EARLIEST.year - 1 or value.astimezone(UTC) < EARLIEST:
+            raise ValueError(f"must be on or after {EARLIEST.date().isoformat()}")
+        if latest is not None and value.astimezone(UTC) > latest:
+            raise ValueError("must not be more than a day in the future")
+        return value.astimezone(UTC)
 
-    def attributes(self) -> dict[str, str]:
-        extra = self.model_extra or {}
-        return {str(k): "" if v is None else str(v) for k, v in extra.items() if k not in KNOWN}
+    def attributes(self) -> dict[str, Any]:
+        """The keys that are not lead fields, with their JSON values as sent."""
+        return {str(k): v for k, v in (self.model_extra or {}).items() if k not in KNOWN}
+
+
+def _first_bad_text(value: Any) -> str | None:
+    """Why some string inside a JSON value (keys included) cannot be stored, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return problem
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def attribute_problems(attributes: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, why) for each extra attribute that cannot be kept, and for the whole set
+    (`attributes`) when there are too many or they are too big."""
+    problems: list[tuple[str, str]] = []
+    if len(attributes) > MAX_ATTRIBUTES:
+        return [("attributes", f"{len(attributes)} extra attributes; at most {MAX_ATTRIBUTES}")]
+    for key, value in attributes.items():
+        problem = _first_bad_text(key) or _first_bad_text(value)
+        if problem is None and len(key) > MAX_ATTRIBUTE_KEY:
+            problem = f"attribute names are at most {MAX_ATTRIBUTE_KEY} characters"
+        if problem is not None:
+            problems.append((key, problem))
+    if not problems:
+        size = len(json.dumps(attributes, ensure_ascii=False).encode())
+        if size > MAX_ATTRIBUTES_BYTES:
+            why = f"extra attributes take {size} bytes; at most {MAX_ATTRIBUTES_BYTES}"
+            problems.append(("attributes", why))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -85,20 +177,29 @@ class Problem:
     message: str
 
 
-def validate(items: Sequence[Any]) -> tuple[list[LeadIn], list[Problem]]:
-    """Parse each item; returns the good leads and a problem per bad field."""
+def validate(
+    items: Sequence[Any], *, now: datetime | None = None
+) -> tuple[list[LeadIn], list[Problem]]:
+    """Parse each item; returns the good leads and a problem per bad field. With `now`,
+    a `created_at` more than a day ahead of it is a problem too."""
     good: list[LeadIn] = []
     problems: list[Problem] = []
+    context = {"now": now} if now is not None else None
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append(Problem(index, "", "each lead must be a JSON object"))
             continue
         try:
-            good.append(LeadIn.model_validate(item))
+            lead = LeadIn.model_validate(item, context=context)
         except ValidationError as error:
             for detail in error.errors(include_url=False, include_input=False):
                 where = ".".join(str(p) for p in detail["loc"]) or ""
                 problems.append(Problem(index, where, detail["msg"]))
+            continue
+        bad = attribute_problems(lead.attributes())
+        problems += [Problem(index, field, message) for field, message in bad]
+        if not bad:
+            good.append(lead)
     return good, problems
 
 

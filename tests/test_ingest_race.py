@@ -142,8 +142,7 @@ async def test_the_same_leads_in_parallel_are_created_once(server: LiveServer) -
     """The same body sent 10 times at once (a retrying sender): each lead is created by
     exactly one answer and reported as a duplicate, with the same id, by the others."""
     body = [
-        {"external_id": f"D{k}", "name": f"Lead {k}", "campaign": "Retry storm"}
-        for k in range(5)
+        {"external_id": f"D{k}", "name": f"Lead {k}", "campaign": "Retry storm"} for k in range(5)
     ]
     answers = await send_all(server.url, [body] * 10)
     leads = stored(server.store)
