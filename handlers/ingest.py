@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import (
@@ -21,8 +22,8 @@ from pydantic import (
 )
 from sqlmodel import Session
 
-from bot.delivery import Deliverer, Directory
-from bot.effects import Effect, Notify, Post
+from bot.delivery import Deliverer, Directory, LookupFailed
+from bot.effects import Effect, Notify, Owed, Post
 from bot.messages import Card, Field_
 from bot.text import say, when
 from digests import sla
@@ -219,8 +220,11 @@ def store_leads(
     now: datetime,
     admin_channel: str | None,
     company: Company,
+    routing: Collection[str] = frozenset(),
 ) -> tuple[list[Outcome], list[Effect]]:
-    """Store new leads and hand them off; known `(source, external_id)` are no-ops.
+    """Store new leads and hand them off; known `(source, external_id)` are no-ops. A lead
+    whose owner is unknown because their lookup failed (`routing`: lower-case emails)
+    waits as `routing` for `Ingestor.retry_routing`, without a card or an admin notice.
 
     Campaigns, then leads, are written in one order (by name, by source and id) whatever
     the order given, so two batches racing on the same rows wait for each other instead
@@ -239,6 +243,7 @@ def store_leads(
             definition_id=definition.id or 0,
             campaign_id=campaigns.get(item.campaign or ""),
             now=now,
+            routing=routing,
         )
     outcomes: list[Outcome] = []
     effects: list[Effect] = []
@@ -249,18 +254,12 @@ def store_leads(
         outcomes.append(
             Outcome(item.external_id, item.source, lead.id or 0, status, lead.owner_email)
         )
-        if not created:
+        if not created or lead.state == LeadState.routing:
             continue
         if lead.owner_id is None:
             unassigned.append(lead)
         else:
-            card = lead_card(session, lead, now, company)
-            effects.append(
-                Notify(
-                    lead.owner_id, card, lead_id=lead.id, purpose=HANDOFF, key=f"handoff:{lead.id}"
-                )
-            )
-            effects += _flag_if_away(session, lead, now)
+            effects += _handoff_effects(session, lead, now, company)
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
     return outcomes, effects
@@ -273,9 +272,14 @@ def _create(
     definition_id: int,
     campaign_id: int | None,
     now: datetime,
+    routing: Collection[str],
 ) -> tuple[Lead, bool]:
     """The stored lead and whether this call created it (with its events and clocks)."""
-    owner = queries.member_by(session, email=str(item.owner_email)) if item.owner_email else None
+    owner_email = str(item.owner_email).lower() if item.owner_email else None
+    owner = queries.member_by(session, email=owner_email) if owner_email else None
+    state = LeadState.handed_off if owner else LeadState.unassigned
+    if owner is None and owner_email in routing:
+        state = LeadState.routing
     lead, created = queries.add_lead(
         session,
         lead=NewLead(
@@ -287,9 +291,9 @@ def _create(
             title=item.title,
             campaign_id=campaign_id,
             owner_id=owner.id if owner else None,
-            owner_email=str(item.owner_email).lower() if item.owner_email else None,
+            owner_email=owner_email,
             definition_id=definition_id,
-            state=(LeadState.handed_off if owner else LeadState.unassigned).value,
+            state=state.value,
             attributes=item.attributes(),
             created_at=item.created_at or now,
             handed_off_at=now if owner else None,
@@ -305,11 +309,62 @@ def _create(
         data={"source": item.source, "owner_email": lead.owner_email},
     )
     if owner is not None:
-        queries.add_event(
-            session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=owner.id
-        )
-    sla.on_handoff(session, lead, now)
+        _handed_off(session, lead, now)
     return lead, True
+
+
+def _handed_off(session: Session, lead: Lead, now: datetime) -> None:
+    """Record that the lead reached its owner, and start its SLA clocks."""
+    queries.add_event(
+        session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=lead.owner_id
+    )
+    sla.on_handoff(session, lead, now)
+
+
+def _handoff_effects(session: Session, lead: Lead, now: datetime, company: Company) -> list[Effect]:
+    """The owner's handoff card (once per lead), and the away flag for their manager."""
+    card = lead_card(session, lead, now, company)
+    notify = Notify(
+        lead.owner_id or 0, card, lead_id=lead.id, purpose=HANDOFF, key=f"handoff:{lead.id}"
+    )
+    return [notify, *_flag_if_away(session, lead, now)]
+
+
+def route_found(
+    session: Session,
+    *,
+    found: Collection[str],
+    not_found: Collection[str],
+    now: datetime,
+    admin_channel: str | None,
+    company: Company,
+) -> list[Effect]:
+    """Leads that waited as `routing` whose owner's directory has now answered: handed to
+    the owner it found, or unassigned (the admin told once) when nobody has that email.
+    Each lead moves once, whichever pass or instance gets there first."""
+    effects: list[Effect] = []
+    unassigned: list[Lead] = []
+    for email in sorted(found):
+        owner = queries.member_by(session, email=email)
+        for lead in queries.routing_leads_of(session, email=email):
+            if owner is None:
+                unassigned += _unassign(session, lead)
+            elif queries.route_lead(session, lead=lead, owner_id=owner.id or 0, now=now):
+                _handed_off(session, lead, now)
+                effects += _handoff_effects(session, lead, now, company)
+    for email in sorted(not_found):
+        for lead in queries.routing_leads_of(session, email=email):
+            unassigned += _unassign(session, lead)
+    if unassigned:
+        effects += _report_unassigned(session, unassigned, admin_channel)
+    return effects
+
+
+def _unassign(session: Session, lead: Lead) -> list[Lead]:
+    moved = queries.move_lead(
+        session, lead=lead, to=LeadState.unassigned.value, allowed_from=[LeadState.routing.value]
+    )
+    return [lead] if moved else []
 
 
 def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
@@ -356,6 +411,18 @@ def _report_unassigned(
     return effects
 
 
+class Lookup(StrEnum):
+    """What the directories said about an owner's email."""
+
+    found = "found"
+    not_found = "not_found"
+    failed = "failed"  # no directory found them and at least one could not answer
+
+
+ROUTING_BATCH = 200  # owner emails a routing pass looks up
+LOOKUPS_AT_ONCE = 8
+
+
 class Ingestor:
     """Validate → find owners in the platform directories → store → deliver cards."""
 
@@ -383,11 +450,17 @@ class Ingestor:
         self, leads: Sequence[LeadIn], *, now: datetime
     ) -> tuple[list[Outcome], list[Effect]]:
         """Find owners, store the leads and owe their cards (handoffs, the away flag, the
-        unassigned report) in the same transaction; the returned effects say so."""
-        await self._resolve_owners({str(lead.owner_email) for lead in leads if lead.owner_email})
-        return await asyncio.to_thread(self._store, leads, now)
+        unassigned report) in the same transaction; the returned effects say so. Leads
+        whose owner lookup failed are stored as `routing`, retried by `retry_routing`."""
+        emails = {str(lead.owner_email).lower() for lead in leads if lead.owner_email}
+        unknown = await asyncio.to_thread(self._unknown, emails)
+        results = await self._look_up(unknown)
+        failed = {email for email, result in results.items() if result is Lookup.failed}
+        return await asyncio.to_thread(self._store, leads, now, failed)
 
-    def _store(self, leads: Sequence[LeadIn], now: datetime) -> tuple[list[Outcome], list[Effect]]:
+    def _store(
+        self, leads: Sequence[LeadIn], now: datetime, routing: Collection[str]
+    ) -> tuple[list[Outcome], list[Effect]]:
         with self.store.session() as session:
             # New campaigns first, in a short transaction of their own: batches sharing one
             # then do not wait for each other's whole batch to commit.
@@ -395,16 +468,75 @@ class Ingestor:
                 queries.ensure_campaign(session, name=name)
         with self.store.session() as session:
             outcomes, effects = store_leads(
-                session, leads, now=now, admin_channel=self.admin_channel, company=self.company
+                session,
+                leads,
+                now=now,
+                admin_channel=self.admin_channel,
+                company=self.company,
+                routing=routing,
             )
             return outcomes, owe(session, effects, actor_id=None, now=now, company=self.company)
 
-    async def _resolve_owners(self, emails: set[str]) -> None:
-        unknown = await asyncio.to_thread(self._unknown, emails)
-        for email in sorted(unknown):
-            for directory in self.directories:
+    async def retry_routing(self, *, now: datetime) -> sla.TickReport:
+        """A scheduler pass: look the owners of `routing` leads up again; hand the leads
+        to those found, unassign (and tell the admin of) those nobody has, and leave the
+        rest for the next pass while their directory still cannot answer."""
+        emails = await asyncio.to_thread(self._routing_emails)
+        if not emails:
+            return sla.TickReport()
+        results = await self._look_up(set(emails))
+        found = {e for e, result in results.items() if result is Lookup.found}
+        not_found = {e for e, result in results.items() if result is Lookup.not_found}
+        if not found and not not_found:
+            return sla.TickReport(looked_at=len(emails))
+        effects = await asyncio.to_thread(self._route, found, not_found, now)
+        await self.deliverer.deliver(effects, None)
+        owed = sum(effect.count for effect in effects if isinstance(effect, Owed))
+        return sla.TickReport(looked_at=len(emails), messages=owed)
+
+    def _routing_emails(self) -> list[str]:
+        with self.store.session() as session:
+            return queries.routing_emails(session, limit=ROUTING_BATCH)
+
+    def _route(self, found: set[str], not_found: set[str], now: datetime) -> list[Effect]:
+        with self.store.session() as session:
+            effects = route_found(
+                session,
+                found=found,
+                not_found=not_found,
+                now=now,
+                admin_channel=self.admin_channel,
+                company=self.company,
+            )
+            return owe(session, effects, actor_id=None, now=now, company=self.company)
+
+    async def _look_up(self, emails: set[str]) -> dict[str, Lookup]:
+        """Ask the directories about each email, a few at a time. A directory that fails
+        once is not asked again in this call: its other emails count as failed too, so
+        an outage costs one timeout, not one per owner."""
+        down: set[int] = set()
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def one(email: str) -> tuple[str, Lookup]:
+            async with gate:
+                return email, await self._ask(email, down)
+
+        return dict(await asyncio.gather(*(one(email) for email in sorted(emails))))
+
+    async def _ask(self, email: str, down: set[int]) -> Lookup:
+        failed = False
+        for number, directory in enumerate(self.directories):
+            if number in down:
+                failed = True
+                continue
+            try:
                 if await directory.find_by_email(email):
-                    break
+                    return Lookup.found
+            except LookupFailed as error:
+                log.warning("owner lookup failed, will retry: %s", error)
+                down.add(number)
+                failed = True
+        return Lookup.failed if failed else Lookup.not_found
 
     def _unknown(self, emails: set[str]) -> set[str]:
         with self.store.session() as session:

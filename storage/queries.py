@@ -31,6 +31,7 @@ from storage.models import (
     LeadDefinition,
     LeadEvent,
     LeadRejection,
+    LeadState,
     Member,
     NewLead,
     NewMessage,
@@ -488,6 +489,39 @@ def count_open_leads(session: Session, *, member_id: int) -> int:
 
 def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
     return session.exec(select(Lead).where(Lead.state == state).order_by(col(Lead.id))).all()
+
+
+def routing_emails(session: Session, *, limit: int) -> list[str]:
+    """Owner emails of leads still routing (their lookup failed), longest waiting first."""
+    rows = session.exec(
+        select(Lead.owner_email)
+        .where(Lead.state == LeadState.routing.value, col(Lead.owner_email).is_not(None))
+        .group_by(col(Lead.owner_email))
+        .order_by(func.min(Lead.id))
+        .limit(limit)
+    ).all()
+    return [row for row in rows if row]
+
+
+def routing_leads_of(session: Session, *, email: str) -> Sequence[Lead]:
+    return session.exec(
+        select(Lead)
+        .where(Lead.state == LeadState.routing.value, Lead.owner_email == email)
+        .order_by(col(Lead.id))
+    ).all()
+
+
+def route_lead(session: Session, *, lead: Lead, owner_id: int, now: datetime) -> bool:
+    """Hand a routing lead to the owner just found, atomically: False when another pass
+    (another instance) did it first."""
+    result = session.execute(
+        update(Lead)
+        .where(col(Lead.id) == lead.id, col(Lead.state) == LeadState.routing.value)
+        .values(state=LeadState.handed_off.value, owner_id=owner_id, handed_off_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(lead)
+    return getattr(result, "rowcount", 0) == 1
 
 
 def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:
