@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import fields
@@ -95,17 +96,25 @@ def all_members(session: Session) -> Sequence[Member]:
     return session.exec(select(Member).order_by(col(Member.name))).all()
 
 
-def _unique_handle(session: Session, base: str) -> str:
-    """`base` made a handle nobody has: its letters and digits, then a number if taken."""
+def _unique_handle(session: Session, base: str, spread: int = 0) -> str:
+    """`base` made a handle nobody has: its letters and digits, then a number if taken.
+    With `spread`, one of the first `spread + 1` free ones, at random, so writers racing
+    for the same name (a batch of new owners) stop picking the same one."""
     stem = re.sub(r"[^a-z0-9]+", "", base.lower()) or "member"
     taken = set(
         session.exec(select(Member.handle).where(col(Member.handle).startswith(stem))).all()
     )
-    handle, n = stem, 1
-    while handle in taken:
+    free: list[str] = []
+    n = 1
+    while len(free) <= spread:
+        handle = stem if n == 1 else f"{stem}{n}"
+        if handle not in taken:
+            free.append(handle)
         n += 1
-        handle = f"{stem}{n}"
-    return handle
+    return random.choice(free)
+
+
+HANDLE_TRIES = 50
 
 
 @cache
@@ -139,10 +148,10 @@ def _create_member(
     the meantime is retried with the next free one."""
     table = Member.__table__  # type: ignore[attr-defined]
     session.flush()
-    for _ in range(20):
+    for attempt in range(HANDLE_TRIES):
         values = {
             "name": name,
-            "handle": _unique_handle(session, name.split()[0]),
+            "handle": _unique_handle(session, name.split()[0], spread=4 * attempt),
             "email": email,
             "slack_user_id": slack_user_id,
             "teams_user_id": teams_user_id,
@@ -163,7 +172,7 @@ def _create_member(
             found = member_by(session, **{column: value}) if value else None
             if found is not None:
                 return found
-    raise RuntimeError(f"no free handle for member {name!r} after 20 tries")
+    raise RuntimeError(f"no free handle for member {name!r} after {HANDLE_TRIES} tries")
 
 
 def upsert_member(
