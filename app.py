@@ -509,7 +509,7 @@ def tick(
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
         f"Tick at {moment.isoformat()}: {result.tick.looked_at} due items looked at "
-        "(SLA clocks, feedback, approvals, digests), "
+        "(SLA clocks, feedback, approvals, digests, owner lookups), "
         f"{result.tick.messages} messages owed; {result.sent.sent} sent, "
         f"{result.sent.retried} to retry, {result.sent.failed} failed."
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +24,19 @@ from sqlmodel import select
 
 from bot.server import CLOCKWORK
 from storage import queries
+from storage.db import Store
 from storage.models import Lead
 from tests.slack_standin import Call, SlackStandIn
-from tests.support import LiveServer, make_settings, signed_lead_headers
+from tests.support import WEBHOOK_SECRET, LiveServer, make_settings, signed_lead_headers
 
 LOOKUP = "users.lookupByEmail"
+REPO = Path(__file__).parent.parent
+SETTINGS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "LIAISON_LOOKUP_TIMEOUT_SECONDS",
+)
 
 
 class FlakySlack(SlackStandIn):
@@ -180,3 +190,60 @@ async def test_a_known_miss_is_still_unassigned_at_once(
     await send(server, [{"external_id": "U1", "name": "Lee", "owner_email": "ghost@example.com"}])
     assert state_of(server, "U1").state == "unassigned"
     assert len(dms_to(slack, "U0ADMIN")) == 1
+
+
+async def test_liaison_tick_retries_the_lookup(tmp_path: Path, slack: FlakySlack) -> None:
+    """`liaison tick --at …`, a real process, runs the same retry: the lead that waited
+    as routing through the outage reaches its owner."""
+    url = f"sqlite:///{tmp_path / 'liaison.db'}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLACK_", "MICROSOFT_", "LIAISON_"))
+        and key.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    }
+    env.update(
+        LIAISON_DATABASE_URL=url,
+        LIAISON_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        LIAISON_WORK_HOURS="00:00-24:00",
+        LIAISON_WORKDAYS="mon-sun",
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_SIGNING_SECRET="test-signing-secret",
+        SLACK_API_URL=slack.api_url,
+        LIAISON_LOOKUP_TIMEOUT_SECONDS="0.5",
+        PYTHONPATH=str(REPO),
+    )
+    live = await LiveServer(make_settings(url, **{k: env[k] for k in SETTINGS})).start()
+    try:
+        slack.lookups = "500"
+        await send(
+            live, [{"external_id": "T1", "name": "Jordan", "owner_email": "alice@example.com"}]
+        )
+        assert state_of(live, "T1").state == "routing"
+    finally:
+        await live.stop()
+    slack.lookups = ""
+    at = datetime.now(UTC).isoformat()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from app import main; main()",
+        "tick",
+        "--at",
+        at,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert "1 sent" in out.decode(), out.decode()
+    store = Store.open(url)
+    try:
+        with store.session() as session:
+            lead = session.exec(select(Lead).where(Lead.external_id == "T1")).one()
+    finally:
+        store.engine.dispose()
+    assert lead.state == "handed_off"
+    assert len(dms_to(slack, "U0ALICE")) == 1
