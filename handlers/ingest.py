@@ -484,7 +484,9 @@ class Ingestor:
         emails = await asyncio.to_thread(self._routing_emails)
         if not emails:
             return sla.TickReport()
-        results = await self._look_up(set(emails))
+        unknown = await asyncio.to_thread(self._unknown, set(emails))
+        results = await self._look_up(unknown)  # a member set up meanwhile is found
+        results.update({email: Lookup.found for email in set(emails) - unknown})
         found = {e for e, result in results.items() if result is Lookup.found}
         not_found = {e for e, result in results.items() if result is Lookup.not_found}
         if not found and not not_found:

@@ -247,3 +247,24 @@ async def test_liaison_tick_retries_the_lookup(tmp_path: Path, slack: FlakySlack
         store.engine.dispose()
     assert lead.state == "handed_off"
     assert len(dms_to(slack, "U0ALICE")) == 1
+
+
+async def test_an_owner_set_up_during_the_outage_gets_the_lead(
+    server: LiveServer, slack: FlakySlack
+) -> None:
+    """Slack still down, but an admin added the owner (`liaison members set`): the next
+    pass hands the lead over without asking Slack."""
+    slack.lookups = "500"
+    await send(server, [{"external_id": "M1", "name": "Noor", "owner_email": "alice@example.com"}])
+    with server.store.session() as session:
+        queries.upsert_member(
+            session,
+            now=datetime.now(UTC),
+            email="alice@example.com",
+            name="Alice Adams",
+            slack_user_id="U0ALICE",
+        )
+    asked = len(slack.refused)
+    await tick(server)
+    assert state_of(server, "M1").state == "handed_off"
+    assert len(slack.refused) == asked and len(dms_to(slack, "U0ALICE")) == 1
