@@ -35,7 +35,7 @@ from bot.server import platform_messengers
 from bot.settings import Settings
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
-from digests.scheduler import Clockwork, for_settings
+from digests.scheduler import AsyncDueWork, Clockwork, for_settings
 from handlers import (
     approvals,
     clocks,
@@ -193,7 +193,7 @@ def socket() -> None:
     slack_messenger = next(m for m in messengers if isinstance(m, SlackMessenger))
 
     async def run() -> None:
-        clockwork = for_settings(settings, store, deliverer)
+        clockwork = for_settings(settings, store, deliverer, _lookups(settings, deliverer))
         deliverer.on_owed = clockwork.wake
         clockwork.start()
         try:
@@ -246,7 +246,7 @@ def import_leads(file: Path) -> None:
     items = [
         {k: v for k, v in row.items() if k is not None and v not in (None, "")} for row in rows
     ]
-    good, problems = validate(items)
+    good, problems = validate(items, now=now())
     bad_rows = {p.index for p in problems}
     for problem in problems:
         # Row 1 is the header, so data row i is line i + 2.
@@ -309,6 +309,18 @@ def _held(store: Store) -> int:
 
 def _directories(messengers: list[Messenger]) -> list[Directory]:
     return [m for m in messengers if isinstance(m, Directory)]
+
+
+def _lookups(settings: Settings, deliverer: Deliverer) -> list[AsyncDueWork]:
+    """The scheduler's retries of failed owner lookups (leads waiting as `routing`)."""
+    ingestor = Ingestor(
+        deliverer.store,
+        deliverer,
+        deliverer.directories,
+        settings.default_channel("admin"),
+        settings.company,
+    )
+    return [ingestor.retry_routing]
 
 
 def _ingestor(settings: Settings, store: Store) -> Ingestor:
@@ -523,11 +535,11 @@ def tick(
     store = open_store(settings)
     messengers = platform_messengers(settings, store)
     deliverer = Deliverer(store, messengers, _directories(messengers))
-    clockwork = for_settings(settings, store, deliverer)
+    clockwork = for_settings(settings, store, deliverer, _lookups(settings, deliverer))
     result = asyncio.run(clockwork.run_once(moment))
     out.print(
         f"Tick at {moment.isoformat()}: {result.tick.looked_at} due items looked at "
-        "(SLA clocks, feedback, approvals, digests), "
+        "(SLA clocks, feedback, approvals, digests, owner lookups), "
         f"{result.tick.messages} messages owed; {result.sent.sent} sent, "
         f"{result.sent.retried} to retry, {result.sent.failed} failed."
     )

@@ -116,6 +116,10 @@ class Messenger(Protocol):
     async def post_report(self, channel: str, report: Report) -> Posted: ...
 
 
+class LookupFailed(Exception):
+    """A directory could not answer (an error, a timeout): not the same as "no such user"."""
+
+
 @runtime_checkable
 class ChartPoster(Protocol):
     """A platform that shows a report's chart as its own message part (Slack uploads it as
@@ -126,7 +130,10 @@ class ChartPoster(Protocol):
 
 @runtime_checkable
 class Directory(Protocol):
-    """A platform's member directory: finds a member by email and remembers their id."""
+    """A platform's member directory: finds a member by email and remembers their id.
+
+    False means the directory answered that nobody has that email; when it could not
+    answer, `find_by_email` raises `LookupFailed`, so the lookup is retried later."""
 
     async def find_by_email(self, email: str) -> bool: ...
 
@@ -255,7 +262,8 @@ class Deliverer:
         return platform, posted
 
     async def _look_up(self, member: Member) -> Member:
-        """Find a member known only by email in the platform directories."""
+        """Find a member known only by email in the platform directories (a directory that
+        cannot answer raises `LookupFailed`: the outbox retries the message)."""
         for directory in self.directories:
             if await directory.find_by_email(member.email or ""):
                 found = await asyncio.to_thread(self._member, member.id or 0)

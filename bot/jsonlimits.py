@@ -1,20 +1,28 @@
-"""JSON from outside, parsed with a bound on nesting: Python's parser recurses once per
-level, so a body nested a thousand deep would end in a RecursionError (a 500) instead of
-a clear refusal."""
+"""JSON from outside, parsed within limits: a bad body is a `JsonRefused` naming the problem
+(for a 400), never a RecursionError, an overflow or a number no database can store.
+
+Python's parser recurses once per level, so the nesting is counted first, without recursion,
+in one pass over the brackets outside strings."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
+
+MAX_DEPTH = 64
 
 # A JSON string (skipped whole, so brackets inside it do not count) or a bracket.
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
+class JsonRefused(ValueError):
+    """The body is not JSON Liaison accepts; the message says why, for the sender."""
+
+
 def nesting_depth(text: str) -> int:
-    """How deeply the arrays and objects of `text` nest (0 for a scalar); counted without
-    recursion, in one pass over the brackets outside strings."""
+    """How deeply the arrays and objects of `text` nest (0 for a scalar)."""
     depth = deepest = 0
     for match in _TOKENS.finditer(text):
         token = match.group()
@@ -26,25 +34,40 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
-def loads_bounded(body: bytes | str, *, max_depth: int = 64) -> Any:
-    """`json.loads` for untrusted bodies: UTF-8 JSON nested at most `max_depth` deep.
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise JsonRefused(f"the number {text[:20]} is out of range")
+    return number
 
-    Raises ValueError with a message fit for a 400 answer when the body is not UTF-8,
-    nested deeper than `max_depth`, or not valid JSON.
-    """
+
+def _no_constants(text: str) -> Any:
+    raise JsonRefused(f"{text} is not a JSON number")
+
+
+def loads_bounded(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """`json.loads`, refusing with `JsonRefused` what is not UTF-8 JSON, nests deeper than
+    `max_depth`, or holds a number out of range (NaN, ±Infinity, 1e999, 5,000 digits)."""
     if isinstance(body, bytes):
         try:
             text = body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError("the body is not UTF-8 text") from error
+        except UnicodeDecodeError:
+            raise JsonRefused("the body is not valid JSON: not UTF-8 text") from None
     else:
         text = body
     depth = nesting_depth(text)
     if depth > max_depth:
-        raise ValueError(f"the JSON is nested {depth} deep; at most {max_depth} levels are taken")
+        raise JsonRefused(
+            f"the JSON is nested {depth} deep: nested deeper than {max_depth} levels "
+            f"(at most {max_depth} are taken)"
+        )
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constants)
+    except JsonRefused:
+        raise
     except json.JSONDecodeError as error:
-        raise ValueError(f"the body is not valid JSON ({error.msg} at {error.pos})") from error
-    except ValueError as error:  # e.g. an integer of more than 4,300 digits
-        raise ValueError(f"the body is not valid JSON ({error})") from error
+        raise JsonRefused(
+            f"the body is not valid JSON: {error.msg} at position {error.pos}"
+        ) from None
+    except (ValueError, RecursionError):  # more digits than Python converts (sys.int_info)
+        raise JsonRefused("the body is not valid JSON: a number is out of range") from None

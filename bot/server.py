@@ -57,7 +57,7 @@ def build_web_app(
     ingestor = Ingestor(
         store, deliverer, directories, settings.default_channel("admin"), settings.company
     )
-    clockwork = for_settings(settings, store, deliverer)
+    clockwork = for_settings(settings, store, deliverer, lookups=[ingestor.retry_routing])
     deliverer.on_owed = clockwork.wake
 
     app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[_database_down(store)])

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     digest_at: str = Field("mon 08:30", alias="LIAISON_DIGEST_AT")
     tick_seconds: float = Field(5.0, gt=0, alias="LIAISON_TICK_SECONDS")
     outbox_lease_seconds: float = Field(60.0, gt=0, alias="LIAISON_OUTBOX_LEASE_SECONDS")
+    # An owner lookup (Slack users.lookupByEmail) that takes longer failed: retried later.
+    lookup_timeout_seconds: float = Field(5.0, gt=0, alias="LIAISON_LOOKUP_TIMEOUT_SECONDS")
 
     @field_validator("timezone")
     @classmethod

@@ -18,17 +18,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.buttons import decode
-from bot.delivery import Bot, Posted
+from bot.delivery import Bot, LookupFailed, Posted
 from bot.effects import FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
@@ -79,13 +80,14 @@ class SlackMessenger:
 
     platform = PLATFORM
 
-    def __init__(self, client: AsyncWebClient, store: Store) -> None:
+    def __init__(self, client: AsyncWebClient, store: Store, lookup_timeout: float = 5.0) -> None:
         self.client = client
         self.store = store
+        self.lookup_timeout = lookup_timeout
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store) -> SlackMessenger:
-        return cls(make_client(settings), store)
+        return cls(make_client(settings), store, settings.lookup_timeout_seconds)
 
     def reaches(self, member: Member) -> bool:
         return member.slack_user_id is not None
@@ -143,13 +145,18 @@ class SlackMessenger:
         return Posted(channel=posted.channel, message_id=str(file.get("id", "")))
 
     async def find_by_email(self, email: str) -> bool:
-        """Slack's `users.lookupByEmail`; a found user is remembered as a member."""
+        """Slack's `users.lookupByEmail`; a found user is remembered as a member. Slack's
+        `users_not_found` is False; any other error or no answer within `lookup_timeout`
+        raises `LookupFailed`."""
         try:
-            response = await self.client.users_lookupByEmail(email=email)
+            async with asyncio.timeout(self.lookup_timeout):
+                response = await self.client.users_lookupByEmail(email=email)
         except SlackApiError as error:
-            if slack_error(error) != "users_not_found":
-                log.warning("users.lookupByEmail failed: %s", slack_error(error))
-            return False
+            if slack_error(error) == "users_not_found":
+                return False
+            raise LookupFailed(f"users.lookupByEmail: {slack_error(error)}") from error
+        except (TimeoutError, aiohttp.ClientError, SlackClientError) as error:
+            raise LookupFailed(f"users.lookupByEmail: {type(error).__name__}") from error
         user = response["user"]
         name = user.get("real_name") or user.get("profile", {}).get("real_name") or user["name"]
         tz = user.get("tz")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from bot.jsonlimits import JsonRefused, loads_bounded
 from bot.settings import Settings
 from bot.tasks import Background
 from handlers.ingest import Ingestor, validate
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_LEADS = 1000  # per body
+# A list of leads, a lead, an attribute value nested within: deeper is not a lead.
+MAX_DEPTH = 20
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -42,7 +47,9 @@ def verify(
     given = request.headers.get("X-Liaison-Signature", "")
     if not timestamp or not given:
         return error(401, "missing X-Liaison-Signature or X-Liaison-Timestamp header")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_AGE_SECONDS:
+    if not UNIX_SECONDS.fullmatch(timestamp):
+        return error(401, "X-Liaison-Timestamp is not unix seconds (digits only)")
+    if abs(now - int(timestamp)) > MAX_AGE_SECONDS:
         return error(401, "X-Liaison-Timestamp is not within 5 minutes of now")
     expected = signature(settings.webhook_secret.get_secret_value(), timestamp, body)
     if not hmac.compare_digest(expected, given):
@@ -50,26 +57,49 @@ def verify(
     return None
 
 
+async def read_bounded(request: web.Request) -> bytes | None:
+    """The body, or None once it grows past MAX_BODY_BYTES (with or without a length)."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def parse(body: bytes) -> list[Any] | web.Response:
+    """The leads in an authentic body, or the 400/413 answer saying what is wrong."""
+    try:
+        payload = loads_bounded(body, max_depth=MAX_DEPTH)
+    except JsonRefused as refused:
+        return error(400, str(refused))
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        return error(400, "no leads in the body")
+    if len(items) > MAX_LEADS:
+        return error(413, f"more than {MAX_LEADS} leads in one body; send them in batches")
+    return items
+
+
 def make_handler(settings: Settings, ingestor: Ingestor, background: Background) -> Any:
     async def receive(request: web.Request) -> web.Response:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
+        body = await read_bounded(request)
+        if body is None:
             return error(413, f"body over {MAX_BODY_BYTES} bytes")
-        body = await request.read()
         refused = verify(settings, request, body, time.time())
         if refused is not None:
             return refused
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "body is not valid JSON")
-        items = payload if isinstance(payload, list) else [payload]
-        if not items:
-            return error(400, "no leads in the body")
-        good, problems = validate(items)
+        items = parse(body)
+        if isinstance(items, web.Response):
+            return items
+        now = datetime.now(UTC)
+        good, problems = validate(items, now=now)
         if problems:
             details = [{"index": p.index, "field": p.field, "message": p.message} for p in problems]
             return error(422, "some leads are invalid; none were stored", details=details)
-        outcomes, effects = await ingestor.store_and_resolve(good, now=datetime.now(UTC))
+        outcomes, effects = await ingestor.store_and_resolve(good, now=now)
         await ingestor.deliverer.deliver(effects, None)  # wakes the sender: cards are owed
         log.info(
             "ingested %d leads (%d new)",

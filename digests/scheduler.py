@@ -84,6 +84,13 @@ class DueWork(Protocol):
 DUE_WORK: tuple[DueWork, ...] = (sla.tick, feedback.tick, approvals.tick)
 
 
+class AsyncDueWork(Protocol):
+    """Due work that asks the outside world (a directory) on the event loop: retrying the
+    owner lookups of `routing` leads (`handlers.ingest.Ingestor.retry_routing`)."""
+
+    async def __call__(self, *, now: datetime) -> sla.TickReport: ...
+
+
 class Clockwork:
     """Runs passes on demand (`liaison tick --at`) or on a clock (serve, socket, console).
 
@@ -103,10 +110,12 @@ class Clockwork:
         interval: float = 5.0,
         lease_seconds: float = 60.0,
         work: Sequence[DueWork] = DUE_WORK,
+        lookups: Sequence[AsyncDueWork] = (),
     ) -> None:
         self.store = store
         self.company = company
         self.work = tuple(work)
+        self.lookups = tuple(lookups)
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
         self.sender = Sender(store, deliverer, instance_name(), lease=lease, company=company)
@@ -131,6 +140,10 @@ class Clockwork:
             total.looked_at += report.looked_at
             total.messages += report.messages
             total.keys += report.keys
+        for lookup in self.lookups:
+            report = await lookup(now=now)
+            total.looked_at += report.looked_at
+            total.messages += report.messages
         return total
 
     @staticmethod
@@ -267,8 +280,14 @@ class Clockwork:
             self._sending = None
 
 
-def for_settings(settings: Settings, store: Store, deliverer: Deliverer) -> Clockwork:
-    """The clockwork of a running Liaison: every due work, the weekly digest included."""
+def for_settings(
+    settings: Settings,
+    store: Store,
+    deliverer: Deliverer,
+    lookups: Sequence[AsyncDueWork] = (),
+) -> Clockwork:
+    """The clockwork of a running Liaison: every due work, the weekly digest included,
+    and `lookups` (the owner lookups of routing leads) where ingestion runs."""
     from digests.business_time import Schedule
     from digests.weekly import Digests
 
@@ -280,4 +299,5 @@ def for_settings(settings: Settings, store: Store, deliverer: Deliverer) -> Cloc
         settings.tick_seconds,
         settings.outbox_lease_seconds,
         work=(*DUE_WORK, Digests(schedule, settings.default_channel("digest"))),
+        lookups=lookups,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -25,6 +27,21 @@ ATTEMPT_OUTCOMES = {
     "lost": "Lost",
 }
 HANDOFF = "handoff"
+ATTRIBUTE_CHARS = 200  # a card shows this much of an attribute's value
+
+
+def attribute_text(value: Any) -> str:
+    """How an extra attribute reads on a card: yes/no, numbers and text as they are, lists
+    and objects as compact JSON, cut at ATTRIBUTE_CHARS; "" (not shown) when empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return say("attribute_yes") if value else say("attribute_no")
+    if isinstance(value, list | dict):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = str(value)
+    return text if len(text) <= ATTRIBUTE_CHARS else text[: ATTRIBUTE_CHARS - 1] + "…"
 
 
 def question_purpose(question_id: str) -> str:
@@ -41,6 +58,8 @@ def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str
     if not verdicts:
         if lead.state == LeadState.unassigned:
             return say("state_unassigned")
+        if lead.state == LeadState.routing:
+            return say("state_routing")
         return say("state_waiting")
     last = verdicts[-1]
     who, at = member_name(session, last.member_id), when(last.at, tz)
@@ -116,7 +135,8 @@ def lead_card(
         )
         if value
     ]
-    fields += [Field_(str(k), str(v)) for k, v in sorted(lead.attributes.items()) if v != ""]
+    shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
+    fields += [Field_(label, text) for label, text in shown if text]
     attempts = _attempts(events, tz)
     if attempts:
         fields.append(attempts)

@@ -21,6 +21,7 @@ class Role(StrEnum):
 
 
 class LeadState(StrEnum):
+    routing = "routing"  # its owner's directory look-up failed: retried until it answers
     unassigned = "unassigned"
     handed_off = "handed_off"
     accepted = "accepted"
@@ -582,3 +583,23 @@ class NewMessage:
     lead_id: int | None = None
     target: str | None = None
     purpose: str = ""
+
+
+@dataclass(frozen=True)
+class NewLead:
+    """A lead to store, as `queries.add_lead` writes it (once per source and external id)."""
+
+    source: str
+    external_id: str
+    name: str
+    company: str | None
+    email: str | None
+    title: str | None
+    campaign_id: int | None
+    owner_id: int | None
+    owner_email: str | None
+    definition_id: int
+    state: str
+    attributes: dict[str, Any]
+    created_at: datetime
+    handed_off_at: datetime | None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import fields
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -30,11 +32,14 @@ from storage.models import (
     LeadDefinition,
     LeadEvent,
     LeadRejection,
+    LeadState,
     Member,
+    NewLead,
     NewMessage,
     OutboxMessage,
     OutboxStatus,
     ProcessedRequest,
+    Role,
     SlaPolicy,
     ToneRule,
 )
@@ -91,13 +96,83 @@ def all_members(session: Session) -> Sequence[Member]:
     return session.exec(select(Member).order_by(col(Member.name))).all()
 
 
-def _unique_handle(session: Session, base: str) -> str:
+def _unique_handle(session: Session, base: str, spread: int = 0) -> str:
+    """`base` made a handle nobody has: its letters and digits, then a number if taken.
+    With `spread`, one of the first `spread + 1` free ones, at random, so writers racing
+    for the same name (a batch of new owners) stop picking the same one."""
     stem = re.sub(r"[^a-z0-9]+", "", base.lower()) or "member"
-    handle, n = stem, 1
-    while member_by(session, handle=handle) is not None:
+    taken = set(
+        session.exec(select(Member.handle).where(col(Member.handle).startswith(stem))).all()
+    )
+    free: list[str] = []
+    n = 1
+    while len(free) <= spread:
+        handle = stem if n == 1 else f"{stem}{n}"
+        if handle not in taken:
+            free.append(handle)
         n += 1
-        handle = f"{stem}{n}"
-    return handle
+    return random.choice(free)
+
+
+HANDLE_TRIES = 50
+
+
+@cache
+def _insert_ignoring_conflicts(dialect: str, table: Any) -> Insert:
+    """`INSERT … ON CONFLICT DO NOTHING RETURNING id` on `table`, built once per dialect:
+    a row a concurrent writer already made (any unique column) is left alone, and no id
+    comes back, so the caller reads the row that won instead."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+def _insert_or_none(session: Session, table: Any, values: dict[str, Any]) -> int | None:
+    """Insert one row unless a unique column already holds its value; its id, or None."""
+    connection = session.connection()
+    statement = _insert_ignoring_conflicts(connection.dialect.name, table)
+    new_id: int | None = connection.execute(statement, values).scalar()
+    return new_id
+
+
+def _create_member(
+    session: Session,
+    *,
+    now: datetime,
+    name: str,
+    email: str | None,
+    slack_user_id: str | None,
+    teams_user_id: str | None,
+) -> Member:
+    """A new member, or the one a concurrent writer created a moment ago with the same
+    email or platform id: a race is a lookup, never an IntegrityError. A handle taken in
+    the meantime is retried with the next free one."""
+    table = Member.__table__  # type: ignore[attr-defined]
+    session.flush()
+    for attempt in range(HANDLE_TRIES):
+        values = {
+            "name": name,
+            "handle": _unique_handle(session, name.split()[0], spread=4 * attempt),
+            "email": email,
+            "slack_user_id": slack_user_id,
+            "teams_user_id": teams_user_id,
+            "role": Role.rep.value,
+            "weekly_digest": False,
+            "created_at": now,
+        }
+        new_id = _insert_or_none(session, table, values)
+        if new_id is not None:
+            member = session.get(Member, new_id)
+            assert member is not None
+            return member
+        for column, value in (
+            ("slack_user_id", slack_user_id),
+            ("teams_user_id", teams_user_id),
+            ("email", email),
+        ):
+            found = member_by(session, **{column: value}) if value else None
+            if found is not None:
+                return found
+    raise RuntimeError(f"no free handle for member {name!r} after {HANDLE_TRIES} tries")
 
 
 def upsert_member(
@@ -126,8 +201,13 @@ def upsert_member(
             member = member_by(session, **{column: value})
     if member is None:
         display = name or (email.split("@")[0] if email else None) or "member"
-        member = Member(
-            name=display, handle=_unique_handle(session, display.split()[0]), created_at=now
+        member = _create_member(
+            session,
+            now=now,
+            name=display,
+            email=email,
+            slack_user_id=slack_user_id,
+            teams_user_id=teams_user_id,
         )
     if email and not member.email:
         member.email = email
@@ -199,11 +279,16 @@ def create_definition(
 
 
 def ensure_campaign(session: Session, *, name: str) -> Campaign:
+    """The campaign of this name, created if nobody has (concurrent callers get one row)."""
     campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
     if campaign is None:
-        campaign = Campaign(name=name)
-        session.add(campaign)
-        session.flush()
+        table = Campaign.__table__  # type: ignore[attr-defined]
+        new_id = _insert_or_none(session, table, {"name": name})
+        if new_id is not None:
+            campaign = session.get(Campaign, new_id)
+        else:
+            campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
+        assert campaign is not None, f"campaign {name!r} neither inserted nor found"
     return campaign
 
 
@@ -218,6 +303,22 @@ def find_lead(session: Session, *, source: str, external_id: str) -> Lead | None
     return session.exec(
         select(Lead).where(Lead.source == source, Lead.external_id == external_id)
     ).first()
+
+
+def add_lead(session: Session, *, lead: NewLead) -> tuple[Lead, bool]:
+    """Store a lead unless `(source, external_id)` is already stored; the stored lead, and
+    whether this call created it. A concurrent writer's lead is read, never an error."""
+    session.flush()
+    values = {f.name: getattr(lead, f.name) for f in fields(lead)}
+    values.update(attempts=0)
+    new_id = _insert_or_none(session, Lead.__table__, values)  # type: ignore[attr-defined]
+    stored = (
+        session.get(Lead, new_id)
+        if new_id is not None
+        else find_lead(session, source=lead.source, external_id=lead.external_id)
+    )
+    assert stored is not None, f"lead {lead.source}/{lead.external_id} neither new nor found"
+    return stored, new_id is not None
 
 
 def add_event(
@@ -402,6 +503,39 @@ def count_open_leads(session: Session, *, member_id: int) -> int:
 
 def leads_in_state(session: Session, *, state: str) -> Sequence[Lead]:
     return session.exec(select(Lead).where(Lead.state == state).order_by(col(Lead.id))).all()
+
+
+def routing_emails(session: Session, *, limit: int) -> list[str]:
+    """Owner emails of leads still routing (their lookup failed), longest waiting first."""
+    rows = session.exec(
+        select(Lead.owner_email)
+        .where(Lead.state == LeadState.routing.value, col(Lead.owner_email).is_not(None))
+        .group_by(col(Lead.owner_email))
+        .order_by(func.min(Lead.id))
+        .limit(limit)
+    ).all()
+    return [row for row in rows if row]
+
+
+def routing_leads_of(session: Session, *, email: str) -> Sequence[Lead]:
+    return session.exec(
+        select(Lead)
+        .where(Lead.state == LeadState.routing.value, Lead.owner_email == email)
+        .order_by(col(Lead.id))
+    ).all()
+
+
+def route_lead(session: Session, *, lead: Lead, owner_id: int, now: datetime) -> bool:
+    """Hand a routing lead to the owner just found, atomically: False when another pass
+    (another instance) did it first."""
+    result = session.execute(
+        update(Lead)
+        .where(col(Lead.id) == lead.id, col(Lead.state) == LeadState.routing.value)
+        .values(state=LeadState.handed_off.value, owner_id=owner_id, handed_off_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(lead)
+    return getattr(result, "rowcount", 0) == 1
 
 
 def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:

@@ -75,7 +75,7 @@ def test_attributes_and_times_round_trip(any_store: Store) -> None:
     with any_store.session() as s:
         lead = s.get(Lead, outcome.lead_id)
         assert lead is not None
-        assert lead.attributes == {"region": "EMEA", "score": "42"}
+        assert lead.attributes == {"region": "EMEA", "score": 42}  # typed JSON, as sent
         assert lead.created_at == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
