@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import requests
 from aiohttp import web
-from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.core import ActivityHandler, TurnContext, serializer_helper
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
@@ -51,6 +52,7 @@ from bot.teams_cards import (
     plain,
     report_card,
 )
+from bot.teams_trust import TeamsMode, service_url_problem, tenant_problem
 from bot.text import say
 from storage import queries
 from storage.db import Store
@@ -78,6 +80,21 @@ class BotConfig:
     APP_TYPE: str
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What an activity must satisfy before Liaison acts on it or calls its serviceUrl."""
+
+    mode: TeamsMode
+    tenant_id: str = ""
+    extra_hosts: frozenset[str] = frozenset()
+
+    def problem(self, body: Mapping[str, Any]) -> str | None:
+        """Why an (authenticated) activity must be refused, or None."""
+        return tenant_problem(body, self.tenant_id) or service_url_problem(
+            str(body.get("serviceUrl") or ""), mode=self.mode, extra_hosts=self.extra_hosts
+        )
+
+
 class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
     """CloudAdapter that also remembers where Teams last reached the bot from.
 
@@ -85,9 +102,10 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
     authenticated activity and says any URL it has given stays valid.
     """
 
-    def __init__(self, auth: Any, app_id: str) -> None:
+    def __init__(self, auth: Any, app_id: str, trust: Trust) -> None:
         super().__init__(auth)
         self.app_id = app_id
+        self.trust = trust
         self.last_seen: ConversationReference | None = None
 
     def remember(self, reference: Any) -> bool:
@@ -122,15 +140,32 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
 
 
 def make_adapter(settings: Settings) -> TeamsAdapter:
-    """Empty app id and password = local emulator mode without authentication."""
+    """The adapter for the configured mode: authenticated with an app id, or emulator mode
+    (no authentication) only when LIAISON_TEAMS_EMULATOR asks for it explicitly."""
+    mode = settings.teams_mode
+    if mode is TeamsMode.off:
+        raise ValueError("Teams is off: set MICROSOFT_APP_ID (or LIAISON_TEAMS_EMULATOR=1)")
+    if problem := settings.teams_credentials_problem():
+        raise ValueError(problem)
+    if mode is TeamsMode.emulator:
+        log.warning(
+            "TEAMS EMULATOR MODE: /api/messages accepts UNAUTHENTICATED activities from "
+            "loopback connectors; never run this where anyone else can reach the server"
+        )
+    elif settings.teams_emulator:
+        log.warning("LIAISON_TEAMS_EMULATOR is ignored: MICROSOFT_APP_ID is set, tokens count")
     config = BotConfig(
         APP_ID=settings.microsoft_app_id,
         APP_PASSWORD=settings.microsoft_app_password.get_secret_value(),
         APP_TENANTID=settings.microsoft_app_tenant_id,
-        APP_TYPE=settings.microsoft_app_type,
+        # botbuilder disables authentication only for an empty app id, which emulator
+        # mode is; its single-tenant factory refuses an empty id, so name the other kind.
+        APP_TYPE=settings.microsoft_app_type if mode is TeamsMode.authenticated else "MultiTenant",
     )
     adapter = TeamsAdapter(
-        ConfigurationBotFrameworkAuthentication(config), settings.microsoft_app_id
+        ConfigurationBotFrameworkAuthentication(config),
+        settings.microsoft_app_id,
+        Trust(mode, settings.microsoft_app_tenant_id, settings.extra_service_hosts),
     )
     adapter.on_turn_error = on_turn_error
     return adapter
@@ -622,8 +657,8 @@ def activity_problem(body: Any) -> str | None:
     return None
 
 
-async def refusal(request: web.Request) -> web.Response | None:
-    """The 4xx answer for a request that is not one well-formed activity, else None."""
+async def read_activity(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's activity JSON, or the 4xx answer for one that is not one activity."""
     if request.content_type != "application/json":
         return error(415, "send the activity as application/json")
     try:
@@ -631,23 +666,51 @@ async def refusal(request: web.Request) -> web.Response | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return error(400, "the body is not valid JSON")
     problem = activity_problem(body)
-    return error(400, problem) if problem else None
+    return error(400, problem) if problem else cast(dict[str, Any], body)
+
+
+async def authenticate(
+    adapter: TeamsAdapter, activity: Any, auth_header: str
+) -> Any | web.Response:
+    """botbuilder's check of the Bot Framework / Entra token (anonymous in emulator mode):
+    its result, or a 401 for any token problem (503 when the signing keys cannot be read)."""
+    try:
+        return await adapter.bot_framework_authentication.authenticate_request(
+            activity, auth_header
+        )
+    except PermissionError as refused:
+        why = str(refused)
+    except requests.RequestException as unreachable:
+        log.warning("cannot fetch the Bot Framework signing keys: %s", type(unreachable).__name__)
+        response = error(503, "the token cannot be checked right now; try again")
+        response.headers["Retry-After"] = "30"
+        return response
+    except Exception as invalid:  # botbuilder raises jwt, key and bare Exception errors
+        why = type(invalid).__name__
+    log.warning("Teams activity refused: the token is missing or invalid (%s)", why)
+    return error(401, "the request's Bot Framework token is missing or invalid")
 
 
 def make_route(adapter: TeamsAdapter, store: Store, bot: Bot) -> Route:
-    """`POST /api/messages`: check the shape, then let the adapter authenticate and run it."""
+    """`POST /api/messages`: check the shape, authenticate, check the tenant and the
+    service URL, and only then let the bot run the activity."""
     handler = LiaisonTeamsBot(store, bot)
 
     async def messages(request: web.Request) -> web.StreamResponse:
-        refused = await refusal(request)
-        if refused is not None:
-            return refused
-        try:
-            response = await adapter.process(request, handler)
-        except web.HTTPUnauthorized:
-            return error(401, "the request's Bot Framework token is missing or invalid")
-        return (
-            cast(web.StreamResponse, response) if response is not None else web.Response(status=201)
-        )
+        body = await read_activity(request)
+        if isinstance(body, web.Response):
+            return body
+        activity = Activity().deserialize(body)
+        auth = await authenticate(adapter, activity, request.headers.get("Authorization", ""))
+        if isinstance(auth, web.Response):
+            return auth
+        problem = adapter.trust.problem(body)
+        if problem is not None:
+            log.warning("Teams activity refused: %s", problem)
+            return error(403, problem)
+        invoke = await adapter.process_activity(auth, activity, handler.on_turn)
+        if invoke is not None:
+            return web.json_response(serializer_helper(invoke.body), status=invoke.status)
+        return web.Response(status=201)
 
     return messages

@@ -28,7 +28,6 @@ from tests.support import (
     LiveServer,
     eventually,
     fixture,
-    make_settings,
     signed_lead_headers,
     teams_settings,
 )
@@ -500,7 +499,8 @@ async def test_a_refused_proactive_send_is_logged_not_answered(
 async def test_messenger_posts_to_a_channel_and_replies_in_thread(
     chat: Teams, server: LiveServer, standin: TeamsStandIn
 ) -> None:
-    settings = make_settings("sqlite://", MICROSOFT_APP_ID="", MICROSOFT_APP_PASSWORD="")
+    standin.add_conversation("19:digest@thread.tacv2")  # the bot is installed there
+    settings = teams_settings("sqlite://")
     adapter = teams.make_adapter(settings)
     messenger = teams.TeamsMessenger(adapter, settings)
     with pytest.raises(LookupError):
