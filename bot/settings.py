@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     microsoft_app_type: str = Field("SingleTenant", alias="MICROSOFT_APP_TYPE")
     teams_emulator: bool = Field(False, alias="LIAISON_TEAMS_EMULATOR")
     teams_service_hosts: str = Field("", alias="LIAISON_TEAMS_SERVICE_HOSTS")
+    teams_auth_url: str = Field("", alias="LIAISON_TEAMS_AUTH_URL")
     digest_channel: str | None = Field(None, alias="LIAISON_DIGEST_CHANNEL")
     wins_channel: str | None = Field(None, alias="LIAISON_WINS_CHANNEL")
     insights_channel: str | None = Field(None, alias="LIAISON_INSIGHTS_CHANNEL")

@@ -23,6 +23,7 @@ from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
 )
 from botbuilder.schema import (
     Activity,
@@ -33,6 +34,8 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationReference,
 )
+from botframework.connector.auth import MicrosoftAppCredentials
+from msal import ConfidentialClientApplication  # type: ignore[import-untyped]
 from msrest.exceptions import ClientException, HttpOperationError
 from msrest.pipeline.universal import RawDeserializer
 from sqlalchemy.exc import IntegrityError
@@ -78,6 +81,66 @@ class BotConfig:
     APP_PASSWORD: str = field(repr=False)
     APP_TENANTID: str
     APP_TYPE: str
+
+
+BOT_FRAMEWORK = "https://api.botframework.com"  # the token issuer and the outgoing scope
+
+
+@dataclass(frozen=True)
+class PrivateCloudConfig(BotConfig):
+    """The same, with the token service at `LIAISON_TEAMS_AUTH_URL` instead of Microsoft's
+    (a private cloud, or the tests' local stand-in): Entra's token endpoint under
+    `<url>/<tenant>` and the Bot Framework's signing keys under `<url>/v1/`."""
+
+    AUTH_URL: str = ""
+
+    @property
+    def TO_CHANNEL_FROM_BOT_LOGIN_URL(self) -> str:
+        return f"{self.AUTH_URL}/{self.APP_TENANTID or 'botframework.com'}"
+
+    @property
+    def TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL(self) -> str:
+        return f"{self.AUTH_URL}/v1/.well-known/openidconfiguration"
+
+    TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+    TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = BOT_FRAMEWORK
+    TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = BOT_FRAMEWORK
+    VALIDATE_AUTHORITY = False
+
+    @property
+    def OAUTH_URL(self) -> str:
+        return self.AUTH_URL
+
+
+class PrivateCloudCredentials(ConfigurationServiceClientCredentialFactory):  # type: ignore[misc]
+    """botbuilder's credentials, with MSAL told the private token service is not an Entra
+    host to discover (MSAL would ask login.microsoftonline.com about it). One credential
+    per audience, so MSAL's token cache is reused across connector clients."""
+
+    def __init__(self, config: PrivateCloudConfig) -> None:
+        super().__init__(config)
+        self.config = config
+        self.made: dict[tuple[str, str, str], Any] = {}
+
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> Any:
+        key = (app_id, oauth_scope, login_endpoint)
+        if key not in self.made:
+            credentials = await super().create_credentials(
+                app_id, oauth_scope, login_endpoint, validate_authority
+            )
+            if isinstance(credentials, MicrosoftAppCredentials) and credentials.microsoft_app_id:
+                credentials.app = await asyncio.to_thread(
+                    ConfidentialClientApplication,
+                    client_id=app_id,
+                    client_credential=self.config.APP_PASSWORD,
+                    authority=login_endpoint,
+                    instance_discovery=False,
+                    timeout=10,
+                )
+            self.made[key] = credentials
+        return self.made[key]
 
 
 @dataclass(frozen=True)
@@ -154,16 +217,25 @@ def make_adapter(settings: Settings) -> TeamsAdapter:
         )
     elif settings.teams_emulator:
         log.warning("LIAISON_TEAMS_EMULATOR is ignored: MICROSOFT_APP_ID is set, tokens count")
-    config = BotConfig(
-        APP_ID=settings.microsoft_app_id,
-        APP_PASSWORD=settings.microsoft_app_password.get_secret_value(),
-        APP_TENANTID=settings.microsoft_app_tenant_id,
+    values = {
+        "APP_ID": settings.microsoft_app_id,
+        "APP_PASSWORD": settings.microsoft_app_password.get_secret_value(),
+        "APP_TENANTID": settings.microsoft_app_tenant_id,
         # botbuilder disables authentication only for an empty app id, which emulator
         # mode is; its single-tenant factory refuses an empty id, so name the other kind.
-        APP_TYPE=settings.microsoft_app_type if mode is TeamsMode.authenticated else "MultiTenant",
-    )
+        "APP_TYPE": settings.microsoft_app_type
+        if mode is TeamsMode.authenticated
+        else "MultiTenant",
+    }
+    if settings.teams_auth_url and mode is TeamsMode.authenticated:
+        private = PrivateCloudConfig(**values, AUTH_URL=settings.teams_auth_url.rstrip("/"))
+        auth = ConfigurationBotFrameworkAuthentication(
+            private, credentials_factory=PrivateCloudCredentials(private)
+        )
+    else:
+        auth = ConfigurationBotFrameworkAuthentication(BotConfig(**values))
     adapter = TeamsAdapter(
-        ConfigurationBotFrameworkAuthentication(config),
+        auth,
         settings.microsoft_app_id,
         Trust(mode, settings.microsoft_app_tenant_id, settings.extra_service_hosts),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class TeamsStandIn:
     uninstalled: set[str] = field(default_factory=set)  # conversations that answer 403
     conversations: set[str] = field(default_factory=set)
     created: dict[str, str] = field(default_factory=dict)  # activity id → its conversation
+    # When the bot has credentials: whether a bearer token is one Microsoft's token service
+    # issued (every call without one answers 401, recorded as "unauthorized").
+    token_valid: Callable[[str], bool] | None = None
     _failures: list[tuple[int, str | None, str | None]] = field(default_factory=list)
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
@@ -136,6 +139,15 @@ class TeamsStandIn:
         """Refuse what the real connector refuses before any operation runs."""
         conversation = request.match_info.get("conversation")
         activity = request.match_info.get("activity", "")
+        if self.token_valid is not None:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme != "Bearer" or not self.token_valid(token):
+                body = await request.json() if request.can_read_body else None
+                self.calls.append(
+                    Call("unauthorized", conversation or "", activity, body, status=401)
+                )
+                error = {"code": "Unauthorized", "message": "Authorization has been denied."}
+                return web.json_response({"error": error}, status=401)
         unknown = None
         if conversation is not None and conversation not in self.conversations:
             unknown = ("ConversationNotFound", "Conversation not found.")

@@ -9,7 +9,7 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from storage import queries
 from storage.models import Lead, Member
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, fixture, make_settings, signed_lead_headers, teams_settings
+from tests.teams_auth_standin import MicrosoftAuthStandIn
 from tests.teams_standin import Person, TeamsStandIn, connector_with
 from tests.test_teams import BOT_ID
 
@@ -38,6 +39,7 @@ ADA = Person("ada", "Ada", "Admin")  # the company's admin, on Slack
 ALICE = Person("alice", "Alice", "Adams")  # a rep, on Slack
 MALLORY = Person("mallory", "Mallory", "Made-Up", domain="evil.example")
 MALLET = Person("mallet", "Mallet", "Made-Up", domain="evil.example")
+BOB_ELSEWHERE = Person("bob", "Bob", "Brown")
 
 
 def now() -> datetime:
@@ -477,5 +479,77 @@ async def test_an_activity_from_another_tenant_is_refused(
         assert status in (200, 201)
         with server.store.session() as session:
             assert queries.member_by(session, teams_user_id=ALICE.user_id) is not None
+    finally:
+        await server.stop()
+
+
+# ---------------------------------------------------------------- with real credentials
+
+
+@pytest.fixture
+def microsoft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MicrosoftAuthStandIn]:
+    auth = MicrosoftAuthStandIn(
+        tmp_path, app_id=APP_ID, secret="not-a-real-secret", tenant=TENANT
+    ).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(auth.ca_file))  # its self-signed certificate
+    yield auth
+    auth.stop()
+
+
+async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_token(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    standin.token_valid = microsoft.valid  # as strict as the real connector
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        LIAISON_TEAMS_AUTH_URL=microsoft.url,
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+    )
+    server = await LiveServer(settings).start()
+    try:
+        url = standin.service_url
+        said = activity("personal_message", ALICE, url, text="help")
+        status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url)})
+        assert status in (200, 201)
+        with server.store.session() as session:
+            alice = queries.member_by(session, teams_user_id=ALICE.user_id)
+        assert alice is not None and alice.email == ALICE.email  # looked up with the token
+        [reply] = standin.of("reply", ALICE.conversation)
+        assert reply.activity_id == said["id"]
+        assert microsoft.issued and not standin.of("unauthorized")
+        assert f"POST /{TENANT}/oauth2/v2.0/token" in microsoft.requests
+
+        # Tokens Teams would never send: each a 401, nothing recorded or called.
+        calls = len(standin.calls)
+        bad = [
+            microsoft.sign(url, aud="another-bot"),
+            microsoft.sign(url, exp=int(datetime.now(UTC).timestamp()) - 3600),
+            microsoft.sign(url, iss="https://sts.windows.net/evil/"),
+            microsoft.sign("https://smba.trafficmanager.net/amer/"),  # for another serviceUrl
+        ]
+        for header in bad:
+            body = activity("personal_message", MALLORY, url, text="help")
+            status, answer = await post(server.url, body, {"Authorization": header})
+            assert status == 401, (header, answer)
+        assert len(standin.calls) == calls
+        with server.store.session() as session:
+            assert queries.member_by(session, teams_user_id=MALLORY.user_id) is None
+
+        # A signed activity naming a connector that is not Microsoft's: refused, not called.
+        stray = activity("personal_message", BOB_ELSEWHERE, "https://evil.example/x/")
+        status, answer = await post(
+            server.url, stray, {"Authorization": microsoft.sign("https://evil.example/x/")}
+        )
+        assert status == 403 and "serviceUrl" in answer["error"]
+
+        # Without a token Microsoft issued, the connector refuses the bot's calls.
+        microsoft.revoke()
+        standin.token_valid = lambda token: False
+        again = activity("personal_message", ALICE, url, text="help")
+        status, _ = await post(server.url, again, {"Authorization": microsoft.sign(url)})
+        assert status in (200, 201)
+        assert standin.of("unauthorized") and not [
+            c for c in standin.of("reply") if c.activity_id == again["id"]
+        ]
     finally:
         await server.stop()
