@@ -142,7 +142,12 @@ async def attack(server: LiveServer, attacker: TeamsStandIn, lead_id: int) -> li
     url = attacker.service_url
     steps = [
         activity("conversation_update_personal", MALLORY, url),
-        activity("personal_message", MALLORY, url, text=f"approvals set --sales {MALLORY.email}"),
+        activity(
+            "personal_message",
+            MALLORY,
+            url,
+            text=f"approvals set --sales {ALICE.email}",
+        ),
         activity("personal_message", MALLORY, url, text="tone remove your fault"),
         activity("conversation_update_personal", MALLET, url),
         activity("personal_message", MALLET, url, text="leads"),
