@@ -39,6 +39,7 @@ from msal import ConfidentialClientApplication  # type: ignore[import-untyped]
 from msrest.exceptions import ClientException, HttpOperationError
 from msrest.pipeline.universal import RawDeserializer
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
@@ -57,9 +58,10 @@ from bot.teams_cards import (
 )
 from bot.teams_trust import TeamsMode, service_url_problem, tenant_problem
 from bot.text import say
+from digests.owing import owe
 from storage import queries
 from storage.db import Store
-from storage.models import CardLocation, Member
+from storage.models import CardLocation, Member, Role
 
 log = logging.getLogger(__name__)
 
@@ -596,6 +598,7 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
         super().__init__()
         self.store = store
         self.bot = bot
+        self.owed = False  # admin notices were written to the outbox: wake the sender
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         adapter = turn_context.adapter
@@ -653,7 +656,11 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
             email, looked_up_name = await look_up(turn_context, account.id)
             name = name or looked_up_name
         reference = personal_reference(turn_context.activity, account)
-        return await asyncio.to_thread(self._save, account.id, name, email, reference)
+        member = await asyncio.to_thread(self._save, account.id, name, email, reference)
+        if self.owed and self.bot.deliverer.on_owed is not None:
+            self.owed = False
+            self.bot.deliverer.on_owed()
+        return member
 
     def _known(self, teams_user_id: str) -> Member | None:
         with self.store.session() as session:
@@ -680,13 +687,33 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
         reference: dict[str, Any] | None,
     ) -> Member:
         with self.store.session() as session:
+            now = datetime.now(UTC)
             member = queries.upsert_member(
-                session, now=datetime.now(UTC), teams_user_id=teams_user_id, name=name, email=email
+                session, now=now, teams_user_id=teams_user_id, name=name, email=email
             )
             if reference is not None and member.teams_reference != reference:
                 member.teams_reference = reference
                 session.add(member)
+            if email and member.email != email.strip().lower():
+                self._tell_admins(session, teams_user_id, email, now)
             return member
+
+    def _tell_admins(self, session: Session, teams_user_id: str, email: str, now: datetime) -> None:
+        """Privately, once per account: a Teams account claimed the email of a member who is
+        bound to another account, and was kept apart from them (see `upsert_member`)."""
+        owner = queries.member_by(session, email=email)
+        if owner is None:
+            return
+        card = Card(
+            title=say("identity_claimed_title"),
+            text=say("identity_claimed_text", platform="Teams", name=owner.name),
+        )
+        notices: list[Effect] = [
+            Notify(admin.id or 0, card, key=f"identity-claim:teams:{teams_user_id}:{owner.id}")
+            for admin in queries.members_with_role(session, role=Role.admin)
+        ]
+        if owe(session, notices, actor_id=None, now=now, company=self.bot.router.company):
+            self.owed = True
 
     def _forget(self, teams_user_id: str) -> None:
         with self.store.session() as session:

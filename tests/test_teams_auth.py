@@ -390,16 +390,30 @@ async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
     server = await LiveServer(teams_settings(f"sqlite:///{tmp_path / 'liaison.db'}")).start()
     try:
         assert await post(server.url, activity("personal_message", ALICE, standin.service_url))
+        assert await post(server.url, activity("personal_message", ADA, standin.service_url))
+        with server.store.session() as session:
+            ada = queries.member_by(session, teams_user_id=ADA.user_id)
+            assert ada is not None
+            ada.role = "admin"
+            session.add(ada)
         template = standin.members[ALICE.user_id]
         # Another account the connector also calls Alice (a second tenant, a renamed user…).
         standin.add_member(
             MALLORY.user_id, "Alice", "Adams", ALICE.email, template, MALLORY.conversation
         )
-        status, _ = await post(
-            server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
-        )
-        assert status in (200, 201)
+        for _ in range(2):
+            status, _ = await post(
+                server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
+            )
+            assert status in (200, 201)
         await server.settle()
+        # The admin hears it privately, once.
+        [notice] = [
+            c
+            for c in standin.of("send", ADA.conversation)
+            if "claimed a member's email" in json.dumps(c.card)
+        ]
+        assert "Alice Adams is already linked" in json.dumps(notice.card)
         with server.store.session() as session:
             alice = queries.member_by(session, email=ALICE.email)
             newcomer = queries.member_by(session, teams_user_id=MALLORY.user_id)
