@@ -572,3 +572,34 @@ async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_to
         ]
     finally:
         await server.stop()
+
+
+async def test_unreadable_signing_keys_are_a_503_not_a_500(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on
+    port = closed.getsockname()[1]
+    closed.close()
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        LIAISON_TEAMS_AUTH_URL=f"https://127.0.0.1:{port}",
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+    )
+    server = await LiveServer(settings).start()
+    try:
+        url = standin.service_url
+        said = activity("personal_message", ALICE, url)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{server.url}/api/messages",
+                json=said,
+                headers={"Authorization": microsoft.sign(url)},
+            ) as response,
+        ):
+            assert response.status == 503 and response.headers["Retry-After"] == "30"
+            assert "try again" in (await response.json())["error"]
+        assert standin.calls == []
+    finally:
+        await server.stop()
