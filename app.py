@@ -33,6 +33,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.server import platform_messengers
 from bot.settings import Settings
+from bot.teams_trust import emulator_bind_problem
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import AsyncDueWork, Clockwork, for_settings
@@ -117,12 +118,16 @@ def load_settings() -> Settings:
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
         for problem in error.errors(include_url=False, include_input=False):
             name = problem["loc"][0] if problem["loc"] else "settings"
             out.print(f"[red]{name}: {problem['msg']}[/red]")
         raise typer.Exit(2) from None
+    if teams := settings.teams_credentials_problem():
+        out.print(f"[red]{teams}[/red]")
+        raise typer.Exit(2)
+    return settings
 
 
 def open_store(settings: Settings) -> Store:
@@ -167,6 +172,9 @@ def serve(
     from bot.server import build_web_app
 
     settings = load_settings()
+    if refused := emulator_bind_problem(settings.teams_mode, host):
+        out.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2)
     store = open_store(settings)
     router = build_router(settings.company, settings.channels())
     web.run_app(
@@ -828,9 +836,7 @@ def approvers_list() -> None:
         for side, member in named:
             table.add_row(side, member.name, member.email or "-", member.role)
     if not named:
-        out.print(
-            "No approvers named yet: liaison approvers set --sales EMAIL --marketing EMAIL"
-        )
+        out.print("No approvers named yet: liaison approvers set --sales EMAIL --marketing EMAIL")
         return
     out.print(table)
 

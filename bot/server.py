@@ -16,6 +16,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
+from bot.teams_trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
 from digests.scheduler import Clockwork, for_settings
@@ -33,25 +34,27 @@ def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
     """The Slack and Teams senders this configuration allows (Slack first, when on)."""
     from bot import slack, teams
 
-    adapter = teams.make_adapter(settings)
-    messengers: list[Messenger] = [teams.TeamsMessenger(adapter, settings, store)]
+    messengers: list[Messenger] = []
     if settings.slack_enabled:
-        messengers.insert(0, slack.SlackMessenger.from_settings(settings, store))
+        messengers.append(slack.SlackMessenger.from_settings(settings, store))
+    if settings.teams_mode is not TeamsMode.off:
+        messengers.append(teams.TeamsMessenger(teams.make_adapter(settings), settings, store))
     return messengers
 
 
 def build_web_app(
     settings: Settings, store: Store, router: Router, *, scheduler: bool = False
 ) -> web.Application:
-    """Routes: POST /slack/events, POST /api/messages, POST /api/leads, GET /healthz."""
+    """Routes: POST /slack/events, POST /api/messages (Teams on), POST /api/leads, GET /healthz."""
     from bot import slack, teams
 
     background = Background()
     messengers = platform_messengers(settings, store)
-    adapter = next(m for m in messengers if isinstance(m, teams.TeamsMessenger)).adapter
+    teams_messenger = next((m for m in messengers if isinstance(m, teams.TeamsMessenger)), None)
     slack_messenger = next((m for m in messengers if isinstance(m, slack.SlackMessenger)), None)
     directories: list[Directory] = [m for m in messengers if isinstance(m, Directory)]
-    directories.append(teams.TeamsDirectory(store))
+    if teams_messenger is not None:
+        directories.append(teams.TeamsDirectory(store))
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
     ingestor = Ingestor(
@@ -68,7 +71,10 @@ def build_web_app(
         app.router.add_post("/slack/events", slack.make_route(settings, slack_app))
     else:
         app.router.add_post("/slack/events", _slack_off)
-    app.router.add_post("/api/messages", teams.make_route(adapter, store, bot))
+    if teams_messenger is not None:
+        app.router.add_post("/api/messages", teams.make_route(teams_messenger.adapter, store, bot))
+    else:
+        app.router.add_post("/api/messages", _teams_off)
     app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
     app.router.add_get("/healthz", _health(store))
 
@@ -129,6 +135,11 @@ def _database_down(store: Store) -> Middleware:
             return database_down_response()
 
     return guard
+
+
+async def _teams_off(_: web.Request) -> web.Response:
+    """Teams is off: nothing in the request is read, nobody is met, nothing is called."""
+    return web.json_response({"error": "Teams is not configured: set MICROSOFT_APP_ID"}, status=404)
 
 
 def _health(store: Store) -> Handler:

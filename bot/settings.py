@@ -7,7 +7,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.teams_trust import TeamsMode, teams_mode
 from digests.business_time import Company, Schedule, parse_hours, parse_workdays
+
+APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
 
 
 class Settings(BaseSettings):
@@ -24,7 +27,10 @@ class Settings(BaseSettings):
     microsoft_app_id: str = Field("", alias="MICROSOFT_APP_ID")
     microsoft_app_password: SecretStr = Field(SecretStr(""), alias="MICROSOFT_APP_PASSWORD")
     microsoft_app_tenant_id: str = Field("", alias="MICROSOFT_APP_TENANT_ID")
-    microsoft_app_type: str = Field("MultiTenant", alias="MICROSOFT_APP_TYPE")
+    microsoft_app_type: str = Field("SingleTenant", alias="MICROSOFT_APP_TYPE")
+    teams_emulator: bool = Field(False, alias="LIAISON_TEAMS_EMULATOR")
+    teams_service_hosts: str = Field("", alias="LIAISON_TEAMS_SERVICE_HOSTS")
+    teams_auth_url: str = Field("", alias="LIAISON_TEAMS_AUTH_URL")
     digest_channel: str | None = Field(None, alias="LIAISON_DIGEST_CHANNEL")
     wins_channel: str | None = Field(None, alias="LIAISON_WINS_CHANNEL")
     insights_channel: str | None = Field(None, alias="LIAISON_INSIGHTS_CHANNEL")
@@ -47,6 +53,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
         return value
+
+    @field_validator("microsoft_app_type")
+    @classmethod
+    def _app_type(cls, value: str) -> str:
+        known = {t.lower(): t for t in APP_TYPES}
+        if value.strip().lower() not in known:
+            raise ValueError(f"MICROSOFT_APP_TYPE is one of {', '.join(APP_TYPES)}, not {value!r}")
+        return known[value.strip().lower()]
 
     @field_validator("digest_at")
     @classmethod
@@ -76,6 +90,30 @@ class Settings(BaseSettings):
     def slack_enabled(self) -> bool:
         """Slack is on when a bot token is configured."""
         return self.slack_bot_token is not None and bool(self.slack_bot_token.get_secret_value())
+
+    @property
+    def teams_mode(self) -> TeamsMode:
+        """Teams is authenticated with an app id, unauthenticated only when emulator mode is
+        asked for explicitly, else off (no `/api/messages`)."""
+        return teams_mode(app_id=self.microsoft_app_id, emulator=self.teams_emulator)
+
+    def teams_credentials_problem(self) -> str | None:
+        """Why the Teams credentials cannot authenticate anything (one line), or None."""
+        kind = self.microsoft_app_type
+        if self.teams_mode is not TeamsMode.authenticated:
+            return None
+        if not self.microsoft_app_password.get_secret_value() and kind != "UserAssignedMSI":
+            return f"MICROSOFT_APP_PASSWORD is needed with MICROSOFT_APP_ID ({kind} bot)"
+        if not self.microsoft_app_tenant_id and kind in ("SingleTenant", "UserAssignedMSI"):
+            return f"MICROSOFT_APP_TENANT_ID is needed for a {kind} bot (see MICROSOFT_APP_TYPE)"
+        return None
+
+    @property
+    def extra_service_hosts(self) -> frozenset[str]:
+        """`LIAISON_TEAMS_SERVICE_HOSTS`: more connector hosts to accept besides Microsoft's."""
+        return frozenset(
+            h.strip().lower() for h in self.teams_service_hosts.split(",") if h.strip()
+        )
 
     def channels(self) -> dict[str, str]:
         """The default channel of each kind that has one."""

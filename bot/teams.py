@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import requests
 from aiohttp import web
-from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.core import ActivityHandler, TurnContext, serializer_helper
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
 )
 from botbuilder.schema import (
     Activity,
@@ -32,9 +34,12 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationReference,
 )
+from botframework.connector.auth import MicrosoftAppCredentials
+from msal import ConfidentialClientApplication  # type: ignore[import-untyped]
 from msrest.exceptions import ClientException, HttpOperationError
 from msrest.pipeline.universal import RawDeserializer
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from bot.buttons import decode
 from bot.delivery import Bot, Posted
@@ -52,10 +57,12 @@ from bot.teams_cards import (
     plain,
     report_card,
 )
+from bot.teams_trust import TeamsMode, service_url_problem, tenant_problem
 from bot.text import say
+from digests.owing import owe
 from storage import queries
 from storage.db import Store, unavailable
-from storage.models import CardLocation, Member
+from storage.models import CardLocation, Member, Role
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,81 @@ class BotConfig:
     APP_TYPE: str
 
 
+BOT_FRAMEWORK = "https://api.botframework.com"  # the token issuer and the outgoing scope
+
+
+@dataclass(frozen=True)
+class PrivateCloudConfig(BotConfig):
+    """The same, with the token service at `LIAISON_TEAMS_AUTH_URL` instead of Microsoft's
+    (a private cloud, or the tests' local stand-in): Entra's token endpoint under
+    `<url>/<tenant>` and the Bot Framework's signing keys under `<url>/v1/`."""
+
+    AUTH_URL: str = ""
+
+    @property
+    def TO_CHANNEL_FROM_BOT_LOGIN_URL(self) -> str:
+        return f"{self.AUTH_URL}/{self.APP_TENANTID or 'botframework.com'}"
+
+    @property
+    def TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL(self) -> str:
+        return f"{self.AUTH_URL}/v1/.well-known/openidconfiguration"
+
+    TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+    TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = BOT_FRAMEWORK
+    TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = BOT_FRAMEWORK
+    VALIDATE_AUTHORITY = False
+
+    @property
+    def OAUTH_URL(self) -> str:
+        return self.AUTH_URL
+
+
+class PrivateCloudCredentials(ConfigurationServiceClientCredentialFactory):  # type: ignore[misc]
+    """botbuilder's credentials, with MSAL told the private token service is not an Entra
+    host to discover (MSAL would ask login.microsoftonline.com about it). One credential
+    per audience, so MSAL's token cache is reused across connector clients."""
+
+    def __init__(self, config: PrivateCloudConfig) -> None:
+        super().__init__(config)
+        self.config = config
+        self.made: dict[tuple[str, str, str], Any] = {}
+
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> Any:
+        key = (app_id, oauth_scope, login_endpoint)
+        if key not in self.made:
+            credentials = await super().create_credentials(
+                app_id, oauth_scope, login_endpoint, validate_authority
+            )
+            if isinstance(credentials, MicrosoftAppCredentials) and credentials.microsoft_app_id:
+                credentials.app = await asyncio.to_thread(
+                    ConfidentialClientApplication,
+                    client_id=app_id,
+                    client_credential=self.config.APP_PASSWORD,
+                    authority=login_endpoint,
+                    instance_discovery=False,
+                    timeout=10,
+                )
+            self.made[key] = credentials
+        return self.made[key]
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What an activity must satisfy before Liaison acts on it or calls its serviceUrl."""
+
+    mode: TeamsMode
+    tenant_id: str = ""
+    extra_hosts: frozenset[str] = frozenset()
+
+    def problem(self, body: Mapping[str, Any]) -> str | None:
+        """Why an (authenticated) activity must be refused, or None."""
+        return tenant_problem(body, self.tenant_id) or service_url_problem(
+            str(body.get("serviceUrl") or ""), mode=self.mode, extra_hosts=self.extra_hosts
+        )
+
+
 class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
     """CloudAdapter that also remembers where Teams last reached the bot from.
 
@@ -87,9 +169,10 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
     authenticated activity and says any URL it has given stays valid.
     """
 
-    def __init__(self, auth: Any, app_id: str) -> None:
+    def __init__(self, auth: Any, app_id: str, trust: Trust) -> None:
         super().__init__(auth)
         self.app_id = app_id
+        self.trust = trust
         self.last_seen: ConversationReference | None = None
 
     def remember(self, reference: Any) -> bool:
@@ -124,15 +207,41 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
 
 
 def make_adapter(settings: Settings) -> TeamsAdapter:
-    """Empty app id and password = local emulator mode without authentication."""
-    config = BotConfig(
-        APP_ID=settings.microsoft_app_id,
-        APP_PASSWORD=settings.microsoft_app_password.get_secret_value(),
-        APP_TENANTID=settings.microsoft_app_tenant_id,
-        APP_TYPE=settings.microsoft_app_type,
-    )
+    """The adapter for the configured mode: authenticated with an app id, or emulator mode
+    (no authentication) only when LIAISON_TEAMS_EMULATOR asks for it explicitly."""
+    mode = settings.teams_mode
+    if mode is TeamsMode.off:
+        raise ValueError("Teams is off: set MICROSOFT_APP_ID (or LIAISON_TEAMS_EMULATOR=1)")
+    if problem := settings.teams_credentials_problem():
+        raise ValueError(problem)
+    if mode is TeamsMode.emulator:
+        log.warning(
+            "TEAMS EMULATOR MODE: /api/messages accepts UNAUTHENTICATED activities from "
+            "loopback connectors; never run this where anyone else can reach the server"
+        )
+    elif settings.teams_emulator:
+        log.warning("LIAISON_TEAMS_EMULATOR is ignored: MICROSOFT_APP_ID is set, tokens count")
+    values = {
+        "APP_ID": settings.microsoft_app_id,
+        "APP_PASSWORD": settings.microsoft_app_password.get_secret_value(),
+        "APP_TENANTID": settings.microsoft_app_tenant_id,
+        # botbuilder disables authentication only for an empty app id, which emulator
+        # mode is; its single-tenant factory refuses an empty id, so name the other kind.
+        "APP_TYPE": settings.microsoft_app_type
+        if mode is TeamsMode.authenticated
+        else "MultiTenant",
+    }
+    if settings.teams_auth_url and mode is TeamsMode.authenticated:
+        private = PrivateCloudConfig(**values, AUTH_URL=settings.teams_auth_url.rstrip("/"))
+        auth = ConfigurationBotFrameworkAuthentication(
+            private, credentials_factory=PrivateCloudCredentials(private)
+        )
+    else:
+        auth = ConfigurationBotFrameworkAuthentication(BotConfig(**values))
     adapter = TeamsAdapter(
-        ConfigurationBotFrameworkAuthentication(config), settings.microsoft_app_id
+        auth,
+        settings.microsoft_app_id,
+        Trust(mode, settings.microsoft_app_tenant_id, settings.extra_service_hosts),
     )
     adapter.on_turn_error = on_turn_error
     return adapter
@@ -499,6 +608,7 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
         super().__init__()
         self.store = store
         self.bot = bot
+        self.owed = False  # admin notices were written to the outbox: wake the sender
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         adapter = turn_context.adapter
@@ -556,7 +666,11 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
             email, looked_up_name = await look_up(turn_context, account.id)
             name = name or looked_up_name
         reference = personal_reference(turn_context.activity, account)
-        return await asyncio.to_thread(self._save, account.id, name, email, reference)
+        member = await asyncio.to_thread(self._save, account.id, name, email, reference)
+        if self.owed and self.bot.deliverer.on_owed is not None:
+            self.owed = False
+            self.bot.deliverer.on_owed()
+        return member
 
     def _known(self, teams_user_id: str) -> Member | None:
         with self.store.session() as session:
@@ -583,13 +697,33 @@ class LiaisonTeamsBot(ActivityHandler):  # type: ignore[misc]
         reference: dict[str, Any] | None,
     ) -> Member:
         with self.store.session() as session:
+            now = datetime.now(UTC)
             member = queries.upsert_member(
-                session, now=datetime.now(UTC), teams_user_id=teams_user_id, name=name, email=email
+                session, now=now, teams_user_id=teams_user_id, name=name, email=email
             )
             if reference is not None and member.teams_reference != reference:
                 member.teams_reference = reference
                 session.add(member)
+            if email and member.email != email.strip().lower():
+                self._tell_admins(session, teams_user_id, email, now)
             return member
+
+    def _tell_admins(self, session: Session, teams_user_id: str, email: str, now: datetime) -> None:
+        """Privately, once per account: a Teams account claimed the email of a member who is
+        bound to another account, and was kept apart from them (see `upsert_member`)."""
+        owner = queries.member_by(session, email=email)
+        if owner is None:
+            return
+        card = Card(
+            title=say("identity_claimed_title"),
+            text=say("identity_claimed_text", platform="Teams", name=owner.name),
+        )
+        notices: list[Effect] = [
+            Notify(admin.id or 0, card, key=f"identity-claim:teams:{teams_user_id}:{owner.id}")
+            for admin in queries.members_with_role(session, role=Role.admin)
+        ]
+        if owe(session, notices, actor_id=None, now=now, company=self.bot.router.company):
+            self.owed = True
 
     def _forget(self, teams_user_id: str) -> None:
         with self.store.session() as session:
@@ -632,8 +766,8 @@ def activity_problem(body: Any) -> str | None:
     return None
 
 
-async def refusal(request: web.Request) -> web.Response | None:
-    """The 4xx answer for a request that is not one well-formed activity, else None."""
+async def read_activity(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's activity JSON, or the 4xx answer for one that is not one activity."""
     if request.content_type != "application/json":
         return error(415, "send the activity as application/json")
     try:
@@ -641,23 +775,51 @@ async def refusal(request: web.Request) -> web.Response | None:
     except ValueError as unreadable:  # not UTF-8, not JSON, or nested too deeply
         return error(400, str(unreadable))
     problem = activity_problem(body)
-    return error(400, problem) if problem else None
+    return error(400, problem) if problem else cast(dict[str, Any], body)
+
+
+async def authenticate(
+    adapter: TeamsAdapter, activity: Any, auth_header: str
+) -> Any | web.Response:
+    """botbuilder's check of the Bot Framework / Entra token (anonymous in emulator mode):
+    its result, or a 401 for any token problem (503 when the signing keys cannot be read)."""
+    try:
+        return await adapter.bot_framework_authentication.authenticate_request(
+            activity, auth_header
+        )
+    except PermissionError as refused:
+        why = str(refused)
+    except requests.RequestException as unreachable:
+        log.warning("cannot fetch the Bot Framework signing keys: %s", type(unreachable).__name__)
+        response = error(503, "the token cannot be checked right now; try again")
+        response.headers["Retry-After"] = "30"
+        return response
+    except Exception as invalid:  # botbuilder raises jwt, key and bare Exception errors
+        why = type(invalid).__name__
+    log.warning("Teams activity refused: the token is missing or invalid (%s)", why)
+    return error(401, "the request's Bot Framework token is missing or invalid")
 
 
 def make_route(adapter: TeamsAdapter, store: Store, bot: Bot) -> Route:
-    """`POST /api/messages`: check the shape, then let the adapter authenticate and run it."""
+    """`POST /api/messages`: check the shape, authenticate, check the tenant and the
+    service URL, and only then let the bot run the activity."""
     handler = LiaisonTeamsBot(store, bot)
 
     async def messages(request: web.Request) -> web.StreamResponse:
-        refused = await refusal(request)
-        if refused is not None:
-            return refused
-        try:
-            response = await adapter.process(request, handler)
-        except web.HTTPUnauthorized:
-            return error(401, "the request's Bot Framework token is missing or invalid")
-        return (
-            cast(web.StreamResponse, response) if response is not None else web.Response(status=201)
-        )
+        body = await read_activity(request)
+        if isinstance(body, web.Response):
+            return body
+        activity = Activity().deserialize(body)
+        auth = await authenticate(adapter, activity, request.headers.get("Authorization", ""))
+        if isinstance(auth, web.Response):
+            return auth
+        problem = adapter.trust.problem(body)
+        if problem is not None:
+            log.warning("Teams activity refused: %s", problem)
+            return error(403, problem)
+        invoke = await adapter.process_activity(auth, activity, handler.on_turn)
+        if invoke is not None:
+            return web.json_response(serializer_helper(invoke.body), status=invoke.status)
+        return web.Response(status=201)
 
     return messages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Collection, Sequence
@@ -43,6 +44,8 @@ from storage.models import (
     SlaPolicy,
     ToneRule,
 )
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- requests
 
@@ -175,6 +178,22 @@ def _create_member(
     raise RuntimeError(f"no free handle for member {name!r} after {HANDLE_TRIES} tries")
 
 
+def _bound_elsewhere(member: Member, ids: dict[str, str | None]) -> bool:
+    """`member` already has a different platform id than one of `ids`: whoever now claims
+    their email is someone else, and is never bound to them (logged, without the email)."""
+    for column, value in ids.items():
+        bound = getattr(member, column)
+        if value and bound and bound != value:
+            log.warning(
+                "member %s already has a %s; a different account claimed their email "
+                "and was not bound to them",
+                member.id,
+                column,
+            )
+            return True
+    return False
+
+
 def upsert_member(
     session: Session,
     *,
@@ -187,18 +206,22 @@ def upsert_member(
 ) -> Member:
     """Find a member by any platform id or email and update it, or create one.
 
+    A member found by email who already has a different Slack or Teams id is never
+    rebound: the account claiming the email is kept apart from them, without the email.
     An existing member's name changes only with `rename=True`.
     """
     rename = bool(fields.pop("rename", False))
     email = email.strip().lower() if email else None
+    ids = {"slack_user_id": slack_user_id, "teams_user_id": teams_user_id}
     member = None
-    for column, value in (
-        ("slack_user_id", slack_user_id),
-        ("teams_user_id", teams_user_id),
-        ("email", email),
-    ):
+    for column, value in ids.items():
         if value and member is None:
             member = member_by(session, **{column: value})
+    if email and (owner := member_by(session, email=email)) not in (None, member):
+        if member is None and not _bound_elsewhere(owner, ids):
+            member = owner
+        else:  # the email is someone else's: the newcomer stays unbound from it
+            email = None
     if member is None:
         display = name or (email.split("@")[0] if email else None) or "member"
         member = _create_member(
@@ -481,9 +504,7 @@ def _waits_for_owner(member_id: int) -> Any:
     )
 
 
-def open_leads_of(
-    session: Session, *, member_id: int, limit: int | None = None
-) -> Sequence[Lead]:
+def open_leads_of(session: Session, *, member_id: int, limit: int | None = None) -> Sequence[Lead]:
     """The leads that wait for `member_id`: verdicts first, newest first."""
     query = (
         select(Lead)

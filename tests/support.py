@@ -47,8 +47,14 @@ def make_settings(db_url: str, **overrides: str) -> Settings:
 
 
 def teams_settings(db_url: str, **overrides: str) -> Settings:
-    """Teams in emulator mode (no app id or password, as Microsoft's samples run), Slack off."""
-    values = {"SLACK_BOT_TOKEN": "", "MICROSOFT_APP_ID": "", "MICROSOFT_APP_PASSWORD": ""}
+    """Teams in emulator mode (asked for explicitly: no app id, no authentication; loopback
+    connectors only), Slack off."""
+    values = {
+        "SLACK_BOT_TOKEN": "",
+        "MICROSOFT_APP_ID": "",
+        "MICROSOFT_APP_PASSWORD": "",
+        "LIAISON_TEAMS_EMULATOR": "1",
+    }
     return make_settings(db_url, **{**values, **overrides})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,22 @@ class Call:
 
 @dataclass
 class TeamsStandIn:
-    """Answers the connector operations Liaison uses; `members` maps user id → member JSON."""
+    """Answers the connector operations Liaison uses; `members` maps user id → member JSON.
+
+    As strict as the real connector: a conversation it does not know (`conversations`:
+    every member's personal chat, plus channels added with `add_conversation`) answers
+    404, and so does an update of an activity it never created. Anything it refused is
+    recorded with the verb "unknown" and the status.
+    """
 
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     uninstalled: set[str] = field(default_factory=set)  # conversations that answer 403
+    conversations: set[str] = field(default_factory=set)
+    created: dict[str, str] = field(default_factory=dict)  # activity id → its conversation
+    # When the bot has credentials: whether a bearer token is one Microsoft's token service
+    # issued (every call without one answers 401, recorded as "unauthorized").
+    token_valid: Callable[[str], bool] | None = None
     _failures: list[tuple[int, str | None, str | None]] = field(default_factory=list)
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
@@ -53,10 +64,23 @@ class TeamsStandIn:
     def service_url(self) -> str:
         return f"{self.url}{PREFIX}/"
 
+    def add_conversation(self, conversation: str) -> None:
+        """A channel or chat the bot is installed in."""
+        self.conversations.add(conversation)
+
     def add_member(
-        self, user_id: str, given: str, surname: str, email: str, template: dict[str, Any]
+        self,
+        user_id: str,
+        given: str,
+        surname: str,
+        email: str,
+        template: dict[str, Any],
+        conversation: str | None = None,
     ) -> None:
-        """A member for the lookup, shaped like `template` (a real member-lookup answer)."""
+        """A member for the lookup, shaped like `template` (a real member-lookup answer),
+        with their personal chat with the bot (`conversation`)."""
+        if conversation is not None:
+            self.conversations.add(conversation)
         self.members[user_id] = {
             **template,
             "id": user_id,
@@ -89,8 +113,9 @@ class TeamsStandIn:
             if c.verb == verb and (conversation is None or c.conversation == conversation)
         ]
 
-    async def start(self) -> TeamsStandIn:
-        app = web.Application()
+    async def start(self, host: str = "127.0.0.1") -> TeamsStandIn:
+        """Serve on a free port of `host` (loopback unless a test needs another address)."""
+        app = web.Application(middlewares=[self._strict])
         base = f"{PREFIX}/v3/conversations"
         app.router.add_post(base, self._create)
         app.router.add_post(base + "/{conversation}/activities", self._send)
@@ -98,8 +123,43 @@ class TeamsStandIn:
         app.router.add_put(base + "/{conversation}/activities/{activity}", self._update)
         app.router.add_get(base + "/{conversation}/members", self._members)
         app.router.add_get(base + "/{conversation}/members/{member}", self._member)
-        self._runner, self.url = await serve_on_loopback(app)
+        if host == "127.0.0.1":
+            self._runner, self.url = await serve_on_loopback(app)
+            return self
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{host}:{port}"
         return self
+
+    @web.middleware
+    async def _strict(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Refuse what the real connector refuses before any operation runs."""
+        conversation = request.match_info.get("conversation")
+        activity = request.match_info.get("activity", "")
+        if self.token_valid is not None:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme != "Bearer" or not self.token_valid(token):
+                body = await request.json() if request.can_read_body else None
+                self.calls.append(
+                    Call("unauthorized", conversation or "", activity, body, status=401)
+                )
+                error = {"code": "Unauthorized", "message": "Authorization has been denied."}
+                return web.json_response({"error": error}, status=401)
+        unknown = None
+        if conversation is not None and conversation not in self.conversations:
+            unknown = ("ConversationNotFound", "Conversation not found.")
+        elif request.method == "PUT" and self.created.get(activity) != conversation:
+            unknown = ("ActivityNotFoundInConversation", "Activity not found.")
+        if unknown is None:
+            response: web.StreamResponse = await handler(request)
+            return response
+        body = await request.json() if request.can_read_body else None
+        self.calls.append(Call("unknown", conversation or "", activity, body, status=404))
+        code, text = unknown
+        return web.json_response({"error": {"code": code, "message": text}}, status=404)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -132,6 +192,7 @@ class TeamsStandIn:
             }
             return web.json_response({"error": error}, status=403)
         new_id = self._next_id()
+        self.created[new_id] = conversation
         self.calls.append(
             Call(
                 "reply" if reply_to else "send",
@@ -171,6 +232,7 @@ class TeamsStandIn:
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
         conversation = f"a:created-{self._next_id()}"
+        self.conversations.add(conversation)
         self.calls.append(Call("create", conversation, body=body))
         return web.Response(
             text=json.dumps({"id": conversation, "activityId": self._next_id()}),
@@ -211,5 +273,12 @@ async def connector_with(people: Iterable[Person]) -> TeamsStandIn:
     template = json.loads((FIXTURES / "member.json").read_text())
     connector = await TeamsStandIn().start()
     for person in people:
-        connector.add_member(person.user_id, person.given, person.surname, person.email, template)
+        connector.add_member(
+            person.user_id,
+            person.given,
+            person.surname,
+            person.email,
+            template,
+            conversation=person.conversation,
+        )
     return connector

@@ -158,10 +158,16 @@ async def test_the_monday_post_lands_once_in_a_teams_channel(tmp_path: Path) -> 
         store = Store.open(url)
         week_of_history(store)
         # Alice meets the bot: the server learns (and stores) where Teams reaches it.
-        standin.add_member(ALICE.user_id, ALICE.given, ALICE.surname, ALICE.email, {})
+        standin.add_member(
+            ALICE.user_id, ALICE.given, ALICE.surname, ALICE.email, {}, ALICE.conversation
+        )
+        standin.add_conversation("19:digest@thread.tacv2")  # the bot is installed there
         await meet_the_bot(url, standin, [ALICE])
         standin.calls.clear()
-        env = {"LIAISON_DIGEST_CHANNEL": "teams:19:digest@thread.tacv2"}
+        env = {
+            "LIAISON_DIGEST_CHANNEL": "teams:19:digest@thread.tacv2",
+            "LIAISON_TEAMS_EMULATOR": "1",  # Teams is on only when configured
+        }
         for minutes in (0, 0, 35):
             await liaison(
                 store, "tick", "--at", (MONDAY_0830 + timedelta(minutes=minutes)).isoformat(), **env

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from botbuilder.schema import ErrorResponseException
 from sqlmodel import select
 
 from bot import teams
@@ -23,12 +24,11 @@ from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, S
 from bot.teams_cards import card_attachment, escape_md, form_attachment
 from bot.text import say
 from storage import queries
-from storage.models import EventKind, Lead, LeadEvent, Member
+from storage.models import CardLocation, EventKind, Lead, LeadEvent, Member
 from tests.support import (
     LiveServer,
     eventually,
     fixture,
-    make_settings,
     signed_lead_headers,
     teams_settings,
 )
@@ -500,7 +500,8 @@ async def test_a_refused_proactive_send_is_logged_not_answered(
 async def test_messenger_posts_to_a_channel_and_replies_in_thread(
     chat: Teams, server: LiveServer, standin: TeamsStandIn
 ) -> None:
-    settings = make_settings("sqlite://", MICROSOFT_APP_ID="", MICROSOFT_APP_PASSWORD="")
+    standin.add_conversation("19:digest@thread.tacv2")  # the bot is installed there
+    settings = teams_settings("sqlite://")
     adapter = teams.make_adapter(settings)
     messenger = teams.TeamsMessenger(adapter, settings)
     with pytest.raises(LookupError):
@@ -515,6 +516,38 @@ async def test_messenger_posts_to_a_channel_and_replies_in_thread(
     [call] = standin.of("send", "19:digest@thread.tacv2")
     assert call.answered_id == posted.message_id
     assert "Weekly digest" in card_text(call.card)
+
+
+async def test_the_connector_refuses_unknown_activities_and_conversations(
+    chat: Teams, server: LiveServer, standin: TeamsStandIn
+) -> None:
+    """Like the real connector: an update of a message it never created, or a post into a
+    conversation the bot is not in, is a 404 that reaches Liaison as an error."""
+    await chat.say(ALICE, "hi")
+    alice = member(server, ALICE)
+    assert alice is not None and alice.teams_reference is not None
+    settings = teams_settings("sqlite://")
+    messenger = teams.TeamsMessenger(teams.make_adapter(settings), settings)
+    sent = await messenger.send(alice, Card(title="Hello"))
+    location = CardLocation(
+        lead_id=1,
+        platform="teams",
+        channel=ALICE.conversation,
+        message_id=sent.message_id,
+        reference=alice.teams_reference,
+        created_at=now(),
+    )
+    await messenger.update(location, Card(title="Hello again"))
+    assert [c.activity_id for c in standin.of("update")] == [sent.message_id]
+    location.message_id = "1699999999999"  # never created
+    with pytest.raises(ErrorResponseException):
+        await messenger.update(location, Card(title="Nope"))
+    with pytest.raises(ErrorResponseException):
+        await messenger.post("19:not-installed@thread.tacv2", Card(title="Nope"))
+    assert [(c.conversation, c.status) for c in standin.of("unknown")] == [
+        (ALICE.conversation, 404),
+        ("19:not-installed@thread.tacv2", 404),
+    ]
 
 
 # ---------------------------------------------------------------- parsing and rendering

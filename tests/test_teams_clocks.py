@@ -25,7 +25,7 @@ from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
-from tests.support import LiveServer, about, fixture, make_settings
+from tests.support import LiveServer, about, fixture, teams_settings
 from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 
 REPO = Path(__file__).parent.parent
@@ -74,9 +74,7 @@ def installed(person: Person, standin: TeamsStandIn) -> dict[str, Any]:
 
 async def meet_the_bot(url: str, standin: TeamsStandIn, people: list[Person]) -> None:
     """Each person installs the app: the real server stores their id and personal chat."""
-    settings = make_settings(
-        url, SLACK_BOT_TOKEN="", MICROSOFT_APP_ID="", MICROSOFT_APP_PASSWORD=""
-    )
+    settings = teams_settings(url)
     server = await LiveServer(settings).start()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -160,6 +158,7 @@ async def liaison(store: Store, *args: str) -> str:
         SLACK_BOT_TOKEN="",
         MICROSOFT_APP_ID="",
         MICROSOFT_APP_PASSWORD="",
+        LIAISON_TEAMS_EMULATOR="1",
         COLUMNS="300",  # tables are not cut
     )
     process = await asyncio.create_subprocess_exec(

@@ -24,6 +24,8 @@ WINS = "19:wins-channel@thread.tacv2"
 @pytest.fixture
 async def standin() -> AsyncIterator[TeamsStandIn]:
     connector = await connector_with((ALICE, CAROL, BOB, DAVE))
+    for channel in (INSIGHTS, WINS):  # the bot is installed in both channels
+        connector.add_conversation(channel)
     yield connector
     await connector.stop()
 

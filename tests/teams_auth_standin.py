@@ -1,0 +1,172 @@
+"""A local stand-in for Microsoft's token services, on HTTPS in its own thread.
+
+Two halves, as in Microsoft's cloud:
+- Entra ID (login.microsoftonline.com): OpenID discovery and the OAuth 2.0 client-credentials
+  token endpoint MSAL gets the bot's outgoing token from. It hands out opaque tokens only
+  for the right client id, secret and Bot Framework scope; `valid` says whether a bearer
+  token is one of them (the connector stand-in asks it on every call).
+- The Bot Framework (login.botframework.com): OpenID metadata and the signing keys
+  incoming activities are checked with; `sign` makes the token Teams would send.
+
+It runs in a thread because botbuilder and MSAL fetch these synchronously, from the
+event loop of the server under test. HTTPS with a self-signed certificate: point
+REQUESTS_CA_BUNDLE at `ca_file` (MSAL refuses plain-HTTP authorities).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from jwt.algorithms import RSAAlgorithm
+
+ISSUER = "https://api.botframework.com"
+SCOPE = "https://api.botframework.com/.default"
+KID = "liaison-test-key"
+
+
+def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+class MicrosoftAuthStandIn:
+    """Entra's token endpoint for `app_id`/`secret` in `tenant`, and the channel's keys."""
+
+    def __init__(self, directory: Path, *, app_id: str, secret: str, tenant: str) -> None:
+        self.app_id, self.secret, self.tenant = app_id, secret, tenant
+        self.issued: set[str] = set()
+        self.requests: list[str] = []  # "METHOD path" of every request, in order
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ca_file = directory / "auth-standin.pem"
+        key_file = directory / "auth-standin.key"
+        self.ca_file.write_bytes(_certificate(tls_key).public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            tls_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_file, key_file)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> MicrosoftAuthStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def valid(self, token: str) -> bool:
+        return token in self.issued
+
+    def revoke(self) -> None:
+        self.issued.clear()
+
+    def sign(self, service_url: str, **claims: Any) -> str:
+        """The `Authorization` header the Bot Framework sends with an activity."""
+        now = int(time.time())
+        payload = {
+            "iss": ISSUER,
+            "aud": self.app_id,
+            "serviceurl": service_url,
+            "nbf": now - 5,
+            "exp": now + 3600,
+            **claims,
+        }
+        token = jwt.encode(payload, self.signing_key, algorithm="RS256", headers={"kid": KID})
+        return f"Bearer {token}"
+
+    # -------------------------------------------------------------- the HTTP side
+
+    def _answer(self, method: str, path: str, form: dict[str, str]) -> tuple[int, Any]:
+        self.requests.append(f"{method} {path}")
+        tenant_base = f"{self.url}/{self.tenant}"
+        if method == "GET" and path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
+            return 200, {
+                "issuer": f"{tenant_base}/v2.0",
+                "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{tenant_base}/oauth2/v2.0/token",
+            }
+        if method == "POST" and path == f"/{self.tenant}/oauth2/v2.0/token":
+            return self._token(form)
+        if method == "GET" and path == "/v1/.well-known/openidconfiguration":
+            return 200, {"issuer": ISSUER, "jwks_uri": f"{self.url}/v1/keys"}
+        if method == "GET" and path == "/v1/keys":
+            jwk = json.loads(RSAAlgorithm.to_jwk(self.signing_key.public_key()))
+            return 200, {"keys": [{**jwk, "kid": KID, "use": "sig"}]}
+        return 404, {"error": "not_found"}
+
+    def _token(self, form: dict[str, str]) -> tuple[int, Any]:
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        if form.get("client_id") != self.app_id or form.get("client_secret") != self.secret:
+            return 401, {"error": "invalid_client", "error_description": "bad credentials"}
+        if form.get("scope", "").split() != [SCOPE]:
+            return 400, {"error": "invalid_scope", "error_description": form.get("scope")}
+        token = f"tok-{uuid.uuid4().hex}"
+        self.issued.add(token)
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                form = {k: v[0] for k, v in parse_qs(raw).items()}
+                status, body = standin._answer(method, self.path.split("?")[0], form)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._reply("GET")
+
+            def do_POST(self) -> None:
+                self._reply("POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
