@@ -1,5 +1,5 @@
 """The outbox's retry policy: throttling is waited out without counting as a failure, but
-not for ever; errors back off and end parked as failed."""
+not for ever; errors back off (doubling, capped, with jitter) and end parked as failed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from bot.delivery import Deliverer, Posted
 from bot.messages import Card, card_to_dict
-from digests.outbox import MAX_ATTEMPTS, Sender, throttle_delay
+from digests.outbox import MAX_ATTEMPTS, Sender, backoff, throttle_delay
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
@@ -106,15 +106,24 @@ async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
 async def test_errors_back_off_then_park(sqlite_store: Store) -> None:
     owe(sqlite_store, NOW)
     sender = Sender(
-        sqlite_store, Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]), "test"
+        sqlite_store,
+        Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]),
+        "test",
+        jitter=lambda: 1.0,  # the top of the jitter range: the plain doubling
     )
     at = NOW
     for attempt in range(1, MAX_ATTEMPTS + 1):
         await sender.drain(at)
         message = row(sqlite_store)
         assert message.attempts == attempt
+        assert about(message.not_before, at + timedelta(seconds=min(5 * 2**attempt, 900)))
         if attempt < MAX_ATTEMPTS:
             assert message.status == "pending"
-            assert about(message.not_before, at + timedelta(seconds=min(5 * 2**attempt, 600)))
             at = message.not_before
     assert row(sqlite_store).status == "failed"
+    assert row(sqlite_store).parked_at is not None  # parked, tried again later
+
+
+def test_backoff_doubles_to_a_quarter_hour_spread_by_jitter() -> None:
+    assert [backoff(n, 1.0) for n in (1, 2, 7, 8, 30)] == [10, 20, 640, 900, 900]
+    assert backoff(8, 0.0) == 450  # jitter spreads over the upper half

@@ -1,0 +1,146 @@
+"""The outbox under faults: a busy database after a send, a slow or hanging Slack, an outage.
+
+Messages go through the real SlackMessenger (slack_sdk over HTTP) to the Slack stand-in;
+database faults are injected with a SQLAlchemy event on the store's own engine."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import select
+
+from bot.delivery import Deliverer
+from bot.messages import Card, card_to_dict
+from bot.slack import SlackMessenger
+from digests.outbox import LEASE, Sender
+from storage import queries
+from storage.db import Store
+from storage.models import OutboxMessage
+from tests.slack_standin import SlackStandIn
+from tests.support import make_settings
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    standin = await SlackStandIn().start()
+    yield standin
+    await standin.stop()
+
+
+def slack_deliverer(store: Store, slack: SlackStandIn, **overrides: str) -> Deliverer:
+    settings = make_settings(
+        str(store.engine.url), SLACK_BOT_TOKEN="xoxb-t", SLACK_API_URL=slack.api_url, **overrides
+    )
+    messenger = SlackMessenger.from_settings(settings, store)
+    return Deliverer(store, [messenger], [messenger])
+
+
+def owe_cards(store: Store, count: int, at: datetime = NOW) -> None:
+    """`count` cards, one to each of `count` reps known on Slack."""
+    with store.session() as s:
+        for n in range(count):
+            member = queries.upsert_member(
+                s, now=at, email=f"rep{n}@x.com", name=f"Rep {n}", slack_user_id=f"U0REP{n:03d}"
+            )
+            s.flush()
+            queries.enqueue(
+                s,
+                message=OutboxMessage(
+                    key=f"card:{n}",
+                    member_id=member.id,
+                    card=card_to_dict(Card(title=f"Card {n}")),
+                    not_before=at,
+                    created_at=at,
+                ),
+            )
+
+
+def rows(store: Store) -> list[OutboxMessage]:
+    with store.session() as s:
+        return list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
+
+
+def posted_titles(slack: SlackStandIn) -> list[str]:
+    return [str(p["text"]) for p in slack.of("chat.postMessage")]
+
+
+@pytest.fixture
+def locked_mark_sent(sqlite_store: Store) -> Iterator[dict[str, int]]:
+    """The database is busy for the first `left` writes that mark a row sent: SQLite's own
+    `database is locked`, raised where the driver would raise it."""
+    state = {"left": 3, "refused": 0}
+
+    def busy(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        marking = statement.lstrip().upper().startswith("UPDATE OUTBOX") and "sent" in str(params)
+        if marking and state["left"] > 0:
+            state["left"] -= 1
+            state["refused"] += 1
+            raise sqlite3.OperationalError("database is locked")
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", busy)
+    yield state
+    event.remove(sqlite_store.engine, "before_cursor_execute", busy)
+
+
+async def test_a_busy_database_after_the_send_neither_kills_the_lane_nor_resends(
+    sqlite_store: Store,
+    slack: SlackStandIn,
+    locked_mark_sent: dict[str, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    owe_cards(sqlite_store, 2)
+    sender = Sender(sqlite_store, slack_deliverer(sqlite_store, slack), "a")
+    with caplog.at_level(logging.WARNING):
+        await sender.drain(NOW)
+        # Long after any lease: a row left "sending" would be claimed and sent again.
+        await sender.drain(NOW + 3 * LEASE)
+    assert locked_mark_sent["refused"] == 3
+    assert sorted(posted_titles(slack)) == ["Card 0", "Card 1"]
+    assert [r.status for r in rows(sqlite_store)] == ["sent", "sent"]
+    assert all(r.message_id for r in rows(sqlite_store))
+    assert "Task exception was never retrieved" not in caplog.text
+
+
+async def test_a_lane_that_fails_unexpectedly_says_so_and_the_others_go_on(
+    sqlite_store: Store, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sqlite_store.session() as s:
+        rep = queries.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
+        s.flush()
+        for n in range(3):  # one conversation: one lane, in order
+            queries.enqueue(
+                s,
+                message=OutboxMessage(
+                    key=f"card:{n}",
+                    member_id=rep.id,
+                    card=card_to_dict(Card(title=f"Card {n}")),
+                    not_before=NOW,
+                    created_at=NOW,
+                ),
+            )
+    deliverer = slack_deliverer(sqlite_store, slack)
+    sender = Sender(sqlite_store, deliverer, "a")
+    original = sender._sent
+    calls = {"n": 0}
+
+    def broken_once(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the bookkeeping")
+        original(*args, **kwargs)
+
+    sender._sent = broken_once  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        await sender.drain(NOW)
+    assert len(posted_titles(slack)) == 3
+    assert sum(r.status == "sent" for r in rows(sqlite_store)) == 2
+    assert "a bug in the bookkeeping" in caplog.text
+    assert "Task exception was never retrieved" not in caplog.text
