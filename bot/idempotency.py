@@ -29,7 +29,13 @@ class Recall(Protocol):
     platform: str
 
     async def recall(
-        self, *, key: str, member: Member | None, channel: str | None, since: datetime
+        self,
+        *,
+        key: str,
+        member: Member | None,
+        channel: str | None,
+        since: datetime,
+        thread: str | None = None,
     ) -> Posted | None: ...
 
 

@@ -79,7 +79,10 @@ def build_web_app(
         # the event loop take the GIL back sooner to ack the next request.
         sys.setswitchinterval(0.001)
         if slack_messenger is not None:
-            slack_messenger.client.session = aiohttp.ClientSession()
+            # slack_sdk applies its own timeout only to sessions it makes: this shared one
+            # carries it, so no Web API call outlives an outbox lease.
+            timeout = aiohttp.ClientTimeout(total=settings.call_timeout)
+            slack_messenger.client.session = aiohttp.ClientSession(timeout=timeout)
         # Delivery always runs; `scheduler` adds the SLA tick (off with --no-scheduler).
         clockwork.start(ticks=scheduler)
 

@@ -81,10 +81,21 @@ def backoff(attempts: int, jitter: float) -> float:
     return float(min(5.0 * 2**attempts, BACKOFF_CAP) * (0.5 + jitter / 2))
 
 
+class RecallError(Exception):
+    """Asking the platform whether an earlier attempt posted a message failed: still unknown.
+    The platform's answer, if any, stays on `.response` (a 429 is waited out as usual)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"could not check for an earlier send: {type(cause).__name__}: {cause}")
+        self.response = getattr(cause, "response", None)
+
+
 def outcome_known(error: BaseException) -> bool:
     """Whether a failed send certainly did not post: the platform answered (an HTTP error on
     `.response`), or nothing left the process. A timeout or a dropped connection may have
-    posted the message after all."""
+    posted the message after all, and a failed check leaves an earlier send unknown."""
+    if isinstance(error, RecallError):
+        return False
     if getattr(error, "response", None) is not None:
         return True
     return not isinstance(error, TimeoutError | ConnectionError | OSError) and not (
@@ -446,12 +457,11 @@ class Sender:
         key = OUTBOX_KEY.set(message.key)
         try:
             async with in_flight:
-                found = await self._recall(message, earlier) if earlier else None
-                if found is not None:
-                    log.info("outbox %s: already posted by an earlier attempt", message.key)
-                    await self._write(self._record_found, message, found)
-                    await self._write(self._sent, message, found, current(), report)
-                    return
+                if earlier is not None:
+                    found = await self._recall(message, earlier)
+                    if found is not None:
+                        await self._write(self._found, message, found, current(), report)
+                        return
                 posted = await self._deliver(message, card)
         except Exception as error:  # any platform error is recorded on the message
             await self._write(self._failed, message, error, current(), report)
@@ -472,23 +482,48 @@ class Sender:
         """Where an earlier send of `message` landed, if a platform can tell (Slack)."""
         member = await asyncio.to_thread(self._member, message.member_id)
         platform, _, channel = (message.target or "").partition(":")
+        threads = await asyncio.to_thread(self._threads, message)
         for messenger in self.deliverer.messengers.values():
             if not isinstance(messenger, Recall):
                 continue
             if message.target and messenger.platform != platform:
                 continue
-            found = await messenger.recall(
-                key=message.key, member=member, channel=channel or None, since=since
-            )
-            if found is not None:
-                return messenger.platform, found
+            places = [t for t in threads if t.platform == messenger.platform]
+            asks: list[tuple[str | None, str | None]] = [
+                (t.channel, t.message_id) for t in places
+            ] or [(channel or None, None)]
+            for where, thread in asks:
+                try:
+                    found = await messenger.recall(
+                        key=message.key, member=member, channel=where, since=since, thread=thread
+                    )
+                except Exception as error:  # recorded on the row by the caller, as unknown
+                    raise RecallError(error) from error
+                if found is not None:
+                    return messenger.platform, found
         return None
+
+    def _threads(self, message: OutboxMessage) -> list[CardLocation]:
+        """The handoff cards whose thread a thread reply goes to (none for other messages)."""
+        if not message.in_thread or message.lead_id is None:
+            return []
+        with self.store.session() as session:
+            found = queries.locations_of(session, lead_id=message.lead_id, purpose="handoff")
+            return [t for t in found if t.member_id == message.member_id]
 
     def _member(self, member_id: int | None) -> Member | None:
         if member_id is None:
             return None
         with self.store.session() as session:
             return session.get(Member, member_id)
+
+    def _found(
+        self, message: OutboxMessage, where: tuple[str, Posted], now: datetime, report: SendReport
+    ) -> None:
+        """An earlier attempt did post `message`: record it as sent, not send it again."""
+        log.info("outbox %s: already posted by an earlier attempt, not sent again", message.key)
+        self._record_found(message, where)
+        self._sent(message, where, now, report)
 
     def _record_found(self, message: OutboxMessage, where: tuple[str, Posted]) -> None:
         """Where a recalled card lives, as a send would have recorded it (for updates)."""

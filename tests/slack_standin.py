@@ -46,6 +46,13 @@ class SlackStandIn:
     post_delay: float = 0.0
     # Files uploaded with files_upload_v2: id → filename, title, channel and the bytes.
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Messages posted, by conversation (a DM under its D… id), oldest first, with their
+    # metadata: what conversations.history and conversations.replies answer from.
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The next `hang_posts` chat.postMessage calls never answer and post nothing (a Slack
+    # that hangs), until the stand-in stops.
+    hang_posts: int = 0
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def api_url(self) -> str:
@@ -76,7 +83,14 @@ class SlackStandIn:
         self._runner, self.url = await serve_on_loopback(app)
         return self
 
+    def posted_in(self, channel: str) -> list[dict[str, Any]]:
+        """The messages in a conversation (a user id means their DM), thread replies too."""
+        if channel.startswith("U"):
+            channel = "D" + channel[1:]
+        return list(self.messages.get(channel, []))
+
     async def stop(self) -> None:
+        self._stopping.set()
         for socket in list(self._sockets):
             await socket.close()
         if self._runner is not None:
@@ -201,11 +215,16 @@ class SlackStandIn:
                 headers={"Retry-After": str(retry_after)},
             )
         self.calls.append(Call(method, params))
-        if method == "chat.postMessage" and self.post_delay > 0:
-            await asyncio.sleep(self.post_delay)
+        if method == "chat.postMessage" and self.hang_posts > 0:
+            self.hang_posts -= 1
+            await self._stopping.wait()
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         if method == "apps.connections.open":
             return web.json_response(self._open_connection(request))
-        return web.json_response(self.answer(method, params))
+        answer = self.answer(method, params)
+        if method == "chat.postMessage" and self.post_delay > 0:
+            await asyncio.sleep(self.post_delay)  # posted already; the answer comes late
+        return web.json_response(answer)
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -222,12 +241,22 @@ class SlackStandIn:
             channel = str(params.get("channel", ""))
             if channel.startswith("U"):
                 channel = "D" + channel[1:]
-            return {
-                "ok": True,
-                "channel": channel,
-                "ts": f"1700000000.{next(self._ts):06d}",
-                "message": {"text": params.get("text", "")},
-            }
+            ts = f"1700000000.{next(self._ts):06d}"
+            message = {"ts": ts, "text": params.get("text", "")}
+            if params.get("thread_ts"):
+                message["thread_ts"] = params["thread_ts"]
+            if params.get("metadata"):
+                metadata = params["metadata"]
+                message["metadata"] = (
+                    json.loads(metadata) if isinstance(metadata, str) else metadata
+                )
+            self.messages.setdefault(channel, []).append(message)
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "conversations.open":
+            user = str(params.get("users", ""))
+            return {"ok": True, "channel": {"id": "D" + user[1:]}}
+        if method in ("conversations.history", "conversations.replies"):
+            return self._history(method, params)
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "chat.postEphemeral":
@@ -257,3 +286,23 @@ class SlackStandIn:
             user = self.users.get(str(params.get("user")))
             return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _history(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A conversation's messages newest first (history: top level only; replies: one
+        thread), with metadata only when `include_all_metadata` is asked for."""
+        channel = str(params.get("channel", ""))
+        if channel not in self.messages and not channel.startswith("D"):
+            return {"ok": False, "error": "channel_not_found"}
+        thread = params.get("ts")
+        found = [
+            m
+            for m in self.messages.get(channel, [])
+            if (m.get("thread_ts") == thread or m["ts"] == thread)
+            if method == "conversations.replies" or "thread_ts" not in m
+        ]
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
+            for m in reversed(found)
+        ]
+        return {"ok": True, "messages": shown, "has_more": False}

@@ -32,6 +32,8 @@ SLACK_SCOPES = {
     "im:history",  # message.im events: commands typed in the DM
     "users:read",  # users.info
     "users:read.email",  # users.lookupByEmail
+    "channels:history",  # conversations.history: the outbox looks before it resends
+    "groups:history",  # the same in private channels
 }
 
 

@@ -5,10 +5,12 @@ database faults are injected with a SQLAlchemy event on the store's own engine."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -144,3 +146,35 @@ async def test_a_lane_that_fails_unexpectedly_says_so_and_the_others_go_on(
     assert sum(r.status == "sent" for r in rows(sqlite_store)) == 2
     assert "a bug in the bookkeeping" in caplog.text
     assert "Task exception was never retrieved" not in caplog.text
+    # The card whose bookkeeping failed is on Slack: once its lease has run out, a sender
+    # finds it there by its outbox key and records it, instead of posting it again.
+    await Sender(sqlite_store, deliverer, "b").drain(NOW + 3 * LEASE)
+    assert len(posted_titles(slack)) == 3
+    assert [r.status for r in rows(sqlite_store)] == ["sent", "sent", "sent"]
+    assert len(slack.of("conversations.history")) == 1
+
+
+async def test_a_hanging_slack_times_out_within_the_lease_and_is_retried_once(
+    sqlite_store: Store, slack: SlackStandIn
+) -> None:
+    owe_cards(sqlite_store, 1)
+    lease = timedelta(seconds=4)
+    deliverer = slack_deliverer(sqlite_store, slack, LIAISON_OUTBOX_LEASE_SECONDS="4")
+    sender = Sender(sqlite_store, deliverer, "a", lease=lease)
+    slack.hang_posts = 1
+    started = time.monotonic()
+    report = await asyncio.wait_for(sender.drain(NOW), timeout=lease.total_seconds())
+    assert time.monotonic() - started < lease.total_seconds()
+    assert report.retried == 1
+    unsure = rows(sqlite_store)[0]
+    assert (unsure.status, unsure.attempts) == ("pending", 1)
+    assert unsure.sending_since is not None  # the hung send's outcome is unknown
+    # The retry looks first (nothing there: the hung post never landed), then posts.
+    await sender.drain(NOW + timedelta(minutes=1))
+    await sender.drain(NOW + timedelta(minutes=30))
+    assert len(slack.of("chat.postMessage")) == 2  # the hung one and one retry, no more
+    assert len(slack.of("conversations.history")) == 1
+    assert [m["text"] for m in slack.posted_in("U0REP000")] == ["Card 0"]
+    sent = rows(sqlite_store)[0]
+    assert (sent.status, sent.sending_since) == ("sent", None)
+
