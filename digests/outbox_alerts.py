@@ -44,21 +44,23 @@ def _not_alerts() -> Any:
     return ~col(OutboxMessage.key).startswith(KEY_PREFIX)
 
 
-def outstanding(session: Session, *, now: datetime, retry_for: timedelta) -> int:
-    """Parked messages not delivered yet and still being tried."""
+def outstanding(
+    session: Session, *, now: datetime, retry_for: timedelta
+) -> tuple[int, datetime | None]:
+    """How many parked messages are not delivered yet and still being tried, and when the
+    first of them was parked."""
     expired = (col(OutboxMessage.status) == OutboxStatus.failed) & (
         col(OutboxMessage.created_at) <= now - retry_for
     )
-    return session.exec(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
+    count, first = session.exec(
+        select(func.count(), func.min(OutboxMessage.parked_at)).where(
             col(OutboxMessage.parked_at).is_not(None),
             col(OutboxMessage.status) != OutboxStatus.sent,
             ~expired,
             _not_alerts(),
         )
     ).one()
+    return int(count), first
 
 
 def _delivered_since(session: Session, *, since: datetime) -> int:
@@ -77,12 +79,13 @@ def review(
     session: Session, *, now: datetime, admin_channel: str | None, retry_for: timedelta
 ) -> None:
     """Start or end the parked-messages episode, owing the admin's notice for the change."""
-    parked = outstanding(session, now=now, retry_for=retry_for)
+    parked, first = outstanding(session, now=now, retry_for=retry_for)
     state = _state(session)
     value = json.loads(state.value)
     since = value.get("since")
     if since is None and parked:
-        value = {"episode": int(value.get("episode", 0)) + 1, "since": now.isoformat()}
+        started = first or now
+        value = {"episode": int(value.get("episode", 0)) + 1, "since": started.isoformat()}
         card = Card(
             title=say("outbox_parked_title", count=parked),
             text=say("outbox_parked_text"),

@@ -52,6 +52,8 @@ class SlackStandIn:
     # The next `hang_posts` chat.postMessage calls never answer and post nothing (a Slack
     # that hangs), until the stand-in stops.
     hang_posts: int = 0
+    # An outage: while set, every Web API call answers 500 (recorded in `refused`).
+    down: bool = False
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -205,6 +207,9 @@ class SlackStandIn:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
+        if self.down:
+            self.refused.append(Call(method, params))
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         left, retry_after = self._throttled.get(method, (0, 0))
         if left > 0:
             self._throttled[method] = (left - 1, retry_after)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -178,3 +180,52 @@ async def test_a_hanging_slack_times_out_within_the_lease_and_is_retried_once(
     sent = rows(sqlite_store)[0]
     assert (sent.status, sent.sending_since) == ("sent", None)
 
+
+
+async def test_a_ten_minute_outage_parks_then_delivers_everything_once_and_tells_the_admin(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    owe_cards(any_store, 3)
+    with any_store.session() as s:
+        queries.upsert_member(
+            s, now=NOW, email="admin@x.com", name="Ada", slack_user_id="U0ADMIN", role="admin"
+        )
+    deliverer = slack_deliverer(any_store, slack)
+    sender = Sender(any_store, deliverer, "a", admin_channel="slack:C0ADMIN")
+    slack.down = True
+    at = NOW
+    while at < NOW + timedelta(minutes=10):  # a pass every 30 s through the outage
+        await sender.drain(at)
+        at += timedelta(seconds=30)
+    assert not slack.of("chat.postMessage")
+    parked = [r for r in rows(any_store) if r.key.startswith("card:")]
+    assert all(r.status == "failed" and r.parked_at for r in parked), parked
+    assert any(c.method == "auth.test" for c in slack.refused)  # the probe asked meanwhile
+
+    slack.down = False
+    # The next pass's probe (auth.test) finds Slack back: everything parked goes at once,
+    # not when each one's backoff (up to 15 minutes) has passed.
+    await sender.drain(at)
+    assert sorted(t for t in posted_titles(slack) if t.startswith("Card")) == [
+        "Card 0",
+        "Card 1",
+        "Card 2",
+    ]
+    assert slack.of("auth.test")
+    while at < NOW + timedelta(minutes=40):
+        await sender.drain(at)
+        at += timedelta(seconds=30)
+
+    cards = Counter(t for t in posted_titles(slack) if t.startswith("Card"))
+    assert cards == {"Card 0": 1, "Card 1": 1, "Card 2": 1}
+    assert all(r.status == "sent" for r in rows(any_store))
+    for admin in ("U0ADMIN", "C0ADMIN"):  # privately, and in the admin channel
+        told = [m["text"] for m in slack.posted_in(admin)]
+        assert len(told) == 2, told
+        # As many as were parked when it was noticed (jitter spreads the parking).
+        assert re.fullmatch(r"[123] messages? could not be delivered yet", told[0]), told
+        assert told[1] == "3 delayed messages delivered", told
+    # Nothing more to say once it is over.
+    await sender.drain(at + timedelta(hours=1))
+    assert len(slack.posted_in("U0ADMIN")) == 2
+    assert not [r for r in rows(any_store) if r.status != "sent"]
