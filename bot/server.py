@@ -10,12 +10,15 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
 from bot.webhook import make_handler
+from digests.metrics import CONTENT_TYPE, OutboxMetrics
+from digests.outbox import depth
 from digests.scheduler import Clockwork, for_settings
 from handlers.ingest import Ingestor
 from storage.db import Store
@@ -40,7 +43,8 @@ def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
 def build_web_app(
     settings: Settings, store: Store, router: Router, *, scheduler: bool = False
 ) -> web.Application:
-    """Routes: POST /slack/events, POST /api/messages, POST /api/leads, GET /healthz."""
+    """Routes: POST /slack/events, POST /api/messages, POST /api/leads, GET /healthz,
+    GET /metrics."""
     from bot import slack, teams
 
     background = Background()
@@ -68,6 +72,7 @@ def build_web_app(
     app.router.add_post("/api/messages", teams.make_route(adapter, store, bot))
     app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
     app.router.add_get("/healthz", _health(store))
+    app.router.add_get("/metrics", _metrics(store, clockwork.sender.metrics))
 
     async def _start(_: web.Application) -> None:
         # Everything built so far lives as long as the process: keep it out of the
@@ -102,6 +107,23 @@ def build_web_app(
 
 async def _slack_off(_: web.Request) -> web.Response:
     return web.json_response({"error": "Slack is not configured: set SLACK_BOT_TOKEN"}, status=404)
+
+
+def _metrics(store: Store, metrics: OutboxMetrics) -> Handler:
+    """GET /metrics: the outbox counters, and its depth read now, in Prometheus' format."""
+
+    def read_depth() -> dict[str, int]:
+        with store.session() as session:
+            return depth(session)
+
+    async def scrape(_: web.Request) -> web.Response:
+        try:
+            metrics.set_depth(await asyncio.to_thread(read_depth))
+        except SQLAlchemyError as error:  # the counters still answer; the depth is the last seen
+            log.warning("metrics: outbox depth not read (%s)", type(error).__name__)
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    return scrape
 
 
 def _health(store: Store) -> Handler:

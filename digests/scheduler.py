@@ -64,13 +64,16 @@ class Clockwork:
         interval: float = 5.0,
         lease_seconds: float = 60.0,
         work: Sequence[DueWork] = DUE_WORK,
+        admin_channel: str | None = None,
     ) -> None:
         self.store = store
         self.company = company
         self.work = tuple(work)
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
-        self.sender = Sender(store, deliverer, instance_name(), lease=lease)
+        self.sender = Sender(
+            store, deliverer, instance_name(), lease=lease, admin_channel=admin_channel
+        )
         self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
         self._wanted: asyncio.Event | None = None
         self._sending: asyncio.Task[None] | None = None
@@ -211,4 +214,5 @@ def for_settings(settings: Settings, store: Store, deliverer: Deliverer) -> Cloc
         settings.tick_seconds,
         settings.outbox_lease_seconds,
         work=(*DUE_WORK, Digests(schedule, settings.default_channel("digest"))),
+        admin_channel=settings.default_channel("admin"),
     )
