@@ -215,7 +215,8 @@ async def send_to(
         if connector is not None and error_page not in connector.config.hooks:
             connector.config.hooks.append(error_page)
         if connector is not None:
-            connector.config.connection.timeout = adapter.call_timeout
+            # Frees the request's thread soon after `wait_for` below has given up on it.
+            connector.config.connection.timeout = adapter.call_timeout + 1
         # The synthetic continuation activity's id would otherwise become the replyToId.
         turn_context.activity.id = reply_to
         response = await turn_context.send_activity(activity)

@@ -19,15 +19,17 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
+from bot import teams
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
 from bot.slack import SlackMessenger
 from digests.outbox import LEASE, Sender
 from storage import queries
 from storage.db import Store
-from storage.models import OutboxMessage
+from storage.models import Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
 from tests.support import make_settings
+from tests.teams_standin import TeamsStandIn
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -229,3 +231,34 @@ async def test_a_ten_minute_outage_parks_then_delivers_everything_once_and_tells
     await sender.drain(at + timedelta(hours=1))
     assert len(slack.posted_in("U0ADMIN")) == 2
     assert not [r for r in rows(any_store) if r.status != "sent"]
+
+
+async def test_a_slow_teams_connector_times_out_within_the_lease() -> None:
+    connector = await TeamsStandIn(send_delay=4.0).start()
+    try:
+        settings = make_settings(
+            "sqlite://",
+            SLACK_BOT_TOKEN="",
+            MICROSOFT_APP_ID="",
+            MICROSOFT_APP_PASSWORD="",
+            LIAISON_OUTBOX_LEASE_SECONDS="3",
+        )
+        messenger = teams.TeamsMessenger(teams.make_adapter(settings), settings)
+        alice = Member(
+            id=1,
+            name="Alice",
+            handle="alice",
+            teams_reference={
+                "channelId": "msteams",
+                "serviceUrl": connector.service_url,
+                "conversation": {"id": "a:alice"},
+                "bot": {"id": "28:liaison"},
+                "user": {"id": "29:alice"},
+            },
+        )
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await messenger.send(alice, Card(title="Hello"))
+        assert time.monotonic() - started < 3  # within the lease: 1.5 s, half of it
+    finally:
+        await connector.stop()
