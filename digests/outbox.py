@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
+import aiohttp
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, or_, select
 
@@ -90,17 +91,28 @@ class RecallError(Exception):
         self.response = getattr(cause, "response", None)
 
 
+# Failures after which the platform may have taken the message all the same.
+MAYBE_SENT = (
+    TimeoutError,
+    ConnectionError,
+    aiohttp.ClientOSError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientPayloadError,
+)
+
+
 def outcome_known(error: BaseException) -> bool:
     """Whether a failed send certainly did not post: the platform answered (an HTTP error on
-    `.response`), or nothing left the process. A timeout or a dropped connection may have
-    posted the message after all, and a failed check leaves an earlier send unknown."""
+    `.response`), no connection was made, or the error came before the request. A timeout or
+    a dropped connection may have posted the message after all, and a failed check leaves an
+    earlier send unknown."""
     if isinstance(error, RecallError):
         return False
     if getattr(error, "response", None) is not None:
         return True
-    return not isinstance(error, TimeoutError | ConnectionError | OSError) and not (
-        type(error).__module__.startswith("aiohttp")
-    )
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return True
+    return not isinstance(error, MAYBE_SENT)
 
 
 def lane_of(message: OutboxMessage) -> str:
