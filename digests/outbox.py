@@ -467,19 +467,22 @@ class Sender:
     ) -> None:
         """Send a message whose lease this sender holds (renewed by the heartbeat)."""
         key = OUTBOX_KEY.set(message.key)
+        found: tuple[str, Posted] | None = None
+        posted: list[tuple[str, Posted]] = []
         try:
             async with in_flight:
                 if earlier is not None:
                     found = await self._recall(message, earlier)
-                    if found is not None:
-                        await self._write(self._found, message, found, current(), report)
-                        return
-                posted = await self._deliver(message, card)
+                if found is None:
+                    posted = await self._deliver(message, card)
         except Exception as error:  # any platform error is recorded on the message
             await self._write(self._failed, message, error, current(), report)
             return
         finally:
             OUTBOX_KEY.reset(key)
+        if found is not None:
+            await self._write(self._found, message, found, current(), report)
+            return
         if not posted:
             await self._write(
                 self._park,
