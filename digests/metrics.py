@@ -10,7 +10,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class OutboxMetrics:
-    """Sent, retried, throttled, parked and recovered messages, and the outbox's depth."""
+    """Sent, retried, throttled, parked, failed and recovered messages, and the outbox's
+    depth."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -30,6 +31,11 @@ class OutboxMetrics:
         self.parked = Counter(
             "liaison_outbox_parked",
             "Messages parked as failed after their quick attempts (retried slowly after)",
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "liaison_outbox_failed",
+            "Messages failed for good: refused by the platform, or nowhere to send them",
             registry=self.registry,
         )
         self.recovered = Counter(

@@ -101,6 +101,17 @@ MAYBE_SENT = (
 )
 
 
+def transient(error: BaseException) -> bool:
+    """Whether a failure may pass by itself (no answer, a timeout, a 5xx, a 408 or 429), so a
+    parked message is worth trying again; a refusal (another 4xx, or Slack's `ok: false` such
+    as `channel_not_found`) stays one until someone acts (`liaison outbox retry`)."""
+    response: Any = getattr(error, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    if not isinstance(status, int):
+        return True
+    return status >= 500 or status in (408, 429)
+
+
 def outcome_known(error: BaseException) -> bool:
     """Whether a failed send certainly did not post: the platform answered (an HTTP error on
     `.response`), no connection was made, or the error came before the request. A timeout or
@@ -626,6 +637,11 @@ class Sender:
                 # Throttled retries do not count as attempts, but they do not go on forever.
                 row.last_error = f"still throttled after {MAX_THROTTLED}: {row.last_error}"
                 self._park_row(row, now, report)
+            elif row.attempts >= MAX_ATTEMPTS and not transient(error):
+                row.status = OutboxStatus.failed.value
+                report.failed += 1
+                self.metrics.failed.inc()
+                log.error("outbox %s refused, failed for good: %s", row.key, row.last_error)
             elif row.attempts >= MAX_ATTEMPTS:
                 self._park_row(row, now, report)
             else:
@@ -660,6 +676,7 @@ class Sender:
             row.sending_since = None
             session.add(row)
         report.failed += 1
+        self.metrics.failed.inc()
         log.error("outbox %s parked: %s", message.key, why)
 
 

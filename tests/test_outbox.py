@@ -18,6 +18,7 @@ from digests.outbox import (
     backoff,
     outcome_known,
     throttle_delay,
+    transient,
 )
 from storage import queries
 from storage.db import Store
@@ -173,3 +174,11 @@ async def test_the_lease_is_renewed_while_a_slow_send_is_in_flight(sqlite_store:
     await asyncio.gather(first.drain(NOW), later())
     assert slow.sent == ["Hi"]
     assert (row(sqlite_store).status, row(sqlite_store).claimed_by) == ("sent", "first")
+
+
+def test_only_failures_that_may_pass_are_tried_again_after_parking() -> None:
+    assert transient(TimeoutError())
+    assert transient(PlatformError(503))
+    assert transient(PlatformError(429))
+    assert not transient(PlatformError(403))  # Teams: the app was removed
+    assert not transient(PlatformError(200))  # Slack's ok: false, e.g. channel_not_found
