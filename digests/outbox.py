@@ -164,6 +164,19 @@ def due_count(session: Session, *, now: datetime) -> int:
     ).one()
 
 
+def held_by_count(session: Session, *, owner: str, now: datetime) -> int:
+    """How many messages `owner` holds leased at `now` (being sent, or about to be)."""
+    return session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.status) == OutboxStatus.sending,
+            col(OutboxMessage.claimed_by) == owner,
+            col(OutboxMessage.claimed_until) >= now,
+        )
+    ).one()
+
+
 def _held(now: datetime) -> Any:
     return (col(OutboxMessage.status) == OutboxStatus.pending) & (
         col(OutboxMessage.not_before) > now

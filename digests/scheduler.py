@@ -19,7 +19,7 @@ from bot.delivery import Deliverer
 from bot.settings import Settings
 from digests import approvals, feedback, sla
 from digests.business_time import Company
-from digests.outbox import Sender, SendReport, due_count
+from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,13 @@ class Clockwork:
                 return
 
     def _anything_due(self) -> bool:
+        """Due messages, or messages this sender holds (claimed, its lanes not yet told)."""
         with self.store.session() as session:
-            return due_count(session, now=datetime.now(UTC)) > 0
+            now = datetime.now(UTC)
+            return (
+                due_count(session, now=now) > 0
+                or held_by_count(session, owner=self.sender.owner, now=now) > 0
+            )
 
     # ------------------------------------------------------------ from a thread (console)
 
