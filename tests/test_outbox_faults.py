@@ -23,7 +23,10 @@ from bot import teams
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
 from bot.slack import SlackMessenger
+from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import LEASE, Sender
+from digests.owing import owe
+from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import Member, OutboxMessage
@@ -32,6 +35,7 @@ from tests.support import make_settings
 from tests.teams_standin import TeamsStandIn
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+ALWAYS = Company("UTC", *parse_hours("00:00-24:00"), parse_workdays("mon-sun"))
 
 
 @pytest.fixture
@@ -183,7 +187,6 @@ async def test_a_hanging_slack_times_out_within_the_lease_and_is_retried_once(
     assert (sent.status, sent.sending_since) == ("sent", None)
 
 
-
 async def test_a_ten_minute_outage_parks_then_delivers_everything_once_and_tells_the_admin(
     any_store: Store, slack: SlackStandIn
 ) -> None:
@@ -262,3 +265,49 @@ async def test_a_slow_teams_connector_times_out_within_the_lease() -> None:
         assert time.monotonic() - started < 3  # within the lease: 1.5 s, half of it
     finally:
         await connector.stop()
+
+
+async def test_a_thread_reply_whose_send_was_not_recorded_is_found_in_its_thread(
+    sqlite_store: Store, slack: SlackStandIn
+) -> None:
+    with sqlite_store.session() as s:
+        queries.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
+    with sqlite_store.session() as s:
+        lead = LeadIn(external_id="L1", name="Jordan Patel", owner_email="r@x.com")  # type: ignore[call-arg]
+        _, effects = store_leads(s, [lead], now=NOW, admin_channel=None, company=ALWAYS)
+        owe(s, effects, actor_id=None, now=NOW, company=ALWAYS)
+    deliverer = slack_deliverer(sqlite_store, slack)
+    await Sender(sqlite_store, deliverer, "a").drain(NOW)  # the handoff card
+    [card] = slack.posted_in("U0R")
+    with sqlite_store.session() as s:
+        handoff = s.exec(select(OutboxMessage)).one()
+        queries.enqueue(
+            s,
+            message=OutboxMessage(
+                key="answer:1",
+                member_id=handoff.member_id,
+                lead_id=handoff.lead_id,
+                purpose="answer",
+                in_thread=True,
+                card=card_to_dict(Card(title="The answer")),
+                not_before=NOW,
+                created_at=NOW,
+            ),
+        )
+    sender = Sender(sqlite_store, deliverer, "b")
+    original = sender._sent
+
+    def unrecorded(message: OutboxMessage, *args: Any) -> None:
+        if message.key == "answer:1":
+            raise RuntimeError("the database went away")
+        original(message, *args)
+
+    sender._sent = unrecorded  # type: ignore[method-assign]
+    await sender.drain(NOW + timedelta(seconds=5))
+    assert [m["text"] for m in slack.posted_in("U0R")] == ["Jordan Patel", "The answer"]
+
+    await Sender(sqlite_store, deliverer, "c").drain(NOW + 3 * LEASE)
+    replies = slack.of("conversations.replies")
+    assert [r["ts"] for r in replies] == [card["ts"]]  # looked in the card's thread
+    assert [m["text"] for m in slack.posted_in("U0R")] == ["Jordan Patel", "The answer"]
+    assert all(r.status == "sent" for r in rows(sqlite_store))
