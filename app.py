@@ -288,7 +288,11 @@ async def _deliver_owed(deliverer: Deliverer, settings: Settings, store: Store) 
             return due_count(session, now=now())
 
     clockwork = Clockwork(
-        store, deliverer, settings.company, lease_seconds=settings.outbox_lease_seconds
+        store,
+        deliverer,
+        settings.company,
+        lease_seconds=settings.outbox_lease_seconds,
+        admin_channel=settings.default_channel("admin"),
     )
     report = SendReport()
     total = await asyncio.to_thread(due)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
@@ -19,6 +20,8 @@ from bot.tasks import Background
 from bot.teams_trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
+from digests.metrics import CONTENT_TYPE, OutboxMetrics
+from digests.outbox import depth
 from digests.scheduler import Clockwork, for_settings
 from handlers.ingest import Ingestor
 from storage.db import Store, unavailable
@@ -45,7 +48,8 @@ def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
 def build_web_app(
     settings: Settings, store: Store, router: Router, *, scheduler: bool = False
 ) -> web.Application:
-    """Routes: POST /slack/events, POST /api/messages (Teams on), POST /api/leads, GET /healthz."""
+    """Routes: POST /slack/events, POST /api/messages (Teams on), POST /api/leads, GET /healthz,
+    GET /metrics."""
     from bot import slack, teams
 
     background = Background()
@@ -77,6 +81,7 @@ def build_web_app(
         app.router.add_post("/api/messages", _teams_off)
     app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
     app.router.add_get("/healthz", _health(store))
+    app.router.add_get("/metrics", _metrics(store, clockwork.sender.metrics))
 
     async def _start(_: web.Application) -> None:
         # Everything built so far lives as long as the process: keep it out of the
@@ -88,7 +93,10 @@ def build_web_app(
         # the event loop take the GIL back sooner to ack the next request.
         sys.setswitchinterval(0.001)
         if slack_messenger is not None:
-            slack_messenger.client.session = aiohttp.ClientSession()
+            # slack_sdk applies its own timeout only to sessions it makes: this shared one
+            # carries it, so no Web API call outlives an outbox lease.
+            timeout = aiohttp.ClientTimeout(total=settings.call_timeout)
+            slack_messenger.client.session = aiohttp.ClientSession(timeout=timeout)
         # Delivery always runs; `scheduler` adds the SLA tick (off with --no-scheduler).
         clockwork.start(ticks=scheduler)
 
@@ -140,6 +148,23 @@ def _database_down(store: Store) -> Middleware:
 async def _teams_off(_: web.Request) -> web.Response:
     """Teams is off: nothing in the request is read, nobody is met, nothing is called."""
     return web.json_response({"error": "Teams is not configured: set MICROSOFT_APP_ID"}, status=404)
+
+
+def _metrics(store: Store, metrics: OutboxMetrics) -> Handler:
+    """GET /metrics: the outbox counters, and its depth read now, in Prometheus' format."""
+
+    def read_depth() -> dict[str, int]:
+        with store.session() as session:
+            return depth(session)
+
+    async def scrape(_: web.Request) -> web.Response:
+        try:
+            metrics.set_depth(await asyncio.to_thread(read_depth))
+        except SQLAlchemyError as error:  # the counters still answer; the depth is the last seen
+            log.warning("metrics: outbox depth not read (%s)", type(error).__name__)
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    return scrape
 
 
 def _health(store: Store) -> Handler:

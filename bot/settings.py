@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(60.0, gt=0, alias="LIAISON_OUTBOX_LEASE_SECONDS")
     # An owner lookup (Slack users.lookupByEmail) that takes longer failed: retried later.
     lookup_timeout_seconds: float = Field(5.0, gt=0, alias="LIAISON_LOOKUP_TIMEOUT_SECONDS")
+    platform_timeout_seconds: float = Field(20.0, gt=0, alias="LIAISON_PLATFORM_TIMEOUT_SECONDS")
 
     @field_validator("timezone")
     @classmethod
@@ -85,6 +86,12 @@ class Settings(BaseSettings):
         """The company's default time zone and working week (members may override)."""
         start, end = parse_hours(self.work_hours)
         return Company(self.timezone, start, end, parse_workdays(self.workdays))
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds any Slack or Teams call may take: the setting, but at most half the outbox
+        lease, so a send always ends (or is known unfinished) while its lease holds."""
+        return min(self.platform_timeout_seconds, self.outbox_lease_seconds / 2)
 
     @property
     def slack_enabled(self) -> bool:

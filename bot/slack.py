@@ -31,6 +31,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.buttons import decode
 from bot.delivery import Bot, LookupFailed, Posted
 from bot.effects import FormErrors
+from bot.idempotency import METADATA_EVENT, OUTBOX_KEY
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 # views.open's answers when the trigger_id is older than Slack's 3 seconds, or used.
 STALE_TRIGGER = {"expired_trigger_id", "exchanged_trigger_id"}
+RECALL_SLACK = 60.0  # seconds before an attempt's start that its message is looked for
 
 
 def slack_error(error: SlackApiError) -> str:
@@ -72,7 +74,18 @@ def make_client(settings: Settings) -> AsyncWebClient:
         if settings.slack_api_url.endswith("/")
         else (settings.slack_api_url + "/")
     )
-    return AsyncWebClient(token=token, base_url=base_url)
+    # Every Web API call ends well within the outbox lease (slack_sdk takes whole seconds).
+    timeout = max(1, int(settings.call_timeout))
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout)
+
+
+def outbox_metadata() -> dict[str, Any] | None:
+    """Message metadata naming the outbox row being delivered, so a later attempt can find
+    the message if this one's answer is lost (a timeout): `conversations.history`."""
+    key = OUTBOX_KEY.get()
+    if key is None:
+        return None
+    return {"event_type": METADATA_EVENT, "event_payload": {"key": key}}
 
 
 class SlackMessenger:
@@ -101,6 +114,7 @@ class SlackMessenger:
             text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
+            metadata=outbox_metadata(),
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
@@ -119,6 +133,7 @@ class SlackMessenger:
             text=fallback(card.summary),
             blocks=card_blocks(card),
             unfurl_links=False,
+            metadata=outbox_metadata(),
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
@@ -129,6 +144,7 @@ class SlackMessenger:
             text=fallback(report.title),
             blocks=report_blocks(report),
             unfurl_links=False,
+            metadata=outbox_metadata(),
         )
         return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
 
@@ -143,6 +159,49 @@ class SlackMessenger:
         )
         file = response.get("file") or {}
         return Posted(channel=posted.channel, message_id=str(file.get("id", "")))
+
+    async def recall(
+        self,
+        *,
+        key: str,
+        member: Member | None,
+        channel: str | None,
+        since: datetime,
+        thread: str | None = None,
+    ) -> Posted | None:
+        """The message an earlier attempt posted with outbox `key` in its metadata, if Slack
+        has it: `conversations.history` (or `.replies` of a thread) from shortly before
+        `since`. Errors propagate: not knowing is not "not there"."""
+        where = channel or (member.slack_user_id if member is not None else None)
+        if not where:
+            return None
+        if where.startswith(("U", "W")):  # a DM: its conversation id
+            opened = await self.client.conversations_open(users=where)
+            where = str(opened["channel"]["id"])
+        oldest = f"{since.timestamp() - RECALL_SLACK:.6f}"
+        if thread:
+            response = await self.client.conversations_replies(
+                channel=where, ts=thread, oldest=oldest, include_all_metadata=True, limit=200
+            )
+        else:
+            response = await self.client.conversations_history(
+                channel=where, oldest=oldest, include_all_metadata=True, limit=200
+            )
+        for found in response.get("messages") or []:
+            metadata = found.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == key:
+                return Posted(channel=where, message_id=str(found["ts"]))
+        return None
+
+    async def healthy(self) -> bool:
+        """Whether Slack answers `auth.test` (the outbox's probe after an outage)."""
+        try:
+            response = await self.client.auth_test()
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.info("Slack health probe: no answer yet (%s)", type(error).__name__)
+            return False
+        return bool(response.get("ok"))
 
     async def find_by_email(self, email: str) -> bool:
         """Slack's `users.lookupByEmail`; a found user is remembered as a member. Slack's

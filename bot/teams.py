@@ -174,6 +174,8 @@ class TeamsAdapter(CloudAdapter):  # type: ignore[misc]
         self.app_id = app_id
         self.trust = trust
         self.last_seen: ConversationReference | None = None
+        # Seconds a proactive send or update may take (below the outbox lease).
+        self.call_timeout = 20.0
 
     def remember(self, reference: Any) -> bool:
         """Keep `reference` as where Teams reaches the bot; True when that is news (a
@@ -244,6 +246,7 @@ def make_adapter(settings: Settings) -> TeamsAdapter:
         Trust(mode, settings.microsoft_app_tenant_id, settings.extra_service_hosts),
     )
     adapter.on_turn_error = on_turn_error
+    adapter.call_timeout = settings.call_timeout
     return adapter
 
 
@@ -330,13 +333,21 @@ async def send_to(
         connector = turn_context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
         if connector is not None and error_page not in connector.config.hooks:
             connector.config.hooks.append(error_page)
+        if connector is not None:
+            # Frees the request's thread soon after `wait_for` below has given up on it.
+            connector.config.connection.timeout = adapter.call_timeout + 1
         # The synthetic continuation activity's id would otherwise become the replyToId.
         turn_context.activity.id = reply_to
         response = await turn_context.send_activity(activity)
         sent.append(response.id if response is not None and response.id else "")
 
     adapter.remember(reference)
-    await adapter.continue_conversation(reference, callback, adapter.app_id)
+    # The connector's own timeout covers the request; this bounds the whole turn (token
+    # fetch included), so a send never outlives its outbox lease. Teams cannot be asked
+    # afterwards whether a timed-out send arrived: the outbox sends it again.
+    await asyncio.wait_for(
+        adapter.continue_conversation(reference, callback, adapter.app_id), adapter.call_timeout
+    )
     return sent[0] if sent else ""
 
 
@@ -348,7 +359,9 @@ async def update_in(adapter: TeamsAdapter, reference: Any, activity_id: str, act
         activity.id = activity_id
         await turn_context.update_activity(activity)
 
-    await adapter.continue_conversation(reference, callback, adapter.app_id)
+    await asyncio.wait_for(
+        adapter.continue_conversation(reference, callback, adapter.app_id), adapter.call_timeout
+    )
 
 
 class TeamsMessenger:

@@ -20,7 +20,7 @@ from bot.delivery import Deliverer
 from bot.settings import Settings
 from digests import approvals, feedback, sla
 from digests.business_time import Company
-from digests.outbox import Sender, SendReport, due_count
+from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Outage, Store, unavailable
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class Clockwork:
         lease_seconds: float = 60.0,
         work: Sequence[DueWork] = DUE_WORK,
         lookups: Sequence[AsyncDueWork] = (),
+        admin_channel: str | None = None,
     ) -> None:
         self.store = store
         self.company = company
@@ -118,7 +119,14 @@ class Clockwork:
         self.lookups = tuple(lookups)
         self.interval = interval
         lease = timedelta(seconds=lease_seconds)
-        self.sender = Sender(store, deliverer, instance_name(), lease=lease, company=company)
+        self.sender = Sender(
+            store,
+            deliverer,
+            instance_name(),
+            lease=lease,
+            company=company,
+            admin_channel=admin_channel,
+        )
         self.scheduler: AsyncIOScheduler | BackgroundScheduler | None = None
         self._wanted: asyncio.Event | None = None
         self._sending: asyncio.Task[None] | None = None
@@ -239,8 +247,13 @@ class Clockwork:
                 return
 
     def _anything_due(self) -> bool:
+        """Due messages, or messages this sender holds (claimed, its lanes not yet told)."""
         with self.store.session() as session:
-            return due_count(session, now=datetime.now(UTC)) > 0
+            now = datetime.now(UTC)
+            return (
+                due_count(session, now=now) > 0
+                or held_by_count(session, owner=self.sender.owner, now=now) > 0
+            )
 
     # ------------------------------------------------------------ from a thread (console)
 
@@ -300,4 +313,5 @@ def for_settings(
         settings.outbox_lease_seconds,
         work=(*DUE_WORK, Digests(schedule, settings.default_channel("digest"))),
         lookups=lookups,
+        admin_channel=settings.default_channel("admin"),
     )

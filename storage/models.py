@@ -320,6 +320,11 @@ class OutboxMessage(SQLModel, table=True):
     parts_done: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime
     sent_at: datetime | None = None
+    # Set when a send starts, cleared when its outcome is known: a row that still has it
+    # may already be on the platform (a timeout, a crash), so it is checked, not resent.
+    sending_since: datetime | None = None
+    # When platform failures first parked it; kept once delivered (the admin's notices).
+    parked_at: datetime | None = None
 
 
 class CompanySetting(SQLModel, table=True):

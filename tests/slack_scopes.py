@@ -29,6 +29,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postEphemeral": ("chat:write",),
     "chat.update": ("chat:write",),
     "conversations.open": ("im:write",),  # a DM; other conversation types need others
+    # History is read per conversation type (channels:, groups:, im:history); Liaison looks
+    # for an earlier send in public and private channels and in DMs, so it needs all three.
+    "conversations.history": ("channels:history", "groups:history", "im:history"),
+    "conversations.replies": ("channels:history", "groups:history", "im:history"),
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
     "users.info": ("users:read",),

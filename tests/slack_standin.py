@@ -71,10 +71,19 @@ class SlackStandIn:
     token: str = TOKEN
     scopes: frozenset[str] = field(default_factory=manifest_scopes)
     # Messages the bot posted: ts → channel (what chat.update may touch).
-    messages: dict[str, str] = field(default_factory=dict)
+    channel_of_ts: dict[str, str] = field(default_factory=dict)
     _triggers: dict[str, float] = field(default_factory=dict)
     _exchanged: set[str] = field(default_factory=set)
     _failing: dict[str, list[str]] = field(default_factory=dict)
+    # Messages posted, by conversation (a DM under its D… id), oldest first, with their
+    # metadata: what conversations.history and conversations.replies answer from.
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The next `hang_posts` chat.postMessage calls never answer and post nothing (a Slack
+    # that hangs), until the stand-in stops.
+    hang_posts: int = 0
+    # An outage: while set, every Web API call answers 500 (recorded in `refused`).
+    down: bool = False
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def api_url(self) -> str:
@@ -116,7 +125,14 @@ class SlackStandIn:
         self._runner, self.url = await serve_on_loopback(app)
         return self
 
+    def posted_in(self, channel: str) -> list[dict[str, Any]]:
+        """The messages in a conversation (a user id means their DM), thread replies too."""
+        if channel.startswith("U"):
+            channel = "D" + channel[1:]
+        return list(self.messages.get(channel, []))
+
     async def stop(self) -> None:
+        self._stopping.set()
         for socket in list(self._sockets):
             await socket.close()
         if self._runner is not None:
@@ -236,6 +252,9 @@ class SlackStandIn:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
+        if self.down:
+            self.refused.append(Call(method, params))
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         left, retry_after = self._throttled.get(method, (0, 0))
         if left > 0:
             self._throttled[method] = (left - 1, retry_after)
@@ -255,9 +274,13 @@ class SlackStandIn:
             return web.json_response(refusal)
         call = Call(method, params)
         self.calls.append(call)
+        if method == "chat.postMessage" and self.hang_posts > 0:
+            self.hang_posts -= 1
+            await self._stopping.wait()
+            return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
         call.answer = self.answer(method, params)
         if method == "chat.postMessage" and self.post_delay > 0:
-            await asyncio.sleep(self.post_delay)
+            await asyncio.sleep(self.post_delay)  # posted already; the answer comes late
         return web.json_response(call.answer)
 
     def _refusal(
@@ -305,7 +328,7 @@ class SlackStandIn:
             if not channel.startswith(CHANNEL_ID + (("U",) if method != "chat.update" else ())):
                 return {"ok": False, "error": "channel_not_found"}
         if method == "chat.update":
-            posted_in = self.messages.get(str(params.get("ts", "")))
+            posted_in = self.channel_of_ts.get(str(params.get("ts", "")))
             if posted_in is None:
                 return {"ok": False, "error": "message_not_found"}
             if posted_in != params.get("channel"):
@@ -354,13 +377,22 @@ class SlackStandIn:
             if channel.startswith("U"):
                 channel = "D" + channel[1:]
             ts = f"1700000000.{next(self._ts):06d}"
-            self.messages[ts] = channel
-            return {
-                "ok": True,
-                "channel": channel,
-                "ts": ts,
-                "message": {"text": params.get("text", "")},
-            }
+            self.channel_of_ts[ts] = channel
+            message = {"ts": ts, "text": params.get("text", "")}
+            if params.get("thread_ts"):
+                message["thread_ts"] = params["thread_ts"]
+            if params.get("metadata"):
+                metadata = params["metadata"]
+                message["metadata"] = (
+                    json.loads(metadata) if isinstance(metadata, str) else metadata
+                )
+            self.messages.setdefault(channel, []).append(message)
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "conversations.open":
+            user = str(params.get("users", ""))
+            return {"ok": True, "channel": {"id": "D" + user[1:]}}
+        if method in ("conversations.history", "conversations.replies"):
+            return self._history(method, params)
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "chat.postEphemeral":
@@ -395,3 +427,23 @@ class SlackStandIn:
                 known = {**known, "profile": profile}
             return {"ok": True, "user": known}
         return {"ok": False, "error": "unknown_method"}
+
+    def _history(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A conversation's messages newest first (history: top level only; replies: one
+        thread), with metadata only when `include_all_metadata` is asked for."""
+        channel = str(params.get("channel", ""))
+        if channel not in self.messages and not channel.startswith("D"):
+            return {"ok": False, "error": "channel_not_found"}
+        thread = params.get("ts")
+        found = [
+            m
+            for m in self.messages.get(channel, [])
+            if (m.get("thread_ts") == thread or m["ts"] == thread)
+            if method == "conversations.replies" or "thread_ts" not in m
+        ]
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"}
+            for m in reversed(found)
+        ]
+        return {"ok": True, "messages": shown, "has_more": False}

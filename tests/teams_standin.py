@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Callable, Iterable
@@ -59,6 +60,8 @@ class TeamsStandIn:
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
     _runner: web.AppRunner | None = None
+    # Seconds a send waits before it is answered (a slow connector).
+    send_delay: float = 0.0
 
     @property
     def service_url(self) -> str:
@@ -171,6 +174,8 @@ class TeamsStandIn:
     async def _send(self, request: web.Request) -> web.Response:
         reply_to = request.match_info.get("activity", "")
         conversation = request.match_info["conversation"]
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         if self._failures:
             status, retry_after, page = self._failures.pop(0)
             body = await request.json()

@@ -1,8 +1,9 @@
 """The outbox's retry policy: throttling is waited out without counting as a failure, but
-not for ever; errors back off and end parked as failed."""
+not for ever; errors back off (doubling, capped, with jitter) and end parked as failed."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,15 @@ from sqlmodel import select
 
 from bot.delivery import Deliverer, Posted
 from bot.messages import Card, card_to_dict
-from digests.outbox import MAX_ATTEMPTS, Sender, throttle_delay
+from digests.outbox import (
+    MAX_ATTEMPTS,
+    RecallError,
+    Sender,
+    backoff,
+    outcome_known,
+    throttle_delay,
+    transient,
+)
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
@@ -106,15 +115,70 @@ async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
 async def test_errors_back_off_then_park(sqlite_store: Store) -> None:
     owe(sqlite_store, NOW)
     sender = Sender(
-        sqlite_store, Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]), "test"
+        sqlite_store,
+        Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]),
+        "test",
+        jitter=lambda: 1.0,  # the top of the jitter range: the plain doubling
     )
     at = NOW
     for attempt in range(1, MAX_ATTEMPTS + 1):
         await sender.drain(at)
         message = row(sqlite_store)
         assert message.attempts == attempt
+        assert about(message.not_before, at + timedelta(seconds=min(5 * 2**attempt, 900)))
         if attempt < MAX_ATTEMPTS:
             assert message.status == "pending"
-            assert about(message.not_before, at + timedelta(seconds=min(5 * 2**attempt, 600)))
             at = message.not_before
     assert row(sqlite_store).status == "failed"
+    assert row(sqlite_store).parked_at is not None  # parked, tried again later
+
+
+def test_backoff_doubles_to_a_quarter_hour_spread_by_jitter() -> None:
+    assert [backoff(n, 1.0) for n in (1, 2, 7, 8, 30)] == [10, 20, 640, 900, 900]
+    assert backoff(8, 0.0) == 450  # jitter spreads over the upper half
+
+
+def test_a_send_may_have_landed_after_a_timeout_or_a_dropped_connection() -> None:
+    assert not outcome_known(TimeoutError())
+    assert not outcome_known(ConnectionResetError())
+    assert not outcome_known(RecallError(PlatformError(500)))  # the check failed: unknown
+    assert outcome_known(PlatformError(500))  # the platform answered: not posted
+    assert outcome_known(LookupError("no Teams conversation"))  # nothing left the process
+
+
+class SlowMessenger(RefusingMessenger):
+    """A platform that takes `seconds` to accept each message (a test double at the edge)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(RuntimeError("unused"))
+        self.seconds = seconds
+        self.sent: list[str] = []
+
+    async def send(self, member: Member, card: Card) -> Posted:
+        await asyncio.sleep(self.seconds)
+        self.sent.append(card.title)
+        return Posted(channel="c", message_id=str(len(self.sent)))
+
+
+async def test_the_lease_is_renewed_while_a_slow_send_is_in_flight(sqlite_store: Store) -> None:
+    owe(sqlite_store, NOW)
+    slow = SlowMessenger(4.0)
+    lease = timedelta(seconds=3)
+    first = Sender(sqlite_store, Deliverer(sqlite_store, [slow]), "first", lease=lease)
+    second = Sender(sqlite_store, Deliverer(sqlite_store, [slow]), "second", lease=lease)
+
+    async def later() -> None:
+        await asyncio.sleep(3.5)  # past the first lease: only a renewed one keeps it
+        await second.drain(NOW + timedelta(seconds=3.5))
+
+    await asyncio.gather(first.drain(NOW), later())
+    assert slow.sent == ["Hi"]
+    assert (row(sqlite_store).status, row(sqlite_store).claimed_by) == ("sent", "first")
+
+
+def test_only_failures_that_may_pass_are_tried_again_after_parking() -> None:
+    assert transient(TimeoutError())
+    assert transient(PlatformError(503))
+    assert transient(PlatformError(429))
+    assert not transient(PlatformError(403))  # Teams: the app was removed
+    assert not transient(PlatformError(200))  # Slack's ok: false, e.g. channel_not_found

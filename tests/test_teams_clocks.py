@@ -314,8 +314,9 @@ async def test_throttled_sends_are_retried_not_counted(
 
 
 def backoff(attempts: int) -> timedelta:
-    """The wait after the `attempts`-th failed try (digests/outbox.py, Sender._failed)."""
-    return timedelta(seconds=min(5.0 * 2**attempts, 600.0))
+    """The longest wait after the `attempts`-th failed try (digests/outbox.py `backoff`:
+    doubling, capped at 15 minutes, spread by jitter over its upper half)."""
+    return timedelta(seconds=min(5.0 * 2**attempts, 900.0))
 
 
 async def test_an_uninstalled_app_fails_for_good_then_retry(
@@ -333,7 +334,8 @@ async def test_an_uninstalled_app_fails_for_good_then_retry(
         assert message.last_error and "BotNotInConversationRoster" in message.last_error
         if attempt < MAX_ATTEMPTS:
             assert message.status == "pending"
-            assert about(message.not_before, at + backoff(attempt))
+            wait = message.not_before - at
+            assert backoff(attempt) / 2 <= wait <= backoff(attempt) + timedelta(seconds=1)
             at = message.not_before + timedelta(seconds=1)
     assert message.status == "failed"
     assert at < MONDAY_9 + timedelta(hours=4)  # all before the breach: one message in play

@@ -1,0 +1,145 @@
+"""The admin hears, privately and once, when messages are parked (a platform keeps failing)
+and once when they have all been delivered again.
+
+An episode starts when the first message is parked and ends when none is left parked or
+being tried again; its state is one company setting, read under a row lock, and its notices
+are outbox rows with keys made of the episode's number, so two senders reviewing at once
+owe each notice once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from bot.messages import Card, card_to_dict
+from bot.text import say
+from storage import queries
+from storage.models import CompanySetting, OutboxMessage, OutboxStatus, Role
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "outbox_alert"
+KEY_PREFIX = "outbox-alert:"
+
+
+def _state(session: Session) -> CompanySetting:
+    """The episode state, created once and locked for this transaction."""
+    if session.get(CompanySetting, STATE_KEY) is None:
+        try:
+            with session.begin_nested():
+                session.add(CompanySetting(key=STATE_KEY, value=json.dumps({"episode": 0})))
+        except IntegrityError:
+            pass  # another sender created it first
+    row = session.get(CompanySetting, STATE_KEY, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row
+
+
+def _not_alerts() -> Any:
+    return ~col(OutboxMessage.key).startswith(KEY_PREFIX)
+
+
+def outstanding(
+    session: Session, *, now: datetime, retry_for: timedelta
+) -> tuple[int, datetime | None]:
+    """How many parked messages are not delivered yet and still being tried, and when the
+    first of them was parked."""
+    expired = (col(OutboxMessage.status) == OutboxStatus.failed) & (
+        col(OutboxMessage.created_at) <= now - retry_for
+    )
+    count, first = session.exec(
+        select(func.count(), func.min(OutboxMessage.parked_at)).where(
+            col(OutboxMessage.parked_at).is_not(None),
+            col(OutboxMessage.status) != OutboxStatus.sent,
+            ~expired,
+            _not_alerts(),
+        )
+    ).one()
+    return int(count), first
+
+
+def _delivered_since(session: Session, *, since: datetime) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.parked_at) >= since,
+            col(OutboxMessage.status) == OutboxStatus.sent,
+            _not_alerts(),
+        )
+    ).one()
+
+
+def review(
+    session: Session, *, now: datetime, admin_channel: str | None, retry_for: timedelta
+) -> None:
+    """Start or end the parked-messages episode, owing the admin's notice for the change."""
+    parked, first = outstanding(session, now=now, retry_for=retry_for)
+    seen = session.get(CompanySetting, STATE_KEY)
+    if seen is not None and (json.loads(seen.value).get("since") is not None) == bool(parked):
+        return  # no change: no lock taken
+    state = _state(session)
+    value = json.loads(state.value)
+    since = value.get("since")
+    if since is None and parked:
+        started = first or now
+        value = {"episode": int(value.get("episode", 0)) + 1, "since": started.isoformat()}
+        card = Card(
+            title=say("outbox_parked_title", count=parked),
+            text=say("outbox_parked_text"),
+        )
+        _tell(session, card, f"{KEY_PREFIX}{value['episode']}:parked", now, admin_channel)
+    elif since is not None and not parked:
+        delivered = _delivered_since(session, since=datetime.fromisoformat(since))
+        if delivered:
+            card = Card(
+                title=say("outbox_recovered_title", count=delivered),
+                text=say("outbox_recovered_text", since=datetime.fromisoformat(since)),
+            )
+            _tell(session, card, f"{KEY_PREFIX}{value['episode']}:delivered", now, admin_channel)
+        else:
+            log.error("outbox: parked messages were given up after %s, none delivered", retry_for)
+        value = {"episode": value["episode"], "since": None}
+    else:
+        return
+    state.value = json.dumps(value)
+    session.add(state)
+
+
+def _tell(session: Session, card: Card, key: str, now: datetime, admin_channel: str | None) -> None:
+    """Owe `card` to every admin (a DM) and to the admin channel, if one is set."""
+    told = 0
+    for admin in queries.members_with_role(session, role=Role.admin):
+        told += queries.enqueue(
+            session,
+            message=OutboxMessage(
+                key=f"{key}:member:{admin.id}",
+                member_id=admin.id,
+                card=card_to_dict(card),
+                not_before=now,
+                created_at=now,
+            ),
+        )
+    target = queries.channel_target(session, kind="admin") or admin_channel
+    if target:
+        told += queries.enqueue(
+            session,
+            message=OutboxMessage(
+                key=f"{key}:channel",
+                target=target,
+                card=card_to_dict(card),
+                not_before=now,
+                created_at=now,
+            ),
+        )
+    if not told and not target and not queries.members_with_role(session, role=Role.admin):
+        log.warning(
+            "outbox: %s, and no admin to tell; set one with `liaison members set EMAIL "
+            "--role admin`",
+            card.title,
+        )
