@@ -46,7 +46,7 @@ from digests import outbox_alerts
 from digests.business_time import Company
 from digests.metrics import OutboxMetrics
 from storage import queries
-from storage.db import Store
+from storage.db import Store, unavailable
 from storage.models import CardLocation, Member, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -319,6 +319,8 @@ class Sender:
                     log.info("outbox: %d parked messages back in line", revived)
             await asyncio.to_thread(self._alert, now)
         except OperationalError as error:  # the next drain tries again
+            if unavailable(error):
+                raise  # the database is away: the sender's loop backs off and says so once
             log.warning("outbox: could not look after parked messages now: %s", error)
 
     def _parked_to_revive(self, now: datetime) -> bool:
@@ -375,6 +377,8 @@ class Sender:
             try:
                 return write(*args, **kwargs)
             except OperationalError as error:
+                if unavailable(error):
+                    raise  # away, not busy: the sender's loop backs off and says so once
                 log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, BUSY_CAP)
@@ -393,7 +397,10 @@ class Sender:
             except OperationalError as error:
                 if self.clock() + delay > deadline:
                     raise
-                log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
+                if unavailable(error):  # one line for the whole outage, not one per retry
+                    self.store.outage.lost(error)
+                else:
+                    log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BUSY_CAP)
 
@@ -470,7 +477,10 @@ class Sender:
                     log.warning("outbox %s: lease lost while the send is in flight", message.key)
                     return
             except OperationalError as error:
-                log.warning("outbox %s: lease not renewed (%s)", message.key, error.orig)
+                if unavailable(error):
+                    self.store.outage.lost(error)
+                else:
+                    log.warning("outbox %s: lease not renewed (%s)", message.key, error.orig)
 
     async def _send_one(
         self, message: OutboxMessage, report: SendReport, current: Callable[[], datetime]

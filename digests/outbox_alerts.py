@@ -81,8 +81,9 @@ def review(
     """Start or end the parked-messages episode, owing the admin's notice for the change."""
     parked, first = outstanding(session, now=now, retry_for=retry_for)
     seen = session.get(CompanySetting, STATE_KEY)
-    if seen is not None and (json.loads(seen.value).get("since") is not None) == bool(parked):
-        return  # no change: no lock taken
+    episode_open = seen is not None and json.loads(seen.value).get("since") is not None
+    if episode_open == bool(parked):
+        return  # no change (nothing parked, nothing ever was): no lock taken, nothing written
     state = _state(session)
     value = json.loads(state.value)
     since = value.get("since")

@@ -295,7 +295,9 @@ async def test_a_dm_on_two_platforms_is_retried_only_where_it_failed(
     try:
         url = f"sqlite:///{tmp_path / 'both.db'}"
         store = Store.open(url)
-        teams.add_member(ALICE.user_id, ALICE.given, ALICE.surname, ALICE.email, {})
+        teams.add_member(
+            ALICE.user_id, ALICE.given, ALICE.surname, ALICE.email, {}, ALICE.conversation
+        )
         await meet_the_bot(url, teams, [ALICE])
         with store.session() as s:
             alice = queries.member_by(s, email=ALICE.email)
@@ -316,7 +318,11 @@ async def test_a_dm_on_two_platforms_is_retried_only_where_it_failed(
             )
         teams.fail_sends(2, status=500)
         settings = make_settings(
-            url, SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url, MICROSOFT_APP_ID=""
+            url,
+            SLACK_BOT_TOKEN=slack.token,
+            SLACK_API_URL=slack.api_url,
+            MICROSOFT_APP_ID="",
+            LIAISON_TEAMS_EMULATOR="1",
         )
         for n in range(4):
             deliverer = Deliverer(store, platform_messengers(settings, store))

@@ -47,7 +47,7 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 def slack_deliverer(store: Store, slack: SlackStandIn, **overrides: str) -> Deliverer:
     settings = make_settings(
-        str(store.engine.url), SLACK_BOT_TOKEN="xoxb-t", SLACK_API_URL=slack.api_url, **overrides
+        str(store.engine.url), SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=slack.api_url, **overrides
     )
     messenger = SlackMessenger.from_settings(settings, store)
     return Deliverer(store, [messenger], [messenger])
@@ -238,12 +238,14 @@ async def test_a_ten_minute_outage_parks_then_delivers_everything_once_and_tells
 
 async def test_a_slow_teams_connector_times_out_within_the_lease() -> None:
     connector = await TeamsStandIn(send_delay=4.0).start()
+    connector.add_conversation("a:alice")
     try:
         settings = make_settings(
             "sqlite://",
             SLACK_BOT_TOKEN="",
             MICROSOFT_APP_ID="",
             MICROSOFT_APP_PASSWORD="",
+            LIAISON_TEAMS_EMULATOR="1",
             LIAISON_OUTBOX_LEASE_SECONDS="3",
         )
         messenger = teams.TeamsMessenger(teams.make_adapter(settings), settings)
