@@ -278,7 +278,18 @@ class Sender:
         self._in_flight: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             WeakKeyDictionary()
         )
+        # Set when something was owed while a drain runs, so it claims it at once.
+        self._owed: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
+            WeakKeyDictionary()
+        )
         self.per_lane = max(1, int(lease.total_seconds() / 2 / SLOWEST)) if SLOWEST else None
+
+    def owed(self) -> None:
+        """Messages were just owed: a drain that is running claims them now, not at its next
+        look (a click's card update must not wait behind another rep's paced lane)."""
+        for loop, event in list(self._owed.items()):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
 
     async def drain(
         self, now: datetime, limit: int = 200, report: SendReport | None = None
@@ -295,15 +306,21 @@ class Sender:
             """`now` moved on by the time this drain has taken (pacing makes it long)."""
             return now + timedelta(seconds=self.clock() - started)
 
+        owed = self._owed.setdefault(asyncio.get_running_loop(), asyncio.Event())
         while True:
+            owed.clear()
             claimed = await asyncio.to_thread(self._claim, current(), limit)
             for lane, messages in claimed.items():
                 lanes.add(asyncio.create_task(self._lane(lane, messages, report, current)))
             if not lanes:
                 return report
-            done, lanes = await asyncio.wait(
-                lanes, timeout=POLL, return_when=asyncio.FIRST_COMPLETED
+            more = asyncio.create_task(owed.wait())
+            done, _ = await asyncio.wait(
+                {*lanes, more}, timeout=POLL, return_when=asyncio.FIRST_COMPLETED
             )
+            more.cancel()
+            done.discard(more)
+            lanes -= done
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("outbox lane ended by an error", exc_info=task.exception())

@@ -191,7 +191,9 @@ class Clockwork:
         self.scheduler = scheduler
 
     def wake(self) -> None:
-        """Messages were just owed: drain the outbox now rather than at the next tick."""
+        """Messages were just owed: drain the outbox now rather than at the next tick (a
+        drain already running claims them at once)."""
+        self.sender.owed()
         if self._wanted is not None:
             self._wanted.set()
 

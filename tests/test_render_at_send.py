@@ -6,6 +6,7 @@ API stand-in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -266,3 +267,46 @@ def test_updates_of_one_card_coalesce_into_one_row(any_store: Store) -> None:
     in_flight = owe_update("fourth", now + timedelta(minutes=6))
     assert (in_flight.status, in_flight.claimed_by) == ("sending", "other")
     assert in_flight.revision == waiting.revision + 3
+
+
+async def test_an_update_owed_during_a_paced_drain_does_not_wait_for_it(
+    sqlite_store: Store, slack: SlackStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rep's click updates her card while the sender is pacing five new cards to another
+    rep (Slack: one a second): the update goes out before that lane is done, not after."""
+    bot, alice = slack_bot(sqlite_store, slack, tmp_path)
+    with sqlite_store.session() as s:
+        bob = queries.upsert_member(s, now=datetime.now(UTC), email="bob@example.com", name="Bob")
+        bob.slack_user_id = "U0BOB"
+        s.add(bob)
+    monkeypatch.setattr("digests.outbox.POLL", 60.0)  # only a wake-up can end the wait early
+    now = datetime.now(UTC)
+    sender = Sender(sqlite_store, bot.deliverer, "test")
+    ingestor = Ingestor(sqlite_store, bot.deliverer, list(bot.deliverer.directories), None, ALWAYS)
+    mine = LeadIn(external_id="A1", name="Aiko Tanaka", owner_email="alice@example.com")  # type: ignore[call-arg]
+    (outcome,) = await ingestor.ingest([mine], now=now)
+    await sender.drain(now)
+    (card,) = posted_cards(slack, "U0ALICE")
+
+    bobs = [
+        LeadIn(external_id=f"B{n}", name=f"Lead {n}", owner_email="bob@example.com")  # type: ignore[call-arg]
+        for n in range(5)
+    ]
+    await ingestor.ingest(bobs, now=now)
+    draining = asyncio.create_task(sender.drain(datetime.now(UTC)))
+    await eventually(lambda: posted_cards(slack, "U0BOB"))  # Bob's lane is running
+    interaction = Interaction(
+        Kind.action,
+        "lead.accept",
+        alice,
+        Where("slack", card["channel"]),
+        args={"lead_id": str(outcome.lead_id)},
+    )
+    await bot.deliverer.deliver(await bot.decide(interaction), None)
+    sender.owed()  # what Clockwork.wake does when a handler owed something
+    await draining
+
+    methods = [c.method for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
+    assert methods.count("chat.postMessage") == 6 and methods.count("chat.update") == 1
+    assert methods.index("chat.update") < len(methods) - 1  # before Bob's last card
+    assert "Accepted by Alice" in text_of(updates(slack, card)[0])
