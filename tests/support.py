@@ -23,9 +23,17 @@ from bot.webhook import signature
 from storage.db import Store
 from storage.models import Member, OutboxMessage
 from tests.loopback import serve_on_loopback
+from tests.slack_standin import SlackStandIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "test-webhook-secret"
+SIGNING_SECRET = "test-signing-secret"
+# The Slack workspace's people, by first name: user id, real name, email.
+SLACK_PEOPLE = {
+    "alice": ("U0ALICE", "Alice Adams", "alice@example.com"),
+    "bob": ("U0BOB", "Bob Brown", "bob@example.com"),
+    "carol": ("U0CAROL", "Carol Chen", "carol@example.com"),
+}
 
 
 def fixture(platform: str, name: str) -> dict[str, Any]:
@@ -44,6 +52,25 @@ def make_settings(db_url: str, **overrides: str) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def slack_settings(db_url: str, slack: SlackStandIn, **overrides: str) -> Settings:
+    """Test settings with Slack on: the stand-in's Web API and bot token, and the signing
+    secret the tests sign requests with."""
+    values = {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+    }
+    return make_settings(db_url, **{**values, **overrides})
+
+
+async def slack_with(*people: str) -> SlackStandIn:
+    """A started Slack stand-in whose workspace has these people (keys of SLACK_PEOPLE)."""
+    standin = await SlackStandIn().start()
+    for person in people:
+        standin.add_user(*SLACK_PEOPLE[person])
+    return standin
 
 
 def teams_settings(db_url: str, **overrides: str) -> Settings:

@@ -15,9 +15,8 @@ import pytest
 
 from storage import approvals, queries
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, eventually, fixture, make_settings
+from tests.support import LiveServer, eventually, fixture, slack_settings
 from tests.test_slack import (
-    SIGNING_SECRET,
     interact,
     lead_payload,
     post_slack,
@@ -48,11 +47,9 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
     """Bob signs for sales, Dave for marketing; Carol proposes; Alice is a rep."""
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN=slack.token,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     now = datetime.now(UTC)

@@ -44,10 +44,12 @@ from tests.support import (
     eventually,
     make_settings,
     signed_lead_headers,
+    slack_settings,
+    slack_with,
     teams_settings,
 )
 from tests.teams_standin import Person, TeamsStandIn, connector_with
-from tests.test_slack import SIGNING_SECRET, post_slack, posted_cards, press, submit, text_of
+from tests.test_slack import post_slack, posted_cards, press, submit, text_of
 from tests.test_teams import Teams
 
 ROOT = Path(__file__).parent.parent
@@ -169,20 +171,16 @@ async def test_the_webhook_answers_503_while_the_database_is_away(
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    standin.add_user("U0ALICE", "Alice Adams", "alice@example.com")
-    standin.add_user("U0CAROL", "Carol Chen", "carol@example.com")
+    standin = await slack_with("alice", "carol")
     yield standin
     await standin.stop()
 
 
 @pytest.fixture
 async def slack_server(pg_url: str, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         pg_url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:

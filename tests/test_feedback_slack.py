@@ -23,8 +23,8 @@ from storage import feedback as records
 from storage import queries
 from storage.models import FeedbackAnswer, FeedbackRequest
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, eventually, fixture, make_settings
-from tests.test_slack import SIGNING_SECRET, interact, post_slack, posted_cards, press, text_of
+from tests.support import LiveServer, eventually, fixture, slack_settings
+from tests.test_slack import interact, post_slack, posted_cards, press, text_of
 from tests.test_slack import submit as view_submission
 
 REPO = Path(__file__).parent.parent
@@ -46,11 +46,9 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN=slack.token,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     now = datetime.now(UTC)

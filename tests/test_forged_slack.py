@@ -19,9 +19,8 @@ from storage import approvals, queries
 from storage import feedback as records
 from storage.models import ApprovalSignoff, FeedbackAnswer, Insight, Lead, LeadEvent, Member
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, eventually, fixture, make_settings
+from tests.support import LiveServer, eventually, fixture, slack_settings, slack_with
 from tests.test_slack import (
-    SIGNING_SECRET,
     interact,
     lead_payload,
     posted_cards,
@@ -34,21 +33,16 @@ LEAD, COMPANY = "Jordan Patel", "Globex"
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    standin.add_user("U0ALICE", "Alice Adams", "alice@example.com")
-    standin.add_user("U0CAROL", "Carol Chen", "carol@example.com")
-    standin.add_user("U0BOB", "Bob Brown", "bob@example.com")
+    standin = await slack_with("alice", "carol", "bob")
     yield standin
     await standin.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     now = datetime.now(UTC)

@@ -25,7 +25,7 @@ from sqlmodel import select
 from storage.db import Store
 from storage.models import Campaign, Lead, Member
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, make_settings, signed_lead_headers
+from tests.support import LiveServer, signed_lead_headers, slack_settings
 
 REPO = Path(__file__).parent.parent
 OWNERS = 200
@@ -50,11 +50,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def server(db_url: str, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         db_url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET="test-signing-secret",
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     yield live

@@ -28,7 +28,13 @@ from storage import queries
 from storage.db import Store
 from storage.models import Lead
 from tests.slack_standin import Call, SlackStandIn
-from tests.support import WEBHOOK_SECRET, LiveServer, make_settings, signed_lead_headers
+from tests.support import (
+    WEBHOOK_SECRET,
+    LiveServer,
+    make_settings,
+    signed_lead_headers,
+    slack_settings,
+)
 
 LOOKUP = "users.lookupByEmail"
 REPO = Path(__file__).parent.parent
@@ -75,11 +81,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def server(db_url: str, slack: FlakySlack) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         db_url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET="test-signing-secret",
-        SLACK_API_URL=slack.api_url,
+        slack,
         LIAISON_LOOKUP_TIMEOUT_SECONDS="0.5",
     )
     live = await LiveServer(settings).start()

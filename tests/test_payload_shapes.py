@@ -27,7 +27,14 @@ from bot.jsonlimits import loads_bounded, nesting_depth
 from bot.slack_shapes import EVENTS
 from storage.db import Store
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, fixture, make_settings, teams_settings
+from tests.support import (
+    LiveServer,
+    fixture,
+    make_settings,
+    slack_settings,
+    slack_with,
+    teams_settings,
+)
 from tests.teams_standin import TeamsStandIn, connector_with
 from tests.test_slack import SIGNING_SECRET, slack_headers
 from tests.test_teams import ALICE
@@ -78,19 +85,16 @@ def test_loads_bounded_counts_depth_without_recursing() -> None:
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    standin.add_user("U0ALICE", "Alice Adams", "alice@example.com")
+    standin = await slack_with("alice")
     yield standin
     await standin.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     yield live

@@ -29,7 +29,7 @@ from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, eventually, make_settings
+from tests.support import LiveServer, eventually, make_settings, slack_settings, slack_with
 from tests.test_slack import interact, lead_payload, posted_cards, press, send_leads, text_of
 from tests.test_slack_loops import slash
 
@@ -38,20 +38,16 @@ ALWAYS = Company(start=time(0), end=time.max, weekdays=frozenset(range(7)))  # n
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    standin.add_user("U0ALICE", "Alice Adams", "alice@example.com")
-    standin.add_user("U0CAROL", "Carol Chen", "carol@example.com")
+    standin = await slack_with("alice", "carol")
     yield standin
     await standin.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN=slack.token,
-        SLACK_SIGNING_SECRET="test-signing-secret",
-        SLACK_API_URL=slack.api_url,
+        slack,
         LIAISON_TICK_SECONDS="0.2",
     )
     live = await LiveServer(settings).start()

@@ -19,28 +19,29 @@ from sqlmodel import select
 from storage import queries
 from storage.models import EventKind, Lead, LeadEvent, Member
 from tests.slack_standin import SlackStandIn
-from tests.support import LiveServer, eventually, fixture, make_settings, signed_lead_headers
-
-SIGNING_SECRET = "test-signing-secret"
+from tests.support import (
+    SIGNING_SECRET,
+    LiveServer,
+    eventually,
+    fixture,
+    signed_lead_headers,
+    slack_settings,
+    slack_with,
+)
 
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    standin.add_user("U0ALICE", "Alice Adams", "alice@example.com")
-    standin.add_user("U0CAROL", "Carol Chen", "carol@example.com")
-    standin.add_user("U0BOB", "Bob Brown", "bob@example.com")
+    standin = await slack_with("alice", "carol", "bob")
     yield standin
     await standin.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
-    settings = make_settings(
+    settings = slack_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",
-        SLACK_BOT_TOKEN=slack.token,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
+        slack,
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
