@@ -34,7 +34,8 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationReference,
 )
-from botframework.connector.auth import MicrosoftAppCredentials
+from botframework.connector.auth import JwtTokenExtractor, MicrosoftAppCredentials
+from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
 from msal import ConfidentialClientApplication  # type: ignore[import-untyped]
 from msrest.exceptions import ClientException, HttpOperationError
 from msrest.pipeline.universal import RawDeserializer
@@ -116,14 +117,18 @@ class PrivateCloudConfig(BotConfig):
         return self.AUTH_URL
 
 
-class PrivateCloudCredentials(ConfigurationServiceClientCredentialFactory):  # type: ignore[misc]
-    """botbuilder's credentials, with MSAL told the private token service is not an Entra
-    host to discover (MSAL would ask login.microsoftonline.com about it). One credential
-    per audience, so MSAL's token cache is reused across connector clients."""
+class TimedCredentials(ConfigurationServiceClientCredentialFactory):  # type: ignore[misc]
+    """botbuilder's credentials, with an MSAL client whose token requests time out
+    (botbuilder's own has none, and asks on the event loop). With a private token service
+    (`private`), MSAL is told it is not an Entra host to discover (MSAL would ask
+    login.microsoftonline.com about it). One credential per audience, so MSAL's token cache
+    is reused across connector clients."""
 
-    def __init__(self, config: PrivateCloudConfig) -> None:
+    def __init__(self, config: BotConfig, *, timeout: float, private: bool = False) -> None:
         super().__init__(config)
         self.config = config
+        self.timeout = timeout
+        self.private = private
         self.made: dict[tuple[str, str, str], Any] = {}
 
     async def create_credentials(
@@ -140,11 +145,53 @@ class PrivateCloudCredentials(ConfigurationServiceClientCredentialFactory):  # t
                     client_id=app_id,
                     client_credential=self.config.APP_PASSWORD,
                     authority=login_endpoint,
-                    instance_discovery=False,
-                    timeout=10,
+                    instance_discovery=not self.private,
+                    timeout=self.timeout,
                 )
             self.made[key] = credentials
         return self.made[key]
+
+
+class TimedSigningKeys(_OpenIdMetadata):  # type: ignore[misc]
+    """The Bot Framework's signing keys, fetched with a timeout and off the event loop
+    (botbuilder's own fetch is a blocking `requests.get` without one)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__(url)
+        self.timeout = timeout
+
+    async def _refresh(self) -> None:
+        self.keys = await asyncio.to_thread(self._fetch)
+        self.last_updated = datetime.now()  # naive, as botbuilder compares it
+
+    def _fetch(self) -> list[Any]:
+        response = requests.get(self.url, timeout=self.timeout)
+        response.raise_for_status()
+        keys = requests.get(response.json()["jwks_uri"], timeout=self.timeout)
+        keys.raise_for_status()
+        return list(keys.json()["keys"])
+
+
+class _TimedKeyCache(dict[str, Any]):
+    """botbuilder's process-wide cache of signing-key sources, filled with timed ones."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def get(self, url: str, default: Any = None) -> Any:
+        if url not in self:
+            self[url] = TimedSigningKeys(url, self.timeout)
+        return self[url]
+
+
+def bound_signing_key_fetches(timeout: float) -> None:
+    """Make every signing-key fetch botbuilder does time out after `timeout` seconds.
+    (Its extractor looks sources up in one class-level cache; this is the one seam it has.
+    The Microsoft 365 Agents SDK, which replaces botbuilder, fetches them asynchronously.)"""
+    cache = JwtTokenExtractor.metadataCache
+    if not (isinstance(cache, _TimedKeyCache) and cache.timeout == timeout):
+        JwtTokenExtractor.metadataCache = _TimedKeyCache(timeout)
 
 
 @dataclass(frozen=True)
@@ -233,13 +280,16 @@ def make_adapter(settings: Settings) -> TeamsAdapter:
         if mode is TeamsMode.authenticated
         else "MultiTenant",
     }
-    if settings.teams_auth_url and mode is TeamsMode.authenticated:
-        private = PrivateCloudConfig(**values, AUTH_URL=settings.teams_auth_url.rstrip("/"))
-        auth = ConfigurationBotFrameworkAuthentication(
-            private, credentials_factory=PrivateCloudCredentials(private)
-        )
-    else:
-        auth = ConfigurationBotFrameworkAuthentication(BotConfig(**values))
+    timeout = settings.call_timeout
+    config: BotConfig = BotConfig(**values)
+    private = bool(settings.teams_auth_url) and mode is TeamsMode.authenticated
+    if private:
+        config = PrivateCloudConfig(**values, AUTH_URL=settings.teams_auth_url.rstrip("/"))
+    auth = ConfigurationBotFrameworkAuthentication(
+        config, credentials_factory=TimedCredentials(config, timeout=timeout, private=private)
+    )
+    if mode is TeamsMode.authenticated:
+        bound_signing_key_fetches(timeout)
     adapter = TeamsAdapter(
         auth,
         settings.microsoft_app_id,

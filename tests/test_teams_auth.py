@@ -4,6 +4,7 @@ tenant, and no call to a serviceUrl Microsoft did not hand out (issue 10, "Let i
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -603,3 +604,39 @@ async def test_unreadable_signing_keys_are_a_503_not_a_500(
         assert standin.calls == []
     finally:
         await server.stop()
+
+
+async def test_a_signing_key_service_that_never_answers_is_a_503_within_the_timeout(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    """botbuilder fetches the signing keys with no timeout, blocking the event loop: a key
+    service that takes the connection and never answers must cost one call timeout, not
+    the server."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # takes connections, never answers
+    port = silent.getsockname()[1]
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        LIAISON_TEAMS_AUTH_URL=f"https://127.0.0.1:{port}",
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+        LIAISON_PLATFORM_TIMEOUT_SECONDS="1",
+    )
+    server = await LiveServer(settings).start()
+    try:
+        url = standin.service_url
+        said = activity("personal_message", ALICE, url)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+            health = asyncio.create_task(http.get(f"{server.url}/healthz"))
+            async with http.post(
+                f"{server.url}/api/messages",
+                json=said,
+                headers={"Authorization": microsoft.sign(url)},
+            ) as response:
+                assert response.status == 503 and response.headers["Retry-After"] == "30"
+            async with await health as answered:  # the loop was free meanwhile
+                assert answered.status == 200
+        assert standin.calls == []
+    finally:
+        await server.stop()
+        silent.close()
