@@ -364,6 +364,7 @@ class Sender:
             outbox_alerts.review(
                 session, now=now, admin_channel=self.admin_channel, retry_for=RETRY_FOR
             )
+            outbox_alerts.review_refused(session, now=now, admin_channel=self.admin_channel)
 
     def _claim(self, now: datetime, limit: int) -> dict[str, list[OutboxMessage]]:
         """Claim due messages for conversations no lane of this sender is serving yet."""

@@ -4,7 +4,11 @@ and once when they have all been delivered again.
 An episode starts when the first message is parked and ends when none is left parked or
 being tried again; its state is one company setting, read under a row lock, and its notices
 are outbox rows with keys made of the episode's number, so two senders reviewing at once
-owe each notice once."""
+owe each notice once.
+
+Messages that failed for good (the platform refused them, or their recipient is reachable
+nowhere) are not retried on their own; the admin hears of each new batch of them once
+(`review_refused`), so nothing is given up silently."""
 
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ def review(
     since = value.get("since")
     if since is None and parked:
         started = first or now
-        value = {"episode": int(value.get("episode", 0)) + 1, "since": started.isoformat()}
+        value = {**value, "episode": int(value.get("episode", 0)) + 1, "since": started.isoformat()}
         card = Card(
             title=say("outbox_parked_title", count=parked),
             text=say("outbox_parked_text"),
@@ -105,11 +109,49 @@ def review(
             _tell(session, card, f"{KEY_PREFIX}{value['episode']}:delivered", now, admin_channel)
         else:
             log.error("outbox: parked messages were given up after %s, none delivered", retry_for)
-        value = {"episode": value["episode"], "since": None}
+        value = {**value, "since": None}
     else:
         return
     state.value = json.dumps(value)
     session.add(state)
+
+
+def review_refused(session: Session, *, now: datetime, admin_channel: str | None) -> None:
+    """Owe the admin one notice for the messages that failed for good since the last one."""
+    seen = session.get(CompanySetting, STATE_KEY)
+    upto = int(json.loads(seen.value).get("refused_upto", 0)) if seen is not None else 0
+    if not _refused_after(session, after=upto):
+        return  # nothing new: no lock taken, nothing written
+    state = _state(session)
+    value = json.loads(state.value)
+    upto = int(value.get("refused_upto", 0))
+    rows = _refused_after(session, after=upto)
+    if not rows:
+        return  # another sender told the admin meanwhile
+    newest = max(row.id or 0 for row in rows)
+    card = Card(
+        title=say("outbox_refused_title", count=len(rows)),
+        text=say("outbox_refused_text", reason=(rows[-1].last_error or "")[:200]),
+    )
+    _tell(session, card, f"{KEY_PREFIX}refused:{newest}", now, admin_channel)
+    state.value = json.dumps({**value, "refused_upto": newest})
+    session.add(state)
+
+
+def _refused_after(session: Session, *, after: int) -> list[OutboxMessage]:
+    """Messages failed for good (not parked to be tried again) with an id above `after`."""
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.status) == OutboxStatus.failed,
+                col(OutboxMessage.parked_at).is_(None),
+                col(OutboxMessage.id) > after,
+                _not_alerts(),
+            )
+            .order_by(col(OutboxMessage.id))
+        ).all()
+    )
 
 
 def _tell(session: Session, card: Card, key: str, now: datetime, admin_channel: str | None) -> None:

@@ -75,6 +75,9 @@ class SlackStandIn:
     _triggers: dict[str, float] = field(default_factory=dict)
     _exchanged: set[str] = field(default_factory=set)
     _failing: dict[str, list[str]] = field(default_factory=dict)
+    # Conversations Slack refuses every post to, with the error it answers (a DM with a
+    # deactivated user, a channel that was archived…).
+    refusing: dict[str, str] = field(default_factory=dict)
     # Messages posted, by conversation (a DM under its D… id), oldest first, with their
     # metadata: what conversations.history and conversations.replies answer from.
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -304,6 +307,9 @@ class SlackStandIn:
                 "needed": ",".join(missing),
                 "provided": ",".join(sorted(self.scopes)),
             }
+        refused_here = self.refusing.get(str(params.get("channel", "")))
+        if method == "chat.postMessage" and refused_here:
+            return {"ok": False, "error": refused_here}
         failing = self._failing.get(method)
         if failing:
             return {"ok": False, "error": failing.pop()}

@@ -6,6 +6,7 @@ database faults are injected with a SQLAlchemy event on the store's own engine."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sqlite3
@@ -313,3 +314,41 @@ async def test_a_thread_reply_whose_send_was_not_recorded_is_found_in_its_thread
     assert [r["ts"] for r in replies] == [card["ts"]]  # looked in the card's thread
     assert [m["text"] for m in slack.posted_in("U0R")] == ["Jordan Patel", "The answer"]
     assert all(r.status == "sent" for r in rows(sqlite_store))
+
+
+async def test_messages_refused_for_good_are_told_to_the_admin_once_per_batch(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    """Slack refuses two cards (the rep's DM is gone): they are not retried on their own,
+    and the admin hears once, privately and in the admin channel, not at every pass."""
+    owe_cards(any_store, 2)
+    with any_store.session() as s:
+        queries.upsert_member(
+            s, now=NOW, email="admin@x.com", name="Ada", slack_user_id="U0ADMIN", role="admin"
+        )
+    deliverer = slack_deliverer(any_store, slack)
+    sender = Sender(any_store, deliverer, "a", admin_channel="slack:C0ADMIN")
+    slack.refusing = {"U0REP000": "channel_not_found", "U0REP001": "channel_not_found"}
+    at = NOW
+    while at < NOW + timedelta(hours=2):
+        await sender.drain(at)
+        at += timedelta(minutes=5)
+    refused = [r for r in rows(any_store) if r.key.startswith("card:")]
+    assert all(r.status == "failed" and r.parked_at is None for r in refused), refused
+    assert not [t for t in posted_titles(slack) if t.startswith("Card")]
+    for admin in ("U0ADMIN", "C0ADMIN"):
+        assert [m["text"] for m in slack.posted_in(admin)] == ["2 messages could not be delivered"]
+    told = next(m for m in slack.of("chat.postMessage") if m["channel"] == "U0ADMIN")
+    assert "channel_not_found" in json.dumps(told["blocks"])
+    assert "liaison outbox retry" in json.dumps(told["blocks"])
+    assert len(slack.of("chat.postMessage")) == 2  # the two notices, nothing for the cards
+
+    owe_cards(any_store, 3, at=at)  # a later card to a third rep is refused too
+    slack.refusing["U0REP002"] = "channel_not_found"
+    for _ in range(30):
+        await sender.drain(at)
+        at += timedelta(minutes=5)
+    assert [m["text"] for m in slack.posted_in("U0ADMIN")] == [
+        "2 messages could not be delivered",
+        "1 message could not be delivered",
+    ]
