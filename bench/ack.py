@@ -172,7 +172,7 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
     from sqlmodel import select
 
     from app import build_router
-    from bot.server import BACKGROUND, build_web_app
+    from bot.server import BACKGROUND, CLOCKWORK, build_web_app
     from bot.settings import Settings
     from bot.webhook import signature
     from storage import queries
@@ -227,6 +227,7 @@ async def serve_liaison(api_url: str, max_seconds: float) -> None:
                 if response.status != 200:
                     raise RuntimeError(f"webhook refused the demo lead: {answer}")
             await background.drain()
+            await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=10)  # the card is owed
             lead_id = int(answer["leads"][0]["id"])
             with store.session() as session:
                 card = session.exec(
