@@ -395,8 +395,8 @@ class SlackStandIn:
             self.messages.setdefault(channel, []).append(message)
             return {"ok": True, "channel": channel, "ts": ts, "message": message}
         if method == "conversations.open":
-            user = str(params.get("users", ""))
-            return {"ok": True, "channel": {"id": "D" + user[1:]}}
+            invited = str(params.get("users", ""))
+            return {"ok": True, "channel": {"id": "D" + invited[1:]}}
         if method in ("conversations.history", "conversations.replies"):
             return self._history(method, params)
         if method == "chat.update":
