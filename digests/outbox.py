@@ -46,7 +46,7 @@ from digests import outbox_alerts
 from digests.business_time import Company
 from digests.metrics import OutboxMetrics
 from storage import queries
-from storage.db import Store, unavailable
+from storage.db import Store, busy, unavailable
 from storage.models import CardLocation, Member, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ class Sender:
                     log.info("outbox: %d parked messages back in line", revived)
             await asyncio.to_thread(self._alert, now)
         except OperationalError as error:  # the next drain tries again
-            if unavailable(error):
+            if unavailable(error) and not busy(error):
                 raise  # the database is away: the sender's loop backs off and says so once
             log.warning("outbox: could not look after parked messages now: %s", error)
 
@@ -395,7 +395,7 @@ class Sender:
             try:
                 return write(*args, **kwargs)
             except OperationalError as error:
-                if unavailable(error):
+                if unavailable(error) and not busy(error):
                     raise  # away, not busy: the sender's loop backs off and says so once
                 log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
                 time.sleep(delay)
@@ -415,7 +415,7 @@ class Sender:
             except OperationalError as error:
                 if self.clock() + delay > deadline:
                     raise
-                if unavailable(error):  # one line for the whole outage, not one per retry
+                if unavailable(error) and not busy(error):  # one line per outage
                     self.store.outage.lost(error)
                 else:
                     log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
@@ -495,7 +495,7 @@ class Sender:
                     log.warning("outbox %s: lease lost while the send is in flight", message.key)
                     return
             except OperationalError as error:
-                if unavailable(error):
+                if unavailable(error) and not busy(error):
                     self.store.outage.lost(error)
                 else:
                     log.warning("outbox %s: lease not renewed (%s)", message.key, error.orig)

@@ -73,9 +73,24 @@ def _database_error(error: BaseException) -> BaseException | None:
     return None
 
 
+def busy(error: BaseException) -> bool:
+    """Whether `error` is SQLite's "database is locked": another writer holds the file for a
+    moment (worth retrying at once), not a database that went away."""
+    found = _database_error(error)
+    return found is not None and "database is locked" in str(found).lower()
+
+
 def _unavailable_here(error: BaseException) -> bool:
     if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
         return True
+    if type(error).__module__.startswith("psycopg") and type(error).__name__ in (
+        "OperationalError",
+        "InterfaceError",
+    ):
+        # The driver's own error, deeper in the chain than SQLAlchemy's wrapper (a pool's
+        # ping that found the socket closed, then failed to reset the connection).
+        state = getattr(error, "sqlstate", None)
+        return state is None or str(state).startswith(UNAVAILABLE_SQLSTATES)
     if not isinstance(error, exc.DBAPIError):
         return False
     if error.connection_invalidated or isinstance(error, exc.InterfaceError):

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from digests import sla
 from digests.business_time import Company
 from digests.scheduler import Clockwork
 from storage import queries
-from storage.db import Store, make_engine, reason, unavailable
+from storage.db import Store, busy, make_engine, reason, unavailable
 from storage.models import EventKind, Lead, LeadEvent
 from tests.conftest import PG_ADMIN_URL
 from tests.slack_standin import SlackStandIn
@@ -561,6 +562,22 @@ def test_only_a_database_that_does_not_answer_counts_as_away(
     closed = Store(make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"))
     assert unavailable(error_of(closed, "SELECT 1"))
     assert "\n" not in reason(error_of(closed, "SELECT 1"))
+
+
+def test_a_pool_ping_that_finds_the_socket_closed_counts_as_away() -> None:
+    """psycopg's answer when the pool's ping finds the connection cut: SQLAlchemy wraps a
+    ProgrammingError ("can't change 'autocommit' now") raised while handling the driver's
+    OperationalError ("connection socket closed"); seen in CI as a traceback per pass."""
+    import psycopg
+
+    inner = psycopg.ProgrammingError("can't change 'autocommit' now")
+    inner.__context__ = psycopg.OperationalError("connection socket closed")
+    pinged = exc.ProgrammingError("ping", {}, inner)
+    pinged.__cause__ = inner
+    assert unavailable(pinged)
+    assert not busy(pinged)
+    locked = exc.OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
+    assert unavailable(locked) and busy(locked)  # away for a moment: retried, not backed off
 
 
 def test_a_modal_without_fields_and_a_command_are_told_too() -> None:
