@@ -70,3 +70,13 @@ def any_store(request: pytest.FixtureRequest) -> Store:
     fixture_name = "sqlite_store" if request.param == "sqlite" else "pg_store"
     store: Store = request.getfixturevalue(fixture_name)
     return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh SQLite file, then of a fresh PostgreSQL database (for tests that
+    start their own server or process on it)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'liaison.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.messages import Card, card_to_dict
-from storage import queries
 from storage.db import Store
-from storage.models import OutboxMessage
 from tests.slack_standin import SlackStandIn
 from tests.test_multi_instance import LEASE_SECONDS, Fleet, outbox, wait_until_all_sent
+from tests.test_outbox_faults import owe_cards
 
 
 @pytest.fixture
@@ -43,33 +41,17 @@ def two(pg_url: str, slow_slack: SlackStandIn, tmp_path: Path) -> Iterator[Fleet
         group.stop()
 
 
-def owe_cards(store: Store, count: int) -> set[str]:
+def owe_titles(store: Store, count: int) -> set[str]:
     """One card to each of `count` reps on Slack, due now: one instance claims them all, and
     the other is free to take over any whose lease runs out."""
-    now = datetime.now(UTC)
-    with store.session() as s:
-        for n in range(count):
-            member = queries.upsert_member(
-                s, now=now, email=f"rep{n}@x.com", name=f"Rep {n}", slack_user_id=f"U0REP{n:03d}"
-            )
-            s.flush()
-            queries.enqueue(
-                s,
-                message=OutboxMessage(
-                    key=f"card:{n}",
-                    member_id=member.id,
-                    card=card_to_dict(Card(title=f"Card {n}")),
-                    not_before=now,
-                    created_at=now,
-                ),
-            )
+    owe_cards(store, count, at=datetime.now(UTC))
     return {f"Card {n}" for n in range(count)}
 
 
 async def test_a_slack_slower_than_the_lease_gets_each_card_once_from_two_instances(
     pg_store: Store, slow_slack: SlackStandIn, two: Fleet
 ) -> None:
-    cards = owe_cards(pg_store, 8)
+    cards = owe_titles(pg_store, 8)
     async with two.running(2):
         await wait_until_all_sent(pg_store, slow_slack, two, len(cards), timeout=90)
         await asyncio.sleep(LEASE_SECONDS + 2)  # anything sent twice would arrive now

@@ -71,14 +71,6 @@ async def slack() -> AsyncIterator[FlakySlack]:
     await standin.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'liaison.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def server(db_url: str, slack: FlakySlack) -> AsyncIterator[LiveServer]:
     settings = slack_settings(

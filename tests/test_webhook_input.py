@@ -26,14 +26,6 @@ from storage.models import Lead, LeadEvent, OutboxMessage
 from tests.support import LiveServer, make_settings, signed_lead_headers
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'liaison.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def server(db_url: str) -> AsyncIterator[LiveServer]:
     live = await LiveServer(make_settings(db_url)).start()
