@@ -95,7 +95,8 @@ TARGET_PACE_SHARE = 0.9
 TARGET_RSS_MB = 512.0  # "bounded memory": the serve process's peak at 10,000 leads
 QUICK = {"leads": 1000, "reps": 50}
 
-console = Console()
+# Wide enough for a column per run when the output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 # ------------------------------------------------------------------ the webhook's signature
@@ -182,8 +183,7 @@ async def serve_standin(args: argparse.Namespace) -> None:
             {
                 **light(),
                 "handoffs": [[c, lead, n] for (c, lead), n in standin.handoffs.items()],
-                "first_card": min(standin.handoff_at, default=None),
-                "last_card": max(standin.handoff_at, default=None),
+                "card_times": standin.handoff_at,
                 "calls": dict(Counter(c.method for c in standin.calls)),
                 "refused": dict(Counter(c.method for c in standin.refused)),
             }
@@ -714,6 +714,8 @@ class Result:
     cards_per_s: float | None = None
     pace_share: float | None = None
     answer_to_last_card_s: float | None = None
+    owed_at_last_answer: int | None = None  # cards not yet delivered when the load ended
+    drain_per_s: float | None = None  # their delivery rate, last answer → last card
     missing: int | None = None
     doubled: int | None = None
     wrong_channel: int | None = None
@@ -887,14 +889,18 @@ def delivery_figures(
     result.over_limit = final.get("over_limit")
     result.stormed = final.get("stormed")
     result.calls = final.get("calls", {})
-    first, last = final.get("first_card"), final.get("last_card")
-    if first is not None and last is not None:
+    times: list[float] = final.get("card_times", [])
+    if times:
+        first, last = min(times), max(times)
         span = last - first
-        result.cards_per_s = len(per_lead) / span if span > 0 else None
+        result.cards_per_s = len(times) / span if span > 0 else None
         conversations = min(args.reps, args.leads)
         if result.cards_per_s is not None:
             result.pace_share = result.cards_per_s / conversations
         result.answer_to_last_card_s = last - load.last_answer
+        result.owed_at_last_answer = sum(1 for t in times if t > load.last_answer)
+        if result.answer_to_last_card_s > 0:
+            result.drain_per_s = result.owed_at_last_answer / result.answer_to_last_card_s
 
 
 # ------------------------------------------------------------------ the report
@@ -910,6 +916,10 @@ def _pair(a: int | None, b: int | None) -> str:
 
 def _percent(share: float | None) -> str:
     return _f(None if share is None else share * 100, ".0f", " %")
+
+
+def _lookups(r: Result) -> str:
+    return "-" if r.server == "floor" else f"{r.calls.get('users.lookupByEmail', 0):,}"
 
 
 def _rss(r: Result) -> str:
@@ -937,9 +947,12 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("cards/s (first → last card)", lambda r: _f(r.cards_per_s)),
     ("… of the pacing limit", lambda r: _percent(r.pace_share)),
     ("last answer → last card", lambda r: _f(r.answer_to_last_card_s, ".1f", " s")),
+    ("cards still owed at the last answer", lambda r: _f(r.owed_at_last_answer, ",d")),
+    ("… delivered at (cards/s)", lambda r: _f(r.drain_per_s)),
     ("cards missing / doubled", lambda r: _pair(r.missing, r.doubled)),
     ("cards in a wrong DM / unknown lead", lambda r: _pair(r.wrong_channel, r.unknown_leads)),
     ("over-limit posts (stand-in)", lambda r: _f(r.over_limit, ",d")),
+    ("users.lookupByEmail calls", lambda r: _lookups(r)),
     ("storm 429s (stand-in)", lambda r: _f(r.stormed, ",d") if r.storm else "-"),
     ("serve RSS start → peak", _rss),
     ("serve log errors / tracebacks", lambda r: _pair(r.log_errors, r.log_tracebacks)),
