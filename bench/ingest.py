@@ -1045,6 +1045,9 @@ def verdicts(r: Result, args: argparse.Namespace) -> list[tuple[str, bool, str]]
 
 async def bench(args: argparse.Namespace, problems: list[str]) -> list[Result]:
     databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     results: list[Result] = []
     with (
         tempfile.TemporaryDirectory(prefix="liaison-bench-ingest-") as tmp,
@@ -1123,8 +1126,16 @@ def main() -> None:
     if min(args.leads, args.batch, args.parallel, args.reps) < 1:
         parser.error("--leads, --batch, --parallel and --reps must be ≥ 1")
     problems: list[str] = []
+    # Ctrl-C (or a SIGINT a shell left ignored for a background job) and SIGTERM cancel the
+    # run, whose `finally` blocks stop the children and drop the databases; cleanup() then
+    # catches whatever they missed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         results = asyncio.run(bench(args, problems))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        cleanup()
+        console.print("[red]interrupted: children stopped, scratch databases dropped[/]")
+        sys.exit(130)
     finally:
         cleanup()
     ok = report(results, problems, args)
