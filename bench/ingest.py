@@ -62,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -94,6 +95,7 @@ TARGET_LEADS_PER_S = 1000.0
 TARGET_PACE_SHARE = 0.9
 TARGET_RSS_MB = 512.0  # "bounded memory": the serve process's peak at 10,000 leads
 QUICK = {"leads": 1000, "reps": 50}
+STATS_LINE_LIMIT = 64 * 1024 * 1024  # the stand-in's last line lists every card it counted
 
 # Wide enough for a column per run when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -313,6 +315,7 @@ class Child:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=str(ROOT),
+            limit=STATS_LINE_LIMIT,
         )
         CHILDREN.add(process.pid)
         child = cls(role, process)
@@ -464,16 +467,19 @@ class Serve:
         return self.process.returncode
 
     def problems(self) -> tuple[int, int, list[str]]:
-        """(error lines, tracebacks, the most frequent error messages) in its log."""
+        """(error lines, tracebacks, the most frequent warning and error messages) in its
+        log, numbers in the messages replaced by N so that alike lines count together."""
         errors: Counter[str] = Counter()
+        warnings: Counter[str] = Counter()
         tracebacks = 0
         for line in self.log.read_text(errors="replace").splitlines():
             if line.startswith("Traceback"):
                 tracebacks += 1
-            found = re.match(r"\S+ \S+ (ERROR|CRITICAL) (.*)", line)
+            found = re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) (.*)", line)
             if found:
-                errors[re.sub(r"\d+", "N", found.group(2))[:160]] += 1
-        common = [f"{n}× {message}" for message, n in errors.most_common(5)]
+                kind = warnings if found.group(1) == "WARNING" else errors
+                kind[f"{found.group(1)} {re.sub(r'[0-9]+', 'N', found.group(2))[:160]}"] += 1
+        common = [f"{n}× {message}" for message, n in (errors + warnings).most_common(6)]
         return sum(errors.values()), tracebacks, common
 
 
@@ -1071,8 +1077,9 @@ async def bench(args: argparse.Namespace, problems: list[str]) -> list[Result]:
             for label, run in runs:
                 try:
                     results.append(await run())
-                except RuntimeError as error:
-                    problems.append(f"{label} {database}: {error}")
+                except Exception as error:  # report the other runs; say what broke this one
+                    traceback.print_exc()
+                    problems.append(f"{label} {database}: {type(error).__name__}: {error}")
     return results
 
 
