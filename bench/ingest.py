@@ -55,6 +55,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -556,8 +557,8 @@ class Load:
     created: Counter[str] = field(default_factory=Counter)  # external id → "created" answers
     duplicates: int = 0  # "duplicate" answers, each a lead stored by an earlier attempt
     lead_ids: dict[str, int] = field(default_factory=dict)
-    answered: int = 0  # bodies answered 200
-    given_up: int = 0  # bodies never answered 200
+    answered: int = 0  # bodies answered 2xx
+    given_up: int = 0  # bodies never answered 2xx
     refusals: list[str] = field(default_factory=list)  # 4xx other than 429, first few
     waited: float = 0.0  # seconds spent honouring Retry-After
     first_sent: float = math.inf
@@ -598,7 +599,7 @@ async def send_body(
     deadline: float,
     timeout: aiohttp.ClientTimeout,
 ) -> None:
-    """Send one body until it is answered 200: after a 429/503 with Retry-After, that long
+    """Send one body until it is answered 2xx: after a 429/503 with Retry-After, that long
     later; after a time-out, a dropped connection or another 5xx, 1 s later, RETRIES times."""
     failures = 0
     while True:
@@ -617,7 +618,7 @@ async def send_body(
                 status = str(response.status)
                 wait = retry_after(response.headers.get("Retry-After"))
                 text = await response.text()
-                if response.status == 200:
+                if 200 <= response.status < 300:
                     payload = json.loads(text)
                 elif refused(response.status) and len(load.refusals) < 5:
                     load.refusals.append(f"{response.status}: {text[:200]}")
@@ -724,6 +725,7 @@ class Result:
     drain_per_s: float | None = None  # their delivery rate, last answer → last card
     missing: int | None = None
     doubled: int | None = None
+    doubled_leads: list[int] = field(default_factory=list)  # the first few, to look them up
     wrong_channel: int | None = None
     unknown_leads: int | None = None
     over_limit: int | None = None
@@ -847,6 +849,9 @@ async def run_liaison(
             finally:
                 exit_code = serve.stop()
                 errors, tracebacks, common = serve.problems()
+                if args.logs is not None:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(serve.log, args.logs / f"{name.replace(' ', '-')}.log")
     finally:
         final = await standin.stop()
     result = ingest_figures(name, database, "liaison", storm, load, args)
@@ -890,6 +895,7 @@ def delivery_figures(
     result.cards = sum(per_lead.values())
     result.missing = sum(1 for lead_id in expected if per_lead[lead_id] == 0)
     result.doubled = sum(1 for n in per_lead.values() if n > 1)
+    result.doubled_leads = sorted(lead_id for lead_id, n in per_lead.items() if n > 1)[:10]
     result.wrong_channel = wrong
     result.unknown_leads = sum(1 for lead_id in per_lead if lead_id not in expected)
     result.over_limit = final.get("over_limit")
@@ -1003,6 +1009,8 @@ def report(results: list[Result], problems: list[str], args: argparse.Namespace)
             continue
         for line in r.log_common:
             console.print(f"[dim]{r.name} log: {line}[/]")
+        if r.doubled_leads:
+            console.print(f"[red]{r.name}: leads whose card came twice: {r.doubled_leads}[/]")
         for label, passed, figure in verdicts(r, args):
             mark = "[green]PASS[/]" if passed else "[red]FAIL[/]"
             console.print(f"{mark}  {r.name}: {label}: {figure}")
@@ -1117,6 +1125,7 @@ def main() -> None:
     parser.add_argument("--pace-burst", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="1,000 leads for 50 reps")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--logs", type=Path, help="keep each `liaison serve` log in this folder")
     parser.add_argument("--serve", choices=("standin", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--db-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1147,13 +1156,9 @@ def main() -> None:
         cleanup()
     ok = report(results, problems, args)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": vars(args) | {"json": str(args.json)}, "problems": problems,
-                 "results": [asdict(r) for r in results]},
-                indent=1,
-            )
-        )  # fmt: skip
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        data = {"args": settings, "problems": problems, "results": [asdict(r) for r in results]}
+        args.json.write_text(json.dumps(data, indent=1))
     sys.exit(0 if ok else 1)
 
 
