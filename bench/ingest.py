@@ -4,7 +4,11 @@ Run from the repository root:
 
     .venv/bin/python bench/ingest.py [--leads 10000] [--batch 100] [--parallel 4] [--reps 200]
                                      [--db sqlite|postgresql|both] [--storm] [--quick]
-                                     [--settle-seconds 120] [--max-seconds 600] [--json FILE]
+                                     [--settle-seconds 120] [--max-seconds 600] [--timeout 60]
+                                     [--json FILE] [--logs DIR]
+
+Exit code 0 when every target passes, 1 otherwise, 130 when interrupted (children stopped,
+scratch databases dropped either way). `--quick` is 1,000 leads for 50 reps.
 
 Black box. For each database (a SQLite file in a temp dir; a PostgreSQL database created
 with a unique name on the server of LIAISON_TEST_PG, default the tests' one, and dropped
