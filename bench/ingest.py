@@ -720,6 +720,7 @@ class Result:
     given_up: int
     stopped_early: bool
     refusals: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)  # answers by HTTP status or error
     expected_cards: int | None = None
     cards: int | None = None
     cards_per_s: float | None = None
@@ -782,6 +783,7 @@ def ingest_figures(
         given_up=load.given_up,
         stopped_early=load.stopped_early,
         refusals=load.refusals,
+        statuses=dict(Counter(a.status for a in load.attempts).most_common()),
     )
 
 
@@ -952,6 +954,7 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("request latency p99", lambda r: f"{r.p99_ms:,.0f} ms"),
     ("request latency max", lambda r: f"{r.max_ms:,.0f} ms"),
     ("requests (bodies)", lambda r: f"{r.requests:,} ({r.bodies:,})"),
+    ("answers", lambda r: ", ".join(f"{n:,}× {status}" for status, n in r.statuses.items())),
     ("429/503 with Retry-After", lambda r: f"{r.backpressure:,} ({r.backpressure_waited_s:.0f} s)"),
     ("duplicates answered", lambda r: f"{r.duplicates:,}"),
     ("leads created twice / never", lambda r: _pair(r.created_twice, r.never_created)),
