@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,14 +54,19 @@ def member_name(session: Session, member_id: int | None, unknown: str = "someone
     return member.name if member else unknown
 
 
+def _state_line(lead: Lead) -> str:
+    """What a lead without a verdict waits for."""
+    if lead.state == LeadState.unassigned:
+        return say("state_unassigned")
+    if lead.state == LeadState.routing:
+        return say("state_routing")
+    return say("state_waiting")
+
+
 def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
     verdicts = [e for e in events if e.kind in (EventKind.accepted, EventKind.not_a_fit)]
     if not verdicts:
-        if lead.state == LeadState.unassigned:
-            return say("state_unassigned")
-        if lead.state == LeadState.routing:
-            return say("state_routing")
-        return say("state_waiting")
+        return _state_line(lead)
     last = verdicts[-1]
     who, at = member_name(session, last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
@@ -124,19 +130,7 @@ def lead_card(
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     definition = session.get(LeadDefinition, lead.definition_id)
     events = queries.events_of(session, lead_id=lead.id or 0)
-    fields = [
-        Field_(label, value)
-        for label, value in (
-            (say("label_company"), lead.company),
-            (say("label_title"), lead.title),
-            (say("label_email"), lead.email),
-            (say("label_campaign"), campaign.name if campaign else None),
-            (say("label_source"), lead.source),
-        )
-        if value
-    ]
-    shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
-    fields += [Field_(label, text) for label, text in shown if text]
+    fields = _lead_fields(lead, campaign.name if campaign else None)
     attempts = _attempts(events, tz)
     if attempts:
         fields.append(attempts)
@@ -146,15 +140,55 @@ def lead_card(
             Field_(say("label_sla"), line)
             for line in sla.status_lines(session, lead, now, company or Company())
         ]
+    text = _verdict_line(session, lead, events, tz)
+    return _lead_card(lead, fields, text, owner, definition.version if definition else "?")
+
+
+def new_lead_card(
+    lead: Lead,
+    *,
+    owner: Member | None,
+    campaign: str | None,
+    version: int,
+    sla_lines: Sequence[str] = (),
+) -> Card:
+    """`lead_card` of a lead just handed off (no verdict, attempt or question yet), built
+    from what the caller read for a whole batch (its clocks' `sla_lines` too) rather than
+    a few queries per lead."""
+    fields = _lead_fields(lead, campaign)
+    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    return _lead_card(lead, fields, _state_line(lead), owner, version)
+
+
+def _lead_fields(lead: Lead, campaign: str | None) -> list[Field_]:
+    fields = [
+        Field_(label, value)
+        for label, value in (
+            (say("label_company"), lead.company),
+            (say("label_title"), lead.title),
+            (say("label_email"), lead.email),
+            (say("label_campaign"), campaign),
+            (say("label_source"), lead.source),
+        )
+        if value
+    ]
+    shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
+    return fields + [Field_(label, text) for label, text in shown if text]
+
+
+def _lead_card(
+    lead: Lead, fields: list[Field_], text: str, owner: Member | None, version: int | str
+) -> Card:
+    tz = owner.timezone if owner else None
     return Card(
         title=say("lead_title", name=lead.name, company=lead.company or ""),
-        text=_verdict_line(session, lead, events, tz),
+        text=text,
         fields=tuple(fields),
         context=say(
             "lead_context",
             lead_id=lead.id,
             owner=owner.name if owner else None,
-            version=definition.version if definition else "?",
+            version=version,
             at=when(lead.handed_off_at or lead.created_at, tz),
         ),
         buttons=_buttons(lead),
