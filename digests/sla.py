@@ -97,50 +97,54 @@ def on_handoffs(
         (ClockKind.first_touch, policy.first_touch_hours * HOUR),
         (ClockKind.verdict, policy.verdict_hours * HOUR),
     )
+    # Plain rows, not Clock objects: building thousands of those costs more than writing.
     queries.start_clocks(
         session,
-        clocks=[
-            Clock(
-                lead_id=lead_id,
-                kind=kind.value,
-                ref="",
-                owner_id=owner.id or 0,
-                policy_version=policy.version,
-                started_at=now,
-                budget_seconds=budget,
-                remind_share=policy.remind_share,
-                grace_seconds=policy.escalate_after_hours * HOUR,
-                next_at=now,
-            )
+        rows=[
+            {
+                "lead_id": lead_id,
+                "kind": kind.value,
+                "ref": "",
+                "owner_id": owner.id or 0,
+                "policy_version": policy.version,
+                "started_at": now,
+                "budget_seconds": budget,
+                "remind_share": policy.remind_share,
+                "grace_seconds": policy.escalate_after_hours * HOUR,
+                "stage": ClockStage.running.value,
+                "snoozes": [],
+                "next_at": now,
+            }
             for lead_id, owner in handoffs
             for kind, budget in kinds
         ],
     )
     owners = {owner.id or 0: owner for _, owner in handoffs}
     calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    # Owners on the same calendar (most of a team) share their lines: worked out once.
+    same: dict[Calendar, list[str]] = {}
     lines: dict[int, list[str]] = {}
     for owner_id, owner in owners.items():
         calendar = calendars.of(owner)
-        lines[owner_id] = [
-            _status_line(kind, add_business(calendar, now, budget), now, calendar, owner, company)
-            for kind, budget in kinds
-        ]
+        if calendar not in same:
+            same[calendar] = [
+                _status_line(
+                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
+                )
+                for kind, budget in kinds
+            ]
+        lines[owner_id] = same[calendar]
     return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
 
 
 def _status_line(
-    kind: ClockKind,
-    due: datetime,
-    now: datetime,
-    calendar: Calendar,
-    owner: Member,
-    company: Company,
+    kind: ClockKind, due: datetime, budget: float, now: datetime, company: Company, tz: str
 ) -> str:
-    what, at = say(f"clock_{kind.value}"), when(due, owner.timezone or company.tz)
+    """`status_lines`' line for a clock that starts now: all its business time is left."""
+    what, at = say(f"clock_{kind.value}"), when(due, tz or company.tz)
     if now >= due:
         return say("clock_status_late", what=what, due=at)
-    left = business_seconds(calendar, now, due)
-    return say("clock_status_left", what=what, due=at, left=_duration(left))
+    return say("clock_status_left", what=what, due=at, left=_duration(budget))
 
 
 def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -28,6 +28,33 @@ ATTEMPT_OUTCOMES = {
     "lost": "Lost",
 }
 HANDOFF = "handoff"
+
+
+class LeadFacts(Protocol):
+    """What a lead's card shows of it: a stored `Lead`, or a lead just written in bulk."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def company(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def handed_off_at(self) -> datetime | None: ...
+
+
 ATTRIBUTE_CHARS = 200  # a card shows this much of an attribute's value
 
 
@@ -54,7 +81,7 @@ def member_name(session: Session, member_id: int | None, unknown: str = "someone
     return member.name if member else unknown
 
 
-def _state_line(lead: Lead) -> str:
+def _state_line(lead: LeadFacts) -> str:
     """What a lead without a verdict waits for."""
     if lead.state == LeadState.unassigned:
         return say("state_unassigned")
@@ -145,7 +172,7 @@ def lead_card(
 
 
 def new_lead_card(
-    lead: Lead,
+    lead: LeadFacts,
     *,
     owner: Member | None,
     campaign: str | None,
@@ -160,7 +187,7 @@ def new_lead_card(
     return _lead_card(lead, fields, _state_line(lead), owner, version)
 
 
-def _lead_fields(lead: Lead, campaign: str | None) -> list[Field_]:
+def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
     fields = [
         Field_(label, value)
         for label, value in (
@@ -177,7 +204,7 @@ def _lead_fields(lead: Lead, campaign: str | None) -> list[Field_]:
 
 
 def _lead_card(
-    lead: Lead, fields: list[Field_], text: str, owner: Member | None, version: int | str
+    lead: LeadFacts, fields: list[Field_], text: str, owner: Member | None, version: int | str
 ) -> Card:
     tz = owner.timezone if owner else None
     return Card(
@@ -195,7 +222,7 @@ def _lead_card(
     )
 
 
-def _buttons(lead: Lead) -> tuple[Button, ...]:
+def _buttons(lead: LeadFacts) -> tuple[Button, ...]:
     value = f"lead_id={lead.id}"
     share = Button(say("button_share_insight"), "insight.share", value)
     if lead.state == LeadState.handed_off:

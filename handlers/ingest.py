@@ -7,20 +7,20 @@ import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import Any, TypeVar
+from functools import lru_cache, partial
+from typing import Any, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
+from pydantic.networks import validate_email
 from sqlmodel import Session
 
 from bot.delivery import Deliverer, Directory
@@ -31,7 +31,7 @@ from bot.text import say, when
 from digests import sla
 from digests.business_time import Company
 from digests.owing import owe
-from handlers.cards import HANDOFF, new_lead_card
+from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
 from storage.db import Store
@@ -74,6 +74,14 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
 
+@lru_cache(maxsize=10_000)
+def email_address(value: str) -> str:
+    """`value` checked and normalised as pydantic's `EmailStr` does (the same errors),
+    remembered: a batch names the same few owners again and again, and the check is
+    most of a lead's validation."""
+    return validate_email(value)[1]
+
+
 def text_problem(value: str) -> str | None:
     """Why a string cannot be stored (a NUL byte, a lone surrogate), or None."""
     if "\x00" in value:
@@ -96,11 +104,11 @@ class LeadIn(BaseModel):
     external_id: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=300)
     company: str | None = Field(None, max_length=300)
-    email: EmailStr | None = None
+    email: str | None = None
     title: str | None = Field(None, max_length=300)
     campaign: str | None = Field(None, max_length=200)
     source: str = Field("", max_length=100)
-    owner_email: EmailStr | None = None
+    owner_email: str | None = None
     created_at: datetime | None = None
 
     @field_validator("external_id", mode="before")
@@ -130,6 +138,11 @@ class LeadIn(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("email", "owner_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else email_address(value)
 
     @field_validator("created_at")
     @classmethod
@@ -236,6 +249,24 @@ class Outcome:
     routing: bool = False  # created, waiting for its owner to be looked up
 
 
+@dataclass(frozen=True)
+class Created(NewLead):
+    """A lead this batch stored, with its id: what its card and events need of it."""
+
+    id: int = 0
+
+
+class Ingested(LeadFacts, Protocol):
+    """A stored lead as handing it off needs it: a `Lead`, or one just `Created`."""
+
+    @property
+    def campaign_id(self) -> int | None: ...
+    @property
+    def definition_id(self) -> int: ...
+    @property
+    def owner_email(self) -> str | None: ...
+
+
 def store_leads(
     session: Session,
     leads: Sequence[LeadIn],
@@ -267,7 +298,7 @@ def store_leads(
     ]
     stored = queries.add_leads(session, leads=rows)
     outcomes: list[Outcome] = []
-    created: list[Lead] = []
+    created: list[Created] = []
     for item, row, found in zip(leads, rows, stored, strict=True):
         routed = found.created and row.state == LeadState.routing
         status = "created" if found.created else "duplicate"
@@ -275,7 +306,9 @@ def store_leads(
             Outcome(item.external_id, item.source, found.id, status, found.owner_email, routed)
         )
         if found.created:
-            created.append(Lead(id=found.id, attempts=0, **asdict(row)))
+            created.append(
+                Created(**{f.name: getattr(row, f.name) for f in fields(row)}, id=found.id)
+            )
     queries.add_events(
         session,
         events=[
@@ -289,7 +322,9 @@ def store_leads(
         ],
     )
     names = {campaign_id: name for name, campaign_id in campaigns.items()}
-    handed = [(lead, owners[lead.owner_email or ""]) for lead in created if lead.owner_id]
+    handed: list[tuple[Ingested, Member]] = [
+        (lead, owners[lead.owner_email or ""]) for lead in created if lead.owner_id
+    ]
     versions = {definition.id or 0: definition.version}
     effects = _hand_off(session, handed, now, company, names, versions)
     unassigned = [lead for lead in created if lead.state == LeadState.unassigned]
@@ -332,7 +367,7 @@ def _new_lead(
 
 def _hand_off(
     session: Session,
-    handed: Sequence[tuple[Lead, Member]],
+    handed: Sequence[tuple[Ingested, Member]],
     now: datetime,
     company: Company,
     campaigns: dict[int, str],
@@ -396,7 +431,7 @@ def route_found(
             nobody.append(lead)
         else:
             mine.setdefault(owner.id or 0, []).append(lead)
-    handed: list[tuple[Lead, Member]] = []
+    handed: list[tuple[Ingested, Member]] = []
     by_id = {owner.id: owner for owner in owners.values()}
     for owner_id, group in mine.items():
         moved = queries.move_leads(
@@ -441,7 +476,7 @@ def _names_and_versions(
     return names, versions
 
 
-def _away_flag(lead: Lead, owner: Member, away: Away) -> Notify:
+def _away_flag(lead: Ingested, owner: Member, away: Away) -> Notify:
     """A lead handed to someone who is away: their manager hears of it, privately."""
     until = when(away.until, owner.timezone)
     card = Card(
@@ -454,7 +489,7 @@ def _away_flag(lead: Lead, owner: Member, away: Away) -> Notify:
 
 
 def _report_unassigned(
-    session: Session, leads: Sequence[Lead], admin_channel: str | None
+    session: Session, leads: Sequence[Ingested], admin_channel: str | None
 ) -> list[Effect]:
     card = Card(
         title=say("unassigned_title", count=len(leads)),

@@ -472,17 +472,14 @@ def _insert_clocks_statement(dialect: str) -> Insert:
     return insert_(table).on_conflict_do_nothing()
 
 
-def start_clocks(session: Session, *, clocks: Sequence[Clock]) -> None:
-    """Store new clocks with one executemany INSERT; a (lead, kind, ref) clock that exists
-    already is left as it is."""
-    if not clocks:
+def start_clocks(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Store new clocks (rows of `sla_clocks` columns) with one executemany INSERT; a
+    (lead, kind, ref) clock that exists already is left as it is."""
+    if not rows:
         return
     session.flush()
     connection = session.connection()
-    connection.execute(
-        _insert_clocks_statement(connection.dialect.name),
-        [clock.model_dump(exclude={"id"}) for clock in clocks],
-    )
+    connection.execute(_insert_clocks_statement(connection.dialect.name), list(rows))
 
 
 def away_now(session: Session, *, member_ids: Collection[int], now: datetime) -> dict[int, Away]:
