@@ -618,11 +618,18 @@ class Ingestor:
             await self.resolve(set(accepted.routing), now)
         return accepted.outcomes
 
-    async def resolve(self, emails: Collection[str], now: datetime | None = None) -> int:
-        """Find these owners (members already, else in the directories) and move their
-        routing leads: handed to those found, unassigned for those nobody has; the
-        others stay routing for `retry_routing`. How many messages were owed."""
-        known = await self._run(self._known, set(emails))
+    async def resolve(
+        self, emails: Collection[str], now: datetime | None = None, *, members_first: bool = False
+    ) -> int:
+        """Find these owners in the directories (with `members_first`, those who became
+        members meanwhile without asking) and move their routing leads: handed to those
+        found, unassigned for those nobody has; the others stay routing for
+        `retry_routing`. How many messages were owed.
+
+        Without `members_first` (owners nobody knew a moment ago, when their leads were
+        stored), no transaction is spent on asking the database first: a member found
+        meanwhile is found again, at the cost of one lookup (or none, remembered)."""
+        known = await self._run(self._known, set(emails)) if members_first else set()
         results = await self.lookups.look_up(set(emails) - known)
         found = known | {e for e, result in results.items() if result is Lookup.found}
         not_found = {e for e, result in results.items() if result is Lookup.not_found}
@@ -639,7 +646,7 @@ class Ingestor:
         emails = await self._run(self._routing_emails)
         if not emails:
             return sla.TickReport()
-        owed = await self.resolve(emails, now)
+        owed = await self.resolve(emails, now, members_first=True)
         return sla.TickReport(looked_at=len(emails), messages=owed)
 
     def close(self) -> None:
@@ -654,12 +661,13 @@ class Ingestor:
         return problems if problems else self._store(good, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> Accepted:
-        with self.store.session() as session:
+        names = {item.campaign for item in leads if item.campaign}
+        if names and self.store.engine.dialect.name != "sqlite":
             # New campaigns first, in a short transaction of their own: batches sharing one
-            # then do not wait for each other's whole batch to commit.
-            queries.ensure_campaigns(
-                session, names={item.campaign for item in leads if item.campaign}
-            )
+            # then do not wait for each other's whole batch to commit (SQLite writes one
+            # transaction at a time anyway: there, it would only cost a second one).
+            with self.store.session() as session:
+                queries.ensure_campaigns(session, names=names)
         with self.store.session() as session:
             outcomes, effects = store_leads(
                 session,
