@@ -544,6 +544,16 @@ class Accepted:
         return waiting
 
 
+@dataclass(frozen=True)
+class Routing:
+    """Owners whose routing leads wait for the next routing pass (`done`: messages owed)."""
+
+    found: set[str]
+    not_found: set[str]
+    now: datetime | None
+    done: asyncio.Future[int]
+
+
 class Ingestor:
     """Validate → store (owners known: handed off; unknown: routing) → answer; then find
     the unknown owners in the platform directories and hand their leads over.
@@ -574,6 +584,8 @@ class Ingestor:
         self.queue_limit = queue_limit
         self.storing = 0  # leads admitted, not yet stored
         self.waiting = 0  # leads stored as routing whose owners are being looked up
+        self._to_route: list[Routing] = []
+        self._router: asyncio.Task[None] | None = None
 
     @property
     def queued(self) -> int:
@@ -635,9 +647,42 @@ class Ingestor:
         not_found = {e for e, result in results.items() if result is Lookup.not_found}
         if not found and not not_found:
             return 0
-        effects = await self._run(self._route, found, not_found, now)
-        await self.deliverer.deliver(effects, None)
-        return sum(effect.count for effect in effects if isinstance(effect, Owed))
+        return await self._route_in_turn(found, not_found, now)
+
+    async def _route_in_turn(
+        self, found: set[str], not_found: set[str], now: datetime | None
+    ) -> int:
+        """Move the routing leads of these owners in the next routing pass. Passes run one
+        at a time, and whoever arrives while one runs shares the next: fewer, larger
+        transactions, and at most one ingest thread routing while batches are stored."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
+        self._to_route.append(Routing(found, not_found, now, waiter))
+        if self._router is None or self._router.done() or self._router.get_loop() is not loop:
+            self._router = loop.create_task(self._routing_passes())
+        return await waiter
+
+    async def _routing_passes(self) -> None:
+        while self._to_route:
+            queued, self._to_route = self._to_route, []
+            by_now: dict[datetime | None, list[Routing]] = {}
+            for routing in queued:
+                by_now.setdefault(routing.now, []).append(routing)
+            for now, group in by_now.items():
+                found = set().union(*(r.found for r in group))
+                not_found = set().union(*(r.not_found for r in group)) - found
+                try:
+                    effects = await self._run(self._route, found, not_found, now)
+                    await self.deliverer.deliver(effects, None)
+                except Exception as error:
+                    for routing in group:
+                        if not routing.done.done():
+                            routing.done.set_exception(error)
+                    continue
+                owed = sum(effect.count for effect in effects if isinstance(effect, Owed))
+                for routing in group:
+                    if not routing.done.done():
+                        routing.done.set_result(owed)
 
     async def retry_routing(self, *, now: datetime) -> sla.TickReport:
         """A scheduler pass: look the owners of `routing` leads up again; hand the leads

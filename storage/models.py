@@ -594,7 +594,7 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class NewLead:
-    """A lead to store, as `queries.add_lead` writes it (once per source and external id)."""
+    """A lead to store, as `queries.add_leads` writes it (once per source and external id)."""
 
     source: str
     external_id: str

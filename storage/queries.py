@@ -330,22 +330,6 @@ def find_lead(session: Session, *, source: str, external_id: str) -> Lead | None
     ).first()
 
 
-def add_lead(session: Session, *, lead: NewLead) -> tuple[Lead, bool]:
-    """Store a lead unless `(source, external_id)` is already stored; the stored lead, and
-    whether this call created it. A concurrent writer's lead is read, never an error."""
-    session.flush()
-    values = {f.name: getattr(lead, f.name) for f in fields(lead)}
-    values.update(attempts=0)
-    new_id = _insert_or_none(session, Lead.__table__, values)  # type: ignore[attr-defined]
-    stored = (
-        session.get(Lead, new_id)
-        if new_id is not None
-        else find_lead(session, source=lead.source, external_id=lead.external_id)
-    )
-    assert stored is not None, f"lead {lead.source}/{lead.external_id} neither new nor found"
-    return stored, new_id is not None
-
-
 # Rows named in one IN list at most: well under SQLite's and PostgreSQL's parameter limits.
 IN_CHUNK = 2000
 
@@ -435,12 +419,12 @@ def add_leads(session: Session, *, leads: Sequence[NewLead]) -> list[StoredLead]
         key = (lead.source, lead.external_id)
         assert key in stored, f"lead {key} neither new nor found"
         found_lead = stored[key]
-        answers.append(found_lead if key not in seen else replace_created(found_lead))
+        answers.append(found_lead if key not in seen else _mentioned_again(found_lead))
         seen.add(key)
     return answers
 
 
-def replace_created(lead: StoredLead) -> StoredLead:
+def _mentioned_again(lead: StoredLead) -> StoredLead:
     """The same lead, as seen by a later mention of it in the same batch: not created."""
     return StoredLead(lead.id, False, lead.owner_email)
 
@@ -724,27 +708,6 @@ def routing_emails(session: Session, *, limit: int) -> list[str]:
         .limit(limit)
     ).all()
     return [row for row in rows if row]
-
-
-def routing_leads_of(session: Session, *, email: str) -> Sequence[Lead]:
-    return session.exec(
-        select(Lead)
-        .where(Lead.state == LeadState.routing.value, Lead.owner_email == email)
-        .order_by(col(Lead.id))
-    ).all()
-
-
-def route_lead(session: Session, *, lead: Lead, owner_id: int, now: datetime) -> bool:
-    """Hand a routing lead to the owner just found, atomically: False when another pass
-    (another instance) did it first."""
-    result = session.execute(
-        update(Lead)
-        .where(col(Lead.id) == lead.id, col(Lead.state) == LeadState.routing.value)
-        .values(state=LeadState.handed_off.value, owner_id=owner_id, handed_off_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(lead)
-    return getattr(result, "rowcount", 0) == 1
 
 
 def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:
