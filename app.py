@@ -331,6 +331,7 @@ def _lookups(settings: Settings, deliverer: Deliverer) -> list[AsyncDueWork]:
         deliverer.directories,
         settings.default_channel("admin"),
         settings.company,
+        threads=settings.ingest_threads,
     )
     return [ingestor.retry_routing]
 
@@ -344,6 +345,7 @@ def _ingestor(settings: Settings, store: Store) -> Ingestor:
         directories,
         settings.default_channel("admin"),
         settings.company,
+        threads=settings.ingest_threads,
     )
 
 

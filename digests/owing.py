@@ -21,7 +21,7 @@ from bot.messages import card_to_dict
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
 from storage import queries
-from storage.models import Member, OutboxMessage
+from storage.models import Member, NewMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,36 @@ def owe(
 ) -> list[Effect]:
     """Write DMs to anyone but `actor_id`, channel posts and card updates to the outbox;
     return the effects still to deliver at once, with an `Owed` marker when anything was
-    written."""
+    written. Consecutive DMs are written with one statement (a batch of handoff cards),
+    in the order given."""
     calendars: Calendars | None = None
     kept: list[Effect] = []
     owed = 0
+    dms = [e for e in effects if isinstance(e, Notify) and e.member_id != actor_id]
+    members = queries.members_by_id(session, ids={e.member_id for e in dms})
+    waiting: list[NewMessage] = []
     for effect in effects:
         if isinstance(effect, Notify) and effect.member_id != actor_id:
-            calendars = calendars or Calendars(session, company)
-            owed += _owe_dm(session, effect, now, calendars)
-        elif isinstance(effect, Post):
+            member = members.get(effect.member_id)
+            if member is None:
+                log.warning(
+                    "a message for member %s, who does not exist, was dropped", effect.member_id
+                )
+                continue
+            if effect.nudge:
+                calendars = calendars or Calendars(session, company)
+            waiting.append(_dm(effect, member, now, calendars))
+            continue
+        owed += _write(session, waiting)
+        waiting = []
+        if isinstance(effect, Post):
             owed += _owe_post(session, effect, now)
         elif isinstance(effect, UpdateCards):
             owed += _owe_updates(session, effect, now)
             kept.append(effect)  # a record of what changed; its cards are owed
         else:
             kept.append(effect)
+    owed += _write(session, waiting)
     if owed:
         kept.append(Owed(owed))
     return kept
@@ -60,12 +75,8 @@ def _key(given: str) -> str:
     return given or f"fx:{uuid.uuid4().hex}"
 
 
-def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendars) -> int:
-    member = session.get(Member, effect.member_id)
-    if member is None:
-        log.warning("a message for member %s, who does not exist, was dropped", effect.member_id)
-        return 0
-    message = OutboxMessage(
+def _dm(effect: Notify, member: Member, now: datetime, calendars: Calendars | None) -> NewMessage:
+    return NewMessage(
         key=_key(effect.key),
         member_id=member.id,
         card=card_to_dict(effect.card),
@@ -76,12 +87,17 @@ def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendar
         not_before=_not_before(effect, member, now, calendars),
         created_at=now,
     )
-    return int(queries.enqueue(session, message=message))
 
 
-def _not_before(effect: Notify, member: Member, now: datetime, calendars: Calendars) -> datetime:
+def _write(session: Session, messages: Sequence[NewMessage]) -> int:
+    return len(queries.enqueue_many(session, messages=messages)) if messages else 0
+
+
+def _not_before(
+    effect: Notify, member: Member, now: datetime, calendars: Calendars | None
+) -> datetime:
     """At once, unless it is a nudge: then at the recipient's next working moment."""
-    if not effect.nudge:
+    if not effect.nudge or calendars is None:
         return now
     try:
         return next_working_moment(calendars.of(member), now)
