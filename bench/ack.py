@@ -70,6 +70,9 @@ TARGET_RATIO = 2.5  # issue 11: ack p99 within 2.5x the bare app's
 TARGET_UPDATE_P99_MS = 50.0  # issue 11: click -> chat.update p99 at 100 clicks/s
 UPDATE_TARGET_RATE = 100.0
 BATCH = 100  # leads per webhook request while setting up
+# BENCH_ACK_PROFILE=/tmp/ack: each Liaison child profiles itself with yappi (CPU time, every
+# thread) while it is loaded and saves pstats to /tmp/ack.<pid>.pstat (pip install yappi).
+PROFILE = os.environ.get("BENCH_ACK_PROFILE", "")
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -286,9 +289,23 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             found = await asyncio.to_thread(cards)
             if len(found) != len(wanted):
                 raise RuntimeError(f"{len(found)} of {len(wanted)} handoff cards were delivered")
+            if PROFILE:
+                import yappi  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+                yappi.set_clock_type("cpu")
+                yappi.start(builtins=False, profile_threads=True)
             return {"cards": found, "setup_s": round(time.perf_counter() - started, 1)}
 
         async def finish() -> dict[str, Any]:
+            if PROFILE:
+                import yappi  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+                yappi.stop()
+                path = f"{PROFILE}.{os.getpid()}.pstat"
+                yappi.get_func_stats().save(path, type="pstat")
+                threads = sorted(yappi.get_thread_stats(), key=lambda t: -t.ttot)
+                stats["profile"] = path
+                stats["thread_cpu_s"] = {f"{t.name}:{t.id}": round(t.ttot, 3) for t in threads}
             stats["background_pending"] = len(background.tasks)
             started = time.perf_counter()
             await background.drain()
@@ -349,6 +366,7 @@ class Child:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=str(ROOT),
+            limit=64 * 1024 * 1024,  # a line of JSON may list every card
         )
         child = cls(role, process)
         try:
