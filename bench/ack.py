@@ -177,11 +177,14 @@ async def serve_baseline(api_url: str, max_seconds: float) -> None:
     app = web.Application()
     app.router.add_post("/slack/events", events)
 
+    cpu = [0.0]
+
     async def ready(_: str) -> dict[str, Any]:
+        cpu[0] = time.process_time()
         return {}
 
     async def finish() -> dict[str, Any]:
-        return {}
+        return {"cpu_s": round(time.process_time() - cpu[0], 3)}
 
     await _serve_until_told(app, max_seconds, ready, finish)
 
@@ -294,6 +297,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
 
                 yappi.set_clock_type("cpu")
                 yappi.start(builtins=False, profile_threads=True)
+            stats["cpu_start"] = time.process_time()  # every thread's CPU from here on
             return {"cards": found, "setup_s": round(time.perf_counter() - started, 1)}
 
         async def finish() -> dict[str, Any]:
@@ -311,6 +315,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             await background.drain()
             await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=60)
             stats["drain_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            stats["cpu_s"] = round(time.process_time() - stats.pop("cpu_start"), 3)
             with store.session() as session:
                 accepted = session.exec(
                     select(LeadEvent).where(LeadEvent.kind == EventKind.accepted.value)
@@ -666,7 +671,7 @@ async def one_rate(
                 progress,
             )
         finally:
-            await baseline.stop()
+            this.baseline.server = await baseline.stop()
         this.liaison = Run("liaison")
         await load(
             http,
@@ -795,8 +800,15 @@ def report(rounds: list[Round], problems: list[str], args: argparse.Namespace) -
             continue
         p50_ratio = liaison.percentile(50) / base.percentile(50)
         p99_ratio = liaison.percentile(99) / base.percentile(99)
+        presses = sum(liaison.statuses.values())
+        cpu = {
+            run.name: f"{run.server['cpu_s'] * 1000 / presses:.2f} ms"
+            for run in (base, liaison)
+            if "cpu_s" in run.server
+        }
         console.print(
-            f"{this.rate:g}/s: Liaison/baseline p50 × {p50_ratio:.2f}, p99 × {p99_ratio:.2f}"
+            f"{this.rate:g}/s: Liaison/baseline p50 × {p50_ratio:.2f}, p99 × {p99_ratio:.2f}; "
+            f"server CPU per press, all threads, until its work was done: {cpu}"
         )
         verdicts.append(
             (
