@@ -201,6 +201,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
     import tempfile
     from datetime import UTC, datetime
 
+    from sqlalchemy import event
     from sqlmodel import col, select
 
     from app import build_router
@@ -298,7 +299,14 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
                 yappi.set_clock_type("cpu")
                 yappi.start(builtins=False, profile_threads=True)
             stats["cpu_start"] = time.process_time()  # every thread's CPU from here on
+            stats["sql_statements"] = stats["sql_transactions"] = 0
+            event.listen(store.engine, "before_cursor_execute", count)
             return {"cards": found, "setup_s": round(time.perf_counter() - started, 1)}
+
+        def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+            """SQL statements and transactions (BEGIN …) while the presses are served."""
+            stats["sql_statements"] += 1
+            stats["sql_transactions"] += statement.startswith("BEGIN")
 
         async def finish() -> dict[str, Any]:
             if PROFILE:
@@ -316,6 +324,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=60)
             stats["drain_ms"] = round((time.perf_counter() - started) * 1000, 1)
             stats["cpu_s"] = round(time.process_time() - stats.pop("cpu_start"), 3)
+            event.remove(store.engine, "before_cursor_execute", count)
             with store.session() as session:
                 accepted = session.exec(
                     select(LeadEvent).where(LeadEvent.kind == EventKind.accepted.value)
@@ -810,6 +819,12 @@ def report(rounds: list[Round], problems: list[str], args: argparse.Namespace) -
             f"{this.rate:g}/s: Liaison/baseline p50 × {p50_ratio:.2f}, p99 × {p99_ratio:.2f}; "
             f"server CPU per press, all threads, until its work was done: {cpu}"
         )
+        if "sql_statements" in liaison.server:
+            console.print(
+                f"{this.rate:g}/s: Liaison's SQL per press: "
+                f"{liaison.server['sql_statements'] / presses:.1f} statements in "
+                f"{liaison.server['sql_transactions'] / presses:.2f} transactions"
+            )
         verdicts.append(
             (
                 f"{this.rate:g}/s: ack p99 ≤ {TARGET_RATIO:g}× the bare app",
