@@ -58,11 +58,11 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
-    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     if not queries.move_lead(
         ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
     ):
         return private(say("already_accepted", lead=lead.name))
+    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
     )
@@ -115,7 +115,6 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     held = tone.first_flag(ctx.session, {"comment": comment})
     if held:
         return [FormErrors(held)]
-    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     if not queries.move_lead(
         ctx.session,
         lead=lead,
@@ -123,6 +122,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         allowed_from=[LeadState.handed_off, LeadState.accepted],
     ):
         return private(say("already_not_a_fit", lead=lead.name, who="", at=""))
+    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session,
         lead=lead,
