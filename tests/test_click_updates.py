@@ -120,14 +120,14 @@ async def test_an_update_owed_while_the_clicks_own_send_is_in_flight_follows_it(
 
 
 async def test_a_lease_never_used_runs_out_and_the_outbox_sends_the_card(
-    sqlite_store: Store, slack: SlackStandIn, tmp_path: Path
+    any_store: Store, slack: SlackStandIn, tmp_path: Path
 ) -> None:
     """The process that leased a click's update died before sending it: once the lease has
-    run out, a sender delivers the card in its latest state."""
-    bot, alice = slack_bot(sqlite_store, slack, tmp_path)
+    run out, a sender delivers the card in its latest state (SQLite and PostgreSQL)."""
+    bot, alice = slack_bot(any_store, slack, tmp_path)
     now = datetime.now(UTC)
-    sender = Sender(sqlite_store, bot.deliverer, "survivor")
-    ingestor = Ingestor(sqlite_store, bot.deliverer, list(bot.deliverer.directories), None, ALWAYS)
+    sender = Sender(any_store, bot.deliverer, "survivor")
+    ingestor = Ingestor(any_store, bot.deliverer, list(bot.deliverer.directories), None, ALWAYS)
     lead = LeadIn(external_id="C3", name="Ann Lee", owner_email="alice@example.com")
     (outcome,) = await ingestor.ingest([lead], now=now)
     await sender.drain(now)
@@ -139,7 +139,7 @@ async def test_a_lease_never_used_runs_out_and_the_outbox_sends_the_card(
         Where("slack", card["channel"]),
         args={"lead_id": str(outcome.lead_id)},
     )
-    effects = bot.router.dispatch(sqlite_store, interaction, now, UpdateLease("dead:1", 60))
+    effects = bot.router.dispatch(any_store, interaction, now, UpdateLease("dead:1", 60))
     (change,) = [e for e in effects if isinstance(e, UpdateCards)]
     assert len(change.leased) == 1  # … and never sent: its process is gone
 
@@ -148,5 +148,5 @@ async def test_a_lease_never_used_runs_out_and_the_outbox_sends_the_card(
     await sender.drain(now + timedelta(seconds=61))
     (update,) = updates(slack, card)
     assert "Accepted by Alice" in text_of(update)
-    (row,) = update_rows(sqlite_store)
+    (row,) = update_rows(any_store)
     assert (row.status, row.claimed_by) == ("sent", "survivor")
