@@ -20,6 +20,7 @@ from bot.tasks import Background
 from bot.teams_trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
+from digests.click_updates import ClickUpdates
 from digests.metrics import CONTENT_TYPE, OutboxMetrics
 from digests.outbox import depth
 from digests.scheduler import Clockwork, for_settings
@@ -73,6 +74,7 @@ def build_web_app(
     )
     clockwork = for_settings(settings, store, deliverer, lookups=[ingestor.retry_routing])
     deliverer.on_owed = clockwork.wake
+    deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)  # a click's card at once
 
     app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[_database_down(store)])
     app[BACKGROUND] = background

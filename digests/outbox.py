@@ -545,9 +545,7 @@ class Sender:
             await self._write(self._park, message, str(gone), report)
             return
         except Exception as error:  # any platform error is recorded on the message
-            await self._write(
-                self._failed, message, error, current(), report, part=parts.trying
-            )
+            await self._write(self._failed, message, error, current(), report, part=parts.trying)
             return
         finally:
             OUTBOX_KEY.reset(key)
@@ -693,11 +691,13 @@ class Sender:
 
     def _sent(
         self, message: OutboxMessage, where: tuple[str, Posted], now: datetime, report: SendReport
-    ) -> None:
+    ) -> bool:
+        """Record the send; True when a newer state was owed meanwhile (due again now)."""
+        again = False
         with self.store.session() as session:
             row = session.get(OutboxMessage, message.id, with_for_update=True)
             if row is None:
-                return
+                return False
             row.status, row.sent_at, row.claimed_until = OutboxStatus.sent.value, now, None
             row.platform, row.message_id = where[0], where[1].message_id
             row.sending_since = None
@@ -705,12 +705,14 @@ class Sender:
             if row.revision != message.revision:
                 # A newer state of this card was owed while it was in flight: send again.
                 row.status, row.not_before = OutboxStatus.pending.value, now
+                again = True
             session.add(row)
         report.sent += 1
         report.keys.append(message.key)
         self.metrics.sent.inc()
         if recovered:
             self.metrics.recovered.inc()
+        return again
 
     def _failed(
         self,

@@ -24,7 +24,7 @@ from digests.business_time import (
     business_seconds,
     next_working_moment,
 )
-from digests.calendars import Calendars, calendar_of
+from digests.calendars import Calendars, calendar_in
 from storage import queries
 from storage.db import Store
 from storage.models import (
@@ -156,7 +156,7 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -
     owner = session.get(Member, lead.owner_id)
     if owner is None:
         return
-    calendar = calendar_of(session, owner, company)
+    calendar = calendar_in(session, owner, company)
     day = _day_seconds(calendar)
     queries.start_clock(
         session,
@@ -228,7 +228,7 @@ def close(
         if owner is None:
             _finish(session, clock, now, "cancelled")
             continue
-        calendar = calendar_of(session, owner, company)
+        calendar = calendar_in(session, owner, company)
         steps = Steps.of(clock, calendar)
         _finish(session, clock, now, "met" if now <= steps.due else "missed")
         # What the digest reports (median and 90th percentile), in the owner's business time.
@@ -473,7 +473,7 @@ def status_lines(
         owner = session.get(Member, clock.owner_id)
         if owner is None:
             continue
-        calendar = calendar_of(session, owner, company)
+        calendar = calendar_in(session, owner, company)
         steps = Steps.of(clock, calendar)
         due = when(steps.due, owner.timezone or company.tz)
         what = say(f"clock_{clock.kind}")

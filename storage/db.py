@@ -23,6 +23,8 @@ CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection attempt 
 UNAVAILABLE_SQLSTATES = ("08", "57P", "3D000", "28", "53300")
 # SQLite's ways of saying the file cannot be used right now.
 UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is locked")
+READ_ONLY = "liaison_read_only"  # an execution option: a transaction that never writes
+SQLITE_WAIT = 30.0  # seconds a transaction waits for this process's SQLite writer (busy timeout)
 
 
 def make_engine(url: str) -> Engine:
@@ -43,6 +45,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
+            if connection.get_execution_options().get(READ_ONLY):
+                # Only reads (`Store.reading`): a WAL snapshot, no write lock to wait for.
+                connection.exec_driver_sql("BEGIN")
+                return
             # IMMEDIATE takes the write lock up front: two deferred transactions that read
             # and then write fail at once with "database is locked" (WAL snapshot upgrade),
             # while IMMEDIATE ones wait for each other within the busy timeout.
@@ -178,6 +184,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.outage = Outage()
+        self._reader = engine.execution_options(**{READ_ONLY: True})
+        # SQLite has one writer at a time, and a transaction that finds the file locked
+        # sleeps in SQLite's busy handler (1, 2, 5 … 100 ms), not woken when the lock
+        # frees: under load the lock then sits idle while writers sleep. This process's
+        # transactions queue here instead, each woken the moment the one before ends.
+        self._writer = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -189,13 +201,34 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed on success and rolled back on error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._one_writer(), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads: on SQLite it neither takes nor waits for the write
+        lock (a WAL snapshot), so a look-up never queues behind other transactions."""
+        # Closing ends the transaction (the pool rolls it back) and keeps what was loaded.
+        with Session(self._reader, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        # Past the wait, SQLite's own busy timeout decides ("database is locked").
+        held = self._writer.acquire(timeout=SQLITE_WAIT)
+        try:
+            yield
+        finally:
+            if held:
+                self._writer.release()
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:

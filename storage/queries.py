@@ -995,13 +995,14 @@ def _owe_update_statement(dialect: str) -> Insert:
             "attempts": case((in_line, table.c.attempts), else_=0),
             "last_error": case((in_line, table.c.last_error), else_=None),
         },
-    )
+    ).returning(table.c.id, table.c.revision)
 
 
 def owe_update(
     session: Session, *, location: CardLocation, card: dict[str, Any], render: str, now: datetime
-) -> None:
-    """Owe an update of the card at `location` (coalesced with one already owed there)."""
+) -> tuple[int, int]:
+    """Owe an update of the card at `location` (coalesced with one already owed there);
+    the row's id and revision (the number of the state just owed)."""
     session.flush()
     connection = session.connection()
     values = {
@@ -1017,7 +1018,32 @@ def owe_update(
         "revision": 0,
         "created_at": now,
     }
-    connection.execute(_owe_update_statement(connection.dialect.name), values)
+    row = connection.execute(_owe_update_statement(connection.dialect.name), values).one()
+    return int(row[0]), int(row[1])
+
+
+def lease_update(
+    session: Session, *, message_id: int, owner: str, until: datetime, now: datetime
+) -> bool:
+    """Lease an owed card update to `owner` if it is waiting and due (not in flight with
+    another sender, not held back by a retry's backoff), marking its send as started, as a
+    sender's claim does; whether it was leased."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    result = session.connection().execute(
+        update(table)
+        .where(
+            table.c.id == message_id,
+            table.c.status == OutboxStatus.pending.value,
+            table.c.not_before <= now,
+        )
+        .values(
+            status=OutboxStatus.sending.value,
+            claimed_by=owner,
+            claimed_until=until,
+            sending_since=now,
+        )
+    )
+    return bool(result.rowcount == 1)
 
 
 @cache

@@ -479,6 +479,8 @@ class SlackStandIn:
             ts = f"1700000000.{next(self._ts):06d}"
             self.channel_of_ts[ts] = channel
             message = {"ts": ts, "text": params.get("text", "")}
+            if params.get("blocks"):
+                message["blocks"] = params["blocks"]  # as Slack keeps them (and shows them)
             if params.get("thread_ts"):
                 message["thread_ts"] = params["thread_ts"]
             if params.get("metadata"):
