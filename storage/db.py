@@ -24,7 +24,6 @@ UNAVAILABLE_SQLSTATES = ("08", "57P", "3D000", "28", "53300")
 # SQLite's ways of saying the file cannot be used right now.
 UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is locked")
 READ_ONLY = "liaison_read_only"  # an execution option: a transaction that never writes
-SQLITE_WAIT = 30.0  # seconds a transaction waits for this process's SQLite writer (busy timeout)
 
 
 def make_engine(url: str) -> Engine:
@@ -185,11 +184,6 @@ class Store:
         self.engine = engine
         self.outage = Outage()
         self._reader = engine.execution_options(**{READ_ONLY: True})
-        # SQLite has one writer at a time, and a transaction that finds the file locked
-        # sleeps in SQLite's busy handler (1, 2, 5 … 100 ms), not woken when the lock
-        # frees: under load the lock then sits idle while writers sleep. This process's
-        # transactions queue here instead, each woken the moment the one before ends.
-        self._writer = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -201,7 +195,7 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed on success and rolled back on error."""
-        with self._one_writer(), Session(self.engine, expire_on_commit=False) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -216,19 +210,6 @@ class Store:
         # Closing ends the transaction (the pool rolls it back) and keeps what was loaded.
         with Session(self._reader, expire_on_commit=False) as session:
             yield session
-
-    @contextmanager
-    def _one_writer(self) -> Iterator[None]:
-        if self._writer is None:
-            yield
-            return
-        # Past the wait, SQLite's own busy timeout decides ("database is locked").
-        held = self._writer.acquire(timeout=SQLITE_WAIT)
-        try:
-            yield
-        finally:
-            if held:
-                self._writer.release()
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:
