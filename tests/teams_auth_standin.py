@@ -6,11 +6,15 @@ Two halves, as in Microsoft's cloud:
   for the right client id, secret and Bot Framework scope; `valid` says whether a bearer
   token is one of them (the connector stand-in asks it on every call).
 - The Bot Framework (login.botframework.com): OpenID metadata and the signing keys
-  incoming activities are checked with; `sign` makes the token Teams would send.
+  incoming activities are checked with (`/v1/.well-known/keys`, where the Agents SDK
+  fetches them); `sign` makes the token Teams would send.
+- Entra's own signing keys for the tenant (`/<tenant>/discovery/v2.0/keys`), for tokens
+  Entra issues to the channel (`sign` with `entra=True`).
 
-It runs in a thread because botbuilder and MSAL fetch these synchronously, from the
-event loop of the server under test. HTTPS with a self-signed certificate: point
-REQUESTS_CA_BUNDLE at `ca_file` (MSAL refuses plain-HTTP authorities).
+The Agents SDK goes to the key URLs directly (it reads no OpenID metadata); Liaison points
+it here with LIAISON_TEAMS_AUTH_URL. It runs in a thread because MSAL and PyJWT fetch
+synchronously. HTTPS with a self-signed certificate: point REQUESTS_CA_BUNDLE (MSAL) and
+SSL_CERT_FILE (the key fetches) at `ca_file` (MSAL refuses plain-HTTP authorities).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from jwt.algorithms import RSAAlgorithm
 ISSUER = "https://api.botframework.com"
 SCOPE = "https://api.botframework.com/.default"
 KID = "liaison-test-key"
+ENTRA_KID = "liaison-test-entra-key"
 
 
 def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
@@ -67,6 +72,7 @@ class MicrosoftAuthStandIn:
         self.issued: set[str] = set()
         self.requests: list[str] = []  # "METHOD path" of every request, in order
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.entra_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ca_file = directory / "auth-standin.pem"
         key_file = directory / "auth-standin.key"
@@ -99,19 +105,30 @@ class MicrosoftAuthStandIn:
     def revoke(self) -> None:
         self.issued.clear()
 
-    def sign(self, service_url: str, **claims: Any) -> str:
-        """The `Authorization` header the Bot Framework sends with an activity."""
+    def sign(self, service_url: str, *, entra: bool = False, **claims: Any) -> str:
+        """The `Authorization` header the Bot Framework sends with an activity; `entra`:
+        a token Entra issued in the bot's tenant instead (v2 issuer, `tid`, Entra's key)."""
         now = int(time.time())
-        payload = {
+        payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": self.app_id,
             "serviceurl": service_url,
             "nbf": now - 5,
             "exp": now + 3600,
-            **claims,
         }
-        token = jwt.encode(payload, self.signing_key, algorithm="RS256", headers={"kid": KID})
+        key, kid = self.signing_key, KID
+        if entra:
+            payload.update(
+                iss=f"https://login.microsoftonline.com/{self.tenant}/v2.0", tid=self.tenant
+            )
+            key, kid = self.entra_key, ENTRA_KID
+        payload.update(claims)
+        token = jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
         return f"Bearer {token}"
+
+    def _keys(self, key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        return {"keys": [{**jwk, "kid": kid, "use": "sig"}]}
 
     # -------------------------------------------------------------- the HTTP side
 
@@ -127,10 +144,11 @@ class MicrosoftAuthStandIn:
         if method == "POST" and path == f"/{self.tenant}/oauth2/v2.0/token":
             return self._token(form)
         if method == "GET" and path == "/v1/.well-known/openidconfiguration":
-            return 200, {"issuer": ISSUER, "jwks_uri": f"{self.url}/v1/keys"}
-        if method == "GET" and path == "/v1/keys":
-            jwk = json.loads(RSAAlgorithm.to_jwk(self.signing_key.public_key()))
-            return 200, {"keys": [{**jwk, "kid": KID, "use": "sig"}]}
+            return 200, {"issuer": ISSUER, "jwks_uri": f"{self.url}/v1/.well-known/keys"}
+        if method == "GET" and path == "/v1/.well-known/keys":
+            return 200, self._keys(self.signing_key, KID)
+        if method == "GET" and path == f"/{self.tenant}/discovery/v2.0/keys":
+            return 200, self._keys(self.entra_key, ENTRA_KID)
         return 404, {"error": "not_found"}
 
     def _token(self, form: dict[str, str]) -> tuple[int, Any]:

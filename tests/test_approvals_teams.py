@@ -1,5 +1,5 @@
 """Approvals through Teams: activities posted to `/api/messages` of `liaison serve`
-(botbuilder in emulator mode) by the people of a personal chat, cards and forms read back
+(the Agents SDK in emulator mode) by the people of a personal chat, cards and forms read back
 from the Bot Framework connector stand-in."""
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The neutral message model rendered as Adaptive Cards 1.5 (plain dicts) for Microsoft Teams.
 
-Buttons are `Action.Submit` (not `Action.Execute`): in botbuilder 4.17.1 answering an
-`adaptiveCard/action` invoke from `on_adaptive_card_invoke` yields HTTP 500, whereas a
-submit arrives as an ordinary message activity whose `value` is the action's `data`.
+Buttons are `Action.Submit`: a press arrives as an ordinary message activity whose `value`
+is the action's `data`.
 """
 
 from __future__ import annotations
