@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from microsoft_agents.activity import Activity, ActivityTypes, Attachment, ConversationReference
@@ -38,6 +38,25 @@ def message(attachment: Mapping[str, Any], summary: str = "") -> Activity:
             Attachment(content_type=attachment["contentType"], content=attachment["content"])
         ],
     )
+
+
+def _teams_user_ids(store: Store, member_ids: Sequence[int]) -> list[str]:
+    with store.session() as session:
+        members = (session.get(Member, member_id) for member_id in member_ids)
+        return [m.teams_user_id for m in members if m is not None and m.teams_user_id]
+
+
+async def refresh_users(store: Store | None, card: Card) -> list[str]:
+    """The Teams user ids a card refreshes itself for (its `Refresh.viewers` on Teams)."""
+    if store is None or card.refresh is None or not card.refresh.viewers:
+        return []
+    return await asyncio.to_thread(_teams_user_ids, store, card.refresh.viewers)
+
+
+async def card_message(store: Store | None, card: Card) -> Activity:
+    """The message carrying `card` as everyone sees it, refreshed for those who may act."""
+    users = await refresh_users(store, card)
+    return message(card_attachment(card, user_ids=users), card.summary)
 
 
 async def send_to(
@@ -137,7 +156,7 @@ class TeamsMessenger:
             self.adapter,
             await self._reference(location),
             location.message_id,
-            message(card_attachment(card), card.summary),
+            await card_message(self.store, card),
         )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
@@ -154,9 +173,8 @@ class TeamsMessenger:
         self, reference: ConversationReference, card: Card, reply_to: str | None = None
     ) -> Posted:
         reference.activity_id = None
-        message_id = await send_to(
-            self.adapter, reference, message(card_attachment(card), card.summary), reply_to
-        )
+        sent = await card_message(self.store, card)
+        message_id = await send_to(self.adapter, reference, sent, reply_to)
         return Posted(
             channel=reference.conversation.id,
             message_id=message_id,

@@ -12,7 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from microsoft_agents.activity import Activity, ChannelAccount
+from microsoft_agents.activity import (
+    Activity,
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+    ChannelAccount,
+)
 from microsoft_agents.hosting.core import ActivityHandler, TurnContext
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
@@ -21,19 +26,22 @@ from sqlmodel import Session
 
 from bot.buttons import decode
 from bot.delivery import Bot
-from bot.effects import Effect, FormErrors, Notify, Owed, Post, UpdateCards
+from bot.effects import Effect, FormErrors, Notify, Owed, Post, Reply, UpdateCards
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.teams.adapter import TeamsAdapter, dump_reference
 from bot.teams.cards import (
+    CARD_KEY,
+    CONTENT_TYPE,
     FORM_KEY,
     INPUTS_KEY,
     SELECT_KEY,
     card_attachment,
+    card_content,
     form_attachment,
     report_card,
 )
-from bot.teams.messenger import PLATFORM, SERVICE_KEY, message
+from bot.teams.messenger import PLATFORM, SERVICE_KEY, card_message, message, refresh_users
 from bot.text import say
 from digests.owing import owe
 from storage import queries
@@ -42,6 +50,8 @@ from storage.models import Member, Role
 
 log = logging.getLogger(__name__)
 
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"  # an invoke answer that is text
+
 
 # ---------------------------------------------------------------- replies in a turn
 
@@ -49,12 +59,18 @@ log = logging.getLogger(__name__)
 class TeamsResponder:
     """Answers inside the current turn's (1:1) conversation."""
 
-    def __init__(self, turn_context: TurnContext, labels: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        turn_context: TurnContext,
+        labels: Mapping[str, str] | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.turn_context = turn_context
         self.labels = dict(labels or {})
+        self.store = store
 
     async def reply(self, card: Card) -> None:
-        await self.turn_context.send_activity(message(card_attachment(card), card.summary))
+        await self.turn_context.send_activity(await card_message(self.store, card))
 
     async def show_form(self, form: Form) -> None:
         await self.turn_context.send_activity(message(form_attachment(form), form.title))
@@ -71,6 +87,16 @@ class TeamsResponder:
         saved = message(card_attachment(Card(text=say("form_saved"))), say("form_saved"))
         saved.id = form_message_id
         await self.turn_context.update_activity(saved)
+
+
+def card_answer(content: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    """The invoke answer that replaces the card for the person who acted."""
+    return AdaptiveCardInvokeResponse(status_code=200, type=CONTENT_TYPE, value=content)
+
+
+def message_answer(text: str) -> AdaptiveCardInvokeResponse:
+    """The invoke answer that leaves the card as it is and shows a short message."""
+    return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_TYPE, value=text)
 
 
 def recorded_something(effects: Sequence[Effect]) -> bool:
@@ -127,9 +153,15 @@ def form_labels(value: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def to_interaction(activity: Any, actor: Member) -> Interaction:
-    """A message activity as the neutral bot sees it: a command, a button or a form."""
-    value = activity.value if isinstance(activity.value, dict) else {}
+def to_interaction(
+    activity: Any, actor: Member, pressed: Mapping[str, Any] | None = None
+) -> Interaction:
+    """A message activity as the neutral bot sees it: a command, a button or a form
+    (`pressed`: the data of a Universal Action, instead of a submit's `value`)."""
+    if pressed is not None:
+        value: Mapping[str, Any] = pressed
+    else:
+        value = activity.value if isinstance(activity.value, dict) else {}
     conversation = activity.conversation.id
     acted_on = Where(PLATFORM, conversation, activity.reply_to_id or activity.id)
     if isinstance(value.get(FORM_KEY), str):
@@ -246,10 +278,56 @@ class LiaisonTeamsBot(ActivityHandler):
         actor = await self.meet(turn_context, activity.from_property)
         interaction = to_interaction(activity, actor)
         value = activity.value if isinstance(activity.value, dict) else {}
-        responder = TeamsResponder(turn_context, form_labels(value))
+        responder = TeamsResponder(turn_context, form_labels(value), self.store)
         effects = await self.bot.handle(interaction, responder)
         if interaction.kind is Kind.form and activity.reply_to_id and recorded_something(effects):
             await responder.mark_saved(activity.reply_to_id)
+
+    async def on_adaptive_card_invoke(  # type: ignore[override]
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        """A Universal Action: a button pressed, a form sent, or Teams asking for the card
+        as this person should see it (a refresh). Answered with the card as it now stands
+        for them; what else the action says goes into the chat as before."""
+        activity = turn_context.activity
+        actor = await self.meet(turn_context, activity.from_property)
+        action = invoke_value.action
+        data = {str(k): v for k, v in (action.data or {}).items()}
+        if not isinstance(data.get(FORM_KEY), str) and not isinstance(data.get("action"), str):
+            data["action"] = action.verb or ""
+        interaction = to_interaction(activity, actor, data)
+        responder = TeamsResponder(turn_context, form_labels(data), self.store)
+        redraw = data.get(CARD_KEY)
+        if isinstance(redraw, dict) and interaction.name == redraw.get("action"):
+            return await self.draw(interaction, responder)  # a refresh
+        effects = await self.bot.handle(interaction, responder)
+        if isinstance(redraw, dict) and isinstance(redraw.get("action"), str):
+            again = Interaction(
+                Kind.action,
+                redraw["action"],
+                actor,
+                interaction.where,
+                args=decode(str(redraw.get("value") or "")),
+                request_id=f"{interaction.request_id}:redraw",
+            )
+            return await self.draw(again, responder)
+        if interaction.kind is Kind.form and recorded_something(effects):
+            return card_answer(card_content(Card(text=say("form_saved"))))
+        return message_answer(say("card_action_done"))
+
+    async def draw(
+        self, interaction: Interaction, responder: TeamsResponder
+    ) -> AdaptiveCardInvokeResponse:
+        """Answer with the card the handler draws for this person (its first reply); any
+        other effect is delivered as usual."""
+        effects = await self.bot.decide(interaction)
+        card = next((e.card for e in effects if isinstance(e, Reply)), None)
+        rest = [e for e in effects if not (isinstance(e, Reply) and e.card is card)]
+        await self.bot.deliverer.deliver(rest, responder)
+        if card is None:
+            return message_answer(say("card_action_done"))
+        users = await refresh_users(self.store, card)
+        return card_answer(card_content(card, user_ids=users, own=True))
 
     @staticmethod
     def _people(activity: Activity, added: Sequence[ChannelAccount]) -> list[ChannelAccount]:
