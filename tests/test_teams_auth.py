@@ -721,3 +721,19 @@ def test_each_credential_setting_picks_the_sdks_credential_kind() -> None:
         assert f"https://login.microsoftonline.com/{TENANT}/v2.0" in config.ISSUERS
     settings = teams_settings("sqlite://", **base)
     assert settings.teams_credentials_problem() is not None  # no credential at all
+
+
+def test_the_cli_and_settings_do_not_load_the_teams_sdk() -> None:
+    """`bot.settings` needs only the Teams trust rules; the Agents SDK (seconds to import on
+    a busy machine) is loaded only by what talks to Teams."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app, bot.settings\n"
+        "assert not [m for m in sys.modules if m.startswith('microsoft_agents')]\n"
+        "from bot import teams\n"
+        "assert teams.make_adapter and 'microsoft_agents.hosting.core' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
