@@ -585,6 +585,31 @@ async def test_a_failed_turn_gets_a_short_friendly_answer(chat: Teams, server: L
     assert "Traceback" not in json.dumps(reply.body) and "Error" not in json.dumps(reply.body)
 
 
+async def test_a_failed_invoke_is_answered_with_the_error_teams_shows(
+    chat: Teams, server: LiveServer
+) -> None:
+    await chat.say(ALICE, "hi")
+    await chat.lead(external_id="L-8", name="Jo Jones", owner_email=ALICE.email)
+    card = await chat.handoff_card(ALICE, "Jo Jones")
+    accept = next(a for a in (await chat.view(ALICE, card))["actions"] if a["title"] == "Accept")
+    with server.store.engine.begin() as connection:  # the database breaks mid-flight
+        connection.exec_driver_sql("DROP TABLE processed_requests")
+    activity = chat.activity(
+        "card_action",
+        ALICE,
+        replyToId=card.answered_id,
+        value={"action": {"type": "Action.Execute", "verb": "lead.accept", "data": accept["data"]}},
+    )
+    async with chat.http.post(f"{server.url}/api/messages", json=activity) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["statusCode"] == 500 and answer["type"] == "application/vnd.microsoft.error"
+    assert answer["value"]["message"] == say("turn_failed")
+    assert "Traceback" not in json.dumps(answer)
+    reply = await chat.reply_to(activity)
+    assert reply.body["text"] == say("turn_failed")
+
+
 async def test_a_refused_proactive_send_is_logged_not_answered(
     chat: Teams, server: LiveServer, standin: TeamsStandIn
 ) -> None:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL_ID = "msteams"
+ERROR_TYPE = "application/vnd.microsoft.error"  # an invoke answer that reports a failure
 
 
 class ConnectorError(Exception):
@@ -283,3 +284,12 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         await turn_context.send_activity(say("turn_failed"))
     except (aiohttp.ClientError, TimeoutError):
         log.warning("could not tell the user about the failed turn in %s", conversation)
+    if activity.type == ActivityTypes.invoke and not turn_context.turn_state.get(
+        TeamsAdapter.INVOKE_RESPONSE_KEY
+    ):
+        # Teams waits for the invoke's answer: the error answer Universal Actions define
+        # (HTTP 200, the failure inside), not the SDK's bare 501.
+        failure = {"code": "InternalServerError", "message": say("turn_failed")}
+        body = {"statusCode": 500, "type": ERROR_TYPE, "value": failure}
+        answer = Activity(type=ActivityTypes.invoke_response, value={"status": 200, "body": body})
+        await turn_context.send_activity(answer)
