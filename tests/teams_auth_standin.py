@@ -71,6 +71,9 @@ class MicrosoftAuthStandIn:
         self.app_id, self.secret, self.tenant = app_id, secret, tenant
         self.issued: set[str] = set()
         self.requests: list[str] = []  # "METHOD path" of every request, in order
+        # The app registration's uploaded certificate (`trust_certificate`): a client
+        # assertion signed with its key stands for the secret.
+        self.certificate: x509.Certificate | None = None
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.entra_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -151,10 +154,34 @@ class MicrosoftAuthStandIn:
             return 200, self._keys(self.entra_key, ENTRA_KID)
         return 404, {"error": "not_found"}
 
+    def trust_certificate(self, certificate: x509.Certificate) -> None:
+        """Upload a certificate to the app registration (certificate credentials)."""
+        self.certificate = certificate
+
+    def _assertion_valid(self, assertion: str) -> bool:
+        """A client assertion (RFC 7523) signed with the uploaded certificate's key, for this
+        app and this token endpoint, as Entra checks it."""
+        if self.certificate is None:
+            return False
+        try:
+            claims = jwt.decode(
+                assertion,
+                self.certificate.public_key(),  # type: ignore[arg-type]
+                algorithms=["RS256", "PS256"],
+                audience=f"{self.url}/{self.tenant}/oauth2/v2.0/token",
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("iss") == claims.get("sub") == self.app_id)
+
     def _token(self, form: dict[str, str]) -> tuple[int, Any]:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
-        if form.get("client_id") != self.app_id or form.get("client_secret") != self.secret:
+        if "client_assertion" in form:
+            known = self._assertion_valid(form["client_assertion"])
+        else:
+            known = form.get("client_secret") == self.secret
+        if form.get("client_id") != self.app_id or not known:
             return 401, {"error": "invalid_client", "error_description": "bad credentials"}
         if form.get("scope", "").split() != [SCOPE]:
             return 400, {"error": "invalid_scope", "error_description": form.get("scope")}

@@ -737,3 +737,54 @@ def test_the_cli_and_settings_do_not_load_the_teams_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+async def test_a_certificate_gets_the_bots_token_instead_of_a_secret(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    """LIAISON_TEAMS_CERTIFICATE_FILE (a PFX, no MICROSOFT_APP_PASSWORD): the SDK's MSAL
+    provider signs a client assertion with it, the token service checks it against the
+    certificate uploaded to the app registration, and the connector calls carry the token."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    from tests.teams_auth_standin import _certificate
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    certificate = _certificate(key)
+    pfx = tmp_path / "bot.pfx"
+    pfx.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"liaison", key, certificate, None, NoEncryption())
+    )
+    standin.token_valid = microsoft.valid
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        MICROSOFT_APP_PASSWORD="",
+        LIAISON_TEAMS_CERTIFICATE_FILE=str(pfx),
+        LIAISON_TEAMS_AUTH_URL=microsoft.url,
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+    )
+    url = standin.service_url
+    server = await LiveServer(settings).start()
+    try:
+        # Not uploaded yet: Entra refuses the assertion; without its token the bot cannot
+        # answer, so nothing runs and Teams is told to try again (not a 500).
+        first = activity("personal_message", ALICE, url, text="help")
+        status, answer = await post(server.url, first, {"Authorization": microsoft.sign(url)})
+        assert status == 503 and "token" in answer["error"]
+        assert not microsoft.issued and standin.calls == []
+        with server.store.session() as session:
+            assert session.exec(select(Member)).all() == []
+    finally:
+        await server.stop()
+    microsoft.trust_certificate(certificate)
+    server = await LiveServer(settings).start()
+    try:
+        said = activity("personal_message", ALICE, url, text="help")
+        status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url)})
+        assert status == 202
+        [reply] = standin.of("reply", ALICE.conversation)
+        assert reply.activity_id == said["id"] and microsoft.issued
+        assert not [c for c in standin.calls if c.verb == "unauthorized" and c.activity_id]
+    finally:
+        await server.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import requests
 from aiohttp import web
 from microsoft_agents.activity import (
     Activity,
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 CHANNEL_ID = "msteams"
 ERROR_TYPE = "application/vnd.microsoft.error"  # an invoke answer that reports a failure
+
+
+class TokenUnavailable(Exception):
+    """The bot's own token for the connector could not be had (refused or no answer)."""
 
 
 class ConnectorError(Exception):
@@ -123,7 +128,13 @@ class ConnectorClients:
     ) -> ConnectorClientBase:
         token = ""
         if self.tokens is not None:
-            token = await self.tokens.get_access_token(BOT_FRAMEWORK, [f"{BOT_FRAMEWORK}/.default"])
+            try:
+                token = await self.tokens.get_access_token(
+                    BOT_FRAMEWORK, [f"{BOT_FRAMEWORK}/.default"]
+                )
+            except (ValueError, requests.RequestException, TimeoutError) as failed:
+                # MSAL's refusal (a bad or expired credential) or no answer in time.
+                raise TokenUnavailable(type(failed).__name__) from failed
         session = aiohttp.ClientSession(
             base_url=service_url if service_url.endswith("/") else service_url + "/",
             timeout=aiohttp.ClientTimeout(total=self.timeout),

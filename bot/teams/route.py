@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from bot.delivery import Bot
 from bot.jsonlimits import loads_bounded
-from bot.teams.adapter import TeamsAdapter
+from bot.teams.adapter import TeamsAdapter, TokenUnavailable
 from bot.teams.auth import KeysUnavailable
 from bot.teams.trust import same_host
 from bot.teams.turns import LiaisonTeamsBot
@@ -123,6 +123,13 @@ def make_route(adapter: TeamsAdapter, store: Store, bot: Bot) -> Route:
         if problem is not None:
             log.warning("Teams activity refused: %s", problem)
             return error(403, problem)
-        return await adapter.run(request, handler, identity)
+        try:
+            return await adapter.run(request, handler, identity)
+        except TokenUnavailable as failed:
+            # Nothing ran: the turn needs the bot's token before it starts. Teams retries.
+            log.warning("Teams activity not run: no token for the connector (%s)", failed)
+            response = error(503, "Liaison cannot get its Teams token right now; try again")
+            response.headers["Retry-After"] = "30"
+            return response
 
     return messages
