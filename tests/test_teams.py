@@ -563,6 +563,9 @@ async def test_bad_input_gets_a_4xx_json_answer(chat: Teams, server: LiveServer)
         async with chat.http.post(url, data=body, headers=headers) as response:
             assert 400 <= response.status < 500, (body, response.status)
             assert "error" in await response.json()
+    no_bot = {**chat.activity("personal_message", ALICE), "recipient": None}
+    async with chat.http.post(url, json=no_bot) as response:
+        assert response.status == 400 and "recipient.id" in (await response.json())["error"]
     async with chat.http.get(f"{server.url}/healthz") as response:
         assert response.status == 200
 

@@ -40,13 +40,15 @@ def activity_problem(body: Any) -> str | None:
     def text(value: Any) -> bool:
         return isinstance(value, str) and bool(value.strip())
 
-    conversation, sender = body.get("conversation"), body.get("from")
+    conversation, sender, bot = body.get("conversation"), body.get("from"), body.get("recipient")
     checks = {
         "type": text(body.get("type")),
         "serviceUrl": text(body.get("serviceUrl"))
         and str(body["serviceUrl"]).startswith(("https://", "http://")),
         "conversation.id": isinstance(conversation, dict) and text(conversation.get("id")),
         "from.id": isinstance(sender, dict) and text(sender.get("id")),
+        # The bot itself: every reply and reference names it (Teams always sends it).
+        "recipient.id": isinstance(bot, dict) and text(bot.get("id")),
     }
     missing = [name for name, ok in checks.items() if not ok]
     if missing:
