@@ -113,6 +113,9 @@ def make_route(adapter: TeamsAdapter, store: Store, bot: Bot) -> Route:
     """`POST /api/messages`: check the shape, authenticate, check the tenant and the
     service URL, and only then let the SDK's adapter run the activity."""
     handler = LiaisonTeamsBot(store, bot)
+    # The SDK's Activity model logs every body it refuses at ERROR, with a traceback and the
+    # sender's values; this route answers those with a 400 naming the problem instead.
+    logging.getLogger("microsoft_agents.activity.activity").setLevel(logging.CRITICAL)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await read_activity(request)
