@@ -33,7 +33,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.server import platform_messengers
 from bot.settings import Settings
-from bot.teams_trust import emulator_bind_problem
+from bot.teams.trust import emulator_bind_problem
 from digests.business_time import Company, format_clock, parse_hours, parse_workdays
 from digests.demo import create_demo, settle_history
 from digests.scheduler import AsyncDueWork, Clockwork, for_settings
@@ -406,7 +406,7 @@ def digest_command(
     import json
 
     from bot.slack_blocks import report_blocks
-    from bot.teams_cards import report_card
+    from bot.teams.cards import report_card
     from digests.chart import chart_png
     from digests.digest import Week, build
     from digests.report import document, report

@@ -81,6 +81,18 @@ class Input:
 
 
 @dataclass(frozen=True)
+class Refresh:
+    """How to draw the card again for whoever looks at it, where the platform can show
+    each person their own (Teams' Universal Actions): `action` with `value` answers with
+    the card for the one who asks. `viewers` (member ids) are asked for automatically;
+    anyone else sees the card without its buttons."""
+
+    action: str
+    value: str
+    viewers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Card:
     """A message: a title, a paragraph, label/value fields, a footnote and actions."""
 
@@ -90,6 +102,7 @@ class Card:
     context: str = ""
     buttons: tuple[Button, ...] = ()
     selects: tuple[Select, ...] = ()
+    refresh: Refresh | None = None
 
     @property
     def summary(self) -> str:
@@ -151,7 +164,15 @@ def card_from_dict(data: dict[str, Any]) -> Card:
             Select(s["label"], s["action"], tuple(Option(**o) for o in s.get("options", ())))
             for s in data.get("selects", ())
         ),
+        refresh=_refresh_from_dict(data.get("refresh")),
     )
+
+
+def _refresh_from_dict(data: Any) -> Refresh | None:
+    if not isinstance(data, dict):
+        return None
+    viewers = tuple(int(v) for v in data.get("viewers", ()))
+    return Refresh(str(data["action"]), str(data.get("value", "")), viewers)
 
 
 @dataclass(frozen=True)

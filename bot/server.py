@@ -17,7 +17,7 @@ from bot.delivery import Bot, Deliverer, Directory, Messenger
 from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
-from bot.teams_trust import TeamsMode
+from bot.teams.trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
 from digests.click_updates import ClickUpdates

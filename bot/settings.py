@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.teams_trust import TeamsMode, teams_mode
+from bot.teams.trust import TeamsMode, teams_mode
 from digests.business_time import Company, Schedule, parse_hours, parse_workdays
 
 APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     teams_emulator: bool = Field(False, alias="LIAISON_TEAMS_EMULATOR")
     teams_service_hosts: str = Field("", alias="LIAISON_TEAMS_SERVICE_HOSTS")
     teams_auth_url: str = Field("", alias="LIAISON_TEAMS_AUTH_URL")
+    # Credentials other than MICROSOFT_APP_PASSWORD (see README, "Teams credentials").
+    teams_certificate_file: str = Field("", alias="LIAISON_TEAMS_CERTIFICATE_FILE")
+    teams_certificate_send_x5c: bool = Field(False, alias="LIAISON_TEAMS_CERTIFICATE_SEND_X5C")
+    teams_federated_client_id: str = Field("", alias="LIAISON_TEAMS_FEDERATED_CLIENT_ID")
+    teams_federated_token_file: str = Field("", alias="LIAISON_TEAMS_FEDERATED_TOKEN_FILE")
     digest_channel: str | None = Field(None, alias="LIAISON_DIGEST_CHANNEL")
     wins_channel: str | None = Field(None, alias="LIAISON_WINS_CHANNEL")
     insights_channel: str | None = Field(None, alias="LIAISON_INSIGHTS_CHANNEL")
@@ -114,8 +119,18 @@ class Settings(BaseSettings):
         kind = self.microsoft_app_type
         if self.teams_mode is not TeamsMode.authenticated:
             return None
-        if not self.microsoft_app_password.get_secret_value() and kind != "UserAssignedMSI":
-            return f"MICROSOFT_APP_PASSWORD is needed with MICROSOFT_APP_ID ({kind} bot)"
+        others = (
+            self.teams_certificate_file,
+            self.teams_federated_client_id,
+            self.teams_federated_token_file,
+        )
+        secret = self.microsoft_app_password.get_secret_value()
+        if kind != "UserAssignedMSI" and not secret and not any(others):
+            return (
+                f"MICROSOFT_APP_PASSWORD (or LIAISON_TEAMS_CERTIFICATE_FILE, "
+                f"LIAISON_TEAMS_FEDERATED_CLIENT_ID, LIAISON_TEAMS_FEDERATED_TOKEN_FILE) "
+                f"is needed with MICROSOFT_APP_ID ({kind} bot)"
+            )
         if not self.microsoft_app_tenant_id and kind in ("SingleTenant", "UserAssignedMSI"):
             return f"MICROSOFT_APP_TENANT_ID is needed for a {kind} bot (see MICROSOFT_APP_TYPE)"
         return None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlmodel import Session
 
 from bot import rendering
-from bot.messages import Button, Card, Field_, Style
+from bot.messages import Button, Card, Field_, Refresh, Style
 from bot.text import say, when
 from digests import sla
 from digests.business_time import Company
@@ -147,6 +148,9 @@ def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
     )
 
 
+VIEW = "lead.view"  # the action that draws a handoff card for whoever looks at it
+
+
 def lead_card(
     session: Session, lead: Lead, now: datetime | None = None, company: Company | None = None
 ) -> Card:
@@ -219,7 +223,30 @@ def _lead_card(
             at=when(lead.handed_off_at or lead.created_at, tz),
         ),
         buttons=_buttons(lead),
+        refresh=Refresh(VIEW, f"lead_id={lead.id}", _deciders(owner)),
     )
+
+
+def _deciders(owner: Member | None) -> tuple[int, ...]:
+    """Who may act on a lead: its owner and the owner's manager (see `may_act_on`)."""
+    if owner is None or owner.id is None:
+        return ()
+    return (owner.id,) if owner.manager_id is None else (owner.id, owner.manager_id)
+
+
+def lead_card_for(
+    session: Session, lead: Lead, viewer: Member, now: datetime, company: Company
+) -> Card:
+    """The handoff card as `viewer` should see it: the owner with its buttons, the owner's
+    manager with them too (an override) and a line saying so, anyone else the state only."""
+    card = lead_card(session, lead, now, company)
+    if viewer.id is not None and viewer.id == lead.owner_id:
+        return card
+    owner = session.get(Member, lead.owner_id) if lead.owner_id else None
+    if owner is not None and owner.manager_id is not None and owner.manager_id == viewer.id:
+        note = say("lead_manager_view", owner=owner.name)
+        return replace(card, context=f"{card.context}\n{note}" if card.context else note)
+    return replace(card, buttons=(), selects=())
 
 
 def _buttons(lead: LeadFacts) -> tuple[Button, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
+from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction
 from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
@@ -10,7 +10,14 @@ from bot.text import say, when
 from digests import sla
 from digests.calendars import remember_calendars
 from handlers import tone
-from handlers.cards import ATTEMPT_CHANNELS, ATTEMPT_OUTCOMES, HANDOFF, lead_card
+from handlers.cards import (
+    ATTEMPT_CHANNELS,
+    ATTEMPT_OUTCOMES,
+    HANDOFF,
+    VIEW,
+    lead_card,
+    lead_card_for,
+)
 from handlers.common import (
     load_lead,
     may_act_on,
@@ -27,6 +34,7 @@ SHOWN_LEADS = 10  # cards re-posted by /leads
 
 
 def register(router: Router) -> None:
+    router.action(VIEW, view)
     router.action("lead.accept", accept)
     router.action("lead.not_a_fit", open_not_a_fit)
     router.form("lead.not_a_fit", submit_not_a_fit)
@@ -52,6 +60,25 @@ def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
         at = when(last[-1].at, interaction.actor.timezone) if last else ""
         return private(say("already_not_a_fit", lead=lead.name, who=who.name if who else "", at=at))
     return lead
+
+
+def view(ctx: Context, interaction: Interaction) -> list[Effect]:
+    """The handoff card as the one who asks should see it (a Teams card refreshing itself):
+    buttons for whoever may act on the lead, the state only for anyone else."""
+    lead = load_lead(ctx.session, interaction.arg("lead_id"))
+    if lead is None:
+        return unknown_lead()
+    where = interaction.where
+    shown_here = queries.location_by_message(
+        ctx.session, platform=where.platform, channel=where.channel, message_id=where.message_id
+    )
+    if not may_act_on(ctx.session, lead, interaction.actor) and (
+        shown_here is None or shown_here.lead_id != lead.id
+    ):
+        # Only a card that is really where they look is drawn for anyone else: a made-up
+        # lead id shows nothing of the lead.
+        return refuse_not_owner(ctx.session, lead)
+    return [Reply(lead_card_for(ctx.session, lead, interaction.actor, ctx.now, ctx.company))]
 
 
 def accept(ctx: Context, interaction: Interaction) -> list[Effect]:

@@ -6,11 +6,15 @@ Two halves, as in Microsoft's cloud:
   for the right client id, secret and Bot Framework scope; `valid` says whether a bearer
   token is one of them (the connector stand-in asks it on every call).
 - The Bot Framework (login.botframework.com): OpenID metadata and the signing keys
-  incoming activities are checked with; `sign` makes the token Teams would send.
+  incoming activities are checked with (`/v1/.well-known/keys`, where the Agents SDK
+  fetches them); `sign` makes the token Teams would send.
+- Entra's own signing keys for the tenant (`/<tenant>/discovery/v2.0/keys`), for tokens
+  Entra issues to the channel (`sign` with `entra=True`).
 
-It runs in a thread because botbuilder and MSAL fetch these synchronously, from the
-event loop of the server under test. HTTPS with a self-signed certificate: point
-REQUESTS_CA_BUNDLE at `ca_file` (MSAL refuses plain-HTTP authorities).
+The Agents SDK goes to the key URLs directly (it reads no OpenID metadata); Liaison points
+it here with LIAISON_TEAMS_AUTH_URL. It runs in a thread because MSAL and PyJWT fetch
+synchronously. HTTPS with a self-signed certificate: point REQUESTS_CA_BUNDLE (MSAL) and
+SSL_CERT_FILE (the key fetches) at `ca_file` (MSAL refuses plain-HTTP authorities).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from jwt.algorithms import RSAAlgorithm
 ISSUER = "https://api.botframework.com"
 SCOPE = "https://api.botframework.com/.default"
 KID = "liaison-test-key"
+ENTRA_KID = "liaison-test-entra-key"
 
 
 def _certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
@@ -66,7 +71,11 @@ class MicrosoftAuthStandIn:
         self.app_id, self.secret, self.tenant = app_id, secret, tenant
         self.issued: set[str] = set()
         self.requests: list[str] = []  # "METHOD path" of every request, in order
+        # The app registration's uploaded certificate (`trust_certificate`): a client
+        # assertion signed with its key stands for the secret.
+        self.certificate: x509.Certificate | None = None
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.entra_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ca_file = directory / "auth-standin.pem"
         key_file = directory / "auth-standin.key"
@@ -99,19 +108,30 @@ class MicrosoftAuthStandIn:
     def revoke(self) -> None:
         self.issued.clear()
 
-    def sign(self, service_url: str, **claims: Any) -> str:
-        """The `Authorization` header the Bot Framework sends with an activity."""
+    def sign(self, service_url: str, *, entra: bool = False, **claims: Any) -> str:
+        """The `Authorization` header the Bot Framework sends with an activity; `entra`:
+        a token Entra issued in the bot's tenant instead (v2 issuer, `tid`, Entra's key)."""
         now = int(time.time())
-        payload = {
+        payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": self.app_id,
             "serviceurl": service_url,
             "nbf": now - 5,
             "exp": now + 3600,
-            **claims,
         }
-        token = jwt.encode(payload, self.signing_key, algorithm="RS256", headers={"kid": KID})
+        key, kid = self.signing_key, KID
+        if entra:
+            payload.update(
+                iss=f"https://login.microsoftonline.com/{self.tenant}/v2.0", tid=self.tenant
+            )
+            key, kid = self.entra_key, ENTRA_KID
+        payload.update(claims)
+        token = jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
         return f"Bearer {token}"
+
+    def _keys(self, key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        return {"keys": [{**jwk, "kid": kid, "use": "sig"}]}
 
     # -------------------------------------------------------------- the HTTP side
 
@@ -127,16 +147,41 @@ class MicrosoftAuthStandIn:
         if method == "POST" and path == f"/{self.tenant}/oauth2/v2.0/token":
             return self._token(form)
         if method == "GET" and path == "/v1/.well-known/openidconfiguration":
-            return 200, {"issuer": ISSUER, "jwks_uri": f"{self.url}/v1/keys"}
-        if method == "GET" and path == "/v1/keys":
-            jwk = json.loads(RSAAlgorithm.to_jwk(self.signing_key.public_key()))
-            return 200, {"keys": [{**jwk, "kid": KID, "use": "sig"}]}
+            return 200, {"issuer": ISSUER, "jwks_uri": f"{self.url}/v1/.well-known/keys"}
+        if method == "GET" and path == "/v1/.well-known/keys":
+            return 200, self._keys(self.signing_key, KID)
+        if method == "GET" and path == f"/{self.tenant}/discovery/v2.0/keys":
+            return 200, self._keys(self.entra_key, ENTRA_KID)
         return 404, {"error": "not_found"}
+
+    def trust_certificate(self, certificate: x509.Certificate) -> None:
+        """Upload a certificate to the app registration (certificate credentials)."""
+        self.certificate = certificate
+
+    def _assertion_valid(self, assertion: str) -> bool:
+        """A client assertion (RFC 7523) signed with the uploaded certificate's key, for this
+        app and this token endpoint, as Entra checks it."""
+        if self.certificate is None:
+            return False
+        try:
+            claims = jwt.decode(
+                assertion,
+                self.certificate.public_key(),  # type: ignore[arg-type]
+                algorithms=["RS256", "PS256"],
+                audience=f"{self.url}/{self.tenant}/oauth2/v2.0/token",
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("iss") == claims.get("sub") == self.app_id)
 
     def _token(self, form: dict[str, str]) -> tuple[int, Any]:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
-        if form.get("client_id") != self.app_id or form.get("client_secret") != self.secret:
+        if "client_assertion" in form:
+            known = self._assertion_valid(form["client_assertion"])
+        else:
+            known = form.get("client_secret") == self.secret
+        if form.get("client_id") != self.app_id or not known:
             return 401, {"error": "invalid_client", "error_description": "bad credentials"}
         if form.get("scope", "").split() != [SCOPE]:
             return 400, {"error": "invalid_scope", "error_description": form.get("scope")}

@@ -11,7 +11,7 @@ from app import build_router
 from bot.effects import FormErrors, Reply, ShowForm
 from bot.interaction import Kind
 from bot.slack_blocks import card_blocks
-from bot.teams_cards import card_content
+from bot.teams.cards import card_content
 from handlers.choices import web_link
 from storage import content, queries
 from storage.db import Store

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session
 
 from bot.slack_blocks import SECTION_LIMIT, report_blocks
-from bot.teams_cards import TEXT_BUDGET, report_card
+from bot.teams.cards import TEXT_BUDGET, report_card
 from digests.chart import chart_png
 from digests.digest import Week, build
 from digests.report import document, report

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from bot.teams_cards import FORM_KEY, INPUTS_KEY
+from bot.teams.cards import FORM_KEY, INPUTS_KEY
 from storage import queries
 from storage.models import Insight
 from tests.support import LiveServer, teams_settings

@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -30,7 +31,19 @@ TEAMS = ROOT / "manifests" / "teams"
 BUILD = TEAMS / "build_package.py"
 APP_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 PLACEHOLDER = "{{MICROSOFT_APP_ID}}"
+# Microsoft's published schema of the manifest version we ship (source: tests/schemas/README.md)
+TEAMS_SCHEMA = json.loads(
+    (ROOT / "tests" / "schemas" / "MicrosoftTeams.v1.25.schema.json").read_text(encoding="utf-8")
+)
 
+
+def schema_errors(manifest: dict[str, Any]) -> list[str]:
+    """Where `manifest` breaks Microsoft's Teams manifest schema, if anywhere. The schema
+    says draft-04 but pins `manifestVersion` with `const` (draft-06), which Microsoft's own
+    tooling honours: draft-07 rules read it as meant (they differ from draft-04 in nothing
+    else the schema uses)."""
+    validator = jsonschema.Draft7Validator(TEAMS_SCHEMA)
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(manifest)]
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +184,8 @@ def test_every_router_command_is_reachable_from_slack(
 
 
 def test_teams_manifest_shape(teams: dict[str, Any]) -> None:
-    assert teams["manifestVersion"] == "1.17"
-    assert "/v1.17/MicrosoftTeams.schema.json" in teams["$schema"]
+    assert teams["manifestVersion"] == "1.25"
+    assert "/v1.25/MicrosoftTeams.schema.json" in teams["$schema"]
     assert teams["id"] == PLACEHOLDER
     assert len(teams["name"]["short"]) <= 30 and teams["name"]["short"] == "Liaison"
     assert len(teams["name"]["full"]) <= 100
@@ -184,6 +197,9 @@ def test_teams_manifest_shape(teams: dict[str, Any]) -> None:
     assert teams["accentColor"].startswith("#") and len(teams["accentColor"]) == 7
     assert teams["permissions"] == ["identity", "messageTeamMembers"]
     assert teams["validDomains"] == []
+    # The digest, wins and insights channels may be shared or private channels: the bot
+    # must be addable there (manifest 1.25, channel features tier 1).
+    assert teams["supportsChannelFeatures"] == "tier1"
 
 
 def test_teams_bot(teams: dict[str, Any]) -> None:
@@ -198,20 +214,23 @@ def test_teams_command_list_matches_the_router(teams: dict[str, Any], commands: 
     (command_list,) = teams["bots"][0]["commandLists"]
     assert command_list["scopes"] == ["personal"]
     listed = command_list["commands"]
-    assert len(listed) <= 10, "Teams shows at most 10 commands per list"
+    limit = TEAMS_SCHEMA["properties"]["bots"]["items"]["properties"]["commandLists"]["items"]
+    most = limit["properties"]["commands"]["maxItems"]
+    assert most == 12 and len(listed) <= most, "manifest 1.25 lists at most 12 commands"
     for command in listed:
         assert 0 < len(command["title"]) <= 32, command
         assert 0 < len(command["description"]) <= 128, command
     titles = [c["title"] for c in listed]
     assert len(set(titles)) == len(titles)
-    # Teams shows ten at most: every one listed is a real command, and `help` (which lists
-    # them all) is among them; with ten or fewer commands, all are listed.
+    # As many as the list holds: every one listed is a real command, `help` (which lists
+    # them all) is among them, and so are `away` and `back`; with twelve or fewer
+    # commands, all are listed.
     assert set(titles) <= set(commands), set(titles) - set(commands)
-    assert "help" in titles
-    if len(commands) <= 10:
+    assert {"help", "away", "back"} <= set(titles)
+    if len(commands) <= most:
         assert sorted(titles) == sorted(commands)
     else:
-        assert len(titles) == 10
+        assert len(titles) == most
 
 
 def png(path: Path) -> tuple[int, int, int, int]:
@@ -304,10 +323,33 @@ def check_package(path: Path) -> None:
         text = package.read("manifest.json").decode("utf-8")
         assert PLACEHOLDER not in text
         manifest = json.loads(text)
+        assert schema_errors(manifest) == []
         assert manifest["id"] == APP_ID
         assert manifest["bots"][0]["botId"] == APP_ID
         assert package.read("color.png") == (TEAMS / "color.png").read_bytes()
         assert package.read("outline.png") == (TEAMS / "outline.png").read_bytes()
+
+
+def test_the_package_manifest_is_valid_against_microsofts_schema(tmp_path: Path) -> None:
+    """The manifest in the package (app id filled in) passes Microsoft's v1.25 schema, and
+    the schema does catch what Teams would refuse."""
+    assert TEAMS_SCHEMA["properties"]["manifestVersion"]["const"] == "1.25"
+    # A valid draft-04 schema (its formats unchecked: one pattern, for Excel add-ins, uses
+    # \p{L}, which JavaScript's regexes know and Python's do not).
+    jsonschema.Draft4Validator(jsonschema.Draft4Validator.META_SCHEMA).validate(TEAMS_SCHEMA)
+    result = run_builder(tmp_path, "--app-id", APP_ID)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / "liaison-teams.zip") as package:
+        manifest = json.loads(package.read("manifest.json"))
+    assert schema_errors(manifest) == []
+    broken = copy.deepcopy(manifest)
+    commands = broken["bots"][0]["commandLists"][0]["commands"]
+    commands.append({"title": "thirteenth", "description": "one too many"})
+    broken["supportsChannelFeatures"] = "tier2"
+    broken["bots"][0]["scopes"] = ["personal", "groupchat"]  # the 1.25 spelling is groupChat
+    errors = schema_errors(broken)
+    assert len(errors) == 3, errors
+    assert schema_errors({**manifest, "manifestVersion": "1.17"}) != []
 
 
 def test_package_with_app_id_argument(tmp_path: Path) -> None:

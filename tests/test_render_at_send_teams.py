@@ -31,7 +31,7 @@ async def test_a_teams_handoff_card_that_waited_shows_the_lead_as_it_is_when_sen
     # Meanwhile Alice finds the lead with `leads` and accepts it there.
     await chat.say(ALICE, "leads")
     listed = await chat.handoff_card(ALICE, "Dana Diaz")
-    assert "Accept" in titles(listed.card)
+    assert "Accept" in titles(await chat.view(ALICE, listed))
     await chat.press(ALICE, listed, "Accept")
     [update] = await chat.updates_of(listed)
     assert "Accepted by Alice" in card_text(update.card)

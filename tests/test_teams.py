@@ -1,5 +1,5 @@
 """Teams end to end: Bot Framework activities over real HTTP into `/api/messages` of
-`liaison serve` (botbuilder's CloudAdapter in emulator mode), connector calls answered and
+`liaison serve` (the Agents SDK's CloudAdapter in emulator mode), connector calls answered and
 recorded by a local stand-in."""
 
 from __future__ import annotations
@@ -16,12 +16,22 @@ from typing import Any
 
 import aiohttp
 import pytest
-from botbuilder.schema import ErrorResponseException
 from sqlmodel import select
 
 from bot import teams
-from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Select, Style
-from bot.teams_cards import card_attachment, escape_md, form_attachment
+from bot.messages import (
+    Button,
+    Card,
+    Field_,
+    Form,
+    Input,
+    InputKind,
+    Option,
+    Refresh,
+    Select,
+    Style,
+)
+from bot.teams.cards import card_attachment, escape_md, form_attachment
 from bot.text import say
 from storage import queries
 from storage.models import CardLocation, EventKind, Lead, LeadEvent, Member
@@ -35,6 +45,8 @@ from tests.support import (
 from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 
 BOT_ID = fixture("teams", "personal_message")["recipient"]["id"]
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
 
 
 ALICE = Person("alice", "Alice", "Adams")
@@ -69,6 +81,7 @@ class Teams:
         self.server = server
         self.standin = standin
         self.http = http
+        self.answers: dict[str, dict[str, Any]] = {}  # activity id → its invoke answer
 
     def activity(self, name: str, person: Person, **fields: Any) -> dict[str, Any]:
         activity = copy.deepcopy(fixture("teams", name))
@@ -89,38 +102,82 @@ class Teams:
         async with self.http.post(f"{self.server.url}/api/messages", json=activity) as response:
             return response.status
 
+    async def invoke(
+        self,
+        person: Person,
+        card: Call,
+        action: dict[str, Any],
+        data: dict[str, Any],
+        trigger: str = "manual",
+        activity_id: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send the `adaptiveCard/action` invoke Teams sends for an `Action.Execute` (its
+        data, the card's inputs merged in), as `person`, about the message `card`: the
+        activity and the invoke answer, which must be the one Microsoft documents."""
+        value = {"action": {"type": "Action.Execute", "verb": action["verb"], "data": data}}
+        activity = self.activity(
+            "card_action",
+            person,
+            replyToId=card.answered_id,
+            value={**value, "trigger": trigger},
+            id=activity_id,
+        )
+        async with self.http.post(f"{self.server.url}/api/messages", json=activity) as response:
+            assert response.status == 200, await response.text()
+            answer: dict[str, Any] = await response.json()
+        assert answer["statusCode"] == 200, answer
+        assert answer["type"] in (CARD_TYPE, MESSAGE_TYPE), answer
+        return activity, answer
+
+    def answered(self, activity: dict[str, Any]) -> dict[str, Any]:
+        """The card Teams put in place of the one acted on (the invoke's answer)."""
+        answer = self.answers[activity["id"]]
+        assert answer["type"] == CARD_TYPE, answer
+        card: dict[str, Any] = answer["value"]
+        return card
+
+    async def view(self, person: Person, card: Call) -> dict[str, Any]:
+        """The card as `person` sees it: Teams refreshes a card for the users it names in
+        `refresh.userIds` (automatically, as they look at it); anyone else sees it as sent."""
+        refresh = card.card.get("refresh")
+        if refresh is None or person.user_id not in refresh["userIds"]:
+            return card.card
+        action = refresh["action"]
+        _, answer = await self.invoke(person, card, action, action["data"], "automatic")
+        assert answer["type"] == CARD_TYPE
+        seen: dict[str, Any] = answer["value"]
+        return seen
+
     async def meet(self, person: Person) -> None:
-        assert await self.post(self.activity("conversation_update_personal", person)) in (200, 201)
+        assert await self.post(self.activity("conversation_update_personal", person)) == 202
 
     async def say(self, person: Person, text: str) -> dict[str, Any]:
         activity = self.activity("personal_message", person, text=text)
-        assert await self.post(activity) in (200, 201)
+        assert await self.post(activity) == 202
         return activity
 
     async def press(
         self, person: Person, card: Call, label: str, activity_id: str | None = None
     ) -> dict[str, Any]:
-        """Press the card's button `label` (Action.Submit sends its data as `value`)."""
-        data = next(a["data"] for a in card.card["actions"] if a["title"] == label)
-        activity = self.activity(
-            "card_submit", person, replyToId=card.answered_id, value=dict(data), id=activity_id
+        """Press the button `label` on the card as `person` sees it; the invoke answer (the
+        card as it now stands for them) is kept in `answers` under the activity's id."""
+        seen = await self.view(person, card)
+        action = next(a for a in seen.get("actions", []) if a["title"] == label)
+        activity, answer = await self.invoke(
+            person, card, action, dict(action["data"]), activity_id=activity_id
         )
-        assert await self.post(activity) in (200, 201)
+        self.answers[activity["id"]] = answer
         return activity
 
     async def submit(
         self, person: Person, form: Call, answers: dict[str, str], activity_id: str | None = None
     ) -> dict[str, Any]:
         """Fill in a form card and press its Submit button (inputs merge into `data`)."""
-        data = form.card["actions"][0]["data"]
-        activity = self.activity(
-            "card_submit",
-            person,
-            replyToId=form.answered_id,
-            value={**data, **answers},
-            id=activity_id,
+        action = form.card["actions"][0]
+        activity, answer = await self.invoke(
+            person, form, action, {**action["data"], **answers}, activity_id=activity_id
         )
-        assert await self.post(activity) in (200, 201)
+        self.answers[activity["id"]] = answer
         return activity
 
     def replies_to(self, activity: dict[str, Any]) -> list[Call]:
@@ -319,20 +376,24 @@ async def test_journey(chat: Teams, server: LiveServer, standin: TeamsStandIn) -
         owner_email=ALICE.email,
     )
     card1 = await chat.handoff_card(ALICE, "Dana Diaz")
-    assert titles(card1.card) == [
-        "Accept",
-        "Not a fit",
-        "Need info",
-        "Log attempt",
-        "Share insight",
-    ]
+    # As sent, the card shows the lead to anyone and refreshes itself for Alice, who may act.
+    assert titles(card1.card) == [] and card1.card["refresh"]["userIds"] == [ALICE.user_id]
+    assert "Dana Diaz" in card_text(card1.card)
+    seen = await chat.view(ALICE, card1)
+    assert titles(seen) == ["Accept", "Not a fit", "Need info", "Log attempt", "Share insight"]
+    assert all(a["type"] == "Action.Execute" for a in seen["actions"])
     assert card1.activity_id == ""  # a new message, not a reply to anything
 
-    # Accept: the same card is updated in place; the same activity twice acts once.
+    # Accept: Teams gets the card as it now stands for Alice in answer; the message is also
+    # updated in place for everyone; the same activity twice acts once.
     accept = await chat.press(ALICE, card1, "Accept")
+    answer = chat.answers[accept["id"]]
+    assert answer["type"] == CARD_TYPE
+    assert "Accepted by Alice" in card_text(answer["value"])
+    assert titles(answer["value"]) == ["Not a fit", "Need info", "Log attempt", "Share insight"]
     await chat.post(accept)
     [update] = await chat.updates_of(card1)
-    assert "Accepted by Alice" in card_text(update.card)
+    assert "Accepted by Alice" in card_text(update.card) and titles(update.card) == []
     assert len(events(server, lead_named(server, "Dana Diaz"), EventKind.accepted)) == 1
     assert not chat.replies_to(accept)
 
@@ -345,14 +406,13 @@ async def test_journey(chat: Teams, server: LiveServer, standin: TeamsStandIn) -
     criteria = next(e for e in form.card["body"] if e.get("id") == "criteria")
     assert criteria["isMultiSelect"] is True
     assert {"budget", "authority"} <= {c["value"] for c in criteria["choices"]}
-    await chat.submit(ALICE, form, {"criteria": "budget,authority", "comment": "No budget"})
+    sent = await chat.submit(ALICE, form, {"criteria": "budget,authority", "comment": "No budget"})
     [update2] = await chat.updates_of(card2)
     assert "Not a fit" in card_text(update2.card)
     [verdict] = events(server, lead_named(server, "Eve Evans"), EventKind.not_a_fit)
     assert verdict.data["criteria"] == ["budget", "authority"]
     assert verdict.data["comment"] == "No budget"
-    [saved] = await chat.updates_of(form)
-    assert "Saved" in card_text(saved.card)
+    assert "Saved" in card_text(chat.answered(sent))  # the form, replaced for Alice
 
     # Need info: the question goes to Carol, her answer comes back on Alice's card.
     question_form = await chat.reply_to(await chat.press(ALICE, card1, "Need info"))
@@ -410,16 +470,61 @@ async def test_someone_else_cannot_act_on_the_lead(
     await chat.say(BOB, "hi")
     await chat.lead(external_id="L-3", name="Gil Grant", owner_email=ALICE.email)
     card = await chat.handoff_card(ALICE, "Gil Grant")
-    # Bob submits Alice's Accept button from his own chat.
-    data = next(a["data"] for a in card.card["actions"] if a["title"] == "Accept")
-    activity = chat.activity("card_submit", BOB, value=data)
-    await chat.post(activity)
+    assert titles(await chat.view(BOB, card)) == []  # Bob is not refreshed: read-only
+    # Bob sends Alice's Accept from his own chat: as a Universal Action, and as the message
+    # a card from before Universal Actions (Action.Submit) sends.
+    accept = next(a for a in (await chat.view(ALICE, card))["actions"] if a["title"] == "Accept")
+    invoked, answer = await chat.invoke(BOB, card, accept, dict(accept["data"]))
+    submitted = chat.activity("card_submit", BOB, value=dict(accept["data"]))
+    await chat.post(submitted)
 
-    refusal = await chat.reply_to(activity)
-    assert "belongs to Alice" in card_text(refusal.card)
-    assert refusal.conversation == BOB.conversation
+    for activity in (invoked, submitted):
+        refusal = await chat.reply_to(activity)
+        assert "belongs to Alice" in card_text(refusal.card)
+        assert refusal.conversation == BOB.conversation
+    # His invoke is answered with a refusal card, nothing of the lead on it.
+    assert "Gil Grant" not in json.dumps(answer) and "belongs to Alice" in json.dumps(answer)
     assert not standin.of("update")
     assert lead_named(server, "Gil Grant").state == "handed_off"
+
+
+async def test_each_viewer_sees_the_card_for_them(
+    chat: Teams, server: LiveServer, standin: TeamsStandIn
+) -> None:
+    """A handoff card refreshes itself for the owner and the owner's manager: the owner gets
+    the buttons, the manager the state with the buttons as an override (and a line saying
+    so), anyone else the card as sent, without buttons; a made-up refresh shows nothing."""
+    await chat.say(ALICE, "hi")
+    await chat.say(CAROL, "hi")
+    await chat.say(BOB, "hi")
+    with server.store.session() as session:
+        carol = queries.member_by(session, teams_user_id=CAROL.user_id)
+        alice = queries.member_by(session, teams_user_id=ALICE.user_id)
+        assert carol is not None and alice is not None
+        alice.manager_id = carol.id
+        session.add(alice)
+    await chat.lead(external_id="L-7", name="Ivy Iles", company="Acme", owner_email=ALICE.email)
+    card = await chat.handoff_card(ALICE, "Ivy Iles")
+    assert card.card["refresh"]["userIds"] == [ALICE.user_id, CAROL.user_id]
+    assert titles(card.card) == []
+
+    owner, manager = await chat.view(ALICE, card), await chat.view(CAROL, card)
+    buttons = ["Accept", "Not a fit", "Need info", "Log attempt", "Share insight"]
+    assert titles(owner) == buttons and titles(manager) == buttons
+    assert "manager" not in card_text(owner) and "as Alice Adams's manager" in card_text(manager)
+    assert "Ivy Iles" in card_text(owner) and "Ivy Iles" in card_text(manager)
+    assert titles(await chat.view(BOB, card)) == []
+
+    # The manager's override counts, and the answer is the card as the manager now sees it.
+    pressed = await chat.press(CAROL, card, "Accept")
+    answer = chat.answers[pressed["id"]]["value"]
+    assert "Accepted by Carol" in card_text(answer) and "Accept" not in titles(answer)
+    assert lead_named(server, "Ivy Iles").state == "accepted"
+
+    # Bob asks for the card's refresh from his own chat, where the card is not: refused.
+    refresh = card.card["refresh"]["action"]
+    _, forged = await chat.invoke(BOB, card, refresh, refresh["data"], "automatic")
+    assert "Ivy Iles" not in json.dumps(forged) and "belongs to Alice" in json.dumps(forged)
 
 
 async def test_lead_text_is_escaped(chat: Teams) -> None:
@@ -458,6 +563,9 @@ async def test_bad_input_gets_a_4xx_json_answer(chat: Teams, server: LiveServer)
         async with chat.http.post(url, data=body, headers=headers) as response:
             assert 400 <= response.status < 500, (body, response.status)
             assert "error" in await response.json()
+    no_bot = {**chat.activity("personal_message", ALICE), "recipient": None}
+    async with chat.http.post(url, json=no_bot) as response:
+        assert response.status == 400 and "recipient.id" in (await response.json())["error"]
     async with chat.http.get(f"{server.url}/healthz") as response:
         assert response.status == 200
 
@@ -474,10 +582,35 @@ async def test_a_failed_turn_gets_a_short_friendly_answer(chat: Teams, server: L
     with server.store.engine.begin() as connection:  # the database breaks mid-flight
         connection.exec_driver_sql("DROP TABLE processed_requests")
     activity = chat.activity("personal_message", ALICE, text="help")
-    assert await chat.post(activity) in (200, 201)
+    assert await chat.post(activity) == 202
     reply = await chat.reply_to(activity)
     assert reply.body["text"] == say("turn_failed")
     assert "Traceback" not in json.dumps(reply.body) and "Error" not in json.dumps(reply.body)
+
+
+async def test_a_failed_invoke_is_answered_with_the_error_teams_shows(
+    chat: Teams, server: LiveServer
+) -> None:
+    await chat.say(ALICE, "hi")
+    await chat.lead(external_id="L-8", name="Jo Jones", owner_email=ALICE.email)
+    card = await chat.handoff_card(ALICE, "Jo Jones")
+    accept = next(a for a in (await chat.view(ALICE, card))["actions"] if a["title"] == "Accept")
+    with server.store.engine.begin() as connection:  # the database breaks mid-flight
+        connection.exec_driver_sql("DROP TABLE processed_requests")
+    activity = chat.activity(
+        "card_action",
+        ALICE,
+        replyToId=card.answered_id,
+        value={"action": {"type": "Action.Execute", "verb": "lead.accept", "data": accept["data"]}},
+    )
+    async with chat.http.post(f"{server.url}/api/messages", json=activity) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["statusCode"] == 500 and answer["type"] == "application/vnd.microsoft.error"
+    assert answer["value"]["message"] == say("turn_failed")
+    assert "Traceback" not in json.dumps(answer)
+    reply = await chat.reply_to(activity)
+    assert reply.body["text"] == say("turn_failed")
 
 
 async def test_a_refused_proactive_send_is_logged_not_answered(
@@ -540,9 +673,9 @@ async def test_the_connector_refuses_unknown_activities_and_conversations(
     await messenger.update(location, Card(title="Hello again"))
     assert [c.activity_id for c in standin.of("update")] == [sent.message_id]
     location.message_id = "1699999999999"  # never created
-    with pytest.raises(ErrorResponseException):
+    with pytest.raises(teams.ConnectorError):
         await messenger.update(location, Card(title="Nope"))
-    with pytest.raises(ErrorResponseException):
+    with pytest.raises(teams.ConnectorError):
         await messenger.post("19:not-installed@thread.tacv2", Card(title="Nope"))
     assert [(c.conversation, c.status) for c in standin.of("unknown")] == [
         (ALICE.conversation, 404),
@@ -642,12 +775,42 @@ def test_card_rendering() -> None:
     assert context["isSubtle"] is True and context["size"] == "small"
     go, no = content["actions"]
     assert go == {
-        "type": "Action.Submit",
+        "type": "Action.Execute",
         "title": "Go",
+        "verb": "lead.accept",
         "style": "positive",
         "data": {"action": "lead.accept", "value": "lead_id=1"},
     }
     assert no["style"] == "destructive"
+    assert "refresh" not in content
+
+
+def test_a_card_that_refreshes_is_read_only_until_drawn_for_someone() -> None:
+    card = Card(
+        title="T",
+        buttons=(Button("Go", "lead.accept", "lead_id=1", Style.primary),),
+        selects=(Select("Pick", "campaign.pick", (Option("campaign=1", "Webinar"),)),),
+        refresh=Refresh("lead.view", "lead_id=1", (1, 2)),
+    )
+    base = card_attachment(card, user_ids=["29:a", "29:b"])["content"]
+    assert "actions" not in base and [e["type"] for e in base["body"]] == ["TextBlock"]
+    redraw = {"action": "lead.view", "value": "lead_id=1"}
+    assert base["refresh"] == {
+        "action": {
+            "type": "Action.Execute",
+            "title": "Refresh",
+            "verb": "lead.view",
+            "data": {**redraw, "card": redraw},
+        },
+        "userIds": ["29:a", "29:b"],
+    }
+    own = card_attachment(card, user_ids=["29:a"], own=True)["content"]
+    [go] = own["actions"]
+    assert go["data"] == {"action": "lead.accept", "value": "lead_id=1", "card": redraw}
+    assert own["refresh"]["userIds"] == ["29:a"]
+    picker = own["body"][2]["actions"][0]
+    assert picker["verb"] == "campaign.pick" and picker["data"]["card"] == redraw
+    assert "refresh" not in card_attachment(card)["content"]  # nobody to refresh it for
 
 
 def test_form_rendering() -> None:
@@ -680,7 +843,7 @@ def test_form_rendering() -> None:
     assert comment["maxLength"] == 100 and "isRequired" not in comment
     assert channel["isMultiSelect"] is False
     [submit] = content["actions"]
-    assert submit["type"] == "Action.Submit"
+    assert submit["type"] == "Action.Execute" and submit["verb"] == "lead.not_a_fit"
     assert submit["data"]["form"] == "lead.not_a_fit"
     assert submit["data"]["lead_id"] == "5" and submit["data"]["nonce"] == "n1"
 
@@ -706,3 +869,33 @@ async def test_digest_preview_in_a_personal_chat(chat: Teams) -> None:
     assert "Weekly alignment digest" in text and "Agenda for the weekly sync" in text
     images = [e for e in reply.card["body"] if e["type"] == "Image"]
     assert images and images[0]["url"].startswith("data:image/png;base64,")
+
+
+async def test_a_reference_botbuilder_stored_still_reaches_the_member(
+    chat: Teams, server: LiveServer, standin: TeamsStandIn
+) -> None:
+    """An installation upgraded from botbuilder keeps reaching its members: the reference
+    stored then (botbuilder 4.17.1's JSON, which spells the tenant `tenantID`) is read,
+    the tenant kept, and the member's next activity stores it in the SDK's shape."""
+    stored = fixture("teams", "botbuilder_reference")
+    stored["serviceUrl"] = standin.service_url
+    tenant = stored["conversation"]["tenantID"]
+    with server.store.session() as session:
+        alice = queries.upsert_member(
+            session, now=now(), email=ALICE.email, name=ALICE.name, teams_user_id=ALICE.user_id
+        )
+        alice.teams_reference = stored
+        session.add(alice)
+    await chat.lead(external_id="B-1", name="Bea Berg", company="Acme", owner_email=ALICE.email)
+    card = await chat.handoff_card(ALICE, "Bea Berg")
+    assert card.body["conversation"] == {
+        "conversationType": "personal",
+        "id": ALICE.conversation,
+        "tenantId": tenant,
+    }
+    await chat.press(ALICE, card, "Accept")
+    await eventually(lambda: lead_named(server, "Bea Berg").state == "accepted")
+    alice_now = member(server, ALICE)
+    assert alice_now is not None and alice_now.teams_reference is not None
+    assert alice_now.teams_reference["conversation"]["tenantId"] == tenant
+    assert "tenantID" not in alice_now.teams_reference["conversation"]

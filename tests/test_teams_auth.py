@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from app import cli
 from bot import teams
 from bot.server import platform_messengers
-from bot.teams_trust import TeamsMode, emulator_bind_problem, service_url_problem, teams_mode
+from bot.teams.trust import TeamsMode, emulator_bind_problem, service_url_problem, teams_mode
 from storage import approvals as approval_store
 from storage import queries
 from storage.models import Lead, Member
@@ -406,7 +406,7 @@ async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
             status, _ = await post(
                 server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
             )
-            assert status in (200, 201)
+            assert status == 202
         await server.settle()
         # The admin hears it privately, once.
         [notice] = [
@@ -496,7 +496,7 @@ async def test_an_activity_from_another_tenant_is_refused(
             assert session.exec(select(Member)).all() == []
         assert standin.calls == []
         status, _ = await post(server.url, activity("personal_message", ALICE, standin.service_url))
-        assert status in (200, 201)
+        assert status == 202
         with server.store.session() as session:
             assert queries.member_by(session, teams_user_id=ALICE.user_id) is not None
     finally:
@@ -511,7 +511,9 @@ def microsoft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Micro
     auth = MicrosoftAuthStandIn(
         tmp_path, app_id=APP_ID, secret="not-a-real-secret", tenant=TENANT
     ).start()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(auth.ca_file))  # its self-signed certificate
+    # Its self-signed certificate: MSAL (requests) and the signing-key fetches (urllib).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(auth.ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(auth.ca_file))
     yield auth
     auth.stop()
 
@@ -530,7 +532,7 @@ async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_to
         url = standin.service_url
         said = activity("personal_message", ALICE, url, text="help")
         status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url)})
-        assert status in (200, 201)
+        assert status == 202
         with server.store.session() as session:
             alice = queries.member_by(session, teams_user_id=ALICE.user_id)
         assert alice is not None and alice.email == ALICE.email  # looked up with the token
@@ -567,10 +569,61 @@ async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_to
         standin.token_valid = lambda token: False
         again = activity("personal_message", ALICE, url, text="help")
         status, _ = await post(server.url, again, {"Authorization": microsoft.sign(url)})
-        assert status in (200, 201)
+        assert status == 202
         assert standin.of("unauthorized") and not [
             c for c in standin.of("reply") if c.activity_id == again["id"]
         ]
+    finally:
+        await server.stop()
+
+
+async def test_entra_tokens_of_this_tenant_only_and_no_forged_signature(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    """Tokens Entra issues (v2 issuer, `tid`) get in for the bot's own tenant; one for
+    another tenant, or with a `tid` that is not its issuer's, or signed with a key the key
+    service never published, is a 401 with nothing recorded and nothing called."""
+    standin.token_valid = microsoft.valid
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        LIAISON_TEAMS_AUTH_URL=microsoft.url,
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+    )
+    server = await LiveServer(settings).start()
+    try:
+        url = standin.service_url
+        other = "0f0f0f0f-1111-2222-3333-444444444444"
+        (tmp_path / "forger").mkdir()
+        forger = MicrosoftAuthStandIn(
+            tmp_path / "forger", app_id=APP_ID, secret="x", tenant=TENANT
+        ).start()
+        refused = [
+            microsoft.sign(
+                url, entra=True, iss=f"https://login.microsoftonline.com/{other}/v2.0", tid=other
+            ),
+            microsoft.sign(url, entra=True, tid=other),  # tid is not the issuer's tenant
+            microsoft.sign(url, entra=True, iss=f"https://sts.windows.net/{other}/"),
+            forger.sign(url),  # the right claims, another key
+            forger.sign(url, entra=True),
+        ]
+        for header in refused:
+            body = activity("personal_message", MALLORY, url, text="help")
+            status, answer = await post(server.url, body, {"Authorization": header})
+            assert status == 401, (header, answer)
+            assert "token" in answer["error"]
+        assert standin.calls == []
+        with server.store.session() as session:
+            assert session.exec(select(Member)).all() == []
+            assert queries.get_setting(session, key=teams.SERVICE_KEY) is None
+
+        said = activity("personal_message", ALICE, url, text="help")
+        status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url, entra=True)})
+        assert status == 202
+        [reply] = standin.of("reply", ALICE.conversation)
+        assert reply.activity_id == said["id"]
+        assert f"GET /{TENANT}/discovery/v2.0/keys" in microsoft.requests
+        assert forger.requests == []
+        forger.stop()
     finally:
         await server.stop()
 
@@ -609,9 +662,8 @@ async def test_unreadable_signing_keys_are_a_503_not_a_500(
 async def test_a_signing_key_service_that_never_answers_is_a_503_within_the_timeout(
     tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
 ) -> None:
-    """botbuilder fetches the signing keys with no timeout, blocking the event loop: a key
-    service that takes the connection and never answers must cost one call timeout, not
-    the server."""
+    """A key service that takes the connection and never answers must cost one call
+    timeout (the SDK's own key client would wait 30 s), with the event loop free."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()  # takes connections, never answers
@@ -640,3 +692,99 @@ async def test_a_signing_key_service_that_never_answers_is_a_503_within_the_time
     finally:
         await server.stop()
         silent.close()
+
+
+def test_each_credential_setting_picks_the_sdks_credential_kind() -> None:
+    """The SDK's MSAL provider is told which credential to use; none of them needs the
+    client secret, and a managed identity needs nothing but the app and tenant ids."""
+    from microsoft_agents.hosting.core.authorization import AuthTypes
+
+    from bot.teams.auth import auth_type, configuration
+
+    base = {"LIAISON_TEAMS_EMULATOR": "0", "MICROSOFT_APP_ID": APP_ID}
+    base["MICROSOFT_APP_TENANT_ID"] = TENANT
+    cases = {
+        AuthTypes.client_secret: {"MICROSOFT_APP_PASSWORD": "s"},
+        AuthTypes.certificate: {"LIAISON_TEAMS_CERTIFICATE_FILE": "/run/bot.pfx"},
+        AuthTypes.federated_credentials: {"LIAISON_TEAMS_FEDERATED_CLIENT_ID": "mi-client"},
+        AuthTypes.workload_identity: {"LIAISON_TEAMS_FEDERATED_TOKEN_FILE": "/var/run/token"},
+        AuthTypes.user_managed_identity: {"MICROSOFT_APP_TYPE": "UserAssignedMSI"},
+    }
+    for kind, values in cases.items():
+        settings = teams_settings("sqlite://", **{**base, **values})
+        assert settings.teams_credentials_problem() is None, kind
+        assert auth_type(settings) == kind
+        config = configuration(settings)
+        assert config.CLIENT_ID == APP_ID and config.TENANT_ID == TENANT
+        assert config.VALIDATE_ISSUER and not config.ANONYMOUS_ALLOWED
+        assert "https://api.botframework.com" in config.ISSUERS
+        assert f"https://login.microsoftonline.com/{TENANT}/v2.0" in config.ISSUERS
+    settings = teams_settings("sqlite://", **base)
+    assert settings.teams_credentials_problem() is not None  # no credential at all
+
+
+def test_the_cli_and_settings_do_not_load_the_teams_sdk() -> None:
+    """`bot.settings` needs only the Teams trust rules; the Agents SDK (seconds to import on
+    a busy machine) is loaded only by what talks to Teams."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app, bot.settings\n"
+        "assert not [m for m in sys.modules if m.startswith('microsoft_agents')]\n"
+        "from bot import teams\n"
+        "assert teams.make_adapter and 'microsoft_agents.hosting.core' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+async def test_a_certificate_gets_the_bots_token_instead_of_a_secret(
+    tmp_path: Path, standin: TeamsStandIn, microsoft: MicrosoftAuthStandIn
+) -> None:
+    """LIAISON_TEAMS_CERTIFICATE_FILE (a PFX, no MICROSOFT_APP_PASSWORD): the SDK's MSAL
+    provider signs a client assertion with it, the token service checks it against the
+    certificate uploaded to the app registration, and the connector calls carry the token."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    from tests.teams_auth_standin import _certificate
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    certificate = _certificate(key)
+    pfx = tmp_path / "bot.pfx"
+    pfx.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"liaison", key, certificate, None, NoEncryption())
+    )
+    standin.token_valid = microsoft.valid
+    settings = authenticated_settings(
+        f"sqlite:///{tmp_path / 'liaison.db'}",
+        MICROSOFT_APP_PASSWORD="",
+        LIAISON_TEAMS_CERTIFICATE_FILE=str(pfx),
+        LIAISON_TEAMS_AUTH_URL=microsoft.url,
+        LIAISON_TEAMS_SERVICE_HOSTS="127.0.0.1",
+    )
+    url = standin.service_url
+    server = await LiveServer(settings).start()
+    try:
+        # Not uploaded yet: Entra refuses the assertion; without its token the bot cannot
+        # answer, so nothing runs and Teams is told to try again (not a 500).
+        first = activity("personal_message", ALICE, url, text="help")
+        status, answer = await post(server.url, first, {"Authorization": microsoft.sign(url)})
+        assert status == 503 and "token" in answer["error"]
+        assert not microsoft.issued and standin.calls == []
+        with server.store.session() as session:
+            assert session.exec(select(Member)).all() == []
+    finally:
+        await server.stop()
+    microsoft.trust_certificate(certificate)
+    server = await LiveServer(settings).start()
+    try:
+        said = activity("personal_message", ALICE, url, text="help")
+        status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url)})
+        assert status == 202
+        [reply] = standin.of("reply", ALICE.conversation)
+        assert reply.activity_id == said["id"] and microsoft.issued
+        assert not [c for c in standin.calls if c.verb == "unauthorized" and c.activity_id]
+    finally:
+        await server.stop()

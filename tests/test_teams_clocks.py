@@ -1,4 +1,4 @@
-"""SLA clocks through Teams: `liaison tick --at` as a real process (botbuilder in emulator
+"""SLA clocks through Teams: `liaison tick --at` as a real process (the Agents SDK in emulator
 mode), cards through the Bot Framework connector stand-in, into the personal chats members
 opened by meeting the bot; Teams' throttling waited out, its refusals retried then parked."""
 
@@ -81,7 +81,7 @@ async def meet_the_bot(url: str, standin: TeamsStandIn, people: list[Person]) ->
             for person in people:
                 activity = installed(person, standin)
                 async with http.post(f"{server.url}/api/messages", json=activity) as response:
-                    assert response.status in (200, 201), await response.text()
+                    assert response.status == 202, await response.text()
         await server.settle()
     finally:
         await server.stop()

@@ -1,15 +1,18 @@
 """The neutral message model rendered as Adaptive Cards 1.5 (plain dicts) for Microsoft Teams.
 
-Buttons are `Action.Submit` (not `Action.Execute`): in botbuilder 4.17.1 answering an
-`adaptiveCard/action` invoke from `on_adaptive_card_invoke` yields HTTP 500, whereas a
-submit arrives as an ordinary message activity whose `value` is the action's `data`.
+Buttons are Universal Actions (`Action.Execute`, the verb is the neutral action): a press
+arrives as an `adaptiveCard/action` invoke whose `value.action.data` is the action's data
+with the card's inputs merged in, and is answered with the card as it then stands. A card
+with a `Refresh` is posted read-only and asks Teams to refresh it for the people who may act
+(`userIds`), who each get their own card with the buttons. Cards posted before Universal
+Actions (`Action.Submit`) still arrive as message activities and keep working.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bot.messages import (
@@ -20,6 +23,7 @@ from bot.messages import (
     Input,
     InputKind,
     Option,
+    Refresh,
     Report,
     Select,
     Style,
@@ -32,6 +36,8 @@ VERSION = "1.5"
 FORM_KEY = "form"
 INPUTS_KEY = "form_inputs"
 SELECT_KEY = "select"
+CARD_KEY = "card"  # in a button's data: how to draw its card again for the one who pressed
+MAX_REFRESH_USERS = 60  # Teams refreshes a card automatically for at most 60 users
 
 # AC markdown is a CommonMark subset: backslash escapes disarm it; < > & become lookalikes.
 _MARKDOWN = re.compile(r"([\\*_\[\]()`#\-+!~|{}])")
@@ -82,8 +88,16 @@ def fact_set(fields: Iterable[Field_]) -> dict[str, Any]:
     return {"type": "FactSet", "facts": facts}
 
 
-def submit(title: str, data: Mapping[str, Any], style: Style = Style.default) -> dict[str, Any]:
-    action: dict[str, Any] = {"type": "Action.Submit", "title": plain(title), "data": dict(data)}
+def execute(
+    title: str, verb: str, data: Mapping[str, Any], style: Style = Style.default
+) -> dict[str, Any]:
+    """A Universal Action button: `verb` names the action, `data` comes back with it."""
+    action: dict[str, Any] = {
+        "type": "Action.Execute",
+        "title": plain(title),
+        "verb": verb,
+        "data": dict(data),
+    }
     if style in _STYLES:
         action["style"] = _STYLES[style]
     return action
@@ -149,17 +163,33 @@ def attachment(content: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- cards and forms
 
 
-def _select(index: int, select: Select) -> list[dict[str, Any]]:
+def _select(index: int, select: Select, redraw: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A drop-down and the button that sends its choice (cards cannot submit on change)."""
     input_id = f"{SELECT_KEY}{index}"
-    data = {"action": select.action, SELECT_KEY: input_id}
+    data = {"action": select.action, SELECT_KEY: input_id, **redraw}
     return [
         choice_set(input_id, select.options, placeholder=select.label),
-        {"type": "ActionSet", "actions": [submit(select.label, data)]},
+        {"type": "ActionSet", "actions": [execute(select.label, select.action, data)]},
     ]
 
 
-def card_content(card: Card) -> dict[str, Any]:
+def refresh_block(refresh: Refresh, user_ids: Sequence[str]) -> dict[str, Any]:
+    """Teams asks the bot for the card of each of `user_ids` as they look at it."""
+    redraw = {"action": refresh.action, "value": refresh.value}
+    data = {**redraw, CARD_KEY: redraw}
+    return {
+        "action": execute("Refresh", refresh.action, data),
+        "userIds": list(user_ids)[:MAX_REFRESH_USERS],
+    }
+
+
+def card_content(card: Card, *, user_ids: Sequence[str] = (), own: bool = False) -> dict[str, Any]:
+    """The card as an Adaptive Card. A card with a `refresh` is drawn read-only (what anyone
+    sees) and refreshed for `user_ids` (the people who may act, as Teams user ids), unless
+    it is `own`: one person's card, answering their refresh, buttons kept."""
+    refresh = card.refresh
+    interactive = refresh is None or own
+    redraw = {CARD_KEY: {"action": refresh.action, "value": refresh.value}} if refresh else {}
     body: list[dict[str, Any]] = []
     if card.title:
         body.append(text_block(card.title, bold=True, size="medium"))
@@ -167,21 +197,27 @@ def card_content(card: Card) -> dict[str, Any]:
         body.append(text_block(card.text))
     if card.fields:
         body.append(fact_set(card.fields))
-    for index, select in enumerate(card.selects):
-        body += _select(index, select)
+    for index, select in enumerate(card.selects if interactive else ()):
+        body += _select(index, select, redraw)
     if card.context:
         body.append(text_block(card.context, size="small", subtle=True))
-    actions = [button_action(b) for b in card.buttons]
-    return adaptive_card(body, actions)
+    actions = [button_action(b, redraw) for b in card.buttons] if interactive else []
+    content = adaptive_card(body, actions)
+    if refresh is not None and user_ids:
+        content["refresh"] = refresh_block(refresh, user_ids)
+    return content
 
 
-def button_action(button: Button) -> dict[str, Any]:
-    return submit(button.label, {"action": button.action, "value": button.value}, button.style)
+def button_action(button: Button, redraw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    data = {"action": button.action, "value": button.value, **(redraw or {})}
+    return execute(button.label, button.action, data, button.style)
 
 
-def card_attachment(card: Card) -> dict[str, Any]:
-    """The card as a Teams message attachment."""
-    return attachment(card_content(card))
+def card_attachment(
+    card: Card, *, user_ids: Sequence[str] = (), own: bool = False
+) -> dict[str, Any]:
+    """The card as a Teams message attachment (see `card_content`)."""
+    return attachment(card_content(card, user_ids=user_ids, own=own))
 
 
 def form_input(spec: Input) -> dict[str, Any]:
@@ -210,7 +246,8 @@ def form_input(spec: Input) -> dict[str, Any]:
 
 
 def form_data(form: Form) -> dict[str, Any]:
-    """What the Submit button sends back: the form's name, its state and its inputs' shapes.
+    """What the Submit button sends back (the inputs' answers merged in): the form's name,
+    its state and its inputs' shapes.
 
     The shapes (`form_inputs`) say which keys are answers and which are multi-selects,
     whose answers arrive as one comma-separated string.
@@ -225,9 +262,8 @@ def form_attachment(form: Form) -> dict[str, Any]:
     if form.intro:
         body.append(text_block(form.intro))
     body += [form_input(spec) for spec in form.inputs]
-    return attachment(
-        adaptive_card(body, [submit(form.submit_label, form_data(form), Style.primary)])
-    )
+    submit = execute(form.submit_label, form.name, form_data(form), Style.primary)
+    return attachment(adaptive_card(body, [submit]))
 
 
 # ---------------------------------------------------------------- reports (the digest)

@@ -112,3 +112,12 @@ def tenant_problem(body: Mapping[str, Any], configured: str) -> str | None:
     if activity_tenants(body) != {configured.strip().lower()}:
         return "the activity does not come from this company's Microsoft 365 tenant"
     return None
+
+
+def same_host(one: str, other: str) -> bool:
+    """Whether two URLs name the same host (a token's `serviceurl` claim and the activity's)."""
+    try:
+        first, second = urlsplit(one).hostname, urlsplit(other).hostname
+    except ValueError:
+        return False
+    return bool(first) and (first or "").lower() == (second or "").lower()
