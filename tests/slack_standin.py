@@ -86,6 +86,13 @@ class SlackStandIn:
     hang_posts: int = 0
     # An outage: while set, every Web API call answers 500 (recorded in `refused`).
     down: bool = False
+    # Slack's pace per conversation as Liaison reads "1 message per second, short bursts
+    # allowed": (seconds between messages, burst). When set, a chat.postMessage that comes
+    # too soon after the conversation's earlier ones (a GCRA over arrival times) is answered
+    # 429 with `Retry-After`, as Slack does, and counted in `over_pace`.
+    pace: tuple[float, int] | None = None
+    over_pace: int = 0
+    _due: dict[str, float] = field(default_factory=dict)  # conversation → theoretical arrival
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -271,6 +278,12 @@ class SlackStandIn:
             self.calls.append(Call(method, params))
             return web.json_response(self._open_connection(request))
         refusal = self._refusal(method, params, request)
+        if refusal is None and method == "chat.postMessage" and not self._on_pace(params):
+            self.over_pace += 1
+            self.refused.append(Call(method, params))
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
         if refusal is not None:
             self.refused.append(Call(method, params))
             log.warning("Slack stand-in refused %s: %s", method, refusal)
@@ -285,6 +298,20 @@ class SlackStandIn:
         if method == "chat.postMessage" and self.post_delay > 0:
             await asyncio.sleep(self.post_delay)  # posted already; the answer comes late
         return web.json_response(call.answer)
+
+    def _on_pace(self, params: dict[str, Any]) -> bool:
+        """Whether a post to its conversation now keeps to `pace` (always, without one)."""
+        if self.pace is None:
+            return True
+        interval, burst = self.pace
+        channel = str(params.get("channel", ""))
+        channel = "D" + channel[1:] if channel.startswith("U") else channel
+        now = time.monotonic()
+        due = self._due.get(channel, now)
+        if now < due - (burst - 1) * interval:
+            return False
+        self._due[channel] = max(now, due) + interval
+        return True
 
     def _refusal(
         self, method: str, params: dict[str, Any], request: web.Request
