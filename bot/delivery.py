@@ -320,11 +320,7 @@ def remember_card(
     at: datetime,
 ) -> None:
     """Record where a card about a lead was posted (once), so it can be updated in place."""
-    if queries.location_by_message(
-        session, platform=platform, channel=posted.channel, message_id=posted.message_id
-    ):
-        return
-    queries.record_location(
+    queries.record_location_once(
         session,
         location=CardLocation(
             lead_id=lead_id,

@@ -44,7 +44,7 @@ from typing import Any, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
 import aiohttp
-from sqlalchemy import String, case, cast, literal, update
+from sqlalchemy import String, bindparam, case, cast, literal, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, or_, select
 
@@ -55,6 +55,7 @@ from bot.idempotency import OUTBOX_KEY, Probe, Recall
 from bot.messages import Card, card_from_dict, report_from_dict
 from digests import outbox_alerts, pacing
 from digests.business_time import Company
+from digests.calendars import CALENDARS_READ
 from digests.metrics import OutboxMetrics
 from storage import queries
 from storage.db import Store, busy, unavailable
@@ -77,6 +78,7 @@ CLAIM = 2000  # messages one claim may lease
 PER_LANE = 30  # of them, at most this many to one conversation (half a minute at Slack's pace)
 THREADS = 4  # the sender's own threads for its database work
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
+CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
@@ -319,14 +321,42 @@ def claim(
     return sorted(taken, key=lambda c: order[c.message.id])
 
 
+def _mark_sent() -> Any:
+    """The one statement that marks a message sent (built once: lanes mark many a second);
+    a newer state of a card owed while it was in flight makes it pending again, to send
+    again. Its `parked_at` comes back (a message delivered after being parked)."""
+    table: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+    newer = table.c.revision != bindparam("revision_sent")
+    now = bindparam("now", type_=table.c.sent_at.type)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("the_id"))
+        .values(
+            status=case((newer, OutboxStatus.pending.value), else_=OutboxStatus.sent.value),
+            not_before=case((newer, now), else_=table.c.not_before),
+            sent_at=now,
+            claimed_until=None,
+            platform=bindparam("the_platform"),
+            message_id=bindparam("the_message_id"),
+            sending_since=None,
+        )
+        .returning(table.c.parked_at)
+    )
+
+
+MARK_SENT = _mark_sent()
+
+
 class Bookkeeping:
     """The sender's writes and reads of many messages, in one transaction each time.
 
     Lanes ask for their bookkeeping (render a card, mark a message sent, retry it later…)
     and wait for it; whatever was asked within `linger` seconds, or while the previous
-    transaction ran, goes in the next one, each piece in a savepoint of its own, so one
-    piece's failure is that piece's alone. It runs in the sender's own threads, on the
-    sender's own connections, so a burst of webhooks or clicks does not starve delivery."""
+    transaction ran, goes in the next one. Should a piece fail, the transaction is rolled
+    back and each piece runs again in a transaction of its own, so one piece's failure is
+    that piece's alone (pieces touch only the database, so running again is safe). It runs
+    in the sender's own threads, on the sender's own connections, so a burst of webhooks or
+    clicks does not starve delivery."""
 
     def __init__(
         self,
@@ -375,18 +405,24 @@ class Bookkeeping:
                     future.set_exception(value)
 
     def _all(self, works: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
-        with self.store.session() as session:
-            self._local.session = session
+        if len(works) > 1:
             try:
-                for work in works:
-                    try:
-                        outcomes.append((True, work()))
-                    except Exception as error:  # that piece's own failure, told to its lane
-                        outcomes.append((False, error))
+                with self.store.session() as session:
+                    self._local.session = session
+                    results = [work() for work in works]
+                self.transactions += 1
+                return [(True, result) for result in results]
+            except Exception:  # rolled back; each piece again on its own, below
+                log.debug("outbox: a batch failed; its pieces run one by one", exc_info=True)
             finally:
                 self._local.session = None
-        self.transactions += 1
+        outcomes: list[tuple[bool, Any]] = []
+        for work in works:
+            try:
+                outcomes.append((True, work()))  # in a session of its own
+            except Exception as error:  # that piece's own failure, told to its lane
+                outcomes.append((False, error))
+            self.transactions += 1
         return outcomes
 
 
@@ -436,6 +472,8 @@ class Sender:
             WeakKeyDictionary()
         )
         self.per_lane = PER_LANE
+        self._calendars_read: dict[Any, Any] = {}
+        self._calendars_since = float("-inf")
 
     @property
     def books(self) -> Bookkeeping:
@@ -547,7 +585,7 @@ class Sender:
         delay = BUSY_FIRST
         for tries in range(6):
             try:
-                return await self.books.run(partial(self._claim_rows, now, limit))
+                return await self._in_thread(partial(self._claim_rows, now, limit))
             except OperationalError as error:
                 if (unavailable(error) and not busy(error)) or tries == 5:
                     raise  # away, not busy: the sender's loop backs off and says so once
@@ -557,7 +595,9 @@ class Sender:
         raise AssertionError("unreachable")
 
     def _claim_rows(self, now: datetime, limit: int) -> dict[str, list[Claimed]]:
-        with self._claiming, self.books_session() as session:
+        """One claim, in a transaction of its own (drains of other threads' loops, in the
+        console, claim one after the other)."""
+        with self._claiming, self.store.session() as session:
             rows = claim(
                 session,
                 now=now,
@@ -583,15 +623,25 @@ class Sender:
 
     @contextlib.contextmanager
     def books_session(self) -> Iterator[Session]:
-        """The session of the bookkeeping batch running in this thread, in a savepoint of
-        this piece's own (or a session of its own outside a batch)."""
+        """The session of the bookkeeping batch running in this thread (or a session of its
+        own outside a batch). Cards rendered in it share the calendars they read."""
         shared: Session | None = getattr(self._batch, "session", None)
-        if shared is None:
-            with self.store.session() as session:
-                yield session
-            return
-        with shared.begin_nested():
+        if shared is not None:
+            shared.info[CALENDARS_READ] = self._calendars()
             yield shared
+            return
+        with self.store.session() as session:
+            session.info[CALENDARS_READ] = self._calendars()
+            yield session
+
+    def _calendars(self) -> dict[Any, Any]:
+        """The reps' calendars read for cards in the last few seconds (a burst of cards to
+        200 reps reads each one's calendar once, not once per card): a change of working
+        hours, holidays or time away shows on cards rendered CALENDARS_FOR later at most."""
+        now = self.clock()
+        if now - self._calendars_since > CALENDARS_FOR:
+            self._calendars_read, self._calendars_since = {}, now
+        return self._calendars_read
 
     async def _write(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A bookkeeping write (mark sent, retry, park), batched with the other lanes', and
@@ -987,18 +1037,19 @@ class Sender:
         been parked before."""
         with self.books_session() as session:
             self._remember_cards(session, message, cards or [])
-            row = session.get(OutboxMessage, message.id, with_for_update=True)
-            if row is None:
-                return None
-            row.status, row.sent_at, row.claimed_until = OutboxStatus.sent.value, now, None
-            row.platform, row.message_id = where[0], where[1].message_id
-            row.sending_since = None
-            recovered = row.parked_at is not None
-            if row.revision != message.revision:
-                # A newer state of this card was owed while it was in flight: send again.
-                row.status, row.not_before = OutboxStatus.pending.value, now
-            session.add(row)
-            return "recovered" if recovered else "sent"
+            parked_at = session.execute(
+                MARK_SENT,
+                {
+                    "the_id": message.id,
+                    "revision_sent": message.revision,
+                    "now": now,
+                    "the_platform": where[0],
+                    "the_message_id": where[1].message_id,
+                },
+            ).first()
+        if parked_at is None:
+            return None
+        return "recovered" if parked_at[0] is not None else "sent"
 
     def _failed(
         self,
