@@ -475,6 +475,13 @@ class Sender:
         self._calendars_read: dict[Any, Any] = {}
         self._calendars_since = float("-inf")
 
+    def use_store(self, store: Store) -> None:
+        """Deliver through `store` from now on (connections of delivery's own, see
+        `Clockwork.start`)."""
+        self.store = store
+        for books in self._books.values():
+            books.store = store
+
     @property
     def books(self) -> Bookkeeping:
         loop = asyncio.get_running_loop()
