@@ -61,6 +61,7 @@ from bot.teams_cards import (
 from bot.teams_trust import TeamsMode, service_url_problem, tenant_problem
 from bot.text import say
 from digests.owing import owe
+from digests.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from storage import queries
 from storage.db import Store, unavailable
 from storage.models import CardLocation, Member, Role
@@ -425,6 +426,8 @@ class TeamsMessenger:
         self.adapter = adapter
         self.tenant_id = settings.microsoft_app_tenant_id
         self.store = store
+        # Teams' per-app limit, kept across all conversations (see digests.pacing).
+        self.spacing = Spacing(TEAMS_APP_RATE, TEAMS_APP_BURST)
 
     async def _channel(self, channel: str) -> Any:
         """A channel reference; the service URL from this process's last activity, else the
@@ -455,12 +458,14 @@ class TeamsMessenger:
         """The digest as one Adaptive Card with its chart, in the channel."""
         reference = await self._channel(channel)
         reference.activity_id = None
+        await self.spacing.acquire()
         message_id = await send_to(
             self.adapter, reference, message(report_card(report), report.title), None
         )
         return Posted(reference.conversation.id, message_id, dump_reference(reference))
 
     async def update(self, location: CardLocation, card: Card) -> None:
+        await self.spacing.acquire()
         await update_in(
             self.adapter,
             await self._reference(location),
@@ -480,6 +485,7 @@ class TeamsMessenger:
 
     async def _deliver(self, reference: Any, card: Card, reply_to: str | None = None) -> Posted:
         reference.activity_id = None
+        await self.spacing.acquire()
         message_id = await send_to(
             self.adapter, reference, message(card_attachment(card), card.summary), reply_to
         )

@@ -21,10 +21,14 @@ App-wide, Slack counts every method per app per workspace in tiers (`conversatio
 numbers ahead; when Slack answers a method 429, that method waits out its `Retry-After`
 for the whole process (`MethodGate`), so the other lanes do not hammer it meanwhile,
 while chat.postMessage's 429 (a conversation's own pace) holds back only that lane.
+
+Teams also limits each app, per tenant, to 50 requests a second: `Spacing` keeps the Teams
+messenger's requests to 45 a second (a burst of 5), whatever the lanes do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,3 +122,26 @@ class MethodGate:
     def block(self, method: str, seconds: float) -> None:
         until = self.clock() + max(seconds, 0.0)
         self.until[method] = max(self.until.get(method, 0.0), until)
+
+
+class Spacing:
+    """Request starts at most `rate` a second, after a burst of `burst`, across every task
+    that asks (each reserves the next slot, then waits for it): an app-wide limit."""
+
+    def __init__(
+        self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = 1 / rate
+        self.burst = burst
+        self.clock = clock
+        self.due = float("-inf")
+
+    async def acquire(self) -> None:
+        now = self.clock()
+        wait = max(0.0, self.due - (self.burst - 1) * self.interval - now)
+        self.due = max(now, self.due) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+TEAMS_APP_RATE, TEAMS_APP_BURST = 45.0, 5  # under Teams' 50 requests/s per app and tenant

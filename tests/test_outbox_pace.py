@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
 from bot.slack import SlackMessenger, make_client
 from bot.slack_client import Throttled
+from digests import pacing
 from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import Sender
 from digests.scheduler import Clockwork
@@ -183,3 +185,44 @@ async def test_delivery_and_the_clock_go_on_while_the_default_executor_is_full(
         release.set()
         await asyncio.gather(*blockers)
     assert len(slack.of("chat.postMessage")) == 10
+
+
+def fastest(platform: str, seconds: float, latency: float = 0.0) -> list[float]:
+    """When a lane sends to `platform`, as fast as its pace allows, for `seconds`."""
+    lane, now, sent = pacing.Lane(), 0.0, []
+    while now < seconds:
+        now += lane.wait([platform], now)
+        sent.append(now)
+        now += latency
+        lane.answered([platform], now)
+    return sent
+
+
+def most_in(times: list[float], window: float) -> int:
+    """The most of `times` in any window of `window` seconds (both ends in)."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.3])
+def test_the_pace_of_each_platform_keeps_to_its_published_limits(latency: float) -> None:
+    slack = fastest("slack", 600, latency)
+    assert most_in(slack, 0.0) == (3 if latency == 0 else 1)  # a burst of three at most…
+    assert most_in(slack, 60.0) <= 63  # …then one a second
+    assert len(slack) >= 600 * 0.95  # which the burst keeps up despite the latency
+    teams = fastest("teams", 7200, latency)
+    # Microsoft's per-conversation limits: 7 a second, 8 in 2 s, 60 in 30 s, 1,800 an hour.
+    for window, limit in ((1.0, 7), (2.0, 8), (30.0, 60), (3600.0, 1800)):
+        assert most_in(teams, window) <= limit, window
+    assert len(teams) >= 7200 / 2.05 * 0.95
+
+
+async def test_the_teams_app_limit_spaces_requests_across_conversations() -> None:
+    spacing = pacing.Spacing(rate=20, burst=2)
+    started = time.monotonic()
+    await asyncio.gather(*(spacing.acquire() for _ in range(10)))
+    assert time.monotonic() - started >= (10 - 2) / 20  # two at once, then 20 a second
