@@ -96,6 +96,8 @@ async def serve_standin(storm: float) -> None:
     class Stormy(SlackStandIn):
         """The stand-in, answering a share of calls 429 (a storm)."""
 
+        storm_refusals = 0
+
         async def _api(self, request: web.Request) -> web.Response:
             method = request.match_info["method"]
             stormy = storm > 0 and (
@@ -111,7 +113,6 @@ async def serve_standin(storm: float) -> None:
 
     random.seed(11)
     standin = Stormy(token=BOT_TOKEN, pace=(1.0, 3))
-    standin.storm_refusals = 0  # type: ignore[attr-defined]
     await standin.start()
 
     async def stats(_: web.Request) -> web.Response:
@@ -128,7 +129,7 @@ async def serve_standin(storm: float) -> None:
                 "first": min((c.at for c in posts), default=None),
                 "last": max((c.at for c in posts), default=None),
                 "over_pace": standin.over_pace,
-                "storm_429": standin.storm_refusals,  # type: ignore[attr-defined]
+                "storm_429": standin.storm_refusals,
                 "methods": Counter(c.method for c in standin.calls),
             }
         )
@@ -156,7 +157,7 @@ async def serve_liaison() -> None:
     from bot.settings import Settings
     from storage.db import Store
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     store = Store.open(settings.database_url)
     web_app = build_web_app(settings, store, build_router(settings.company), scheduler=False)
     runner = web.AppRunner(web_app)
@@ -199,7 +200,7 @@ def owe_cards(url: str, cards: int, reps: int) -> None:
             task = progress.add_task("owe", total=cards)
             for start in range(0, cards, 500):
                 batch = [
-                    LeadIn(  # type: ignore[call-arg]
+                    LeadIn(
                         external_id=f"L{n}",
                         name=f"Lead {n}",
                         company="Acme",
