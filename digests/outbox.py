@@ -59,7 +59,7 @@ from digests.calendars import CALENDARS_READ
 from digests.metrics import OutboxMetrics
 from storage import queries
 from storage.db import Store, busy, unavailable
-from storage.models import CardLocation, Member, OutboxMessage, OutboxStatus
+from storage.models import CardLocation, Lead, Member, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +364,10 @@ class Bookkeeping:
         run: Callable[[Callable[[], Any]], Awaitable[Any]],
         local: threading.local,
         linger: float = LINGER,
+        prepare: Callable[[Session], None] | None = None,
     ) -> None:
         self.store = store
+        self.prepare = prepare  # reads for all the batch's pieces at once, first
         self.run_in_thread = run
         self.linger = linger
         self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
@@ -409,6 +411,8 @@ class Bookkeeping:
             try:
                 with self.store.session() as session:
                     self._local.session = session
+                    if self.prepare is not None:
+                        self.prepare(session)
                     results = [work() for work in works]
                 self.transactions += 1
                 return [(True, result) for result in results]
@@ -473,6 +477,7 @@ class Sender:
         )
         self.per_lane = PER_LANE
         self._calendars_read: dict[Any, Any] = {}
+        self._to_render: set[int] = set()  # leads whose cards the next batch renders
         self._calendars_since = float("-inf")
 
     def use_store(self, store: Store) -> None:
@@ -487,7 +492,9 @@ class Sender:
         loop = asyncio.get_running_loop()
         books = self._books.get(loop)
         if books is None:
-            books = self._books[loop] = Bookkeeping(self.store, self._in_thread, self._batch)
+            books = self._books[loop] = Bookkeeping(
+                self.store, self._in_thread, self._batch, prepare=self._read_ahead
+            )
         return books
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
@@ -921,7 +928,20 @@ class Sender:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
         if not message.render:
             return card_from_dict(message.card)
+        if message.lead_id is not None:
+            self._to_render.add(message.lead_id)
         return await self._write(self._render, message, member_id, now)
+
+    def _read_ahead(self, session: Session) -> None:
+        """The leads the batch renders cards of, and their owners, in two queries, so each
+        card's renderer finds them in the session instead of asking one by one."""
+        ids, self._to_render = self._to_render, set()
+        if not ids:
+            return
+        leads = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
+        owners = {lead.owner_id for lead in leads if lead.owner_id is not None}
+        if owners:
+            session.exec(select(Member).where(col(Member.id).in_(owners))).all()
 
     def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         with self.books_session() as session:
