@@ -77,6 +77,7 @@ IN_FLIGHT = 64  # requests to the platforms at once, across all lanes
 CLAIM = 2000  # messages one claim may lease
 PER_LANE = 30  # of them, at most this many to one conversation (half a minute at Slack's pace)
 THREADS = 4  # the sender's own threads for its database work
+BATCHES = 2  # bookkeeping transactions under way at once (a render need not wait for a mark)
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
 CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
@@ -371,7 +372,8 @@ class Bookkeeping:
         self.run_in_thread = run
         self.linger = linger
         self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._running = 0  # batches under way (up to BATCHES at once, on their own threads)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._local = local  # where a piece finds the batch's session (`Sender._session`)
         self.transactions = 0  # how many it took (benchmarks and tests count them)
 
@@ -380,15 +382,26 @@ class Bookkeeping:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append((work, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = loop.create_task(self._flush())
+        if self._running < BATCHES:
+            self._running += 1
+            task = loop.create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_all()
+        finally:
+            self._running -= 1
+
+    async def _flush_all(self) -> None:
         while self._queue:
             if self.linger:
                 await asyncio.sleep(self.linger)
             batch, self._queue = self._queue, []
+            if not batch:
+                break  # another batch took them
             try:
                 outcomes = await self.run_in_thread(partial(self._all, [w for w, _ in batch]))
             except BaseException as error:  # the transaction as a whole failed
