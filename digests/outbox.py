@@ -45,7 +45,7 @@ from weakref import WeakKeyDictionary
 
 import aiohttp
 from sqlalchemy import String, bindparam, case, cast, literal, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, func, or_, select
 
 from bot import rendering
@@ -1110,7 +1110,9 @@ class Sender:
                 return None
             row.claimed_until = None
             row.last_error = f"{failed}{type(error).__name__}: {error}"[:500]
-            if outcome_known(error):
+            if outcome_known(error) and not isinstance(error, SQLAlchemyError):
+                # (A database error came from this side's bookkeeping, not the platform:
+                # what was sent before it stays unknown, to be looked for.)
                 row.sending_since = None
             throttled = delay is not None
             if not throttled:

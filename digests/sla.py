@@ -120,7 +120,9 @@ def on_attempt(
     if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
         close(session, lead, [ClockKind.attempts], now, company)
     elif outcome in queries.DECISIVE:
-        for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
+        for clock in queries.open_clocks(
+            session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]
+        ):
             _finish(session, clock, now, "ended")
 
 
