@@ -189,6 +189,7 @@ def serve(
 def socket() -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
     from bot.slack import SlackMessenger, run_socket_mode
+    from digests.click_updates import ClickUpdates
 
     settings = load_settings()
     if settings.slack_app_token is None or not settings.slack_enabled:
@@ -203,6 +204,7 @@ def socket() -> None:
     async def run() -> None:
         clockwork = for_settings(settings, store, deliverer, _lookups(settings, deliverer))
         deliverer.on_owed = clockwork.wake
+        deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)
         clockwork.start()
         try:
             await run_socket_mode(settings, slack_messenger.client, store, bot)
@@ -331,6 +333,7 @@ def _lookups(settings: Settings, deliverer: Deliverer) -> list[AsyncDueWork]:
         deliverer.directories,
         settings.default_channel("admin"),
         settings.company,
+        threads=settings.ingest_threads,
     )
     return [ingestor.retry_routing]
 
@@ -344,6 +347,7 @@ def _ingestor(settings: Settings, store: Store) -> Ingestor:
         directories,
         settings.default_channel("admin"),
         settings.company,
+        threads=settings.ingest_threads,
     )
 
 

@@ -19,8 +19,7 @@ Then two child processes are started from this same file (`--serve ROLE`):
 - `standin`: the Slack Web API stand-in (tests/slack_standin.py) with its pace check on
   (Slack's rule as Liaison reads it: 1 message/s per conversation, bursts of 3; a post over
   it is answered 429 and counted as over the pace). In a storm it also answers a random
-  share (`--storm`) of chat.postMessage calls 429 with `Retry-After: 1`, and every 50th
-  conversations.open / chat.update likewise;
+  share (`--storm`) of chat.postMessage calls 429 with `Retry-After: 1`;
 - `serve`: Liaison's real web app (`bot.server.build_web_app`, `liaison serve
   --no-scheduler`): its outbox sender, woken once at start, delivers what is owed.
 
@@ -41,7 +40,6 @@ import asyncio
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -94,28 +92,11 @@ def _wait_for_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) ->
 
 
 async def serve_standin(storm: float) -> None:
-    from tests.slack_standin import SlackStandIn
+    from tests.slack_standin import Pace, SlackStandIn, Storm
 
-    class Stormy(SlackStandIn):
-        """The stand-in, answering a share of calls 429 (a storm)."""
-
-        storm_refusals = 0
-
-        async def _api(self, request: web.Request) -> web.Response:
-            method = request.match_info["method"]
-            stormy = storm > 0 and (
-                (method == "chat.postMessage" and random.random() < storm)
-                or (method in ("conversations.open", "chat.update") and random.random() < 0.02)
-            )
-            if stormy:
-                self.storm_refusals += 1
-                return web.json_response(
-                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
-                )
-            return await super()._api(request)
-
-    random.seed(11)
-    standin = Stormy(token=BOT_TOKEN, pace=(1.0, 3))
+    standin = SlackStandIn(
+        token=BOT_TOKEN, pace=Pace(), storm=Storm(fraction=storm) if storm > 0 else None
+    )
     await standin.start()
 
     async def stats(_: web.Request) -> web.Response:
@@ -131,8 +112,8 @@ async def serve_standin(storm: float) -> None:
                 "twice": sum(n - 1 for n in keys.values() if n > 1),
                 "first": min((c.at for c in posts), default=None),
                 "last": max((c.at for c in posts), default=None),
-                "over_pace": standin.over_pace,
-                "storm_429": standin.storm_refusals,
+                "over_pace": standin.over_limit,
+                "storm_429": standin.stormed,
                 "methods": Counter(c.method for c in standin.calls),
             }
         )

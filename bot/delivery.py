@@ -27,6 +27,7 @@ from bot.effects import (
 from bot.interaction import Interaction
 from bot.messages import Card, Form, Report
 from bot.router import Router
+from digests.owing import UpdateLease
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -120,6 +121,18 @@ class Messenger(Protocol):
     async def post_report(self, channel: str, report: Report) -> Posted: ...
 
 
+class UpdateSender(Protocol):
+    """Sends the card updates a handler leased (`UpdateCards.leased`) from the task that
+    ran it, so a click's card changes at once; the outbox is the fallback."""
+
+    @property
+    def lease(self) -> UpdateLease: ...
+
+    async def send(self, update: UpdateCards) -> bool:
+        """Send them; True when every one went out and nothing newer is owed for them."""
+        ...
+
+
 class LookupFailed(Exception):
     """A directory could not answer (an error, a timeout): not the same as "no such user"."""
 
@@ -153,17 +166,23 @@ class Deliverer:
         self.directories = directories
         # Called when a handler owed messages to the outbox: the sender drains it now.
         self.on_owed: Callable[[], None] | None = None
+        # Sends a handler's card updates at once (a server's outbox sender), if set.
+        self.updates: UpdateSender | None = None
 
     async def deliver(self, effects: Sequence[Effect], responder: Responder | None) -> None:
+        sent_at_once = 0
         for effect in effects:
             try:
-                await self._one(effect, responder)
+                if isinstance(effect, Owed) and effect.count <= sent_at_once:
+                    continue  # every message owed went out already: no drain needed
+                sent_at_once += await self._one(effect, responder)
             except Exception:
                 # A platform refused one message; the others still go out. The fact
                 # behind it is already committed, so nothing recorded is lost.
                 log.exception("delivery of %s failed", type(effect).__name__)
 
-    async def _one(self, effect: Effect, responder: Responder | None) -> None:
+    async def _one(self, effect: Effect, responder: Responder | None) -> int:
+        """Carry out one effect; returns how many owed messages it sent itself."""
         match effect:
             case Reply(card=card) if responder is not None:
                 await responder.reply(card)
@@ -180,10 +199,15 @@ class Deliverer:
             case Owed():
                 if self.on_owed is not None:
                     self.on_owed()
+            case UpdateCards(leased=leased) if leased and self.updates is not None:
+                # Leased to us with the handler's facts: sent from here, now.
+                if await self.updates.send(effect):
+                    return len(leased)
             case UpdateCards():
                 pass  # owed with the handler's facts (`digests.owing`), sent by the outbox
             case _:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
+        return 0
 
     async def notify(
         self,
@@ -351,7 +375,9 @@ class Bot:
     async def decide(self, interaction: Interaction) -> list[Effect]:
         """Run the handler (and commit its writes) without delivering anything yet."""
         now = datetime.now(UTC)
-        effects = await asyncio.to_thread(self.router.dispatch, self.store, interaction, now)
+        updates = self.deliverer.updates
+        lease = updates.lease if updates is not None else None
+        effects = await asyncio.to_thread(self.router.dispatch, self.store, interaction, now, lease)
         log.info(
             "handled %s %s from member %s on %s: %d effects",
             interaction.kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.messages import Card, Form, Report
+from storage.models import CardLocation
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,29 @@ class Post:
 
 
 @dataclass(frozen=True)
+class Leased:
+    """A card update owed and, in the same transaction, leased to this process's outbox
+    sender (`digests.owing.UpdateLease`): the click's own task sends it at once, and the
+    outbox row is the fallback (a failed send is retried, a lost lease taken over)."""
+
+    message_id: int
+    key: str
+    revision: int  # the state `UpdateCards.card` shows; a newer one is sent after it
+    location: CardLocation
+
+
+@dataclass(frozen=True)
 class UpdateCards:
     """Replace every posted card of `lead_id` with this `purpose`, in place.
 
     Owed through the outbox with the handler's facts (one row per posted card, rendered
-    when sent, so a newer state owed meanwhile is what goes); `card` is the state now."""
+    when sent, so a newer state owed meanwhile is what goes); `card` is the state now.
+    `leased`: the rows owing it that this process sends at once (see `Leased`)."""
 
     lead_id: int
     purpose: str
     card: Card
+    leased: tuple[Leased, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sqlmodel import Session
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind
 from digests.business_time import Company
-from digests.owing import owe
+from digests.owing import UpdateLease, owe
 from storage import queries
 from storage.db import Store
 
@@ -88,8 +88,15 @@ class Router:
                 return sub, replace(interaction, text=rest.strip())
         return self.routes.get((interaction.kind, interaction.name)), interaction
 
-    def dispatch(self, store: Store, interaction: Interaction, now: datetime) -> list[Effect]:
-        """Run the interaction's handler once; a repeated `request_id` has no effect."""
+    def dispatch(
+        self,
+        store: Store,
+        interaction: Interaction,
+        now: datetime,
+        lease: UpdateLease | None = None,
+    ) -> list[Effect]:
+        """Run the interaction's handler once; a repeated `request_id` has no effect. With
+        `lease`, the card updates it owes are leased for the caller to send (`owe`)."""
         route, interaction = self._route(interaction)
         handler = route.handler if route else self.fallback
         if handler is None:
@@ -112,7 +119,12 @@ class Router:
                     session.rollback()
                     return effects
                 return owe(
-                    session, effects, actor_id=interaction.actor.id, now=now, company=self.company
+                    session,
+                    effects,
+                    actor_id=interaction.actor.id,
+                    now=now,
+                    company=self.company,
+                    lease=lease,
                 )
         except IntegrityError:
             # Another worker recorded the same request id between our check and commit.

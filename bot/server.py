@@ -20,6 +20,7 @@ from bot.tasks import Background
 from bot.teams_trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
+from digests.click_updates import ClickUpdates
 from digests.metrics import CONTENT_TYPE, OutboxMetrics
 from digests.outbox import depth
 from digests.scheduler import Clockwork, for_settings
@@ -29,6 +30,7 @@ from storage.db import Store, unavailable
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
 CLOCKWORK = web.AppKey("clockwork", Clockwork)
+INGESTOR = web.AppKey("ingestor", Ingestor)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRY_AFTER_SECONDS = 60  # what a client is told to wait while the database does not answer
 
@@ -62,14 +64,22 @@ def build_web_app(
     deliverer = Deliverer(store, messengers, directories)
     bot = Bot(store, router, deliverer)
     ingestor = Ingestor(
-        store, deliverer, directories, settings.default_channel("admin"), settings.company
+        store,
+        deliverer,
+        directories,
+        settings.default_channel("admin"),
+        settings.company,
+        threads=settings.ingest_threads,
+        queue_limit=settings.ingest_queue_limit,
     )
     clockwork = for_settings(settings, store, deliverer, lookups=[ingestor.retry_routing])
     deliverer.on_owed = clockwork.wake
+    deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)  # a click's card at once
 
     app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[_database_down(store)])
     app[BACKGROUND] = background
     app[CLOCKWORK] = clockwork
+    app[INGESTOR] = ingestor
     if slack_messenger is not None:
         slack_app = slack.build_bolt_app(settings, slack_messenger.client, store, bot, background)
         app.router.add_post("/slack/events", slack.make_route(settings, slack_app))
@@ -105,6 +115,7 @@ def build_web_app(
         await background.drain()
 
     async def _close(_: web.Application) -> None:
+        ingestor.close()
         if slack_messenger is not None and slack_messenger.client.session is not None:
             await slack_messenger.client.session.close()
 

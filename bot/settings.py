@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # An owner lookup (Slack users.lookupByEmail) that takes longer failed: retried later.
     lookup_timeout_seconds: float = Field(5.0, gt=0, alias="LIAISON_LOOKUP_TIMEOUT_SECONDS")
     platform_timeout_seconds: float = Field(20.0, gt=0, alias="LIAISON_PLATFORM_TIMEOUT_SECONDS")
+    # Lead ingestion's own threads, apart from those Slack clicks and Teams activities use.
+    ingest_threads: int = Field(2, ge=1, le=64, alias="LIAISON_INGEST_THREADS")
+    # Leads queued behind the webhook (being stored, or waiting for their owner's lookup)
+    # before it answers 429 with Retry-After.
+    ingest_queue_limit: int = Field(20_000, ge=1, alias="LIAISON_INGEST_QUEUE_LIMIT")
 
     @field_validator("timezone")
     @classmethod

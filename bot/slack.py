@@ -321,7 +321,7 @@ class HomeTab(SlackResponder):
 
 
 def known_member(store: Store, user_id: str) -> Member | None:
-    with store.session() as session:
+    with store.reading() as session:
         return queries.member_by(session, slack_user_id=user_id)
 
 

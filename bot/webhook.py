@@ -15,7 +15,7 @@ from aiohttp import web
 from bot.jsonlimits import JsonRefused, loads_bounded
 from bot.settings import Settings
 from bot.tasks import Background
-from handlers.ingest import Ingestor, validate
+from handlers.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ MAX_LEADS = 1000  # per body
 # A list of leads, a lead, an attribute value nested within: deeper is not a lead.
 MAX_DEPTH = 20
 UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+# What a sender refused for load is told to wait: the queue drains ~1,000 leads a second.
+RETRY_AFTER_SECONDS = 5
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -33,8 +35,10 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+def error(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
 def verify(
@@ -83,6 +87,18 @@ def parse(body: bytes) -> list[Any] | web.Response:
     return items
 
 
+def busy(ingestor: Ingestor) -> web.Response:
+    """429 with `Retry-After`: the work queued behind the webhook is at its limit, and the
+    batch was not taken in (nothing stored); sent again later, it is stored once."""
+    return error(
+        429,
+        f"too many leads waiting to be stored or routed ({ingestor.queued} queued, at most "
+        f"{ingestor.queue_limit}); nothing was stored, send the batch again in "
+        f"{RETRY_AFTER_SECONDS} s",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def make_handler(settings: Settings, ingestor: Ingestor, background: Background) -> Any:
     async def receive(request: web.Request) -> web.Response:
         body = await read_bounded(request)
@@ -94,17 +110,21 @@ def make_handler(settings: Settings, ingestor: Ingestor, background: Background)
         items = parse(body)
         if isinstance(items, web.Response):
             return items
+        if not ingestor.admit(len(items)):
+            return busy(ingestor)
         now = datetime.now(UTC)
-        good, problems = validate(items, now=now)
-        if problems:
-            details = [{"index": p.index, "field": p.field, "message": p.message} for p in problems]
+        accepted = await ingestor.accept(items, now=now)
+        if isinstance(accepted, list):
+            details = [{"index": p.index, "field": p.field, "message": p.message} for p in accepted]
             return error(422, "some leads are invalid; none were stored", details=details)
-        outcomes, effects = await ingestor.store_and_resolve(good, now=now)
-        await ingestor.deliverer.deliver(effects, None)  # wakes the sender: cards are owed
+        await ingestor.deliverer.deliver(accepted.effects, None)  # wakes the sender
+        ingestor.resolve_later(background, accepted)  # owners nobody knew: looked up now
+        outcomes = accepted.outcomes
         log.info(
-            "ingested %d leads (%d new)",
+            "ingested %d leads (%d new, %d waiting for their owner)",
             len(outcomes),
             sum(o.status == "created" for o in outcomes),
+            sum(o.routing for o in outcomes),
         )
         return web.json_response(
             {

@@ -41,6 +41,24 @@ class Calendars:
         return self.known[key]
 
 
+SESSION_KEY = "liaison.calendars"  # in `Session.info`: the transaction's Calendars
+
+
+def remember_calendars(session: Session, company: Company) -> None:
+    """For a transaction that changes no member's working time, holiday or time away (a
+    verdict, an attempt): each member's calendar is read once in it (`calendar_in`), not
+    once per clock closed, started and shown on the card."""
+    session.info[SESSION_KEY] = Calendars(session, company)
+
+
+def calendar_in(session: Session, member: Member, company: Company) -> Calendar:
+    """`calendar_of`, read once per transaction when it asked so (`remember_calendars`)."""
+    calendars = session.info.get(SESSION_KEY)
+    if isinstance(calendars, Calendars) and calendars.company == company:
+        return calendars.of(member)
+    return calendar_of(session, member, company)
+
+
 def calendar_of(
     session: Session,
     member: Member,

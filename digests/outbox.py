@@ -341,7 +341,7 @@ def _mark_sent() -> Any:
             message_id=bindparam("the_message_id"),
             sending_since=None,
         )
-        .returning(table.c.parked_at)
+        .returning(table.c.parked_at, table.c.status)
     )
 
 
@@ -875,7 +875,7 @@ class Sender:
             counted = await self._write(write, *args)
         finally:
             self.held.pop(message.id or 0, None)
-        if counted in ("sent", "recovered"):
+        if counted in ("sent", "recovered", "again"):
             report.sent += 1
             report.keys.append(message.key)
             self.metrics.sent.inc()
@@ -1073,8 +1073,9 @@ class Sender:
         now: datetime,
         cards: list[tuple[str, Posted]] | None = None,
     ) -> str | None:
-        """Mark `message` sent (and record where its cards went); "recovered" when it had
-        been parked before."""
+        """Mark `message` sent (and record where its cards went); "again" when a newer state
+        of its card was owed meanwhile (due again now), "recovered" when it had been parked
+        before."""
         with self.books_session() as session:
             self._remember_cards(session, message, cards or [])
             parked_at = session.execute(
@@ -1089,6 +1090,8 @@ class Sender:
             ).first()
         if parked_at is None:
             return None
+        if parked_at[1] == OutboxStatus.pending:
+            return "again"
         return "recovered" if parked_at[0] is not None else "sent"
 
     def _failed(

@@ -11,19 +11,30 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
 from bot import rendering
-from bot.effects import Effect, Notify, Owed, Post, UpdateCards
+from bot.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
 from bot.messages import card_to_dict
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
 from storage import queries
-from storage.models import Member, OutboxMessage
+from storage.models import Member, NewMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpdateLease:
+    """Card updates a handler owes are leased to `owner` (this process's outbox sender) for
+    `seconds` in the handler's own transaction, so the click's task can send them at once
+    without another claim; a lease it never uses runs out and any sender takes the row."""
+
+    owner: str
+    seconds: float
 
 
 def owe(
@@ -33,24 +44,43 @@ def owe(
     actor_id: int | None,
     now: datetime,
     company: Company,
+    lease: UpdateLease | None = None,
 ) -> list[Effect]:
     """Write DMs to anyone but `actor_id`, channel posts and card updates to the outbox;
     return the effects still to deliver at once, with an `Owed` marker when anything was
-    written."""
+    written. Consecutive DMs are written with one statement (a batch of handoff cards),
+    in the order given. With `lease`, the card updates due now are leased to its owner and
+    listed on the `UpdateCards` effect (`leased`) for the caller to send."""
     calendars: Calendars | None = None
     kept: list[Effect] = []
     owed = 0
+    dms = [e for e in effects if isinstance(e, Notify) and e.member_id != actor_id]
+    members = queries.members_by_id(session, ids={e.member_id for e in dms})
+    waiting: list[NewMessage] = []
     for effect in effects:
         if isinstance(effect, Notify) and effect.member_id != actor_id:
-            calendars = calendars or Calendars(session, company)
-            owed += _owe_dm(session, effect, now, calendars)
-        elif isinstance(effect, Post):
+            member = members.get(effect.member_id)
+            if member is None:
+                log.warning(
+                    "a message for member %s, who does not exist, was dropped", effect.member_id
+                )
+                continue
+            if effect.nudge:
+                calendars = calendars or Calendars(session, company)
+            waiting.append(_dm(effect, member, now, calendars))
+            continue
+        owed += _write(session, waiting)
+        waiting = []
+        if isinstance(effect, Post):
             owed += _owe_post(session, effect, now)
         elif isinstance(effect, UpdateCards):
-            owed += _owe_updates(session, effect, now)
-            kept.append(effect)  # a record of what changed; its cards are owed
+            leased = _owe_updates(session, effect, now, lease)
+            owed += len(leased)
+            # A record of what changed (its cards are owed), with the updates leased to us.
+            kept.append(replace(effect, leased=tuple(x for x in leased if x is not None)))
         else:
             kept.append(effect)
+    owed += _write(session, waiting)
     if owed:
         kept.append(Owed(owed))
     return kept
@@ -60,12 +90,8 @@ def _key(given: str) -> str:
     return given or f"fx:{uuid.uuid4().hex}"
 
 
-def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendars) -> int:
-    member = session.get(Member, effect.member_id)
-    if member is None:
-        log.warning("a message for member %s, who does not exist, was dropped", effect.member_id)
-        return 0
-    message = OutboxMessage(
+def _dm(effect: Notify, member: Member, now: datetime, calendars: Calendars | None) -> NewMessage:
+    return NewMessage(
         key=_key(effect.key),
         member_id=member.id,
         card=card_to_dict(effect.card),
@@ -76,12 +102,17 @@ def _owe_dm(session: Session, effect: Notify, now: datetime, calendars: Calendar
         not_before=_not_before(effect, member, now, calendars),
         created_at=now,
     )
-    return int(queries.enqueue(session, message=message))
 
 
-def _not_before(effect: Notify, member: Member, now: datetime, calendars: Calendars) -> datetime:
+def _write(session: Session, messages: Sequence[NewMessage]) -> int:
+    return len(queries.enqueue_many(session, messages=messages)) if messages else 0
+
+
+def _not_before(
+    effect: Notify, member: Member, now: datetime, calendars: Calendars | None
+) -> datetime:
     """At once, unless it is a nudge: then at the recipient's next working moment."""
-    if not effect.nudge:
+    if not effect.nudge or calendars is None:
         return now
     try:
         return next_working_moment(calendars.of(member), now)
@@ -94,13 +125,32 @@ def _render(lead_id: int | None, purpose: str) -> str:
     return rendering.kind_of(purpose) if lead_id is not None and rendering.renders(purpose) else ""
 
 
-def _owe_updates(session: Session, effect: UpdateCards, now: datetime) -> int:
-    """One update per place the card was posted, coalesced with any still owed there."""
+def _owe_updates(
+    session: Session,
+    effect: UpdateCards,
+    now: datetime,
+    lease: UpdateLease | None,
+) -> list[Leased | None]:
+    """One update per place the card was posted, coalesced with any still owed there; for
+    each, the lease taken on it (None when not leased: no `lease`, or the row is in flight
+    with another sender or waits out a retry, and the outbox sends it)."""
     locations = queries.locations_of(session, lead_id=effect.lead_id, purpose=effect.purpose)
     card, render = card_to_dict(effect.card), _render(effect.lead_id, effect.purpose)
+    owed: list[Leased | None] = []
     for location in locations:
-        queries.owe_update(session, location=location, card=card, render=render, now=now)
-    return len(locations)
+        message_id, revision = queries.owe_update(
+            session, location=location, card=card, render=render, now=now
+        )
+        leased = lease is not None and queries.lease_update(
+            session,
+            message_id=message_id,
+            owner=lease.owner,
+            until=now + timedelta(seconds=lease.seconds),
+            now=now,
+        )
+        key = queries.update_key(location.id or 0)
+        owed.append(Leased(message_id, key, revision, location) if leased else None)
+    return owed
 
 
 def _owe_post(session: Session, effect: Post, now: datetime) -> int:

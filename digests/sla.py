@@ -9,6 +9,7 @@ same transaction, so a step is taken — and its message owed — exactly once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ from digests.business_time import (
     business_seconds,
     next_working_moment,
 )
-from digests.calendars import Calendars, calendar_of
+from digests.calendars import Calendars, calendar_in
 from storage import queries
 from storage.db import Store
 from storage.models import (
@@ -82,6 +83,70 @@ def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
         )
 
 
+def on_handoffs(
+    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime, company: Company
+) -> dict[int, list[str]]:
+    """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
+    clocks start, written in one statement (`on_handoff`, in bulk). Returns each lead's
+    clock lines as `status_lines` shows them now, worked out once per owner: clocks that
+    start together in one owner's business time end together."""
+    if not handoffs:
+        return {}
+    policy = queries.current_policy(session)
+    kinds = (
+        (ClockKind.first_touch, policy.first_touch_hours * HOUR),
+        (ClockKind.verdict, policy.verdict_hours * HOUR),
+    )
+    # Plain rows, not Clock objects: building thousands of those costs more than writing.
+    queries.start_clocks(
+        session,
+        rows=[
+            {
+                "lead_id": lead_id,
+                "kind": kind.value,
+                "ref": "",
+                "owner_id": owner.id or 0,
+                "policy_version": policy.version,
+                "started_at": now,
+                "budget_seconds": budget,
+                "remind_share": policy.remind_share,
+                "grace_seconds": policy.escalate_after_hours * HOUR,
+                "stage": ClockStage.running.value,
+                "snoozes": [],
+                "next_at": now,
+            }
+            for lead_id, owner in handoffs
+            for kind, budget in kinds
+        ],
+    )
+    owners = {owner.id or 0: owner for _, owner in handoffs}
+    calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    # Owners on the same calendar (most of a team) share their lines: worked out once.
+    same: dict[Calendar, list[str]] = {}
+    lines: dict[int, list[str]] = {}
+    for owner_id, owner in owners.items():
+        calendar = calendars.of(owner)
+        if calendar not in same:
+            same[calendar] = [
+                _status_line(
+                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
+                )
+                for kind, budget in kinds
+            ]
+        lines[owner_id] = same[calendar]
+    return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
+
+
+def _status_line(
+    kind: ClockKind, due: datetime, budget: float, now: datetime, company: Company, tz: str
+) -> str:
+    """`status_lines`' line for a clock that starts now: all its business time is left."""
+    what, at = say(f"clock_{kind.value}"), when(due, tz or company.tz)
+    if now >= due:
+        return say("clock_status_late", what=what, due=at)
+    return say("clock_status_left", what=what, due=at, left=_duration(budget))
+
+
 def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:
     """Accepting ends the verdict clock and starts the attempts clock."""
     close(session, lead, [ClockKind.verdict], now, company)
@@ -91,7 +156,7 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -
     owner = session.get(Member, lead.owner_id)
     if owner is None:
         return
-    calendar = calendar_of(session, owner, company)
+    calendar = calendar_in(session, owner, company)
     day = _day_seconds(calendar)
     queries.start_clock(
         session,
@@ -120,9 +185,7 @@ def on_attempt(
     if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
         close(session, lead, [ClockKind.attempts], now, company)
     elif outcome in queries.DECISIVE:
-        for clock in queries.open_clocks(
-            session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]
-        ):
+        for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
             _finish(session, clock, now, "ended")
 
 
@@ -165,7 +228,7 @@ def close(
         if owner is None:
             _finish(session, clock, now, "cancelled")
             continue
-        calendar = calendar_of(session, owner, company)
+        calendar = calendar_in(session, owner, company)
         steps = Steps.of(clock, calendar)
         _finish(session, clock, now, "met" if now <= steps.due else "missed")
         # What the digest reports (median and 90th percentile), in the owner's business time.
@@ -410,7 +473,7 @@ def status_lines(
         owner = session.get(Member, clock.owner_id)
         if owner is None:
             continue
-        calendar = calendar_of(session, owner, company)
+        calendar = calendar_in(session, owner, company)
         steps = Steps.of(clock, calendar)
         due = when(steps.due, owner.timezone or company.tz)
         what = say(f"clock_{clock.kind}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -27,6 +28,33 @@ ATTEMPT_OUTCOMES = {
     "lost": "Lost",
 }
 HANDOFF = "handoff"
+
+
+class LeadFacts(Protocol):
+    """What a lead's card shows of it: a stored `Lead`, or a lead just written in bulk."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def company(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def handed_off_at(self) -> datetime | None: ...
+
+
 ATTRIBUTE_CHARS = 200  # a card shows this much of an attribute's value
 
 
@@ -53,14 +81,19 @@ def member_name(session: Session, member_id: int | None, unknown: str = "someone
     return member.name if member else unknown
 
 
+def _state_line(lead: LeadFacts) -> str:
+    """What a lead without a verdict waits for."""
+    if lead.state == LeadState.unassigned:
+        return say("state_unassigned")
+    if lead.state == LeadState.routing:
+        return say("state_routing")
+    return say("state_waiting")
+
+
 def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
     verdicts = [e for e in events if e.kind in (EventKind.accepted, EventKind.not_a_fit)]
     if not verdicts:
-        if lead.state == LeadState.unassigned:
-            return say("state_unassigned")
-        if lead.state == LeadState.routing:
-            return say("state_routing")
-        return say("state_waiting")
+        return _state_line(lead)
     last = verdicts[-1]
     who, at = member_name(session, last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
@@ -124,19 +157,7 @@ def lead_card(
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     definition = session.get(LeadDefinition, lead.definition_id)
     events = queries.events_of(session, lead_id=lead.id or 0)
-    fields = [
-        Field_(label, value)
-        for label, value in (
-            (say("label_company"), lead.company),
-            (say("label_title"), lead.title),
-            (say("label_email"), lead.email),
-            (say("label_campaign"), campaign.name if campaign else None),
-            (say("label_source"), lead.source),
-        )
-        if value
-    ]
-    shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
-    fields += [Field_(label, text) for label, text in shown if text]
+    fields = _lead_fields(lead, campaign.name if campaign else None)
     attempts = _attempts(events, tz)
     if attempts:
         fields.append(attempts)
@@ -146,22 +167,62 @@ def lead_card(
             Field_(say("label_sla"), line)
             for line in sla.status_lines(session, lead, now, company or Company())
         ]
+    text = _verdict_line(session, lead, events, tz)
+    return _lead_card(lead, fields, text, owner, definition.version if definition else "?")
+
+
+def new_lead_card(
+    lead: LeadFacts,
+    *,
+    owner: Member | None,
+    campaign: str | None,
+    version: int,
+    sla_lines: Sequence[str] = (),
+) -> Card:
+    """`lead_card` of a lead just handed off (no verdict, attempt or question yet), built
+    from what the caller read for a whole batch (its clocks' `sla_lines` too) rather than
+    a few queries per lead."""
+    fields = _lead_fields(lead, campaign)
+    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    return _lead_card(lead, fields, _state_line(lead), owner, version)
+
+
+def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
+    fields = [
+        Field_(label, value)
+        for label, value in (
+            (say("label_company"), lead.company),
+            (say("label_title"), lead.title),
+            (say("label_email"), lead.email),
+            (say("label_campaign"), campaign),
+            (say("label_source"), lead.source),
+        )
+        if value
+    ]
+    shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
+    return fields + [Field_(label, text) for label, text in shown if text]
+
+
+def _lead_card(
+    lead: LeadFacts, fields: list[Field_], text: str, owner: Member | None, version: int | str
+) -> Card:
+    tz = owner.timezone if owner else None
     return Card(
         title=say("lead_title", name=lead.name, company=lead.company or ""),
-        text=_verdict_line(session, lead, events, tz),
+        text=text,
         fields=tuple(fields),
         context=say(
             "lead_context",
             lead_id=lead.id,
             owner=owner.name if owner else None,
-            version=definition.version if definition else "?",
+            version=version,
             at=when(lead.handed_off_at or lead.created_at, tz),
         ),
         buttons=_buttons(lead),
     )
 
 
-def _buttons(lead: Lead) -> tuple[Button, ...]:
+def _buttons(lead: LeadFacts) -> tuple[Button, ...]:
     value = f"lead_id={lead.id}"
     share = Button(say("button_share_insight"), "insight.share", value)
     if lead.state == LeadState.handed_off:

@@ -5,36 +5,51 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
+from pydantic.networks import validate_email
 from sqlmodel import Session
 
-from bot.delivery import Deliverer, Directory, LookupFailed
+from bot.delivery import Deliverer, Directory
 from bot.effects import Effect, Notify, Owed, Post
 from bot.messages import Card, Field_
+from bot.tasks import Background
 from bot.text import say, when
 from digests import sla
 from digests.business_time import Company
 from digests.owing import owe
-from handlers.cards import HANDOFF, lead_card
+from handlers.cards import HANDOFF, LeadFacts, new_lead_card
+from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
 from storage.db import Store
-from storage.models import EventKind, Lead, LeadState, Member, NewLead, Role
+from storage.models import (
+    Away,
+    Campaign,
+    EventKind,
+    Lead,
+    LeadDefinition,
+    LeadState,
+    Member,
+    NewEvent,
+    NewLead,
+    Role,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KNOWN = {
     "external_id",
@@ -59,6 +74,14 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
 
+@lru_cache(maxsize=10_000)
+def email_address(value: str) -> str:
+    """`value` checked and normalised as pydantic's `EmailStr` does (the same errors),
+    remembered: a batch names the same few owners again and again, and the check is
+    most of a lead's validation."""
+    return validate_email(value)[1]
+
+
 def text_problem(value: str) -> str | None:
     """Why a string cannot be stored (a NUL byte, a lone surrogate), or None."""
     if "\x00" in value:
@@ -81,11 +104,11 @@ class LeadIn(BaseModel):
     external_id: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=300)
     company: str | None = Field(None, max_length=300)
-    email: EmailStr | None = None
+    email: str | None = None
     title: str | None = Field(None, max_length=300)
     campaign: str | None = Field(None, max_length=200)
     source: str = Field("", max_length=100)
-    owner_email: EmailStr | None = None
+    owner_email: str | None = None
     created_at: datetime | None = None
 
     @field_validator("external_id", mode="before")
@@ -94,7 +117,14 @@ class LeadIn(BaseModel):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator(
-        "external_id", "name", "company", "email", "title", "campaign", "source", "owner_email",
+        "external_id",
+        "name",
+        "company",
+        "email",
+        "title",
+        "campaign",
+        "source",
+        "owner_email",
         mode="before",
     )
     @classmethod
@@ -108,6 +138,11 @@ class LeadIn(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("email", "owner_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else email_address(value)
 
     @field_validator("created_at")
     @classmethod
@@ -211,6 +246,25 @@ class Outcome:
     lead_id: int
     status: str  # "created" or "duplicate"
     owner: str | None
+    routing: bool = False  # created, waiting for its owner to be looked up
+
+
+@dataclass(frozen=True)
+class Created(NewLead):
+    """A lead this batch stored, with its id: what its card and events need of it."""
+
+    id: int = 0
+
+
+class Ingested(LeadFacts, Protocol):
+    """A stored lead as handing it off needs it: a `Lead`, or one just `Created`."""
+
+    @property
+    def campaign_id(self) -> int | None: ...
+    @property
+    def definition_id(self) -> int: ...
+    @property
+    def owner_email(self) -> str | None: ...
 
 
 def store_leads(
@@ -221,113 +275,135 @@ def store_leads(
     admin_channel: str | None,
     company: Company,
     routing: Collection[str] = frozenset(),
+    route_unknown: bool = False,
 ) -> tuple[list[Outcome], list[Effect]]:
-    """Store new leads and hand them off; known `(source, external_id)` are no-ops. A lead
-    whose owner is unknown because their lookup failed (`routing`: lower-case emails)
-    waits as `routing` for `Ingestor.retry_routing`, without a card or an admin notice.
+    """Store new leads with a few bulk statements and hand those whose owner is a member to
+    them; known `(source, external_id)` are no-ops. A lead whose owner nobody knows yet
+    waits as `routing` (no card, no admin notice) when `route_unknown` (the webhook looks
+    owners up after answering) or when its owner's lookup failed (`routing`: lower-case
+    emails); otherwise, and without an owner email, it is unassigned and the admins told.
 
-    Campaigns, then leads, are written in one order (by name, by source and id) whatever
-    the order given, so two batches racing on the same rows wait for each other instead
-    of deadlocking; a row a racer wrote first is read back, reported as a duplicate."""
+    Leads are written in one order (by source and id) whatever the order given, so two
+    batches racing on the same rows wait for each other instead of deadlocking; a row a
+    racer wrote first is read back, reported as a duplicate."""
     definition, _ = queries.current_definition(session)
-    campaigns = {
-        name: queries.ensure_campaign(session, name=name).id
-        for name in sorted({item.campaign for item in leads if item.campaign})
-    }
-    stored: dict[int, tuple[Lead, bool]] = {}
-    for index in sorted(range(len(leads)), key=lambda i: (leads[i].source, leads[i].external_id)):
-        item = leads[index]
-        stored[index] = _create(
-            session,
-            item,
-            definition_id=definition.id or 0,
-            campaign_id=campaigns.get(item.campaign or ""),
-            now=now,
-            routing=routing,
-        )
+    campaigns = queries.ensure_campaigns(
+        session, names={item.campaign for item in leads if item.campaign}
+    )
+    emails = {str(item.owner_email).lower() for item in leads if item.owner_email}
+    owners = queries.members_by_email(session, emails=emails)
+    rows = [
+        _new_lead(item, owners, campaigns, definition.id or 0, now, routing, route_unknown)
+        for item in leads
+    ]
+    stored = queries.add_leads(session, leads=rows)
     outcomes: list[Outcome] = []
-    effects: list[Effect] = []
-    unassigned: list[Lead] = []
-    for index, item in enumerate(leads):
-        lead, created = stored[index]
-        status = "created" if created else "duplicate"
+    created: list[Created] = []
+    for item, row, found in zip(leads, rows, stored, strict=True):
+        routed = found.created and row.state == LeadState.routing
+        status = "created" if found.created else "duplicate"
         outcomes.append(
-            Outcome(item.external_id, item.source, lead.id or 0, status, lead.owner_email)
+            Outcome(item.external_id, item.source, found.id, status, found.owner_email, routed)
         )
-        if not created or lead.state == LeadState.routing:
-            continue
-        if lead.owner_id is None:
-            unassigned.append(lead)
-        else:
-            effects += _handoff_effects(session, lead, now, company)
+        if found.created:
+            created.append(
+                Created(**{f.name: getattr(row, f.name) for f in fields(row)}, id=found.id)
+            )
+    queries.add_events(
+        session,
+        events=[
+            NewEvent(
+                lead.id or 0,
+                EventKind.ingested,
+                now,
+                data={"source": lead.source, "owner_email": lead.owner_email},
+            )
+            for lead in created
+        ],
+    )
+    names = {campaign_id: name for name, campaign_id in campaigns.items()}
+    handed: list[tuple[Ingested, Member]] = [
+        (lead, owners[lead.owner_email or ""]) for lead in created if lead.owner_id
+    ]
+    versions = {definition.id or 0: definition.version}
+    effects = _hand_off(session, handed, now, company, names, versions)
+    unassigned = [lead for lead in created if lead.state == LeadState.unassigned]
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
     return outcomes, effects
 
 
-def _create(
-    session: Session,
+def _new_lead(
     item: LeadIn,
-    *,
+    owners: dict[str, Member],
+    campaigns: dict[str, int],
     definition_id: int,
-    campaign_id: int | None,
     now: datetime,
     routing: Collection[str],
-) -> tuple[Lead, bool]:
-    """The stored lead and whether this call created it (with its events and clocks)."""
+    route_unknown: bool,
+) -> NewLead:
     owner_email = str(item.owner_email).lower() if item.owner_email else None
-    owner = queries.member_by(session, email=owner_email) if owner_email else None
+    owner = owners.get(owner_email) if owner_email else None
     state = LeadState.handed_off if owner else LeadState.unassigned
-    if owner is None and owner_email in routing:
+    if owner is None and owner_email and (route_unknown or owner_email in routing):
         state = LeadState.routing
-    lead, created = queries.add_lead(
+    return NewLead(
+        source=item.source,
+        external_id=item.external_id,
+        name=item.name,
+        company=item.company,
+        email=str(item.email) if item.email else None,
+        title=item.title,
+        campaign_id=campaigns.get(item.campaign or ""),
+        owner_id=owner.id if owner else None,
+        owner_email=owner_email,
+        definition_id=definition_id,
+        state=state.value,
+        attributes=item.attributes(),
+        created_at=item.created_at or now,
+        handed_off_at=now if owner else None,
+    )
+
+
+def _hand_off(
+    session: Session,
+    handed: Sequence[tuple[Ingested, Member]],
+    now: datetime,
+    company: Company,
+    campaigns: dict[int, str],
+    versions: dict[int, int],
+) -> list[Effect]:
+    """Leads just handed to their owners: the events and SLA clocks, in bulk, and the
+    effects to owe: each owner's card (once per lead) and, for an owner who is away, a
+    note to their manager."""
+    if not handed:
+        return []
+    queries.add_events(
         session,
-        lead=NewLead(
-            source=item.source,
-            external_id=item.external_id,
-            name=item.name,
-            company=item.company,
-            email=str(item.email) if item.email else None,
-            title=item.title,
-            campaign_id=campaign_id,
-            owner_id=owner.id if owner else None,
-            owner_email=owner_email,
-            definition_id=definition_id,
-            state=state.value,
-            attributes=item.attributes(),
-            created_at=item.created_at or now,
-            handed_off_at=now if owner else None,
-        ),
+        events=[
+            NewEvent(lead.id or 0, EventKind.handed_off, now, member_id=owner.id)
+            for lead, owner in handed
+        ],
     )
-    if not created:
-        return lead, False
-    queries.add_event(
-        session,
-        lead_id=lead.id or 0,
-        kind=EventKind.ingested,
-        now=now,
-        data={"source": item.source, "owner_email": lead.owner_email},
+    lines = sla.on_handoffs(
+        session, [(lead.id or 0, owner) for lead, owner in handed], now, company
     )
-    if owner is not None:
-        _handed_off(session, lead, now)
-    return lead, True
-
-
-def _handed_off(session: Session, lead: Lead, now: datetime) -> None:
-    """Record that the lead reached its owner, and start its SLA clocks."""
-    queries.add_event(
-        session, lead_id=lead.id or 0, kind=EventKind.handed_off, now=now, member_id=lead.owner_id
-    )
-    sla.on_handoff(session, lead, now)
-
-
-def _handoff_effects(session: Session, lead: Lead, now: datetime, company: Company) -> list[Effect]:
-    """The owner's handoff card (once per lead), and the away flag for their manager."""
-    card = lead_card(session, lead, now, company)
-    notify = Notify(
-        lead.owner_id or 0, card, lead_id=lead.id, purpose=HANDOFF, key=f"handoff:{lead.id}"
-    )
-    return [notify, *_flag_if_away(session, lead, now)]
+    away = queries.away_now(session, member_ids={owner.id or 0 for _, owner in handed}, now=now)
+    effects: list[Effect] = []
+    for lead, owner in handed:
+        card = new_lead_card(
+            lead,
+            owner=owner,
+            campaign=campaigns.get(lead.campaign_id or 0),
+            version=versions.get(lead.definition_id, 0),
+            sla_lines=lines.get(lead.id or 0, ()),
+        )
+        effects.append(
+            Notify(owner.id or 0, card, lead_id=lead.id, purpose=HANDOFF, key=f"handoff:{lead.id}")
+        )
+        if owner.id in away and owner.manager_id is not None:
+            effects.append(_away_flag(lead, owner, away[owner.id or 0]))
+    return effects
 
 
 def route_found(
@@ -341,38 +417,67 @@ def route_found(
 ) -> list[Effect]:
     """Leads that waited as `routing` whose owner's directory has now answered: handed to
     the owner it found, or unassigned (the admin told once) when nobody has that email.
-    Each lead moves once, whichever pass or instance gets there first."""
-    effects: list[Effect] = []
-    unassigned: list[Lead] = []
-    for email in sorted(found):
-        owner = queries.member_by(session, email=email)
-        for lead in queries.routing_leads_of(session, email=email):
-            if owner is None:
-                unassigned += _unassign(session, lead)
-            elif queries.route_lead(session, lead=lead, owner_id=owner.id or 0, now=now):
-                _handed_off(session, lead, now)
-                effects += _handoff_effects(session, lead, now, company)
-    for email in sorted(not_found):
-        for lead in queries.routing_leads_of(session, email=email):
-            unassigned += _unassign(session, lead)
+    Each lead moves once, whichever pass or instance gets there first: the leads are
+    locked (another instance's are skipped) and moved only while still routing."""
+    owners = queries.members_by_email(session, emails=found)
+    leads = queries.take_routing(session, emails={*found, *not_found})
+    for lead in leads:
+        session.expunge(lead)  # moved by `move_leads`; the copies only describe them
+    mine: dict[int, list[Lead]] = {}
+    nobody: list[Lead] = []
+    for lead in leads:
+        owner = owners.get(lead.owner_email or "") if lead.owner_email in found else None
+        if owner is None:
+            nobody.append(lead)
+        else:
+            mine.setdefault(owner.id or 0, []).append(lead)
+    handed: list[tuple[Ingested, Member]] = []
+    by_id = {owner.id: owner for owner in owners.values()}
+    for owner_id, group in mine.items():
+        moved = queries.move_leads(
+            session,
+            lead_ids=[lead.id or 0 for lead in group],
+            to=LeadState.handed_off.value,
+            owner_id=owner_id,
+            now=now,
+        )
+        for lead in group:
+            if lead.id in moved:
+                lead.state, lead.owner_id, lead.handed_off_at = "handed_off", owner_id, now
+                handed.append((lead, by_id[owner_id]))
+    effects = _hand_off(session, handed, now, company, *_names_and_versions(session, leads))
+    moved = queries.move_leads(
+        session,
+        lead_ids=[lead.id or 0 for lead in nobody],
+        to=LeadState.unassigned.value,
+        owner_id=None,
+        now=now,
+    )
+    unassigned = [lead for lead in nobody if lead.id in moved]
+    for lead in unassigned:
+        lead.state = LeadState.unassigned.value
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
     return effects
 
 
-def _unassign(session: Session, lead: Lead) -> list[Lead]:
-    moved = queries.move_lead(
-        session, lead=lead, to=LeadState.unassigned.value, allowed_from=[LeadState.routing.value]
-    )
-    return [lead] if moved else []
+def _names_and_versions(
+    session: Session, leads: Sequence[Lead]
+) -> tuple[dict[int, str], dict[int, int]]:
+    """The campaign names and lead-definition versions these leads refer to."""
+    names: dict[int, str] = {}
+    for campaign_id in {lead.campaign_id for lead in leads if lead.campaign_id}:
+        campaign = session.get(Campaign, campaign_id)
+        names[campaign_id] = campaign.name if campaign else ""
+    versions: dict[int, int] = {}
+    for definition_id in {lead.definition_id for lead in leads}:
+        definition = session.get(LeadDefinition, definition_id)
+        versions[definition_id] = definition.version if definition else 0
+    return names, versions
 
 
-def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
+def _away_flag(lead: Ingested, owner: Member, away: Away) -> Notify:
     """A lead handed to someone who is away: their manager hears of it, privately."""
-    owner = session.get(Member, lead.owner_id) if lead.owner_id else None
-    away = queries.current_away(session, member_id=owner.id or 0, now=now) if owner else None
-    if owner is None or away is None or owner.manager_id is None:
-        return []
     until = when(away.until, owner.timezone)
     card = Card(
         title=say("away_flag_title", who=owner.name),
@@ -380,11 +485,11 @@ def _flag_if_away(session: Session, lead: Lead, now: datetime) -> list[Effect]:
         context=say("lead_context_short", lead_id=lead.id),
     )
     # An escalation Liaison raises on its own: it waits for the manager's working hours.
-    return [Notify(owner.manager_id, card, key=f"away-flag:{lead.id}", nudge=True)]
+    return Notify(owner.manager_id or 0, card, key=f"away-flag:{lead.id}", nudge=True)
 
 
 def _report_unassigned(
-    session: Session, leads: Sequence[Lead], admin_channel: str | None
+    session: Session, leads: Sequence[Ingested], admin_channel: str | None
 ) -> list[Effect]:
     card = Card(
         title=say("unassigned_title", count=len(leads)),
@@ -413,20 +518,49 @@ def _report_unassigned(
     return effects
 
 
-class Lookup(StrEnum):
-    """What the directories said about an owner's email."""
-
-    found = "found"
-    not_found = "not_found"
-    failed = "failed"  # no directory found them and at least one could not answer
-
-
 ROUTING_BATCH = 200  # owner emails a routing pass looks up
-LOOKUPS_AT_ONCE = 8
+# Lead ingestion's own threads: a burst of leads never takes the threads Slack clicks and
+# Teams activities run on (asyncio's default executor).
+INGEST_THREADS = 2
+# Leads the webhook takes in before it answers 429: those being stored plus those whose
+# owner is being looked up. At ~1,000 leads/s stored that is seconds of work.
+QUEUE_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A stored batch: each lead's outcome, and the effects owed (to deliver now)."""
+
+    outcomes: list[Outcome]
+    effects: list[Effect]
+
+    @property
+    def routing(self) -> dict[str, int]:
+        """Owner emails to look up, with how many of the batch's leads wait for each."""
+        waiting: dict[str, int] = {}
+        for outcome in self.outcomes:
+            if outcome.routing and outcome.owner:
+                waiting[outcome.owner] = waiting.get(outcome.owner, 0) + 1
+        return waiting
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Owners whose routing leads wait for the next routing pass (`done`: messages owed)."""
+
+    found: set[str]
+    not_found: set[str]
+    now: datetime | None
+    done: asyncio.Future[int]
 
 
 class Ingestor:
-    """Validate → find owners in the platform directories → store → deliver cards."""
+    """Validate → store (owners known: handed off; unknown: routing) → answer; then find
+    the unknown owners in the platform directories and hand their leads over.
+
+    Storing runs on the ingestor's own small thread pool. The work queued behind the
+    webhook — leads being stored and leads whose owner is being looked up — is bounded:
+    `admit` refuses a batch that would take it past `queue_limit`."""
 
     def __init__(
         self,
@@ -435,39 +569,150 @@ class Ingestor:
         directories: Sequence[Directory],
         admin_channel: str | None,
         company: Company,
+        *,
+        threads: int = INGEST_THREADS,
+        queue_limit: int = QUEUE_LIMIT,
+        cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.company = company
         self.deliverer = deliverer
         self.directories = directories
         self.admin_channel = admin_channel
+        self.lookups = OwnerLookups(directories, cache_seconds=cache_seconds)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest")
+        self.queue_limit = queue_limit
+        self.storing = 0  # leads admitted, not yet stored
+        self.waiting = 0  # leads stored as routing whose owners are being looked up
+        self._to_route: list[Routing] = []
+        self._router: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return self.storing + self.waiting
+
+    def admit(self, count: int) -> bool:
+        """Take `count` leads in (to `accept`), unless that takes the queued work past the
+        limit; an idle ingestor takes any batch."""
+        if self.queued and self.queued + count > self.queue_limit:
+            return False
+        self.storing += count
+        return True
+
+    async def accept(self, items: Sequence[Any], *, now: datetime) -> Accepted | list[Problem]:
+        """Validate and store `items` admitted by `admit`, on the ingest threads: the
+        problems when any lead is invalid (nothing stored), else what was stored."""
+        try:
+            return await self._run(self._validate_and_store, items, now)
+        finally:
+            self.storing -= len(items)
+
+    def resolve_later(self, background: Background, accepted: Accepted) -> None:
+        """Look up the owners the batch's routing leads wait for, after the answer."""
+        waiting = accepted.routing
+        if waiting:
+            count = sum(waiting.values())
+            self.waiting += count
+            background.spawn(self._resolve_counted(set(waiting), count))
+
+    async def _resolve_counted(self, emails: set[str], count: int) -> None:
+        try:
+            await self.resolve(emails)
+        finally:
+            self.waiting -= count
 
     async def ingest(self, leads: Sequence[LeadIn], *, now: datetime) -> list[Outcome]:
-        """Store the leads, owing their cards to the outbox, and wake the sender."""
-        outcomes, effects = await self.store_and_resolve(leads, now=now)
-        await self.deliverer.deliver(effects, None)
-        return outcomes
+        """Store the leads, owing their cards to the outbox, look their new owners up, and
+        wake the sender (`liaison import-leads`: everything done when it returns)."""
+        accepted = await self._run(self._store, leads, now)
+        await self.deliverer.deliver(accepted.effects, None)
+        if accepted.routing:
+            await self.resolve(set(accepted.routing), now)
+        return accepted.outcomes
 
-    async def store_and_resolve(
-        self, leads: Sequence[LeadIn], *, now: datetime
-    ) -> tuple[list[Outcome], list[Effect]]:
-        """Find owners, store the leads and owe their cards (handoffs, the away flag, the
-        unassigned report) in the same transaction; the returned effects say so. Leads
-        whose owner lookup failed are stored as `routing`, retried by `retry_routing`."""
-        emails = {str(lead.owner_email).lower() for lead in leads if lead.owner_email}
-        unknown = await asyncio.to_thread(self._unknown, emails)
-        results = await self._look_up(unknown)
-        failed = {email for email, result in results.items() if result is Lookup.failed}
-        return await asyncio.to_thread(self._store, leads, now, failed)
+    async def resolve(
+        self, emails: Collection[str], now: datetime | None = None, *, members_first: bool = False
+    ) -> int:
+        """Find these owners in the directories (with `members_first`, those who became
+        members meanwhile without asking) and move their routing leads: handed to those
+        found, unassigned for those nobody has; the others stay routing for
+        `retry_routing`. How many messages were owed.
 
-    def _store(
-        self, leads: Sequence[LeadIn], now: datetime, routing: Collection[str]
-    ) -> tuple[list[Outcome], list[Effect]]:
-        with self.store.session() as session:
+        Without `members_first` (owners nobody knew a moment ago, when their leads were
+        stored), no transaction is spent on asking the database first: a member found
+        meanwhile is found again, at the cost of one lookup (or none, remembered)."""
+        known = await self._run(self._known, set(emails)) if members_first else set()
+        results = await self.lookups.look_up(set(emails) - known)
+        found = known | {e for e, result in results.items() if result is Lookup.found}
+        not_found = {e for e, result in results.items() if result is Lookup.not_found}
+        if not found and not not_found:
+            return 0
+        return await self._route_in_turn(found, not_found, now)
+
+    async def _route_in_turn(
+        self, found: set[str], not_found: set[str], now: datetime | None
+    ) -> int:
+        """Move the routing leads of these owners in the next routing pass. Passes run one
+        at a time, and whoever arrives while one runs shares the next: fewer, larger
+        transactions, and at most one ingest thread routing while batches are stored."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
+        self._to_route.append(Routing(found, not_found, now, waiter))
+        if self._router is None or self._router.done() or self._router.get_loop() is not loop:
+            self._router = loop.create_task(self._routing_passes())
+        return await waiter
+
+    async def _routing_passes(self) -> None:
+        while self._to_route:
+            queued, self._to_route = self._to_route, []
+            by_now: dict[datetime | None, list[Routing]] = {}
+            for routing in queued:
+                by_now.setdefault(routing.now, []).append(routing)
+            for now, group in by_now.items():
+                found = set().union(*(r.found for r in group))
+                not_found = set().union(*(r.not_found for r in group)) - found
+                try:
+                    effects = await self._run(self._route, found, not_found, now)
+                    await self.deliverer.deliver(effects, None)
+                except Exception as error:
+                    for routing in group:
+                        if not routing.done.done():
+                            routing.done.set_exception(error)
+                    continue
+                owed = sum(effect.count for effect in effects if isinstance(effect, Owed))
+                for routing in group:
+                    if not routing.done.done():
+                        routing.done.set_result(owed)
+
+    async def retry_routing(self, *, now: datetime) -> sla.TickReport:
+        """A scheduler pass: look the owners of `routing` leads up again; hand the leads
+        to those found, unassign (and tell the admin of) those nobody has, and leave the
+        rest for the next pass while their directory still cannot answer."""
+        emails = await self._run(self._routing_emails)
+        if not emails:
+            return sla.TickReport()
+        owed = await self.resolve(emails, now, members_first=True)
+        return sla.TickReport(looked_at=len(emails), messages=owed)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on an ingest thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(work, *args))
+
+    def _validate_and_store(self, items: Sequence[Any], now: datetime) -> Accepted | list[Problem]:
+        good, problems = validate(items, now=now)
+        return problems if problems else self._store(good, now)
+
+    def _store(self, leads: Sequence[LeadIn], now: datetime) -> Accepted:
+        names = {item.campaign for item in leads if item.campaign}
+        if names and self.store.engine.dialect.name != "sqlite":
             # New campaigns first, in a short transaction of their own: batches sharing one
-            # then do not wait for each other's whole batch to commit.
-            for name in sorted({item.campaign for item in leads if item.campaign}):
-                queries.ensure_campaign(session, name=name)
+            # then do not wait for each other's whole batch to commit (SQLite writes one
+            # transaction at a time anyway: there, it would only cost a second one).
+            with self.store.session() as session:
+                queries.ensure_campaigns(session, names=names)
         with self.store.session() as session:
             outcomes, effects = store_leads(
                 session,
@@ -475,34 +720,17 @@ class Ingestor:
                 now=now,
                 admin_channel=self.admin_channel,
                 company=self.company,
-                routing=routing,
+                route_unknown=bool(self.directories),
             )
-            return outcomes, owe(session, effects, actor_id=None, now=now, company=self.company)
-
-    async def retry_routing(self, *, now: datetime) -> sla.TickReport:
-        """A scheduler pass: look the owners of `routing` leads up again; hand the leads
-        to those found, unassign (and tell the admin of) those nobody has, and leave the
-        rest for the next pass while their directory still cannot answer."""
-        emails = await asyncio.to_thread(self._routing_emails)
-        if not emails:
-            return sla.TickReport()
-        unknown = await asyncio.to_thread(self._unknown, set(emails))
-        results = await self._look_up(unknown)  # a member set up meanwhile is found
-        results.update({email: Lookup.found for email in set(emails) - unknown})
-        found = {e for e, result in results.items() if result is Lookup.found}
-        not_found = {e for e, result in results.items() if result is Lookup.not_found}
-        if not found and not not_found:
-            return sla.TickReport(looked_at=len(emails))
-        effects = await asyncio.to_thread(self._route, found, not_found, now)
-        await self.deliverer.deliver(effects, None)
-        owed = sum(effect.count for effect in effects if isinstance(effect, Owed))
-        return sla.TickReport(looked_at=len(emails), messages=owed)
+            owed = owe(session, effects, actor_id=None, now=now, company=self.company)
+            return Accepted(outcomes, owed)
 
     def _routing_emails(self) -> list[str]:
         with self.store.session() as session:
             return queries.routing_emails(session, limit=ROUTING_BATCH)
 
-    def _route(self, found: set[str], not_found: set[str], now: datetime) -> list[Effect]:
+    def _route(self, found: set[str], not_found: set[str], now: datetime | None) -> list[Effect]:
+        now = now or datetime.now(UTC)
         with self.store.session() as session:
             effects = route_found(
                 session,
@@ -514,34 +742,6 @@ class Ingestor:
             )
             return owe(session, effects, actor_id=None, now=now, company=self.company)
 
-    async def _look_up(self, emails: set[str]) -> dict[str, Lookup]:
-        """Ask the directories about each email, a few at a time. A directory that fails
-        once is not asked again in this call: its other emails count as failed too, so
-        an outage costs one timeout, not one per owner."""
-        down: set[int] = set()
-        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
-
-        async def one(email: str) -> tuple[str, Lookup]:
-            async with gate:
-                return email, await self._ask(email, down)
-
-        return dict(await asyncio.gather(*(one(email) for email in sorted(emails))))
-
-    async def _ask(self, email: str, down: set[int]) -> Lookup:
-        failed = False
-        for number, directory in enumerate(self.directories):
-            if number in down:
-                failed = True
-                continue
-            try:
-                if await directory.find_by_email(email):
-                    return Lookup.found
-            except LookupFailed as error:
-                log.warning("owner lookup failed, will retry: %s", error)
-                down.add(number)
-                failed = True
-        return Lookup.failed if failed else Lookup.not_found
-
-    def _unknown(self, emails: set[str]) -> set[str]:
+    def _known(self, emails: set[str]) -> set[str]:
         with self.store.session() as session:
-            return {e for e in emails if queries.member_by(session, email=e) is None}
+            return set(queries.members_by_email(session, emails=emails))

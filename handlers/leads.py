@@ -8,6 +8,7 @@ from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
 from bot.text import say, when
 from digests import sla
+from digests.calendars import remember_calendars
 from handlers import tone
 from handlers.cards import ATTEMPT_CHANNELS, ATTEMPT_OUTCOMES, HANDOFF, lead_card
 from handlers.common import (
@@ -61,6 +62,7 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
         ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
     ):
         return private(say("already_accepted", lead=lead.name))
+    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
     )
@@ -120,6 +122,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         allowed_from=[LeadState.handed_off, LeadState.accepted],
     ):
         return private(say("already_not_a_fit", lead=lead.name, who="", at=""))
+    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session,
         lead=lead,
@@ -184,6 +187,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         errors["note"] = say("too_long", limit=COMMENT_LIMIT)
     if errors:
         return [FormErrors(errors)]
+    remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_attempt(
         ctx.session,
         lead=lead,

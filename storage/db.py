@@ -23,6 +23,7 @@ CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection attempt 
 UNAVAILABLE_SQLSTATES = ("08", "57P", "3D000", "28", "53300")
 # SQLite's ways of saying the file cannot be used right now.
 UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is locked")
+READ_ONLY = "liaison_read_only"  # an execution option: a transaction that never writes
 
 
 def make_engine(url: str, pool_size: int | None = None) -> Engine:
@@ -49,6 +50,10 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
+            if connection.get_execution_options().get(READ_ONLY):
+                # Only reads (`Store.reading`): a WAL snapshot, no write lock to wait for.
+                connection.exec_driver_sql("BEGIN")
+                return
             # IMMEDIATE takes the write lock up front: two deferred transactions that read
             # and then write fail at once with "database is locked" (WAL snapshot upgrade),
             # while IMMEDIATE ones wait for each other within the busy timeout.
@@ -184,6 +189,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.outage = Outage()
+        self._reader = engine.execution_options(**{READ_ONLY: True})
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -213,6 +219,14 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads: on SQLite it neither takes nor waits for the write
+        lock (a WAL snapshot), so a look-up never queues behind other transactions."""
+        # Closing ends the transaction (the pool rolls it back) and keeps what was loaded.
+        with Session(self._reader, expire_on_commit=False) as session:
+            yield session
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:

@@ -588,11 +588,13 @@ class NewMessage:
     lead_id: int | None = None
     target: str | None = None
     purpose: str = ""
+    render: str = ""  # the kind of card rendered when sent (`bot.rendering`), if any
+    in_thread: bool = False
 
 
 @dataclass(frozen=True)
 class NewLead:
-    """A lead to store, as `queries.add_lead` writes it (once per source and external id)."""
+    """A lead to store, as `queries.add_leads` writes it (once per source and external id)."""
 
     source: str
     external_id: str
@@ -608,3 +610,24 @@ class NewLead:
     attributes: dict[str, Any]
     created_at: datetime
     handed_off_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """What `queries.add_leads` says of one lead: its id, whether this call created it, and
+    the owner email stored with it (the sender's, for a lead stored before)."""
+
+    id: int
+    created: bool
+    owner_email: str | None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A lead event to append, as `queries.add_events` writes it (many in one statement)."""
+
+    lead_id: int
+    kind: EventKind
+    at: datetime
+    member_id: int | None = None
+    data: dict[str, Any] | None = None

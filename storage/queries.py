@@ -11,7 +11,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, and_, bindparam, case, func, or_, update
+from sqlalchemy import Insert, and_, bindparam, case, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,7 @@ from storage.models import (
     LeadRejection,
     LeadState,
     Member,
+    NewEvent,
     NewLead,
     NewMessage,
     OutboxMessage,
@@ -42,6 +43,7 @@ from storage.models import (
     ProcessedRequest,
     Role,
     SlaPolicy,
+    StoredLead,
     ToneRule,
 )
 
@@ -328,20 +330,190 @@ def find_lead(session: Session, *, source: str, external_id: str) -> Lead | None
     ).first()
 
 
-def add_lead(session: Session, *, lead: NewLead) -> tuple[Lead, bool]:
-    """Store a lead unless `(source, external_id)` is already stored; the stored lead, and
-    whether this call created it. A concurrent writer's lead is read, never an error."""
-    session.flush()
-    values = {f.name: getattr(lead, f.name) for f in fields(lead)}
-    values.update(attempts=0)
-    new_id = _insert_or_none(session, Lead.__table__, values)  # type: ignore[attr-defined]
-    stored = (
-        session.get(Lead, new_id)
-        if new_id is not None
-        else find_lead(session, source=lead.source, external_id=lead.external_id)
+# Rows named in one IN list at most: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 2000
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> list[Sequence[Any]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+def members_by_email(session: Session, *, emails: Collection[str]) -> dict[str, Member]:
+    """The members with these (lower-case) emails, by email, in one query per chunk."""
+    found: dict[str, Member] = {}
+    for chunk in _chunks(sorted(emails)):
+        for member in session.exec(select(Member).where(col(Member.email).in_(chunk))).all():
+            found[member.email or ""] = member
+    return found
+
+
+@cache
+def _insert_campaigns_statement(dialect: str) -> Insert:
+    table = Campaign.__table__  # type: ignore[attr-defined]
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_(table).on_conflict_do_nothing()
+
+
+def ensure_campaigns(session: Session, *, names: Collection[str]) -> dict[str, int]:
+    """The id of each campaign of these names, creating those nobody has (in name order, so
+    concurrent callers wait for each other rather than deadlock; each name gets one row)."""
+    ordered = sorted(set(names))
+    if not ordered:
+        return {}
+    connection = session.connection()
+    statement = _insert_campaigns_statement(connection.dialect.name)
+    connection.execute(statement, [{"name": name} for name in ordered])
+    rows = session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.name).in_(ordered)))
+    return {name: campaign_id or 0 for campaign_id, name in rows.all()}
+
+
+@cache
+def _insert_leads_statement(dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT DO NOTHING RETURNING id, source, external_id` on leads: sent as
+    multi-row VALUES (SQLAlchemy's insertmanyvalues), a conflicting row returns nothing."""
+    table = Lead.__table__  # type: ignore[attr-defined]
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(table)
+        .on_conflict_do_nothing()
+        .returning(table.c.id, table.c.source, table.c.external_id)
     )
-    assert stored is not None, f"lead {lead.source}/{lead.external_id} neither new nor found"
-    return stored, new_id is not None
+
+
+def add_leads(session: Session, *, leads: Sequence[NewLead]) -> list[StoredLead]:
+    """Store the leads whose `(source, external_id)` is not stored yet, in one multi-row
+    INSERT, and read the others back in one query: per lead given, in that order, its id
+    and whether this call created it. A key given twice is created once (its first time).
+
+    Rows are written in `(source, external_id)` order whatever the order given, so two
+    batches racing on the same leads wait for each other instead of deadlocking; a lead a
+    racer stored first (committed meanwhile) is read back as not created."""
+    first: dict[tuple[str, str], NewLead] = {}
+    for lead in leads:
+        first.setdefault((lead.source, lead.external_id), lead)
+    ordered = [first[key] for key in sorted(first)]
+    stored: dict[tuple[str, str], StoredLead] = {}
+    if ordered:
+        session.flush()
+        connection = session.connection()
+        rows = [
+            {f.name: getattr(lead, f.name) for f in fields(lead)} | {"attempts": 0}
+            for lead in ordered
+        ]
+        result = connection.execute(_insert_leads_statement(connection.dialect.name), rows)
+        for lead_id, source, external_id in result.all():
+            owner = first[(source, external_id)].owner_email
+            stored[(source, external_id)] = StoredLead(lead_id, True, owner)
+    missing = [key for key in first if key not in stored]
+    for chunk in _chunks(missing):
+        found = session.exec(
+            select(Lead.id, Lead.source, Lead.external_id, Lead.owner_email).where(
+                tuple_(col(Lead.source), col(Lead.external_id)).in_(list(chunk))
+            )
+        ).all()
+        for lead_id, source, external_id, owner_email in found:
+            stored[(source, external_id)] = StoredLead(lead_id or 0, False, owner_email)
+    answers: list[StoredLead] = []
+    seen: set[tuple[str, str]] = set()
+    for lead in leads:
+        key = (lead.source, lead.external_id)
+        assert key in stored, f"lead {key} neither new nor found"
+        found_lead = stored[key]
+        answers.append(found_lead if key not in seen else _mentioned_again(found_lead))
+        seen.add(key)
+    return answers
+
+
+def _mentioned_again(lead: StoredLead) -> StoredLead:
+    """The same lead, as seen by a later mention of it in the same batch: not created."""
+    return StoredLead(lead.id, False, lead.owner_email)
+
+
+def add_events(session: Session, *, events: Sequence[NewEvent]) -> None:
+    """Append these lead events with one executemany INSERT."""
+    if not events:
+        return
+    session.flush()
+    session.connection().execute(
+        insert(LeadEvent.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "lead_id": e.lead_id,
+                "kind": e.kind.value,
+                "member_id": e.member_id,
+                "at": e.at,
+                "data": e.data or {},
+            }
+            for e in events
+        ],
+    )
+
+
+@cache
+def _insert_clocks_statement(dialect: str) -> Insert:
+    table = Clock.__table__  # type: ignore[attr-defined]
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_(table).on_conflict_do_nothing()
+
+
+def start_clocks(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Store new clocks (rows of `sla_clocks` columns) with one executemany INSERT; a
+    (lead, kind, ref) clock that exists already is left as it is."""
+    if not rows:
+        return
+    session.flush()
+    connection = session.connection()
+    connection.execute(_insert_clocks_statement(connection.dialect.name), list(rows))
+
+
+def away_now(session: Session, *, member_ids: Collection[int], now: datetime) -> dict[int, Away]:
+    """Who of these members is away at `now`, with their time away, in one query."""
+    found: dict[int, Away] = {}
+    for chunk in _chunks(sorted(member_ids)):
+        rows = session.exec(
+            select(Away).where(
+                col(Away.member_id).in_(chunk), Away.starts_at <= now, Away.until > now
+            )
+        ).all()
+        found.update({row.member_id: row for row in rows})
+    return found
+
+
+def take_routing(session: Session, *, emails: Collection[str]) -> list[Lead]:
+    """The `routing` leads of these owner emails, oldest first, locked for this transaction.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED`: leads another instance is moving right now are
+    left to it (never waited for, never moved twice); SQLite's write lock serialises."""
+    leads: list[Lead] = []
+    for chunk in _chunks(sorted(emails)):
+        leads += session.exec(
+            select(Lead)
+            .where(Lead.state == LeadState.routing.value, col(Lead.owner_email).in_(chunk))
+            .order_by(col(Lead.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+    return sorted(leads, key=lambda lead: lead.id or 0)
+
+
+def move_leads(
+    session: Session, *, lead_ids: Sequence[int], to: str, owner_id: int | None, now: datetime
+) -> set[int]:
+    """Move these leads out of `routing` (handed to `owner_id`, or unassigned), each only if
+    it is still routing; the ids that moved."""
+    values: dict[str, Any] = {"state": to}
+    if owner_id is not None:
+        values.update(owner_id=owner_id, handed_off_at=now)
+    moved: set[int] = set()
+    for chunk in _chunks(sorted(lead_ids)):
+        result = session.execute(
+            update(Lead)
+            .where(col(Lead.id).in_(chunk), col(Lead.state) == LeadState.routing.value)
+            .values(**values)
+            .returning(col(Lead.id))
+            .execution_options(synchronize_session=False)
+        )
+        moved.update(int(row[0]) for row in result.all())
+    return moved
 
 
 def add_event(
@@ -536,27 +708,6 @@ def routing_emails(session: Session, *, limit: int) -> list[str]:
         .limit(limit)
     ).all()
     return [row for row in rows if row]
-
-
-def routing_leads_of(session: Session, *, email: str) -> Sequence[Lead]:
-    return session.exec(
-        select(Lead)
-        .where(Lead.state == LeadState.routing.value, Lead.owner_email == email)
-        .order_by(col(Lead.id))
-    ).all()
-
-
-def route_lead(session: Session, *, lead: Lead, owner_id: int, now: datetime) -> bool:
-    """Hand a routing lead to the owner just found, atomically: False when another pass
-    (another instance) did it first."""
-    result = session.execute(
-        update(Lead)
-        .where(col(Lead.id) == lead.id, col(Lead.state) == LeadState.routing.value)
-        .values(state=LeadState.handed_off.value, owner_id=owner_id, handed_off_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(lead)
-    return getattr(result, "rowcount", 0) == 1
 
 
 def leads_by_id(session: Session, *, ids: Collection[int]) -> dict[int, Lead]:
@@ -852,13 +1003,14 @@ def _owe_update_statement(dialect: str) -> Insert:
             "attempts": case((in_line, table.c.attempts), else_=0),
             "last_error": case((in_line, table.c.last_error), else_=None),
         },
-    )
+    ).returning(table.c.id, table.c.revision)
 
 
 def owe_update(
     session: Session, *, location: CardLocation, card: dict[str, Any], render: str, now: datetime
-) -> None:
-    """Owe an update of the card at `location` (coalesced with one already owed there)."""
+) -> tuple[int, int]:
+    """Owe an update of the card at `location` (coalesced with one already owed there);
+    the row's id and revision (the number of the state just owed)."""
     session.flush()
     connection = session.connection()
     values = {
@@ -874,7 +1026,32 @@ def owe_update(
         "revision": 0,
         "created_at": now,
     }
-    connection.execute(_owe_update_statement(connection.dialect.name), values)
+    row = connection.execute(_owe_update_statement(connection.dialect.name), values).one()
+    return int(row[0]), int(row[1])
+
+
+def lease_update(
+    session: Session, *, message_id: int, owner: str, until: datetime, now: datetime
+) -> bool:
+    """Lease an owed card update to `owner` if it is waiting and due (not in flight with
+    another sender, not held back by a retry's backoff), marking its send as started, as a
+    sender's claim does; whether it was leased."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    result = session.connection().execute(
+        update(table)
+        .where(
+            table.c.id == message_id,
+            table.c.status == OutboxStatus.pending.value,
+            table.c.not_before <= now,
+        )
+        .values(
+            status=OutboxStatus.sending.value,
+            claimed_by=owner,
+            claimed_until=until,
+            sending_since=now,
+        )
+    )
+    return bool(result.rowcount == 1)
 
 
 @cache
@@ -903,6 +1080,8 @@ def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[st
                 "card": message.card,
                 "lead_id": message.lead_id,
                 "purpose": message.purpose,
+                "render": message.render,
+                "in_thread": message.in_thread,
                 "status": OutboxStatus.pending.value,
                 "not_before": message.not_before,
                 "attempts": 0,

@@ -12,7 +12,13 @@ refused as Slack refuses them (tests/blockkit.py), and text over 40,000 characte
 
 It also plays Slack's side of Socket Mode: `apps.connections.open` (app-level token)
 hands out a ws:// URL to its own `/link/` route, which greets with `hello`, lets a test
-push envelopes with `push`, and records what the app sends back (the acks)."""
+push envelopes with `push`, and records what the app sends back (the acks).
+
+For benchmarks (off unless set): `pace` holds chat.postMessage to Slack's per-conversation
+limit (a `Pace` token bucket; an over-limit post answers HTTP 429 `ratelimited` with
+`Retry-After`, posts nothing, and is counted in `over_limit`), and `storm` answers some
+chat.postMessage calls 429 whatever the pace (`Storm`; counted in `stormed`). Every posted
+handoff card is counted per (conversation, lead) in `handoffs`."""
 
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ import asyncio
 import itertools
 import json
 import logging
+import math
+import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -46,6 +55,63 @@ class Call:
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)  # when the request arrived
     answer: dict[str, Any] = field(default_factory=dict)  # what the stand-in said back
+
+
+@dataclass
+class Pace:
+    """Slack's pace for chat.postMessage in one conversation ("1 message per second, short
+    bursts allowed") as a token bucket: each conversation holds up to `burst` tokens, refilled
+    continuously at `per_second`; a post takes one. With less than one token left the post is
+    over the limit: 429 `ratelimited`, `Retry-After` the whole seconds until a token is back
+    (at least 1), nothing posted, no token taken. Only posts Slack would accept count."""
+
+    per_second: float = 1.0
+    burst: int = 3
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, at
+
+    def take(self, channel: str, now: float) -> float:
+        """0 when a post to `channel` may go now (a token taken), else the seconds to wait."""
+        tokens, at = self._buckets.get(channel, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.per_second)
+        if tokens >= 1.0:
+            self._buckets[channel] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[channel] = (tokens, now)
+        return (1.0 - tokens) / self.per_second
+
+
+@dataclass
+class Storm:
+    """A 429 storm on chat.postMessage whatever the pace: each call answers 429 `ratelimited`
+    with `Retry-After: retry_after` with probability `fraction` (a seeded draw), and every
+    call does during the first `lasting` seconds of every `every` seconds after the storm
+    began (`every` 0: no such windows)."""
+
+    fraction: float = 0.1
+    retry_after: int = 1
+    every: float = 0.0
+    lasting: float = 0.0
+    seed: int = 11
+    began: float = field(default_factory=time.monotonic)
+    _draw: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._draw = random.Random(self.seed)
+
+    def strikes(self, now: float) -> bool:
+        if self.every > 0 and (now - self.began) % self.every < self.lasting:
+            return True
+        return self._draw.random() < self.fraction
+
+
+def handoff_lead(message: dict[str, Any]) -> int | None:
+    """The lead a posted message is the handoff card of (its outbox key `handoff:<lead id>`
+    in the message metadata), else None."""
+    metadata = message.get("metadata")
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    key = str(payload.get("key", "")) if isinstance(payload, dict) else ""
+    kind, _, lead = key.partition(":")
+    return int(lead) if kind == "handoff" and lead.isdigit() else None
 
 
 @dataclass
@@ -86,14 +152,15 @@ class SlackStandIn:
     hang_posts: int = 0
     # An outage: while set, every Web API call answers 500 (recorded in `refused`).
     down: bool = False
-    # Slack's pace per conversation as Liaison reads "1 message per second, short bursts
-    # allowed": (seconds between messages, burst). When set, a chat.postMessage that comes
-    # too soon after the conversation's earlier ones (a GCRA over arrival times) is answered
-    # 429 with `Retry-After`, as Slack does, and counted in `over_pace`.
-    pace: tuple[float, int] | None = None
-    over_pace: int = 0
-    _due: dict[str, float] = field(default_factory=dict)  # conversation → theoretical arrival
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Benchmarks: Slack's per-conversation pace and a 429 storm (see the module docstring).
+    pace: Pace | None = None
+    storm: Storm | None = None
+    over_limit: int = 0  # chat.postMessage calls refused by `pace`
+    stormed: int = 0  # chat.postMessage calls refused by `storm`
+    # Handoff cards posted: (conversation, lead id) → how many times, and when each arrived.
+    handoffs: Counter[tuple[str, int]] = field(default_factory=Counter)
+    handoff_at: list[float] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -284,17 +351,19 @@ class SlackStandIn:
         if method == "apps.connections.open":
             self.calls.append(Call(method, params))
             return web.json_response(self._open_connection(request))
+        if method == "chat.postMessage" and self.storm and self.storm.strikes(time.monotonic()):
+            self.stormed += 1
+            return self._ratelimited(method, params, self.storm.retry_after)
         refusal = self._refusal(method, params, request)
-        if refusal is None and method == "chat.postMessage" and not self._on_pace(params):
-            self.over_pace += 1
-            self.refused.append(Call(method, params))
-            return web.json_response(
-                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
-            )
         if refusal is not None:
             self.refused.append(Call(method, params))
             log.warning("Slack stand-in refused %s: %s", method, refusal)
             return web.json_response(refusal)
+        if method == "chat.postMessage" and self.pace is not None:
+            wait = self.pace.take(self._conversation(params), time.monotonic())
+            if wait > 0:
+                self.over_limit += 1
+                return self._ratelimited(method, params, max(1, math.ceil(wait)))
         call = Call(method, params)
         self.calls.append(call)
         if method == "chat.postMessage" and self.hang_posts > 0:
@@ -306,19 +375,19 @@ class SlackStandIn:
             await asyncio.sleep(self.post_delay)  # posted already; the answer comes late
         return web.json_response(call.answer)
 
-    def _on_pace(self, params: dict[str, Any]) -> bool:
-        """Whether a post to its conversation now keeps to `pace` (always, without one)."""
-        if self.pace is None:
-            return True
-        interval, burst = self.pace
+    def _ratelimited(self, method: str, params: dict[str, Any], retry_after: int) -> web.Response:
+        self.refused.append(Call(method, params))
+        return web.json_response(
+            {"ok": False, "error": "ratelimited"},
+            status=429,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @staticmethod
+    def _conversation(params: dict[str, Any]) -> str:
+        """Where a post lands: a user id means their DM (D…)."""
         channel = str(params.get("channel", ""))
-        channel = "D" + channel[1:] if channel.startswith("U") else channel
-        now = time.monotonic()
-        due = self._due.get(channel, now)
-        if now < due - (burst - 1) * interval:
-            return False
-        self._due[channel] = max(now, due) + interval
-        return True
+        return "D" + channel[1:] if channel.startswith("U") else channel
 
     def _refusal(
         self, method: str, params: dict[str, Any], request: web.Request
@@ -413,12 +482,12 @@ class SlackStandIn:
                 "bot_id": "B0CA7",
             }
         if method == "chat.postMessage":
-            channel = str(params.get("channel", ""))
-            if channel.startswith("U"):
-                channel = "D" + channel[1:]
+            channel = self._conversation(params)
             ts = f"1700000000.{next(self._ts):06d}"
             self.channel_of_ts[ts] = channel
             message = {"ts": ts, "text": params.get("text", "")}
+            if params.get("blocks"):
+                message["blocks"] = params["blocks"]  # as Slack keeps them (and shows them)
             if params.get("thread_ts"):
                 message["thread_ts"] = params["thread_ts"]
             if params.get("metadata"):
@@ -427,6 +496,10 @@ class SlackStandIn:
                     json.loads(metadata) if isinstance(metadata, str) else metadata
                 )
             self.messages.setdefault(channel, []).append(message)
+            lead = handoff_lead(message)
+            if lead is not None and not params.get("thread_ts"):
+                self.handoffs[(channel, lead)] += 1
+                self.handoff_at.append(time.monotonic())
             return {"ok": True, "channel": channel, "ts": ts, "message": message}
         if method == "conversations.open":
             invited = str(params.get("users", ""))

@@ -85,7 +85,8 @@ def assert_answers_true(answers: list[tuple[int, Any]], leads: dict[str, Lead]) 
 
 async def test_parallel_batches_for_new_owners(server: LiveServer, slack: SlackStandIn) -> None:
     """4 batches of 100 leads in parallel, 200 owners nobody knew: each owner is created
-    once, each lead once, handed to its owner."""
+    once, each lead once, handed to its owner (once their lookups, after the answers, are
+    done)."""
     batches = [
         [
             {
@@ -98,6 +99,7 @@ async def test_parallel_batches_for_new_owners(server: LiveServer, slack: SlackS
         for b in range(4)
     ]
     answers = await send_all(server.url, batches)
+    await server.settle()
     leads = stored(server.store)
     statuses = assert_answers_true(answers, leads)
     assert statuses == {"created": 400} and len(leads) == 400

@@ -3,7 +3,7 @@ one a second), conversations side by side, a 429 slowing only what it must, and 
 own threads and connections.
 
 Cards go through the real SlackMessenger (slack_sdk over HTTP) to the Slack stand-in, which
-answers a post over the pace 429 and counts it (`over_pace`). Assertions are on counts and
+answers a post over the pace 429 and counts it (`over_limit`). Assertions are on counts and
 order at the stand-in, and on lower bounds the pace guarantees, never on how fast a busy
 machine is."""
 
@@ -31,7 +31,7 @@ from digests.scheduler import Clockwork
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
-from tests.slack_standin import SlackStandIn
+from tests.slack_standin import Pace, SlackStandIn
 from tests.support import make_settings
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -40,7 +40,7 @@ ALWAYS = Company("UTC", *parse_hours("00:00-24:00"), parse_workdays("mon-sun"))
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn(pace=(1.0, 3)).start()
+    standin = await SlackStandIn(pace=Pace()).start()
     yield standin
     await standin.stop()
 
@@ -88,7 +88,7 @@ async def test_a_conversation_gets_a_burst_of_three_then_one_a_second(
     owe(sqlite_store, reps=1, each=6)
     report = await Sender(sqlite_store, deliverer(sqlite_store, slack), "a").drain(NOW)
     assert report.sent == 6
-    assert slack.over_pace == 0
+    assert slack.over_limit == 0
     got = arrivals(slack, "U0R000")
     assert [text for text, _ in got] == [f"0:{n}" for n in range(6)]  # in order, once each
     at = [t for _, t in got]
@@ -104,7 +104,7 @@ async def test_many_conversations_are_served_side_by_side(
     owe(any_store, reps=50, each=6)
     report = await Sender(any_store, deliverer(any_store, slack), "a").drain(NOW)
     assert report.sent == 300
-    assert slack.over_pace == 0
+    assert slack.over_limit == 0
     posts = Counter(str(c.params["text"]) for c in slack.calls if c.method == "chat.postMessage")
     assert len(posts) == 300 and set(posts.values()) == {1}  # every card, once
     firsts, sixths = [], []
@@ -140,7 +140,7 @@ async def test_a_429_on_one_conversation_holds_back_only_that_one(
     assert (first.sent, first.retried) == (3, 1)
     await sender.drain(NOW + timedelta(seconds=3))
     assert [text for text, _ in arrivals(slack, "U0R000")] == ["0:0", "0:1", "0:2"]
-    assert slack.over_pace == 0
+    assert slack.over_limit == 0
 
 
 async def test_a_method_slack_throttles_waits_app_wide_and_posts_go_on(

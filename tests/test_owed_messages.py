@@ -28,7 +28,7 @@ from handlers.ingest import Ingestor, LeadIn
 from storage import approvals, queries
 from storage.db import Store
 from storage.models import CardLocation, Lead, OutboxMessage
-from tests.slack_standin import SlackStandIn
+from tests.slack_standin import Pace, SlackStandIn
 from tests.support import (
     LiveServer,
     eventually,
@@ -117,11 +117,11 @@ async def test_one_busy_rep_does_not_hold_up_the_others(
                     created_at=MONDAY_MORNING,
                 ),
             )
-    slack.pace = (1.0, 3)  # Slack's pace as Liaison keeps it: a burst of 3, then 1/s
+    slack.pace = Pace()  # Slack's pace as Liaison keeps it: a burst of 3, then 1/s
     sender = Sender(sqlite_store, slack_deliverer(sqlite_store, slack, tmp_path), "test")
     report = await sender.drain(MONDAY_MORNING)
     assert report.sent == 5
-    assert slack.over_pace == 0
+    assert slack.over_limit == 0
     posts = [c for c in slack.calls if c.method == "chat.postMessage"]
     to_alice = [c.at for c in posts if c.params["channel"] == "U0ALICE"]
     to_bob = [c.at for c in posts if c.params["channel"] == "U0BOB"]

@@ -23,7 +23,7 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.server import CLOCKWORK
-from handlers.ingest import LOOKUPS_AT_ONCE
+from handlers.owners import LOOKUPS_AT_ONCE
 from storage import queries
 from storage.db import Store
 from storage.models import Lead

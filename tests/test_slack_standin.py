@@ -27,7 +27,7 @@ from bot.messages import (
 from bot.slack_blocks import card_blocks, modal, report_blocks
 from tests.blockkit import block_errors, view_errors
 from tests.slack_scopes import manifest_scopes
-from tests.slack_standin import SlackStandIn
+from tests.slack_standin import Pace, SlackStandIn, Storm
 
 
 @pytest.fixture
@@ -196,3 +196,55 @@ async def test_forms_and_reports_of_any_size_fit(slack: SlackStandIn) -> None:
         footer="f" * 4000,
     )
     assert block_errors(report_blocks(report)) == []
+
+
+async def test_the_pace_refuses_posts_faster_than_one_a_second_per_conversation() -> None:
+    """With a pace, a conversation takes a burst of 3 posts, then 1 a second; an over-limit
+    post is Slack's 429 `ratelimited` with Retry-After, is not posted, and is counted; another
+    conversation has its own allowance."""
+    slack = await SlackStandIn(pace=Pace(burst=3)).start()
+    try:
+        web = client(slack)
+        for _ in range(3):
+            await web.chat_postMessage(channel="C1", text="hi")
+        with pytest.raises(SlackApiError) as refused:
+            await web.chat_postMessage(channel="C1", text="one too many")
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.data["error"] == "ratelimited"
+        assert int(refused.value.response.headers["Retry-After"]) >= 1
+        await web.chat_postMessage(channel="C2", text="elsewhere")
+        assert slack.over_limit == 1
+        assert [m["text"] for m in slack.posted_in("C1")] == ["hi"] * 3
+    finally:
+        await slack.stop()
+
+
+def test_the_pace_refills_one_post_a_second() -> None:
+    pace = Pace(burst=3)
+    assert [pace.take("D1", 0.0) for _ in range(4)][:3] == [0.0, 0.0, 0.0]
+    assert pace.take("D1", 0.5) == pytest.approx(0.5)  # half a token back after 0.5 s
+    assert pace.take("D1", 1.0) == 0.0
+    assert pace.take("D1", 1.0) > 0
+    assert [pace.take("D1", 11.0) for _ in range(4)][3] > 0  # never more than the burst
+
+
+async def test_a_storm_refuses_posts_whatever_the_pace() -> None:
+    """Every post in a storm window, and a seeded share outside, answers 429; a handoff card
+    (outbox key `handoff:<lead>` in its metadata) is counted per conversation and lead."""
+    slack = await SlackStandIn(storm=Storm(fraction=0.0, every=60.0, lasting=30.0)).start()
+    try:
+        web = client(slack)
+        metadata = {"event_type": "liaison_outbox", "event_payload": {"key": "handoff:7"}}
+        with pytest.raises(SlackApiError) as refused:
+            await web.chat_postMessage(channel="U1", text="card", metadata=metadata)
+        assert refused.value.response.status_code == 429
+        assert slack.stormed == 1 and not slack.handoffs
+        slack.storm = None
+        await web.chat_postMessage(channel="U1", text="card", metadata=metadata)
+        await web.chat_postMessage(channel="U1", text="not a card")
+        assert slack.handoffs == {("D1", 7): 1}
+    finally:
+        await slack.stop()
+    share = Storm(fraction=0.25, seed=3)
+    struck = sum(share.strikes(0.0) for _ in range(4000))
+    assert 800 < struck < 1200
