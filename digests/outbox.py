@@ -778,11 +778,19 @@ class Sender:
                     )
                     self.held.pop(claimed.message.id or 0, None)
                 pace.answered(platforms, self.clock())
-                if throttled is not None and left:
+                if throttled is None:
+                    continue
+                if left:
                     rest, left = left, []
                     for other in rest:
                         self.held.pop(other.message.id or 0, None)
-                    await self._write(self._release, rest, current() + timedelta(seconds=throttled))
+                    until = current() + timedelta(seconds=throttled)
+                    await self._write(self._release, rest, until)
+                # Claimed again the moment the platform's wait is over, not at the next poll.
+                loop = asyncio.get_running_loop()
+                owed = self._owed.get(loop)
+                if owed is not None:
+                    loop.call_later(throttled, owed.set)
         finally:
             for claimed in left:
                 self.held.pop(claimed.message.id or 0, None)
