@@ -794,11 +794,11 @@ class Sender:
         finally:
             for claimed in left:
                 self.held.pop(claimed.message.id or 0, None)
+            with self._claiming:
+                self.busy.discard(lane)
             if left:  # cancelled (shutting down): what was not sent goes back in line now
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._write(self._release, left, current()))
-            with self._claiming:
-                self.busy.discard(lane)
 
     def _release(self, messages: list[Claimed], not_before: datetime) -> None:
         """Give back messages this sender claimed and did not send, with their marks as
