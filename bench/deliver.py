@@ -4,7 +4,8 @@ pace, as a share of the pacing limit.
 Run from the repository root:
 
     .venv/bin/python bench/deliver.py [--cards 5000] [--reps 200] [--storm 0.1]
-                                      [--skip-sqlite] [--skip-postgres]
+                                      [--skip-sqlite] [--skip-postgres] [--skip-storm]
+                                      [--timeout 300]
 
 For each database (a SQLite file in a temp dir; a scratch PostgreSQL database
 `liaison_bench_deliver` on the server of LIAISON_TEST_PG, dropped at the end) and each
@@ -17,8 +18,8 @@ Nothing is sent while they are owed.
 Then two child processes are started from this same file (`--serve ROLE`):
 
 - `standin`: the Slack Web API stand-in (tests/slack_standin.py) with its pace check on
-  (Slack's rule as Liaison reads it: 1 message/s per conversation, bursts of 3; a post over
-  it is answered 429 and counted as over the pace). In a storm it also answers a random
+  (`Pace`, Slack's rule as Liaison reads it: 1 message/s per conversation, bursts of 3; a
+  post over it is answered 429 and counted as over the pace). In a storm it also answers a random
   share (`--storm`) of chat.postMessage calls 429 with `Retry-After: 1`;
 - `serve`: Liaison's real web app (`bot.server.build_web_app`, `liaison serve
   --no-scheduler`): its outbox sender, woken once at start, delivers what is owed.
