@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
+from sqlmodel import Session
+
 from bot.effects import (
     Effect,
     FormErrors,
@@ -50,6 +52,8 @@ class Posted:
 
 
 PartDone = Callable[[str, Posted], Awaitable[None]]
+# Records where a card of a Notify went (the outbox batches these with its other writes).
+RecordCard = Callable[[Notify, Member, str, Posted], Awaitable[None]]
 
 
 class Parts:
@@ -205,15 +209,24 @@ class Deliverer:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
         return 0
 
-    async def notify(self, effect: Notify, parts: Parts | None = None) -> list[tuple[str, Posted]]:
+    async def notify(
+        self,
+        effect: Notify,
+        parts: Parts | None = None,
+        *,
+        member: Member | None = None,
+        record: RecordCard | None = None,
+    ) -> list[tuple[str, Posted]]:
         """Send a DM (or a thread reply) to a member on every platform that reaches them,
         each platform a part of its own (`parts`: what a previous try already sent).
 
         Returns where it was posted; empty when the member is reachable nowhere. Platform
-        errors propagate, so the outbox can retry them.
+        errors propagate, so the outbox can retry them. The outbox passes the `member` it
+        read with its claim and `record`s where cards went in its own batched writes.
         """
         parts = parts if parts is not None else Parts()
-        member = await asyncio.to_thread(self._member, effect.member_id)
+        if member is None or member.id != effect.member_id:
+            member = await asyncio.to_thread(self._member, effect.member_id)
         if member is None:
             log.warning("notify: member %s does not exist", effect.member_id)
             return []
@@ -244,7 +257,12 @@ class Deliverer:
             )
             sent.append((messenger.platform, posted_to))
             if effect.lead_id is not None and effect.purpose:
-                await asyncio.to_thread(self._record, effect, member, messenger.platform, posted_to)
+                if record is not None:
+                    await record(effect, member, messenger.platform, posted_to)
+                else:
+                    await asyncio.to_thread(
+                        self._record, effect, member, messenger.platform, posted_to
+                    )
         return sent
 
     def _channel(self, target: str) -> tuple[Messenger, str] | None:
@@ -304,23 +322,41 @@ class Deliverer:
 
     def _record(self, effect: Notify, member: Member, platform: str, posted: Posted) -> None:
         with self.store.session() as session:
-            if queries.location_by_message(
-                session, platform=platform, channel=posted.channel, message_id=posted.message_id
-            ):
-                return
-            queries.record_location(
+            remember_card(
                 session,
-                location=CardLocation(
-                    lead_id=effect.lead_id or 0,
-                    purpose=effect.purpose,
-                    member_id=member.id,
-                    platform=platform,
-                    channel=posted.channel,
-                    message_id=posted.message_id,
-                    reference=posted.reference,
-                    created_at=datetime.now(UTC),
-                ),
+                lead_id=effect.lead_id or 0,
+                purpose=effect.purpose,
+                member_id=member.id,
+                platform=platform,
+                posted=posted,
+                at=datetime.now(UTC),
             )
+
+
+def remember_card(
+    session: Session,
+    *,
+    lead_id: int,
+    purpose: str,
+    member_id: int | None,
+    platform: str,
+    posted: Posted,
+    at: datetime,
+) -> None:
+    """Record where a card about a lead was posted (once), so it can be updated in place."""
+    queries.record_location_once(
+        session,
+        location=CardLocation(
+            lead_id=lead_id,
+            purpose=purpose,
+            member_id=member_id,
+            platform=platform,
+            channel=posted.channel,
+            message_id=posted.message_id,
+            reference=posted.reference,
+            created_at=at,
+        ),
+    )
 
 
 class Bot:

@@ -45,6 +45,7 @@ from bot.slack_blocks import (
     section,
     view_values,
 )
+from bot.slack_client import PacedWebClient
 from bot.slack_shapes import checked_body, form_state
 from bot.tasks import Background
 from bot.text import say
@@ -76,7 +77,8 @@ def make_client(settings: Settings) -> AsyncWebClient:
     )
     # Every Web API call ends well within the outbox lease (slack_sdk takes whole seconds).
     timeout = max(1, int(settings.call_timeout))
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout)
+    # Slack's per-method 429s are kept app-wide (bot.slack_client).
+    return PacedWebClient(token=token, base_url=base_url, timeout=timeout)
 
 
 def outbox_metadata() -> dict[str, Any] | None:
@@ -97,6 +99,9 @@ class SlackMessenger:
         self.client = client
         self.store = store
         self.lookup_timeout = lookup_timeout
+        # Each person's DM conversation id, learnt from posts to them or conversations.open
+        # (a Tier 3 method: not asked again for someone already seen).
+        self.dm_of: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store) -> SlackMessenger:
@@ -116,7 +121,10 @@ class SlackMessenger:
             unfurl_links=False,
             metadata=outbox_metadata(),
         )
-        return Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+        posted = Posted(channel=str(response["channel"]), message_id=str(response["ts"]))
+        if channel.startswith(("U", "W")):
+            self.dm_of[channel] = posted.channel
+        return posted
 
     async def update(self, location: CardLocation, card: Card) -> None:
         await self.client.chat_update(
@@ -176,8 +184,11 @@ class SlackMessenger:
         if not where:
             return None
         if where.startswith(("U", "W")):  # a DM: its conversation id
-            opened = await self.client.conversations_open(users=where)
-            where = str(opened["channel"]["id"])
+            user = where
+            if user not in self.dm_of:
+                opened = await self.client.conversations_open(users=user)
+                self.dm_of[user] = str(opened["channel"]["id"])
+            where = self.dm_of[user]
         oldest = f"{since.timestamp() - RECALL_SLACK:.6f}"
         if thread:
             response = await self.client.conversations_replies(
@@ -265,17 +276,13 @@ class SlackResponder:
             )
         elif self._channel().startswith("D"):
             # In the person's DM with Liaison a plain message is already private.
-            await self.client.chat_postMessage(
-                channel=self._channel(), text=summary, blocks=blocks
-            )
+            await self.client.chat_postMessage(channel=self._channel(), text=summary, blocks=blocks)
         elif self._channel():
             await self.client.chat_postEphemeral(
                 channel=self._channel(), user=self._user(), text=summary, blocks=blocks
             )
         else:
-            await self.client.chat_postMessage(
-                channel=self._user(), text=summary, blocks=blocks
-            )
+            await self.client.chat_postMessage(channel=self._user(), text=summary, blocks=blocks)
 
     async def report(self, report: Report) -> None:
         """A digest preview: the same blocks as Monday's post, privately (no chart)."""

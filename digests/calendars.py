@@ -11,6 +11,11 @@ from digests.business_time import Calendar, Company, Span, parse_clock
 from storage import queries
 from storage.models import Member
 
+# A session whose `info` holds a dict under this key keeps the calendars read in it there,
+# by member: for sessions that only read calendars (the outbox renders many cards about
+# the same reps in one), never for one that may change time away or holidays.
+CALENDARS_READ = "liaison.calendars"
+
 
 class Calendars:
     """Calendars for one pass of the scheduler: holidays read once, each member's once.
@@ -63,6 +68,23 @@ def calendar_of(
 ) -> Calendar:
     """The member's time zone, working hours and weekdays (else the company's), holidays
     and time away (read here unless given)."""
+    kept = session.info.get(CALENDARS_READ) if holidays is None and away is None else None
+    if kept is not None:
+        key = (member.id, member.timezone, member.work_start, member.work_end, member.workdays)
+        found: tuple[Company, Calendar] | None = kept.get(key)
+        if found is None or found[0] != company:
+            found = kept[key] = (company, _calendar(session, member, company, None, None))
+        return found[1]
+    return _calendar(session, member, company, holidays, away)
+
+
+def _calendar(
+    session: Session,
+    member: Member,
+    company: Company,
+    holidays: frozenset[date] | None,
+    away: Sequence[Span] | None,
+) -> Calendar:
     weekdays = (
         frozenset(int(d) for d in member.workdays.split(",") if d.strip())
         if member.workdays

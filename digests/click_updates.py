@@ -60,19 +60,20 @@ class ClickUpdates:
         messenger = self.sender.deliverer.messengers.get(location.platform)
         if messenger is None:  # that platform is off here: the outbox parks it, as ever
             why = f"no {location.platform} messenger in this process"
-            await self.sender._write(self.sender._park, message, why, report)
+            await self.sender._outcome(self.sender._park, message, why, report=report)
             return False
         try:
             await messenger.update(location, card)
         except Exception as error:  # recorded on the row; the sender retries it
             log.info("card update %s failed at once, left to the outbox: %s", leased.key, error)
             now = datetime.now(UTC)
-            await self.sender._write(self.sender._failed, message, error, now, report)
+            await self.sender._outcome(self.sender._failed, message, error, now, report=report)
             return False
         posted = (location.platform, Posted(location.channel, location.message_id))
-        again = await self.sender._write(
-            self.sender._sent, message, posted, datetime.now(UTC), report
+        recorded = await self.sender._outcome(
+            self.sender._sent, message, posted, datetime.now(UTC), report=report
         )
+        again = recorded == "again"
         if again:
             self.wake()  # a newer state was owed meanwhile: the sender sends it now
         return not again

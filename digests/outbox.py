@@ -2,21 +2,29 @@
 the platform's message id; throttling is waited out, failures retried, then parked, and
 parked messages come back when the platform answers again.
 
-Conversations are sent side by side, each in its own lane at its platform's pace (Slack
-about 1 message/s per channel, Teams 7/s per conversation), so a rep with a hundred new
-leads does not hold up everyone else's messages.
+Conversations are sent side by side, each in its own lane at its platform's pace
+(`digests.pacing`: Slack 1 message/s per conversation after a burst of 3, Teams within its
+per-conversation limits), so a rep with a hundred new leads does not hold up everyone
+else's messages, and every lane is kept as full as that pace allows: up to IN_FLIGHT
+requests are out at once, across lanes. A 429 slows only its lane (chat.postMessage) or
+its method app-wide (`bot.slack_client`), and the message goes again, once.
 
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
-another picks the message up. A lane takes at most as many messages as it can send well
-within the lease, renews each message's lease just before it goes to the platform and,
-while the platform has not answered, every third of a lease (each platform call has a
-timeout shorter than the lease). Before a send the row records `sending_since`; it is
-cleared only once the outcome is known (sent, or refused by the platform). A row that
-still carries it when it is sent again (a timeout, a crash, a database too busy to record
-the send) may already be on the platform: where the platform can say (Slack: the outbox key
-in the message's metadata), the sender looks before it sends, and records what it finds.
-Teams cannot be asked, so there the window stays open: a message whose send timed out may
-arrive twice. Bookkeeping writes are retried while the database is busy.
+another picks the message up. One statement claims many messages, the first of every
+conversation before the second of any, and marks them `sending_since`; the sender renews
+all its leases at once every third of a lease, and sends a message only while its lease
+outlasts the longest platform call. `sending_since` is cleared only once the outcome is
+known (sent, or refused by the platform), or put back as it was on messages given back
+unsent. A row that still carries it when it is claimed again (a timeout, a crash, a
+database too busy to record the send) may already be on the platform: where the platform
+can say (Slack: the outbox key in the message's metadata), the sender looks before it
+sends, and records what it finds. Teams cannot be asked, so there the window stays open: a
+message whose send timed out may arrive twice.
+
+The bookkeeping (render a card as it goes out, record it sent or to retry, where its
+card went) of all lanes is batched: one transaction every few milliseconds, each message
+in a savepoint of its own, in the sender's own threads and on its own connections
+(`Bookkeeping`); writes are retried while the database is busy.
 """
 
 from __future__ import annotations
@@ -27,27 +35,31 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
 import aiohttp
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import String, bindparam, case, cast, literal, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, func, or_, select
 
 from bot import rendering
-from bot.delivery import Deliverer, Parts, Posted
+from bot.delivery import Deliverer, Parts, Posted, remember_card
 from bot.effects import Notify
 from bot.idempotency import OUTBOX_KEY, Probe, Recall
 from bot.messages import Card, card_from_dict, report_from_dict
-from digests import outbox_alerts
+from digests import outbox_alerts, pacing
 from digests.business_time import Company
+from digests.calendars import CALENDARS_READ
 from digests.metrics import OutboxMetrics
 from storage import queries
 from storage.db import Store, busy, unavailable
-from storage.models import CardLocation, Member, OutboxMessage, OutboxStatus
+from storage.models import CardLocation, Lead, Member, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +71,15 @@ BACKOFF_CAP = 900.0  # seconds: a parked message is tried again at least every 1
 PROBE_EVERY = timedelta(seconds=30)  # while messages are parked, ask the platforms this often
 BUSY_FIRST, BUSY_CAP = 0.05, 2.0  # seconds: backoff of a bookkeeping write on a busy database
 THROTTLE_STATUSES = {429, 412, 502, 503, 504}
-# Per-conversation pace: Slack about 1 message/s per channel, Teams 7 per second.
-MIN_INTERVAL = {"slack": 1.0, "teams": 1 / 7, "console": 0.0}
-SLOWEST = max(MIN_INTERVAL.values())
-IN_FLIGHT = 8  # requests to the platforms at once, across all lanes
+# Sustained messages per second per conversation, by platform (see digests.pacing).
+MIN_INTERVAL = {name: (1 / rule.rate if rule.rate else 0.0) for name, rule in pacing.RULES.items()}
+IN_FLIGHT = 64  # requests to the platforms at once, across all lanes
+CLAIM = 2000  # messages one claim may lease
+PER_LANE = 30  # of them, at most this many to one conversation (half a minute at Slack's pace)
+THREADS = 4  # the sender's own threads for its database work
+BATCHES = 2  # bookkeeping transactions under way at once (a render need not wait for a mark)
+LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
+CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
@@ -204,6 +221,27 @@ def held_since(session: Session, *, now: datetime, after_id: int) -> list[Outbox
     )
 
 
+def _lane_key() -> Any:
+    """`lane_of` in SQL: the conversation a row goes to."""
+    location = col(OutboxMessage.location_id)
+    member = col(OutboxMessage.member_id)
+    return case(
+        (location.is_not(None), literal("card:") + cast(location, String)),
+        (member.is_not(None), literal("member:") + cast(member, String)),
+        else_=literal("target:") + func.coalesce(col(OutboxMessage.target), ""),
+    )
+
+
+@dataclass
+class Claimed:
+    """A message this sender leased, with when an earlier send of it, whose outcome is not
+    known, started (None: no earlier send may have posted it)."""
+
+    message: OutboxMessage
+    earlier: datetime | None
+    member: Member | None = None  # the recipient, as read with the claim
+
+
 def claim(
     session: Session,
     *,
@@ -213,36 +251,196 @@ def claim(
     lease: timedelta = LEASE,
     busy: frozenset[str] = frozenset(),
     per_lane: int | None = None,
-) -> list[OutboxMessage]:
-    """Due messages, and messages whose sender's lease ran out, leased to `owner`: none
-    for the conversations in `busy` (this sender is already sending to them), and at most
-    `per_lane` per conversation, so a lane's last message still goes out within its lease."""
+) -> list[Claimed]:
+    """Due messages, and messages whose sender's lease ran out, leased to `owner` in one
+    statement: none for the conversations in `busy` (this sender is already sending to
+    them), at most `per_lane` per conversation, and the first of every conversation before
+    the second of any, so one claim serves as many conversations as it can.
+
+    The send is marked as started (`sending_since`) here, for all of them at once: a row
+    that carries it may be on the platform, so if this sender dies before it records the
+    outcome, the next one looks before it sends (the mark is put back on rows given back
+    unsent, see `Sender._release`)."""
     members = [int(k.partition(":")[2]) for k in busy if k.startswith("member:")]
     targets = [k.partition(":")[2] for k in busy if k.startswith("target:")]
-    query = select(OutboxMessage).where(_claimable(now))
+    cards = [int(k.partition(":")[2]) for k in busy if k.startswith("card:")]
+    lane = _lane_key()
+    rank = func.row_number().over(
+        partition_by=lane, order_by=(col(OutboxMessage.not_before), col(OutboxMessage.id))
+    )
+    ranked: Any = select(
+        col(OutboxMessage.id).label("id"),
+        col(OutboxMessage.not_before).label("not_before"),
+        rank.label("rank"),
+    ).where(_claimable(now))
     if members:
         member = col(OutboxMessage.member_id)
-        query = query.where(or_(member.is_(None), member.not_in(members)))
+        ranked = ranked.where(or_(member.is_(None), member.not_in(members)))
     if targets:
         target = col(OutboxMessage.target)
-        query = query.where(or_(target.is_(None), target.not_in(targets)))
+        ranked = ranked.where(or_(target.is_(None), target.not_in(targets)))
+    if cards:
+        location = col(OutboxMessage.location_id)
+        ranked = ranked.where(or_(location.is_(None), location.not_in(cards)))
+    inner = ranked.subquery()
+    picked = select(inner.c.id)
+    if per_lane is not None:
+        picked = picked.where(inner.c.rank <= per_lane)
+    ids = list(
+        session.execute(
+            picked.order_by(inner.c.rank, inner.c.not_before, inner.c.id).limit(limit)
+        ).scalars()
+    )
+    if not ids:
+        return []
+    # Locked and checked again: another sender may have taken some meanwhile.
     rows = session.exec(
-        query.order_by(col(OutboxMessage.not_before), col(OutboxMessage.id))
-        .limit(limit)
+        select(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(ids), _claimable(now))
         .with_for_update(skip_locked=True)
     ).all()
-    taken: list[OutboxMessage] = []
-    per: dict[str, int] = {}
+    if not rows:
+        return []
+    taken = [Claimed(row, row.sending_since) for row in rows]
+    until = now + lease
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_([row.id for row in rows]))
+        .values(
+            status=OutboxStatus.sending.value,
+            claimed_by=owner,
+            claimed_until=until,
+            sending_since=func.coalesce(col(OutboxMessage.sending_since), now),
+        )
+        .execution_options(synchronize_session=False)
+    )
     for row in rows:
-        lane = lane_of(row)
-        if per_lane is not None and per.get(lane, 0) >= per_lane:
-            continue  # left pending (its lock ends with this transaction)
-        per[lane] = per.get(lane, 0) + 1
-        row.status, row.claimed_by = OutboxStatus.sending.value, owner
-        row.claimed_until = now + lease
-        session.add(row)
-        taken.append(row)
-    return taken
+        session.expunge(row)
+        row.status, row.claimed_by, row.claimed_until = OutboxStatus.sending.value, owner, until
+        row.sending_since = row.sending_since or now
+    order = {id_: n for n, id_ in enumerate(ids)}
+    return sorted(taken, key=lambda c: order[c.message.id])
+
+
+def _mark_sent() -> Any:
+    """The one statement that marks a message sent (built once: lanes mark many a second);
+    a newer state of a card owed while it was in flight makes it pending again, to send
+    again. Its `parked_at` comes back (a message delivered after being parked)."""
+    table: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+    newer = table.c.revision != bindparam("revision_sent")
+    now = bindparam("now", type_=table.c.sent_at.type)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("the_id"))
+        .values(
+            status=case((newer, OutboxStatus.pending.value), else_=OutboxStatus.sent.value),
+            not_before=case((newer, now), else_=table.c.not_before),
+            sent_at=now,
+            claimed_until=None,
+            platform=bindparam("the_platform"),
+            message_id=bindparam("the_message_id"),
+            sending_since=None,
+        )
+        .returning(table.c.parked_at, table.c.status)
+    )
+
+
+MARK_SENT = _mark_sent()
+
+
+class Bookkeeping:
+    """The sender's writes and reads of many messages, in one transaction each time.
+
+    Lanes ask for their bookkeeping (render a card, mark a message sent, retry it later…)
+    and wait for it; whatever was asked within `linger` seconds, or while the previous
+    transaction ran, goes in the next one. Should a piece fail, the transaction is rolled
+    back and each piece runs again in a transaction of its own, so one piece's failure is
+    that piece's alone (pieces touch only the database, so running again is safe). It runs
+    in the sender's own threads, on the sender's own connections, so a burst of webhooks or
+    clicks does not starve delivery."""
+
+    def __init__(
+        self,
+        store: Store,
+        run: Callable[[Callable[[], Any]], Awaitable[Any]],
+        local: threading.local,
+        linger: float = LINGER,
+        prepare: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.prepare = prepare  # reads for all the batch's pieces at once, first
+        self.run_in_thread = run
+        self.linger = linger
+        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._running = 0  # batches under way (up to BATCHES at once, on their own threads)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._local = local  # where a piece finds the batch's session (`Sender._session`)
+        self.transactions = 0  # how many it took (benchmarks and tests count them)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """`work()` (which opens `self.session()`) in the next batch; its result or error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((work, future))
+        if self._running < BATCHES:
+            self._running += 1
+            task = loop.create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            await self._flush_all()
+        finally:
+            self._running -= 1
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            if self.linger:
+                await asyncio.sleep(self.linger)
+            batch, self._queue = self._queue, []
+            if not batch:
+                break  # another batch took them
+            try:
+                outcomes = await self.run_in_thread(partial(self._all, [w for w, _ in batch]))
+            except BaseException as error:  # the transaction as a whole failed
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _all(self, works: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        if len(works) > 1:
+            try:
+                with self.store.session() as session:
+                    self._local.session = session
+                    if self.prepare is not None:
+                        self.prepare(session)
+                    results = [work() for work in works]
+                self.transactions += 1
+                return [(True, result) for result in results]
+            except Exception:  # rolled back; each piece again on its own, below
+                log.debug("outbox: a batch failed; its pieces run one by one", exc_info=True)
+            finally:
+                self._local.session = None
+        outcomes: list[tuple[bool, Any]] = []
+        for work in works:
+            try:
+                outcomes.append((True, work()))  # in a session of its own
+            except Exception as error:  # that piece's own failure, told to its lane
+                outcomes.append((False, error))
+            self.transactions += 1
+        return outcomes
 
 
 class Sender:
@@ -260,6 +458,7 @@ class Sender:
         metrics: OutboxMetrics | None = None,
         admin_channel: str | None = None,
         jitter: Callable[[], float] = random.random,
+        threads: int = THREADS,
     ) -> None:
         self.store = store
         self.company = company or Company()  # business time on cards rendered when sent
@@ -271,18 +470,48 @@ class Sender:
         self.deliverer = deliverer
         self.owner = owner
         self.clock = clock
-        self.last_sent: dict[str, float] = {}
+        self.paces: dict[str, pacing.Lane] = {}  # conversation → its platforms' buckets
         self.busy: set[str] = set()
+        # Leases this sender holds (message id → until when), renewed all at once.
+        self.held: dict[int, datetime] = {}
         self._claiming = threading.Lock()  # drains may run in several threads (console)
-        # One limit per event loop (the console drains from a thread's loop too).
+        self._batch = threading.local()  # the session of the batch a thread is running
+        # Delivery's own threads: the default executor may be full of handlers' work.
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="outbox")
+        # One limit and one bookkeeping per event loop (the console drains from a thread's
+        # loop too).
         self._in_flight: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             WeakKeyDictionary()
         )
+        self._books: WeakKeyDictionary[asyncio.AbstractEventLoop, Bookkeeping] = WeakKeyDictionary()
         # Set when something was owed while a drain runs, so it claims it at once.
         self._owed: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
             WeakKeyDictionary()
         )
-        self.per_lane = max(1, int(lease.total_seconds() / 2 / SLOWEST)) if SLOWEST else None
+        self.per_lane = PER_LANE
+        self._calendars_read: dict[Any, Any] = {}
+        self._to_render: set[int] = set()  # leads whose cards the next batch renders
+        self._calendars_since = float("-inf")
+
+    def use_store(self, store: Store) -> None:
+        """Deliver through `store` from now on (connections of delivery's own, see
+        `Clockwork.start`)."""
+        self.store = store
+        for books in self._books.values():
+            books.store = store
+
+    @property
+    def books(self) -> Bookkeeping:
+        loop = asyncio.get_running_loop()
+        books = self._books.get(loop)
+        if books is None:
+            books = self._books[loop] = Bookkeeping(
+                self.store, self._in_thread, self._batch, prepare=self._read_ahead
+            )
+        return books
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     def owed(self) -> None:
         """Messages were just owed: a drain that is running claims them now, not at its next
@@ -292,7 +521,7 @@ class Sender:
                 loop.call_soon_threadsafe(event.set)
 
     async def drain(
-        self, now: datetime, limit: int = 200, report: SendReport | None = None
+        self, now: datetime, limit: int = CLAIM, report: SendReport | None = None
     ) -> SendReport:
         """Send everything due at `now` (and what falls due meanwhile), conversations side
         by side; returns once every lane it started has finished. Pass `report` to watch
@@ -307,34 +536,46 @@ class Sender:
             return now + timedelta(seconds=self.clock() - started)
 
         owed = self._owed.setdefault(asyncio.get_running_loop(), asyncio.Event())
-        while True:
-            owed.clear()
-            claimed = await asyncio.to_thread(self._claim, current(), limit)
-            for lane, messages in claimed.items():
-                lanes.add(asyncio.create_task(self._lane(lane, messages, report, current)))
-            if not lanes:
-                return report
-            more = asyncio.create_task(owed.wait())
-            done, _ = await asyncio.wait(
-                {*lanes, more}, timeout=POLL, return_when=asyncio.FIRST_COMPLETED
-            )
-            more.cancel()
-            done.discard(more)
-            lanes -= done
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    log.error("outbox lane ended by an error", exc_info=task.exception())
+        leases = asyncio.create_task(self._keep_leases(current))
+        try:
+            while True:
+                owed.clear()
+                claimed = await self._claim(current(), limit)
+                for lane, messages in claimed.items():
+                    lanes.add(asyncio.create_task(self._lane(lane, messages, report, current)))
+                if not lanes:
+                    return report
+                more = asyncio.create_task(owed.wait())
+                done, _ = await asyncio.wait(
+                    {*lanes, more}, timeout=POLL, return_when=asyncio.FIRST_COMPLETED
+                )
+                more.cancel()
+                done.discard(more)
+                lanes -= done
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("outbox lane ended by an error", exc_info=task.exception())
+        finally:
+            leases.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases
+            self._forget_quiet_lanes()
+
+    def _forget_quiet_lanes(self) -> None:
+        now = self.clock()
+        for lane in [k for k, pace in self.paces.items() if k not in self.busy and pace.quiet(now)]:
+            del self.paces[lane]
 
     async def _look_after_parked(self, now: datetime) -> None:
         """Put parked messages back in line when they are due again or a platform answers
         its health probe, and tell the admin when messages were parked or delivered again."""
         try:
-            if await asyncio.to_thread(self._parked_to_revive, now):
+            if await self._in_thread(partial(self._parked_to_revive, now)):
                 healthy = await self._probe(now)
-                revived = await asyncio.to_thread(self._revive, now, healthy)
+                revived = await self._in_thread(partial(self._revive, now, healthy))
                 if revived:
                     log.info("outbox: %d parked messages back in line", revived)
-            await asyncio.to_thread(self._alert, now)
+            await self._in_thread(partial(self._alert, now))
         except OperationalError as error:  # the next drain tries again
             if unavailable(error) and not busy(error):
                 raise  # the database is away: the sender's loop backs off and says so once
@@ -366,19 +607,25 @@ class Sender:
             )
             outbox_alerts.review_refused(session, now=now, admin_channel=self.admin_channel)
 
-    def _claim(self, now: datetime, limit: int) -> dict[str, list[OutboxMessage]]:
+    async def _claim(self, now: datetime, limit: int) -> dict[str, list[Claimed]]:
         """Claim due messages for conversations no lane of this sender is serving yet."""
-        with self._claiming:
-            rows = self._busy_retry_sync(self._claim_rows, now, limit)
-            lanes: dict[str, list[OutboxMessage]] = {}
-            for row in rows:
-                lanes.setdefault(lane_of(row), []).append(row)
-            self.busy.update(lanes)
-            return lanes
+        delay = BUSY_FIRST
+        for tries in range(6):
+            try:
+                return await self._in_thread(partial(self._claim_rows, now, limit))
+            except OperationalError as error:
+                if (unavailable(error) and not busy(error)) or tries == 5:
+                    raise  # away, not busy: the sender's loop backs off and says so once
+                log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BUSY_CAP)
+        raise AssertionError("unreachable")
 
-    def _claim_rows(self, now: datetime, limit: int) -> list[OutboxMessage]:
-        with self.store.session() as session:
-            return claim(
+    def _claim_rows(self, now: datetime, limit: int) -> dict[str, list[Claimed]]:
+        """One claim, in a transaction of its own (drains of other threads' loops, in the
+        console, claim one after the other)."""
+        with self._claiming, self.store.session() as session:
+            rows = claim(
                 session,
                 now=now,
                 owner=self.owner,
@@ -387,31 +634,53 @@ class Sender:
                 busy=frozenset(self.busy),
                 per_lane=self.per_lane,
             )
+            ids = {c.message.member_id for c in rows if c.message.member_id is not None}
+            members = {
+                m.id: m for m in session.exec(select(Member).where(col(Member.id).in_(ids))).all()
+            }
+            for member in members.values():
+                session.expunge(member)
+            lanes: dict[str, list[Claimed]] = {}
+            for row in rows:
+                row.member = members.get(row.message.member_id or 0)
+                lanes.setdefault(lane_of(row.message), []).append(row)
+                self.held[row.message.id or 0] = row.message.claimed_until or now
+            self.busy.update(lanes)
+            return lanes
 
-    def _busy_retry_sync(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A short write retried a few times while SQLite is busy (claims run in a thread)."""
-        delay = BUSY_FIRST
-        for _ in range(5):
-            try:
-                return write(*args, **kwargs)
-            except OperationalError as error:
-                if unavailable(error) and not busy(error):
-                    raise  # away, not busy: the sender's loop backs off and says so once
-                log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, BUSY_CAP)
-        return write(*args, **kwargs)
+    @contextlib.contextmanager
+    def books_session(self) -> Iterator[Session]:
+        """The session of the bookkeeping batch running in this thread (or a session of its
+        own outside a batch). Cards rendered in it share the calendars they read."""
+        shared: Session | None = getattr(self._batch, "session", None)
+        if shared is not None:
+            shared.info[CALENDARS_READ] = self._calendars()
+            yield shared
+            return
+        with self.store.session() as session:
+            session.info[CALENDARS_READ] = self._calendars()
+            yield session
+
+    def _calendars(self) -> dict[Any, Any]:
+        """The reps' calendars read for cards in the last few seconds (a burst of cards to
+        200 reps reads each one's calendar once, not once per card): a change of working
+        hours, holidays or time away shows on cards rendered CALENDARS_FOR later at most."""
+        now = self.clock()
+        if now - self._calendars_since > CALENDARS_FOR:
+            self._calendars_read, self._calendars_since = {}, now
+        return self._calendars_read
 
     async def _write(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A bookkeeping write (renew, mark sent, retry, park), retried with backoff while the
-        database is busy or away, for up to two leases (the lease is renewed meanwhile by the
-        send's heartbeat); then the error propagates and the lane logs it. A row it could
-        not mark stays leased with `sending_since`, so it is checked, not resent blindly."""
+        """A bookkeeping write (mark sent, retry, park), batched with the other lanes', and
+        retried with backoff while the database is busy or away, for up to two leases (the
+        sender renews the lease meanwhile); then the error propagates and the lane logs it.
+        A row it could not mark stays leased with `sending_since`, so it is checked, not
+        resent blindly."""
         delay = BUSY_FIRST
         deadline = self.clock() + 2 * self.lease.total_seconds()
         while True:
             try:
-                return await asyncio.to_thread(write, *args, **kwargs)
+                return await self.books.run(partial(write, *args, **kwargs))
             except OperationalError as error:
                 if self.clock() + delay > deadline:
                     raise
@@ -422,153 +691,224 @@ class Sender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BUSY_CAP)
 
-    async def _lane(
-        self,
-        lane: str,
-        messages: list[OutboxMessage],
-        report: SendReport,
-        current: Callable[[], datetime],
-    ) -> None:
-        """One conversation's messages, in order, at its platform's pace."""
-        try:
-            for message in messages:
-                await self._pace(lane, self._interval(message))
-                try:
-                    await self._send_one(message, report, current)
-                except Exception:  # the lane goes on; the row keeps its marker for a check
-                    log.exception("outbox %s: lane %s could not finish it", message.key, lane)
-                self.last_sent[lane] = self.clock()
-        finally:
-            with self._claiming:
-                self.busy.discard(lane)
-
-    def _interval(self, message: OutboxMessage) -> float:
-        """The strictest pace among the platforms the message may go through (an update in
-        place posts nothing new: the platform's own 429s pace it)."""
-        if message.location_id is not None:
-            return 0.0
-        if message.target:
-            return MIN_INTERVAL.get(message.target.partition(":")[0], 1.0)
-        return max((MIN_INTERVAL.get(p, 1.0) for p in self.deliverer.messengers), default=0.0)
-
-    async def _pace(self, lane: str, interval: float) -> None:
-        """Wait until `interval` has passed since the platform answered this lane's last
-        message: that request certainly arrived before its answer, so two messages to one
-        conversation reach the platform at least the interval apart."""
-        last = self.last_sent.get(lane)
-        if last is not None:
-            wait = interval - (self.clock() - last)
-            if wait > 0:
-                await asyncio.sleep(wait)
-
-    def _renew(self, message: OutboxMessage, now: datetime) -> bool:
-        """Renew the lease on `message`; False when it is no longer ours (a lease can run out
-        while a message waits its turn, and another sender may then have taken it)."""
-        with self.store.session() as session:
-            row = session.get(OutboxMessage, message.id, with_for_update=True)
-            if row is None or not self._holds(row):
-                return False
-            row.claimed_until = now + self.lease
-            session.add(row)
-            return True
-
-    def _begin(self, message: OutboxMessage, now: datetime) -> tuple[bool, datetime | None]:
-        """Renew the lease just before the send and mark the send as started; returns whether
-        the row is still ours and when an earlier send, whose outcome is unknown, started."""
-        with self.store.session() as session:
-            row = session.get(OutboxMessage, message.id, with_for_update=True)
-            if row is None or not self._holds(row):
-                return False, None
-            earlier = row.sending_since
-            row.claimed_until = now + self.lease
-            row.sending_since = earlier or now
-            session.add(row)
-            return True, earlier
-
-    async def _heartbeat(self, message: OutboxMessage, current: Callable[[], datetime]) -> None:
-        """Renew the lease every third of it while the send is in flight."""
+    async def _keep_leases(self, current: Callable[[], datetime]) -> None:
+        """Renew every lease this sender holds, all at once, every third of a lease: while
+        messages wait their turn in a lane and while a send is in flight."""
         every = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
             try:
-                if not await asyncio.to_thread(self._renew, message, current()):
-                    log.warning("outbox %s: lease lost while the send is in flight", message.key)
-                    return
+                await self._renew(list(self.held), current())
             except OperationalError as error:
                 if unavailable(error) and not busy(error):
                     self.store.outage.lost(error)
                 else:
-                    log.warning("outbox %s: lease not renewed (%s)", message.key, error.orig)
+                    log.warning("outbox: leases not renewed (%s)", error.orig)
 
-    async def _send_one(
-        self, message: OutboxMessage, report: SendReport, current: Callable[[], datetime]
-    ) -> None:
-        parts = self._parts(message)
-        loop = asyncio.get_running_loop()
-        in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
-        ours, earlier = await self._write(self._begin, message, current())
-        if not ours:
-            log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
+    async def _renew(self, ids: list[int], now: datetime) -> None:
+        if not ids:
             return
-        heartbeat = asyncio.create_task(self._heartbeat(message, current))
-        try:
-            await self._send_held(message, parts, earlier, in_flight, report, current)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        renewed = await self.books.run(partial(self._renew_rows, ids, now))
+        until = now + self.lease
+        for id_ in ids:
+            if id_ not in self.held:
+                continue  # its outcome was recorded meanwhile
+            if id_ in renewed:
+                self.held[id_] = until
+            else:
+                self.held.pop(id_, None)
+                log.info("outbox: message %s is no longer ours to send", id_)
 
-    async def _send_held(
+    def _renew_rows(self, ids: list[int], now: datetime) -> set[int]:
+        """Renew the leases on `ids` still ours; the ids renewed."""
+        renewed: set[int] = set()
+        with self.books_session() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id).in_(chunk),
+                        col(OutboxMessage.status) == OutboxStatus.sending,
+                        col(OutboxMessage.claimed_by) == self.owner,
+                    )
+                    .values(claimed_until=now + self.lease)
+                    .returning(col(OutboxMessage.id))
+                    .execution_options(synchronize_session=False)
+                ).scalars()
+                renewed.update(found)
+        return renewed
+
+    async def _still_ours(self, message: OutboxMessage, now: datetime) -> bool:
+        """Whether this sender may send `message` now: it holds its lease for long enough
+        to see the send through (a platform call takes at most half a lease); renewed
+        first if the regular renewal fell behind (a database too busy to answer)."""
+        id_ = message.id or 0
+        until = self.held.get(id_)
+        if until is not None and until - now >= self.lease / 2:
+            return True
+        if until is not None:
+            await self._renew([id_], now)
+        return id_ in self.held
+
+    async def _lane(
         self,
-        message: OutboxMessage,
-        parts: Parts,
-        earlier: datetime | None,
-        in_flight: asyncio.Semaphore,
+        lane: str,
+        messages: list[Claimed],
         report: SendReport,
         current: Callable[[], datetime],
     ) -> None:
-        """Send a message whose lease this sender holds (renewed by the heartbeat). A part
-        an earlier try may have sent (`earlier`: when it started) is looked for first and,
-        when found, counted as done rather than sent again."""
+        """One conversation's messages, in order, at its platforms' pace; a 429 gives the
+        rest back to be sent once the platform's `Retry-After` has passed, in order."""
+        pace = self.paces.setdefault(lane, pacing.Lane())
+        left = list(messages)
+        try:
+            while left:
+                claimed = left.pop(0)
+                platforms = self._platforms(claimed.message)
+                wait = pace.wait(platforms, self.clock())
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                throttled: float | None = None
+                try:
+                    throttled = await self._send_one(claimed, report, current)
+                except Exception:  # the lane goes on; the row keeps its marker for a check
+                    log.exception(
+                        "outbox %s: lane %s could not finish it", claimed.message.key, lane
+                    )
+                    self.held.pop(claimed.message.id or 0, None)
+                pace.answered(platforms, self.clock())
+                if throttled is None:
+                    continue
+                if left:
+                    rest, left = left, []
+                    for other in rest:
+                        self.held.pop(other.message.id or 0, None)
+                    until = current() + timedelta(seconds=throttled)
+                    await self._write(self._release, rest, until)
+                # Claimed again the moment the platform's wait is over, not at the next poll.
+                loop = asyncio.get_running_loop()
+                owed = self._owed.get(loop)
+                if owed is not None:
+                    loop.call_later(throttled, owed.set)
+        finally:
+            for claimed in left:
+                self.held.pop(claimed.message.id or 0, None)
+            with self._claiming:
+                self.busy.discard(lane)
+            if left:  # cancelled (shutting down): what was not sent goes back in line now
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._write(self._release, left, current()))
+
+    def _release(self, messages: list[Claimed], not_before: datetime) -> None:
+        """Give back messages this sender claimed and did not send, with their marks as
+        they were before the claim."""
+        with self.books_session() as session:
+            for claimed in messages:
+                row = session.get(OutboxMessage, claimed.message.id, with_for_update=True)
+                if row is None or not self._holds(row):
+                    continue
+                row.status, row.claimed_until = OutboxStatus.pending.value, None
+                row.not_before, row.sending_since = not_before, claimed.earlier
+                session.add(row)
+
+    def _platforms(self, message: OutboxMessage) -> list[str]:
+        """The platforms whose per-conversation pace a message keeps: its channel's, or
+        every platform a member may be reached on (an update in place posts nothing new:
+        its method's 429s pace it)."""
+        if message.location_id is not None:
+            return []
+        if message.target:
+            return [message.target.partition(":")[0]]
+        return list(self.deliverer.messengers)
+
+    async def _send_one(
+        self, claimed: Claimed, report: SendReport, current: Callable[[], datetime]
+    ) -> float | None:
+        """Send one claimed message and record the outcome; returns the seconds the platform
+        asked this conversation to wait (a 429), if it did."""
+        message = claimed.message
+        if not await self._still_ours(message, current()):
+            log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
+            return None
+        loop = asyncio.get_running_loop()
+        in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
+        parts = self._parts(message)
         key = OUTBOX_KEY.set(message.key)
         found: tuple[str, str, Posted] | None = None
         posted: list[tuple[str, Posted]] = []
+        cards: list[tuple[str, Posted]] = []  # handoff cards to record where they went
         try:
-            async with in_flight:
-                if earlier is not None and message.location_id is None:
-                    found = await self._recall(message, earlier)
-                if found is not None:
-                    log.info("outbox %s: %s went out on an earlier try", message.key, found[0])
-                    parts.done.setdefault(found[0], found[2])
-                posted = await self._deliver(message, current(), parts)
+            if claimed.earlier is not None and message.location_id is None:
+                async with in_flight:
+                    found = await self._recall(message, claimed.earlier)
+            if found is not None:
+                log.info("outbox %s: %s went out on an earlier try", message.key, found[0])
+                parts.done.setdefault(found[0], found[2])
+            posted = await self._deliver(claimed, current(), parts, in_flight, cards)
         except rendering.NothingToRender as gone:
-            await self._write(self._park, message, str(gone), report)
-            return
+            await self._outcome(self._park, message, str(gone), report=report)
+            return None
         except Exception as error:  # any platform error is recorded on the message
-            await self._write(self._failed, message, error, current(), report, part=parts.trying)
-            return
+            delay = throttle_delay(error)
+            counted = await self._outcome(
+                self._failed, message, error, current(), parts.trying, cards, report=report
+            )
+            if delay is not None and counted is not None:
+                self.metrics.throttled.inc()
+            return delay
         finally:
             OUTBOX_KEY.reset(key)
         if not posted and found is not None:
             posted = [(found[1], found[2])]
         if not posted:
-            await self._write(
+            await self._outcome(
                 self._park,
                 message,
                 "recipient is not reachable on any platform (no Slack id, no Teams chat)",
-                report,
+                report=report,
             )
-            return
-        await self._write(self._sent, message, posted[0], current(), report)
+            return None
+        await self._outcome(self._sent, message, posted[0], current(), cards, report=report)
+        return None
+
+    async def _outcome(
+        self, write: Callable[..., str | None], *args: Any, report: SendReport
+    ) -> str | None:
+        """Record a send's outcome (`write` returns which: sent, recovered, retried, failed,
+        parked; None when the row is no longer ours) and count it, once it is committed;
+        the lease is then no longer this sender's to keep."""
+        message: OutboxMessage = args[0]
+        try:
+            counted = await self._write(write, *args)
+        finally:
+            self.held.pop(message.id or 0, None)
+        if counted in ("sent", "recovered", "again"):
+            report.sent += 1
+            report.keys.append(message.key)
+            self.metrics.sent.inc()
+            if counted == "recovered":
+                self.metrics.recovered.inc()
+        elif counted == "retried":
+            report.retried += 1
+            self.metrics.retried.inc()
+        elif counted == "failed":
+            report.failed += 1
+            self.metrics.failed.inc()
+        elif counted in ("parked", "parked again"):
+            report.failed += 1
+            if counted == "parked":
+                self.metrics.parked.inc()
+        return counted
 
     async def _recall(
         self, message: OutboxMessage, since: datetime
     ) -> tuple[str, str, Posted] | None:
         """Where an earlier send of `message` landed, if a platform can tell (Slack): the
         part's name (as `Deliverer` names it), the platform, and the message."""
-        member = await asyncio.to_thread(self._member, message.member_id)
+        member = await self._in_thread(partial(self._member, message.member_id))
         platform, _, channel = (message.target or "").partition(":")
-        threads = await asyncio.to_thread(self._threads, message)
+        threads = await self._in_thread(partial(self._threads, message))
         for messenger in self.deliverer.messengers.values():
             if not isinstance(messenger, Recall):
                 continue
@@ -609,16 +949,29 @@ class Sender:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
         if not message.render:
             return card_from_dict(message.card)
-        return await asyncio.to_thread(self._render, message, member_id, now)
+        if message.lead_id is not None:
+            self._to_render.add(message.lead_id)
+        return await self._write(self._render, message, member_id, now)
+
+    def _read_ahead(self, session: Session) -> None:
+        """The leads the batch renders cards of, and their owners, in two queries, so each
+        card's renderer finds them in the session instead of asking one by one."""
+        ids, self._to_render = self._to_render, set()
+        if not ids:
+            return
+        leads = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
+        owners = {lead.owner_id for lead in leads if lead.owner_id is not None}
+        if owners:
+            session.exec(select(Member).where(col(Member.id).in_(owners))).all()
 
     def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
-        with self.store.session() as session:
+        with self.books_session() as session:
             return rendering.card_of(
                 session, message, member_id=member_id, now=now, company=self.company
             )
 
     def _update_of(self, message: OutboxMessage, now: datetime) -> tuple[CardLocation, Card]:
-        with self.store.session() as session:
+        with self.books_session() as session:
             location = session.get(CardLocation, message.location_id)
             if location is None:
                 raise rendering.NothingToRender(f"card location {message.location_id} is gone")
@@ -628,15 +981,19 @@ class Sender:
             card = rendering.card_of(
                 session, message, member_id=location.member_id, now=now, company=self.company
             )
+            session.expunge(location)
             return location, card
 
-    async def _update(self, message: OutboxMessage, now: datetime) -> list[tuple[str, Posted]]:
+    async def _update(
+        self, message: OutboxMessage, now: datetime, in_flight: asyncio.Semaphore
+    ) -> list[tuple[str, Posted]]:
         """Replace a posted card in place with its state now."""
-        location, card = await asyncio.to_thread(self._update_of, message, now)
+        location, card = await self._write(self._update_of, message, now)
         messenger = self.deliverer.messengers.get(location.platform)
         if messenger is None:
             return []
-        await messenger.update(location, card)
+        async with in_flight:
+            await messenger.update(location, card)
         return [(location.platform, Posted(location.channel, location.message_id))]
 
     def _parts(self, message: OutboxMessage) -> Parts:
@@ -645,14 +1002,14 @@ class Sender:
         done = {name: Posted.from_dict(p) for name, p in (message.parts_done or {}).items()}
 
         async def record(name: str, posted: Posted) -> None:
-            await asyncio.to_thread(self._part_done, message, name, posted)
+            await self._write(self._part_done, message, name, posted)
 
         return Parts(done, record)
 
     def _part_done(self, message: OutboxMessage, name: str, posted: Posted) -> None:
         """Record a delivered part even if the lease was lost meanwhile: the part went out,
         and whoever holds the row now must not send it again."""
-        with self.store.session() as session:
+        with self.books_session() as session:
             row = session.get(OutboxMessage, message.id, with_for_update=True)
             if row is None:
                 return
@@ -660,28 +1017,42 @@ class Sender:
             session.add(row)
 
     async def _deliver(
-        self, message: OutboxMessage, now: datetime, parts: Parts
+        self,
+        claimed: Claimed,
+        now: datetime,
+        parts: Parts,
+        in_flight: asyncio.Semaphore,
+        cards: list[tuple[str, Posted]],
     ) -> list[tuple[str, Posted]]:
+        message = claimed.message
         if message.location_id is not None:
-            return await self._update(message, now)
+            return await self._update(message, now, in_flight)
         if message.member_id is not None:
             card = await self._card(message, message.member_id, now)
-            return await self.deliverer.notify(
-                Notify(
-                    message.member_id,
-                    card,
-                    lead_id=message.lead_id,
-                    purpose=message.purpose,
-                    in_thread=message.in_thread,
-                ),
-                parts,
-            )
-        if "report" in message.card:
-            report = report_from_dict(message.card["report"])
-            one = await self.deliverer.post_report(message.target or "", report, parts)
-        else:
-            card = await self._card(message, None, now)
-            one = await self.deliverer.post(message.target or "", card, parts)
+
+            async def remember(_: Notify, __: Member, platform: str, posted: Posted) -> None:
+                cards.append((platform, posted))  # recorded with the outcome, in its batch
+
+            async with in_flight:
+                return await self.deliverer.notify(
+                    Notify(
+                        message.member_id,
+                        card,
+                        lead_id=message.lead_id,
+                        purpose=message.purpose,
+                        in_thread=message.in_thread,
+                    ),
+                    parts,
+                    member=claimed.member,
+                    record=remember,
+                )
+        async with in_flight:
+            if "report" in message.card:
+                report = report_from_dict(message.card["report"])
+                one = await self.deliverer.post_report(message.target or "", report, parts)
+            else:
+                card = await self._card(message, None, now)
+                one = await self.deliverer.post(message.target or "", card, parts)
         return [one] if one else []
 
     def _holds(self, row: OutboxMessage) -> bool:
@@ -689,102 +1060,117 @@ class Sender:
         another sender may have taken it over (or sent it), and must not be undone."""
         return row.status == OutboxStatus.sending and row.claimed_by == self.owner
 
+    def _remember_cards(
+        self, session: Session, message: OutboxMessage, cards: list[tuple[str, Posted]]
+    ) -> None:
+        for platform, posted in cards:
+            remember_card(
+                session,
+                lead_id=message.lead_id or 0,
+                purpose=message.purpose,
+                member_id=message.member_id,
+                platform=platform,
+                posted=posted,
+                at=datetime.now(UTC),
+            )
+
     def _sent(
-        self, message: OutboxMessage, where: tuple[str, Posted], now: datetime, report: SendReport
-    ) -> bool:
-        """Record the send; True when a newer state was owed meanwhile (due again now)."""
-        again = False
-        with self.store.session() as session:
-            row = session.get(OutboxMessage, message.id, with_for_update=True)
-            if row is None:
-                return False
-            row.status, row.sent_at, row.claimed_until = OutboxStatus.sent.value, now, None
-            row.platform, row.message_id = where[0], where[1].message_id
-            row.sending_since = None
-            recovered = row.parked_at is not None
-            if row.revision != message.revision:
-                # A newer state of this card was owed while it was in flight: send again.
-                row.status, row.not_before = OutboxStatus.pending.value, now
-                again = True
-            session.add(row)
-        report.sent += 1
-        report.keys.append(message.key)
-        self.metrics.sent.inc()
-        if recovered:
-            self.metrics.recovered.inc()
-        return again
+        self,
+        message: OutboxMessage,
+        where: tuple[str, Posted],
+        now: datetime,
+        cards: list[tuple[str, Posted]] | None = None,
+    ) -> str | None:
+        """Mark `message` sent (and record where its cards went); "again" when a newer state
+        of its card was owed meanwhile (due again now), "recovered" when it had been parked
+        before."""
+        with self.books_session() as session:
+            self._remember_cards(session, message, cards or [])
+            parked_at = session.execute(
+                MARK_SENT,
+                {
+                    "the_id": message.id,
+                    "revision_sent": message.revision,
+                    "now": now,
+                    "the_platform": where[0],
+                    "the_message_id": where[1].message_id,
+                },
+            ).first()
+        if parked_at is None:
+            return None
+        if parked_at[1] == OutboxStatus.pending:
+            return "again"
+        return "recovered" if parked_at[0] is not None else "sent"
 
     def _failed(
         self,
         message: OutboxMessage,
         error: BaseException,
         now: datetime,
-        report: SendReport,
         part: str = "",
-    ) -> None:
+        cards: list[tuple[str, Posted]] | None = None,
+    ) -> str | None:
         """Retry later, or park after the usual attempts; `part`, when the message is sent
         in parts, names the one that failed (the parts done before it stay done)."""
         delay = throttle_delay(error)
         failed = f"{part} part: " if part else ""
-        with self.store.session() as session:
+        with self.books_session() as session:
+            self._remember_cards(session, message, cards or [])
             row = session.get(OutboxMessage, message.id)
             if row is None or not self._holds(row):
-                return
+                return None
             row.claimed_until = None
             row.last_error = f"{failed}{type(error).__name__}: {error}"[:500]
-            if outcome_known(error):
+            if outcome_known(error) and not isinstance(error, SQLAlchemyError):
+                # (A database error came from this side's bookkeeping, not the platform:
+                # what was sent before it stays unknown, to be looked for.)
                 row.sending_since = None
             throttled = delay is not None
-            if throttled:
-                self.metrics.throttled.inc()
-            else:
+            if not throttled:
                 row.attempts += 1
             wait = delay if delay is not None else backoff(row.attempts, self.jitter())
+            row.not_before = now + timedelta(seconds=wait)
+            session.add(row)
             if throttled and now - row.created_at > MAX_THROTTLED:
                 # Throttled retries do not count as attempts, but they do not go on forever.
                 row.last_error = f"still throttled after {MAX_THROTTLED}: {row.last_error}"
-                self._park_row(row, now, report)
-            elif row.attempts >= MAX_ATTEMPTS and not transient(error):
+                return self._park_row(row, now)
+            if row.attempts >= MAX_ATTEMPTS and not transient(error):
                 row.status = OutboxStatus.failed.value
-                report.failed += 1
-                self.metrics.failed.inc()
                 log.error("outbox %s refused, failed for good: %s", row.key, row.last_error)
-            elif row.attempts >= MAX_ATTEMPTS:
-                self._park_row(row, now, report)
+                return "failed"
+            if row.attempts >= MAX_ATTEMPTS:
+                return self._park_row(row, now)
+            row.status = OutboxStatus.pending.value
+            if throttled:
+                log.info("outbox %s: throttled, again in %.1fs", row.key, wait)
             else:
-                row.status = OutboxStatus.pending.value
-                report.retried += 1
-                self.metrics.retried.inc()
                 log.warning("outbox %s: retry in %.1fs (%s)", row.key, wait, row.last_error)
-            row.not_before = now + timedelta(seconds=wait)
-            session.add(row)
+            return "retried"
 
-    def _park_row(self, row: OutboxMessage, now: datetime, report: SendReport) -> None:
+    def _park_row(self, row: OutboxMessage, now: datetime) -> str:
         """Parked: no more quick attempts; the admin hears of it, and it is tried again when
         its platform answers or its (long) backoff has passed, for RETRY_FOR after it was owed."""
         row.status = OutboxStatus.failed.value
         first = row.parked_at is None
         row.parked_at = row.parked_at or now
-        report.failed += 1
-        if first:
-            self.metrics.parked.inc()
         if now - row.created_at > RETRY_FOR:
             log.error("outbox %s failed for good: %s", row.key, row.last_error)
         else:
             log.error("outbox %s parked, tried again later: %s", row.key, row.last_error)
+        return "parked" if first else "parked again"
 
-    def _park(self, message: OutboxMessage, why: str, report: SendReport) -> None:
+    def _park(self, message: OutboxMessage, why: str) -> str | None:
         """Failed for good: nowhere to send it (nothing to wait for)."""
-        with self.store.session() as session:
+        with self.books_session() as session:
             row = session.get(OutboxMessage, message.id)
             if row is None or not self._holds(row):
-                return
+                return None
             row.status, row.last_error, row.claimed_until = OutboxStatus.failed.value, why, None
             row.sending_since = None
             session.add(row)
-        report.failed += 1
-        self.metrics.failed.inc()
         log.error("outbox %s parked: %s", message.key, why)
+        return "failed"
 
 
 def _revivable(now: datetime, *, all_parked: bool) -> Any:

@@ -9,8 +9,10 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,6 +27,10 @@ from storage.db import Outage, Store, unavailable
 
 log = logging.getLogger(__name__)
 JOB_ID = "liaison-tick"
+# Connections of their own for delivery (its threads, and a lane's bookkeeping batch) and
+# for the SLA tick, apart from the pool the handlers and webhooks share.
+DELIVERY_CONNECTIONS = 4
+CLOCK_CONNECTIONS = 2
 BACKOFF_CAP = 60.0  # seconds: the longest a loop waits between tries while the database is away
 
 
@@ -132,6 +138,12 @@ class Clockwork:
         self._sending: asyncio.Task[None] | None = None
         self.tick_backoff = Backoff(store.outage, interval)
         self.send_backoff = Backoff(store.outage, interval)
+        # The clock's own thread and, once started, its own connections (as the sender
+        # has): a burst of webhooks or clicks filling the default executor and the main
+        # pool does not hold up the SLA tick.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="clock")
+        self.tick_store = store
+        self._shared: list[Store] = []
 
     async def run_once(self, now: datetime) -> Pass:
         """One pass as if the clock read `now`: the due work, then delivery."""
@@ -143,8 +155,12 @@ class Clockwork:
     async def tick(self, now: datetime) -> sla.TickReport:
         """The scheduled work due at `now`: SLA clocks, feedback and approval reminders…"""
         total = sla.TickReport()
+        loop = asyncio.get_running_loop()
         for work in self.work:
-            report = await asyncio.to_thread(work, self.store, now=now, company=self.company)
+            report = await loop.run_in_executor(
+                self.executor,
+                partial(work, self.tick_store, now=now, company=self.company),
+            )
             total.looked_at += report.looked_at
             total.messages += report.messages
             total.keys += report.keys
@@ -171,7 +187,11 @@ class Clockwork:
 
     def start(self, *, ticks: bool = True) -> None:
         """Start the sender loop in this event loop and, with `ticks`, the SLA tick every
-        `interval` seconds (stable job id, no overlap)."""
+        `interval` seconds (stable job id, no overlap); each on connections of its own."""
+        if not self._shared:
+            self.sender.use_store(self.store.share(DELIVERY_CONNECTIONS))
+            self.tick_store = self.store.share(CLOCK_CONNECTIONS)
+            self._shared = [s for s in (self.sender.store, self.tick_store) if s is not self.store]
         self._wanted = asyncio.Event()
         self._sending = asyncio.get_running_loop().create_task(self._send_loop())
         if not ticks:
@@ -293,6 +313,11 @@ class Clockwork:
         if self._sending is not None:
             self._sending.cancel()
             self._sending = None
+        for shared in self._shared:
+            shared.engine.dispose()
+        self._shared = []
+        self.sender.use_store(self.store)
+        self.tick_store = self.store
 
 
 def for_settings(

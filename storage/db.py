@@ -26,10 +26,16 @@ UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is 
 READ_ONLY = "liaison_read_only"  # an execution option: a transaction that never writes
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. `pool_size`
+    caps its connections (SQLAlchemy's default otherwise: 5, and 10 more on demand)."""
+    sizing: dict[str, Any] = {}
+    if pool_size is not None:
+        sizing = {"pool_size": pool_size, "max_overflow": pool_size}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **sizing
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -57,7 +63,7 @@ def make_engine(url: str) -> Engine:
     connect_args = {}
     if make_url(url).get_backend_name() == "postgresql" and "connect_timeout" not in url:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **sizing)
 
 
 def unavailable(error: BaseException) -> bool:
@@ -191,6 +197,17 @@ class Store:
         if migrate:
             upgrade(engine)
         return cls(engine)
+
+    def share(self, pool_size: int) -> Store:
+        """The same database through connections of its own (`pool_size`, as many again on
+        demand), for work that must not wait behind a burst elsewhere: delivery and the
+        clock. An in-memory SQLite database lives in one connection, so it is this store."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return self
+        shared = Store(make_engine(url.render_as_string(hide_password=False), pool_size))
+        shared.outage = self.outage  # one line per outage, whichever pool saw it
+        return shared
 
     @contextmanager
     def session(self) -> Iterator[Session]:

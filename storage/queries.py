@@ -726,6 +726,14 @@ def record_location(session: Session, *, location: CardLocation) -> None:
     session.flush()
 
 
+def record_location_once(session: Session, *, location: CardLocation) -> bool:
+    """Record where a card was posted unless that message is recorded already (one
+    statement: the outbox records many at once); whether it was new."""
+    values = location.model_dump(exclude={"id"})
+    table = CardLocation.__table__  # type: ignore[attr-defined]
+    return _insert_or_none(session, table, values) is not None
+
+
 def locations_of(session: Session, *, lead_id: int, purpose: str) -> Sequence[CardLocation]:
     return session.exec(
         select(CardLocation)

@@ -318,6 +318,10 @@ class SlackStandIn:
         """Answer the next `times` calls of `method` with 429 and `Retry-After`."""
         self._throttled[method] = (times, retry_after)
 
+    def throttle_channel(self, channel: str, *, times: int, retry_after: int) -> None:
+        """Answer the next `times` posts to `channel` (a user id: their DM) with 429."""
+        self._throttled[f"chat.postMessage:{channel}"] = (times, retry_after)
+
     async def _upload(self, request: web.Request) -> web.Response:
         """The upload URL files.getUploadURLExternal handed out: the file's bytes."""
         file_id = request.match_info["file_id"]
@@ -332,9 +336,12 @@ class SlackStandIn:
         if self.down:
             self.refused.append(Call(method, params))
             return web.json_response({"ok": False, "error": "fatal_error"}, status=500)
-        left, retry_after = self._throttled.get(method, (0, 0))
+        throttled = method
+        if method == "chat.postMessage" and f"{method}:{params.get('channel')}" in self._throttled:
+            throttled = f"{method}:{params.get('channel')}"
+        left, retry_after = self._throttled.get(throttled, (0, 0))
         if left > 0:
-            self._throttled[method] = (left - 1, retry_after)
+            self._throttled[throttled] = (left - 1, retry_after)
             self.refused.append(Call(method, params))
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},

@@ -16,6 +16,7 @@ from bot.delivery import Posted
 from bot.messages import Card, Report
 from bot.teams.adapter import TeamsAdapter, dump_reference, load_reference
 from bot.teams.cards import card_attachment, plain, report_card
+from digests.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -116,6 +117,8 @@ class TeamsMessenger:
         self.adapter = adapter
         self.tenant_id = settings.microsoft_app_tenant_id
         self.store = store
+        # Teams' per-app limit, kept across all conversations (see digests.pacing).
+        self.spacing = Spacing(TEAMS_APP_RATE, TEAMS_APP_BURST)
 
     async def _channel(self, channel: str) -> ConversationReference:
         """A channel reference; the service URL from this process's last activity, else the
@@ -146,12 +149,14 @@ class TeamsMessenger:
         """The digest as one Adaptive Card with its chart, in the channel."""
         reference = await self._channel(channel)
         reference.activity_id = None
+        await self.spacing.acquire()
         message_id = await send_to(
             self.adapter, reference, message(report_card(report), report.title), None
         )
         return Posted(reference.conversation.id, message_id, dump_reference(reference))
 
     async def update(self, location: CardLocation, card: Card) -> None:
+        await self.spacing.acquire()
         await update_in(
             self.adapter,
             await self._reference(location),
@@ -174,6 +179,7 @@ class TeamsMessenger:
     ) -> Posted:
         reference.activity_id = None
         sent = await card_message(self.store, card)
+        await self.spacing.acquire()
         message_id = await send_to(self.adapter, reference, sent, reply_to)
         return Posted(
             channel=reference.conversation.id,
