@@ -47,6 +47,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.children, tests.*
+from bench.children import Child
+
 SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
 ROOT = SCRIPT.parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "teams" / "card_action.json"
@@ -274,64 +277,10 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
 # ------------------------------------------------------------------ children from the parent
 
 
-@dataclass
-class Child:
-    role: str
-    process: asyncio.subprocess.Process
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    async def start(cls, role: str, *args: str, max_seconds: float, timeout: float = 60.0) -> Child:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            "--serve",
-            role,
-            "--max-seconds",
-            str(max_seconds),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=str(ROOT),
-        )
-        child = cls(role, process)
-        try:
-            info = await asyncio.wait_for(child.read_json(), timeout)
-        except TimeoutError:
-            await child.kill()
-            raise RuntimeError(f"{role} server did not start within {timeout:.0f} s") from None
-        if info is None:
-            await process.wait()
-            raise RuntimeError(f"{role} server exited ({process.returncode}) before starting")
-        child.info = info
-        return child
-
-    async def read_json(self) -> dict[str, Any] | None:
-        """The child's next JSON line (anything else it prints is passed through)."""
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            if line.startswith(b"{"):
-                data: dict[str, Any] = json.loads(line)
-                return data
-            sys.stderr.write(line.decode(errors="replace"))
-        return None
-
-    async def stop(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Close its stdin; it prints its statistics and exits."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            stats = await asyncio.wait_for(self.read_json(), timeout)
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            await self.kill()
-            return {}
-        return stats or {}
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+async def start_child(role: str, *args: str, max_seconds: float, timeout: float = 60.0) -> Child:
+    """This script again as `role`, stopping by itself after `max_seconds`."""
+    args = ("--max-seconds", str(max_seconds), *args)
+    return await Child.start(SCRIPT, role, *args, timeout=timeout)
 
 
 # ------------------------------------------------------------------ load generator
@@ -435,7 +384,7 @@ async def load(
 async def bench(args: argparse.Namespace, problems: list[str]) -> list[Run]:
     total = args.requests + args.warmup
     lifetime = 2 * total / args.rate + 120  # children stop by themselves after this
-    standin = await Child.start("standin", max_seconds=lifetime)
+    standin = await start_child("standin", max_seconds=lifetime)
     runs: list[Run] = []
     try:
         service_url = standin.info["service_url"]
@@ -453,7 +402,7 @@ async def bench(args: argparse.Namespace, problems: list[str]) -> list[Run]:
                 try:
                     for role in ("liaison", "baseline"):
                         extra = ("--service-url", service_url) if role == "liaison" else ()
-                        children[role] = await Child.start(role, *extra, max_seconds=lifetime)
+                        children[role] = await start_child(role, *extra, max_seconds=lifetime)
                     press = {k: children["liaison"].info[k] for k in ("message_id", "action")}
                     for role in ("baseline", "liaison"):
                         run = Run(role)

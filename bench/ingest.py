@@ -82,6 +82,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.children, tests.*
+from bench.children import LIVE, Child
+
 SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
 ROOT = SCRIPT.parent.parent
 WEBHOOK_SECRET = "bench-webhook-secret"
@@ -301,74 +304,8 @@ async def serve_floor(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ children from the parent
 
 
-@dataclass
-class Child:
-    """A child speaking one JSON line when ready and one when told (stdin closed) to stop."""
-
-    role: str
-    process: asyncio.subprocess.Process
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    async def start(cls, role: str, *args: str, timeout: float = 60.0) -> Child:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            "--serve",
-            role,
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=str(ROOT),
-            limit=STATS_LINE_LIMIT,
-        )
-        CHILDREN.add(process.pid)
-        child = cls(role, process)
-        try:
-            info = await asyncio.wait_for(child.read_json(), timeout)
-        except TimeoutError:
-            await child.kill()
-            raise RuntimeError(f"{role} did not start within {timeout:.0f} s") from None
-        if info is None:
-            await process.wait()
-            raise RuntimeError(f"{role} exited ({process.returncode}) before starting")
-        child.info = info
-        return child
-
-    async def read_json(self) -> dict[str, Any] | None:
-        """The child's next JSON line (anything else it prints is passed through)."""
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            if line.startswith(b"{"):
-                data: dict[str, Any] = json.loads(line)
-                return data
-            sys.stderr.write(line.decode(errors="replace"))
-        return None
-
-    async def stop(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Close its stdin; it prints its statistics and exits."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            stats = await asyncio.wait_for(self.read_json(), timeout)
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            await self.kill()
-            return {}
-        finally:
-            CHILDREN.discard(self.process.pid)
-        return stats or {}
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        CHILDREN.discard(self.process.pid)
-
-
 # Processes and databases this run made, for the last-resort cleanup in main() (Ctrl-C, a
 # crash): the coroutines' own `finally` blocks normally leave both empty.
-CHILDREN: set[int] = set()
 DATABASES: set[str] = set()
 
 
@@ -420,7 +357,7 @@ class Serve:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        CHILDREN.add(process.pid)
+        LIVE.add(process.pid)
         serve = cls(process, f"http://{HOST}:{port}", log)
         try:
             await serve.wait_healthy()
@@ -468,7 +405,7 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        CHILDREN.discard(self.process.pid)
+        LIVE.discard(self.process.pid)
         return self.process.returncode
 
     def problems(self) -> tuple[int, int, list[str]]:
@@ -792,7 +729,7 @@ async def run_floor(
 ) -> Result:
     with fresh_database(database, workdir, "floor") as db_url:
         floor = await Child.start(
-            "floor", "--db-url", db_url, "--max-seconds", str(args.max_seconds + 600)
+            SCRIPT, "floor", "--db-url", db_url, "--max-seconds", str(args.max_seconds + 600)
         )
         try:
             load = await drive(
@@ -827,7 +764,7 @@ async def run_liaison(
     lifetime = str(args.max_seconds + args.settle_seconds + 600)
     standin_args = ["--reps", str(args.reps), "--pace-burst", str(args.pace_burst)]
     standin = await Child.start(
-        "standin", *standin_args, *(["--storm"] if storm else []), "--max-seconds", lifetime
+        SCRIPT, "standin", *standin_args, *(["--storm"] if storm else []), "--max-seconds", lifetime
     )
     final: dict[str, Any] = {}
     try:
@@ -1100,7 +1037,7 @@ async def bench(args: argparse.Namespace, problems: list[str]) -> list[Result]:
 
 def cleanup() -> None:
     """Last resort after Ctrl-C or a crash: kill the children, drop the databases."""
-    for pid in list(CHILDREN):
+    for pid in list(LIVE):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if DATABASES:
