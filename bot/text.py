@@ -70,7 +70,16 @@ def macros() -> dict[str, Any]:
 
 def say(name: str, /, **params: Any) -> str:
     """Render the macro `name` (from any template file) with `params`, stripped."""
+    if not params:
+        return _said(name)
     return str(macros()[name](**params)).strip()
+
+
+@cache
+def _said(name: str) -> str:
+    """A macro without parameters, rendered once: a label such as `label_company` is
+    asked for on every card, and its text cannot change while the process runs."""
+    return str(macros()[name]()).strip()
 
 
 def render(template: str, /, **params: Any) -> str:

@@ -79,6 +79,7 @@ PER_LANE = 30  # of them, at most this many to one conversation (half a minute a
 THREADS = 4  # the sender's own threads for its database work
 BATCHES = 2  # bookkeeping transactions under way at once (a render need not wait for a mark)
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
+READ_AHEAD = "outbox.read_ahead"  # session.info: the leads and owners read for a batch
 CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
@@ -961,8 +962,12 @@ class Sender:
             return
         leads = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
         owners = {lead.owner_id for lead in leads if lead.owner_id is not None}
-        if owners:
-            session.exec(select(Member).where(col(Member.id).in_(owners))).all()
+        members = (
+            session.exec(select(Member).where(col(Member.id).in_(owners))).all() if owners else []
+        )
+        # Held for the session's life: its identity map keeps an object only while
+        # something refers to it, and `session.get` finds these only if they are kept.
+        session.info[READ_AHEAD] = [*leads, *members]
 
     def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         with self.books_session() as session:
