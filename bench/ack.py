@@ -42,9 +42,7 @@ import math
 import os
 import platform
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.children, tests.*
-from bench.children import Child
+from bench.children import Child, serve_until_told, tell_parent, until_told
 
 SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
 ROOT = SCRIPT.parent.parent
@@ -68,7 +66,6 @@ BOT_TOKEN = "xoxb-bench-token"
 USER_ID = "U0ALICE"
 USER_EMAIL = "alice@example.com"
 USER_NAME = "Alice Adams"
-HOST = "127.0.0.1"
 TARGET_RATIO = 2.5  # issue 11: ack p99 within 2.5x the bare app's
 TARGET_UPDATE_P99_MS = 50.0  # issue 11: click -> chat.update p99 at 100 clicks/s
 UPDATE_TARGET_RATE = 100.0
@@ -83,49 +80,6 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 # ------------------------------------------------------------------ servers (children)
 
 
-def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """A daemon thread (not the loop's executor) waits for the parent to close our stdin."""
-
-    def wait() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait, daemon=True).start()
-
-
-def _report(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-async def _serve_until_told(
-    app: web.Application,
-    max_seconds: float,
-    ready: Callable[[str], Awaitable[dict[str, Any]]],
-    finish: Callable[[], Awaitable[dict[str, Any]]],
-) -> None:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://{HOST}:{port}"
-    stop = asyncio.Event()
-    _stop_on_stdin_eof(asyncio.get_running_loop(), stop)
-    try:
-        _report({"url": url, **await ready(url)})
-        try:
-            await asyncio.wait_for(stop.wait(), max_seconds)
-        except TimeoutError:
-            print(
-                f"server: no word from the parent after {max_seconds:.0f} s; stopping",
-                file=sys.stderr,
-            )
-        _report(await finish())
-    finally:
-        await runner.cleanup()
-
-
 async def serve_standin(max_seconds: float) -> None:
     from collections import Counter
 
@@ -133,20 +87,15 @@ async def serve_standin(max_seconds: float) -> None:
 
     standin = await SlackStandIn(token=BOT_TOKEN).start()
     standin.add_user(USER_ID, USER_NAME, USER_EMAIL)
-    stop = asyncio.Event()
-    _stop_on_stdin_eof(asyncio.get_running_loop(), stop)
     try:
-        _report({"url": standin.url, "api_url": standin.api_url})
-        try:
-            await asyncio.wait_for(stop.wait(), max_seconds)
-        except TimeoutError:
-            print("stand-in: no word from the parent; stopping", file=sys.stderr)
+        tell_parent({"url": standin.url, "api_url": standin.api_url})
+        await until_told("stand-in", max_seconds)
         answers = standin.of("response_url")
         updates: dict[str, float] = {}  # message ts -> when its first chat.update arrived
         for call in standin.calls:
             if call.method == "chat.update":
                 updates.setdefault(str(call.params.get("ts", "")), call.at)
-        _report(
+        tell_parent(
             {
                 "calls": dict(Counter(c.method for c in standin.calls)),
                 "refused": dict(Counter(c.method for c in standin.refused)),
@@ -189,7 +138,7 @@ async def serve_baseline(api_url: str, max_seconds: float) -> None:
     async def finish() -> dict[str, Any]:
         return {"cpu_s": round(time.process_time() - cpu[0], 3)}
 
-    await _serve_until_told(app, max_seconds, ready, finish)
+    await serve_until_told(app, max_seconds, ready, finish)
 
 
 def rep(i: int) -> tuple[str, str, str]:
@@ -336,7 +285,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             return stats
 
         try:
-            await _serve_until_told(app, max_seconds, ready, finish)
+            await serve_until_told(app, max_seconds, ready, finish)
         finally:
             store.engine.dispose()
 

@@ -33,10 +33,8 @@ import math
 import os
 import platform
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +46,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.children, tests.*
-from bench.children import Child
+from bench.children import Child, serve_until_told, tell_parent, until_told
 
 SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
 ROOT = SCRIPT.parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "teams" / "card_action.json"
 WEBHOOK_SECRET = "bench-webhook-secret"
-HOST = "127.0.0.1"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 # The bare app's answer: a card about the size of Liaison's handoff card.
 BARE_CARD = {
@@ -81,60 +78,16 @@ def person() -> Any:
 # ------------------------------------------------------------------ servers (children)
 
 
-def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """A daemon thread (not the loop's executor) waits for the parent to close our stdin."""
-
-    def wait() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait, daemon=True).start()
-
-
-def _report(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-async def _serve_until_told(
-    app: web.Application,
-    max_seconds: float,
-    ready: Callable[[str], Awaitable[dict[str, Any]]],
-    finish: Callable[[], Awaitable[dict[str, Any]]],
-) -> None:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stop = asyncio.Event()
-    _stop_on_stdin_eof(asyncio.get_running_loop(), stop)
-    try:
-        _report({"url": f"http://{HOST}:{port}", **await ready(f"http://{HOST}:{port}")})
-        try:
-            await asyncio.wait_for(stop.wait(), max_seconds)
-        except TimeoutError:
-            print("server: no word from the parent; stopping", file=sys.stderr)
-        _report(await finish())
-    finally:
-        await runner.cleanup()
-
-
 async def serve_standin(max_seconds: float) -> None:
     from collections import Counter
 
     from tests.teams_standin import connector_with
 
     standin = await connector_with([person()])
-    stop = asyncio.Event()
-    _stop_on_stdin_eof(asyncio.get_running_loop(), stop)
     try:
-        _report({"url": standin.url, "service_url": standin.service_url})
-        try:
-            await asyncio.wait_for(stop.wait(), max_seconds)
-        except TimeoutError:
-            print("stand-in: no word from the parent; stopping", file=sys.stderr)
-        _report({"calls": dict(Counter(c.verb for c in standin.calls))})
+        tell_parent({"url": standin.url, "service_url": standin.service_url})
+        await until_told("stand-in", max_seconds)
+        tell_parent({"calls": dict(Counter(c.verb for c in standin.calls))})
     finally:
         await standin.stop()
 
@@ -174,7 +127,7 @@ async def serve_baseline(max_seconds: float) -> None:
     async def finish() -> dict[str, Any]:
         return {}
 
-    await _serve_until_told(app, max_seconds, ready, finish)
+    await serve_until_told(app, max_seconds, ready, finish)
 
 
 async def serve_liaison(service_url: str, max_seconds: float) -> None:
@@ -269,7 +222,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
             return stats
 
         try:
-            await _serve_until_told(app, max_seconds, ready, finish)
+            await serve_until_told(app, max_seconds, ready, finish)
         finally:
             store.engine.dispose()
 

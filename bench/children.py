@@ -1,5 +1,6 @@
 """Benchmark children: a bench script started again with `--serve ROLE`, which prints one JSON
 line when it is ready (its URL, its pid) and one more, its statistics, when its stdin closes.
+`Child` is the parent's side of that; `listen`, `tell_parent` and `until_told` the child's.
 
 The bench scripts run as files (`python bench/ack.py`), so they import this module by path
 (`sys.path` gets the repository root first)."""
@@ -9,9 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
+
+HOST = "127.0.0.1"
 
 LINE_LIMIT = 64 * 1024 * 1024  # a statistics line may list every card a stand-in counted
 # Children started and not yet reaped, for a last-resort cleanup after Ctrl-C or a crash.
@@ -83,3 +90,57 @@ class Child:
             self.process.kill()
             await self.process.wait()
         LIVE.discard(self.process.pid)
+
+
+# ------------------------------------------------------------------ the child's side
+
+
+def tell_parent(data: dict[str, Any]) -> None:
+    """One JSON line to the parent."""
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+async def until_told(role: str, max_seconds: float | None = None) -> None:
+    """Wait until the parent closes our stdin (or `max_seconds` pass, said on stderr)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def wait() -> None:  # a daemon thread, not the loop's executor, which the work may fill
+        sys.stdin.read()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait, daemon=True).start()
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    except TimeoutError:
+        print(
+            f"{role}: no word from the parent after {max_seconds:.0f} s; stopping", file=sys.stderr
+        )
+
+
+async def listen(app: web.Application, **runner_options: Any) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port; the runner (to clean up) and the base URL."""
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://{HOST}:{port}"
+
+
+async def serve_until_told(
+    app: web.Application,
+    max_seconds: float,
+    ready: Callable[[str], Awaitable[dict[str, Any]]],
+    finish: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    """Serve `app`, report its URL (and what `ready` adds), wait to be told to stop, report
+    what `finish` returns."""
+    runner, url = await listen(app)
+    try:
+        tell_parent({"url": url, **await ready(url)})
+        await until_told("server", max_seconds)
+        tell_parent(await finish())
+    finally:
+        await runner.cleanup()

@@ -44,7 +44,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -67,6 +66,8 @@ from rich.progress import (  # noqa: E402
 )
 from rich.table import Table  # noqa: E402
 
+from bench.children import listen, tell_parent, until_told  # noqa: E402
+
 BOT_TOKEN = "xoxb-bench-token"
 PG_NAME = "liaison_bench_deliver"
 PG_ADMIN_URL = os.environ.get(
@@ -77,19 +78,6 @@ console = Console(width=150)
 
 
 # ------------------------------------------------------------------ children
-
-
-def _report(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-def _wait_for_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    def wait() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait, daemon=True).start()
 
 
 async def serve_standin(storm: float) -> None:
@@ -122,15 +110,9 @@ async def serve_standin(storm: float) -> None:
     # The stats live on a port of their own, beside the stand-in's.
     app = web.Application()
     app.router.add_get("/stats", stats)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stop = asyncio.Event()
-    _wait_for_stdin_eof(asyncio.get_running_loop(), stop)
-    _report({"api_url": standin.api_url, "stats": f"http://127.0.0.1:{port}/stats"})
-    await stop.wait()
+    runner, url = await listen(app)
+    tell_parent({"api_url": standin.api_url, "stats": f"{url}/stats"})
+    await until_told("stand-in")
     await runner.cleanup()
     await standin.stop()
 
@@ -145,17 +127,12 @@ async def serve_liaison() -> None:
     settings = Settings(_env_file=None)
     store = Store.open(settings.database_url)
     web_app = build_web_app(settings, store, build_router(settings.company), scheduler=False)
-    runner = web.AppRunner(web_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, _ = await listen(web_app)
     web_app[CLOCKWORK].wake()
-    stop = asyncio.Event()
-    _wait_for_stdin_eof(asyncio.get_running_loop(), stop)
     started = time.process_time()
-    _report({"ready": True})
-    await stop.wait()
-    _report({"cpu": time.process_time() - started})  # this process's CPU while it delivered
+    tell_parent({"ready": True})
+    await until_told("serve")
+    tell_parent({"cpu": time.process_time() - started})  # this process's CPU while it delivered
     await runner.cleanup()
     store.engine.dispose()
 

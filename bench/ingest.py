@@ -65,7 +65,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -83,14 +82,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.children, tests.*
-from bench.children import LIVE, Child
+from bench.children import HOST, LIVE, Child, listen, tell_parent, until_told
 
 SCRIPT = Path(__file__).resolve()  # the children run this same file with --serve ROLE
 ROOT = SCRIPT.parent.parent
 WEBHOOK_SECRET = "bench-webhook-secret"
 SIGNING_SECRET = "bench-signing-secret"
 BOT_TOKEN = "xoxb-bench-token"
-HOST = "127.0.0.1"
 PG_ADMIN_URL = os.environ.get(
     "LIAISON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -119,41 +117,6 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 # ------------------------------------------------------------------ children: stand-in, floor
-
-
-def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """A daemon thread (not the loop's executor) waits for the parent to close our stdin."""
-
-    def wait() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait, daemon=True).start()
-
-
-def _report(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
-
-
-async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://{HOST}:{port}"
-
-
-async def _until_told(max_seconds: float, role: str) -> None:
-    stop = asyncio.Event()
-    _stop_on_stdin_eof(asyncio.get_running_loop(), stop)
-    try:
-        await asyncio.wait_for(stop.wait(), max_seconds)
-    except TimeoutError:
-        print(
-            f"{role}: no word from the parent after {max_seconds:.0f} s; stopping", file=sys.stderr
-        )
 
 
 def rep(i: int) -> tuple[str, str, str]:
@@ -185,11 +148,11 @@ async def serve_standin(args: argparse.Namespace) -> None:
 
     app = web.Application()
     app.router.add_get("/stats", stats)
-    runner, stats_url = await _listen(app)
+    runner, stats_url = await listen(app, access_log=None)
     try:
-        _report({"api_url": standin.api_url, "stats_url": f"{stats_url}/stats"})
-        await _until_told(args.max_seconds, "stand-in")
-        _report(
+        tell_parent({"api_url": standin.api_url, "stats_url": f"{stats_url}/stats"})
+        await until_told("stand-in", args.max_seconds)
+        tell_parent(
             {
                 **light(),
                 "handoffs": [[c, lead, n] for (c, lead), n in standin.handoffs.items()],
@@ -289,13 +252,13 @@ async def serve_floor(args: argparse.Namespace) -> None:
 
     app = web.Application(client_max_size=5 * 1024 * 1024)
     app.router.add_post("/api/leads", receive)
-    runner, url = await _listen(app)
+    runner, url = await listen(app, access_log=None)
     try:
-        _report({"url": url})
-        await _until_told(args.max_seconds, "floor")
+        tell_parent({"url": url})
+        await until_told("floor", args.max_seconds)
         with engine.connect() as connection:
             rows = connection.execute(select(func.count()).select_from(table)).scalar_one()
-        _report({"rows": rows})
+        tell_parent({"rows": rows})
     finally:
         await runner.cleanup()
         engine.dispose()
