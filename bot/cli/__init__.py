@@ -1,0 +1,53 @@
+"""The `liaison` command line: an edge like Slack or Teams, calling the same handlers.
+
+`make_cli(build_router)` builds it; the composition root (app.py) hands in how to build
+the router, which the commands that run a bot read from the context."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bot.cli import admin, digest, leads, outbox, run
+from bot.cli.common import out
+
+if TYPE_CHECKING:
+    from bot.cli.common import RouterFactory
+
+__all__ = ["make_cli", "out"]
+
+
+def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # Not two lines per tick ("Running job…", "…executed successfully"); faults still show.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def make_cli(build_router: RouterFactory) -> typer.Typer:
+    """Every command and sub-command, with `build_router` as the context's object."""
+    cli = typer.Typer(
+        help="Liaison: the neutral go-between for sales and marketing.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"obj": build_router},
+    )
+    cli.callback()(_logging)
+    cli.command()(run.serve)
+    cli.command()(run.socket)
+    cli.command()(run.console)
+    cli.command()(run.tick)
+    cli.command("import-leads")(leads.import_leads)
+    cli.command()(leads.demo)
+    cli.command("digest")(digest.digest_command)
+    cli.add_typer(run.db_cli, name="db")
+    cli.add_typer(outbox.outbox_cli, name="outbox")
+    for name, sub in admin.SUBCOMMANDS.items():
+        cli.add_typer(sub, name=name)
+    return cli

@@ -1,0 +1,139 @@
+"""The commands that run Liaison: `serve`, `socket`, `console`, `tick` and `db upgrade`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bot.cli.common import (
+    deliverer,
+    fail,
+    load_settings,
+    lookups,
+    now,
+    open_store,
+    out,
+    router_factory,
+)
+
+if TYPE_CHECKING:
+    from bot.console import ConsoleMessenger
+    from bot.delivery import Bot
+
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False,
+) -> None:
+    """HTTP server: /slack/events, /api/messages, /api/leads and /healthz."""
+    from aiohttp import web
+
+    from bot.server import build_web_app
+    from bot.teams.trust import emulator_bind_problem
+
+    settings = load_settings()
+    if refused := emulator_bind_problem(settings.teams_mode, host):
+        fail(refused)
+    store = open_store(settings)
+    router = router_factory(ctx)(settings.company, settings.channels())
+    web.run_app(
+        build_web_app(settings, store, router, scheduler=not no_scheduler),
+        host=host,
+        port=port,
+        print=lambda msg: logging.getLogger("liaison").info("%s", msg),
+    )
+
+
+def socket(ctx: typer.Context) -> None:
+    """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
+    from bot.delivery import Bot
+    from bot.slack import SlackMessenger, run_socket_mode
+    from digests.click_updates import ClickUpdates
+    from digests.scheduler import for_settings
+
+    settings = load_settings()
+    if settings.slack_app_token is None or not settings.slack_enabled:
+        fail("Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (xapp-…).")
+    store = open_store(settings)
+    sender = deliverer(settings, store)
+    bot = Bot(store, router_factory(ctx)(settings.company, settings.channels()), sender)
+    slack = next(m for m in sender.messengers.values() if isinstance(m, SlackMessenger))
+
+    async def run() -> None:
+        clockwork = for_settings(settings, store, sender, lookups(settings, sender))
+        sender.on_owed = clockwork.wake
+        sender.updates = ClickUpdates(clockwork.sender, clockwork.wake)
+        clockwork.start()
+        try:
+            await run_socket_mode(settings, slack.client, store, bot)
+        finally:
+            clockwork.stop()
+
+    asyncio.run(run())
+
+
+def console(
+    ctx: typer.Context,
+    as_: Annotated[str | None, typer.Option("--as", help="Start as this member")] = None,
+) -> None:
+    """A local chat in the terminal: act as any member, press buttons, fill forms."""
+    from bot.console import run_console
+    from bot.delivery import Bot, Deliverer
+    from digests.scheduler import for_settings
+
+    settings = load_settings()
+    store = open_store(settings)
+    router = router_factory(ctx)(settings.company, settings.channels())
+
+    def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
+        sender = Deliverer(store, [messenger])
+        clockwork = for_settings(settings, store, sender)
+        clockwork.start_in_background()
+        return Bot(store, router, sender), clockwork.run_once
+
+    logging.getLogger().setLevel(logging.WARNING)
+    asyncio.run(run_console(store, make_bot, Console(), as_))  # wrapping, unlike `out`
+
+
+def tick(
+    at: Annotated[str | None, typer.Option(help="ISO-8601 time to act as if it were")] = None,
+) -> None:
+    """One scheduler pass: SLA reminders, breaches, escalations, then outbox delivery."""
+    from digests.scheduler import for_settings
+
+    moment = now()
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"--at {at!r} is not an ISO-8601 time (e.g. 2026-11-24T14:00Z).")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    settings = load_settings()
+    store = open_store(settings)
+    sender = deliverer(settings, store)
+    clockwork = for_settings(settings, store, sender, lookups(settings, sender))
+    result = asyncio.run(clockwork.run_once(moment))
+    out.print(
+        f"Tick at {moment.isoformat()}: {result.tick.looked_at} due items looked at "
+        "(SLA clocks, feedback, approvals, digests, owner lookups), "
+        f"{result.tick.messages} messages owed; {result.sent.sent} sent, "
+        f"{result.sent.retried} to retry, {result.sent.failed} failed."
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations to head (also done on every start)."""
+    open_store(load_settings())
+    out.print("Database is at the latest schema.")
