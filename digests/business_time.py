@@ -110,6 +110,13 @@ class Calendar:
         if self.end <= self.start:
             raise ValueError("working hours must end after they start")
 
+    @property
+    def day_seconds(self) -> float:
+        """The length of a full working day, in seconds."""
+        start = timedelta(hours=self.start.hour, minutes=self.start.minute)
+        end = timedelta(hours=self.end.hour, minutes=self.end.minute)
+        return (end - start).total_seconds()
+
     def day_span(self, day: date) -> Span | None:
         """The working hours of a local date, in UTC, or None on a day off."""
         if day.weekday() not in self.weekdays or day in self.holidays:

@@ -13,9 +13,9 @@ from app import build_router
 from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from digests.business_time import Company
-from digests.demo import create_demo
 from digests.scheduler import Clockwork
 from storage.db import Store
+from storage.demo.company import create_demo
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
 
 # A company that works round the clock: nothing waits for the morning, whenever this runs.

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from digests.demo import create_demo
 from storage.db import Store
+from storage.demo.company import create_demo
 from storage.models import FeedbackRequest
 from tests.test_console import make_chat, number_of
 

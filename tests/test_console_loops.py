@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from digests.demo import create_demo
 from storage import content, queries
 from storage.db import Store
+from storage.demo.company import create_demo
 from storage.models import ContentItem, Insight
 from tests.test_console import make_chat, number_of
 

@@ -15,11 +15,13 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from digests import demo, sla
+from digests import sla
 from digests.business_time import Company, business_seconds
 from digests.calendars import calendar_of
-from digests.demo import MEMBERS, create_demo, settle_history, staff
+from digests.settle import settle_history
 from storage.db import Store
+from storage.demo import company as demo
+from storage.demo.company import MEMBERS, create_demo, staff
 from storage.models import (
     ApprovalRequest,
     ApprovalSignoff,

@@ -80,7 +80,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="another seed, another company")] = 7,
 ) -> None:
     """Fill the database with a reproducible demo company (running it again adds nothing)."""
-    from digests.demo import create_demo, settle_history
+    from digests.settle import settle_history
+    from storage.demo.company import create_demo
 
     settings = load_settings()
     store = open_store(settings)

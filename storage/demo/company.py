@@ -21,10 +21,13 @@ from random import Random
 from sqlalchemy import Table
 from sqlmodel import Session, SQLModel
 
-from digests import demo_extras, sla
 from digests.business_time import Company
 from digests.calendars import calendar_of
-from digests.demo_history import (
+from storage import queries
+from storage.bulk import BulkWriter
+from storage.demo import extras as demo_extras
+from storage.demo import reads as stored
+from storage.demo.history import (
     BLOCK,
     CLOCK_COLUMNS,
     EVENT_COLUMNS,
@@ -44,11 +47,7 @@ from digests.demo_history import (
     Timeline,
     Version,
 )
-from digests.demo_time import SECOND, WorkTime, micros, moment
-from storage import demo as stored
-from storage import queries
-from storage.bulk import BulkWriter
-from storage.db import Store
+from storage.demo.worktime import SECOND, WorkTime, micros, moment
 from storage.models import (
     Away,
     Campaign,
@@ -473,7 +472,7 @@ def _rep(session: Session, rng: Random, member: Member, work: WorkTime, policy: 
     away = tuple(
         (micros(lo), micros(hi)) for lo, hi in queries.away_spans(session, member_id=member.id or 0)
     )
-    day = sla._day_seconds(work.calendar)  # as `sla.on_accepted` sizes the attempts window
+    day = work.calendar.day_seconds  # as `sla.on_accepted` sizes the attempts window
     return Rep(
         member_id=member.id or 0,
         email=member.email or "",
@@ -584,11 +583,3 @@ def _budgets(policy: SlaPolicy) -> Budgets:
         remind_share=policy.remind_share,
         grace=round(policy.escalate_after_hours * HOUR),
     )
-
-
-def settle_history(store: Store, *, now: datetime, company: Company) -> int:
-    """Bring the demo's clocks up to `now`: the reminders and escalations of its invented
-    past are recorded as delivered then, so only what happens from now on is sent."""
-    report = sla.tick(store, now=now, company=company)
-    with store.session() as session:
-        return queries.mark_history_delivered(session, now=now, keys=report.keys)

@@ -24,7 +24,7 @@ from itertools import accumulate
 from random import Random
 from typing import Any
 
-from digests.demo_time import SECOND, WorkTime, micros, moment
+from storage.demo.worktime import SECOND, WorkTime, micros, moment
 from storage.queries import DECISIVE, better_outcome
 
 BLOCK = 1000  # leads per random stream

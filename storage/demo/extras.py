@@ -12,7 +12,7 @@ from random import Random
 
 from sqlmodel import Session
 
-from storage import demo as stored
+from storage.demo import reads as stored
 from storage.models import (
     ApprovalRequest,
     ApprovalSignoff,
