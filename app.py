@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.cli import make_cli, out
+from bot.cli import launch, make_cli, out
 
 if TYPE_CHECKING:
     from bot.router import Router
@@ -58,7 +58,7 @@ cli = make_cli(build_router)
 
 
 def main() -> None:
-    cli()
+    launch(cli)
 
 
 if __name__ == "__main__":

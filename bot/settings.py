@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     # before it answers 429 with Retry-After.
     ingest_queue_limit: int = Field(20_000, ge=1, alias="LIAISON_INGEST_QUEUE_LIMIT")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_kind(cls, value: str) -> str:
+        scheme, colon, rest = value.partition(":")
+        if scheme.lower() in ("postgresql", "postgres"):  # the driver Liaison ships with
+            return f"postgresql+psycopg:{rest}"
+        if not colon or scheme.lower() not in ("sqlite", "postgresql+psycopg"):
+            raise ValueError(
+                "Liaison runs on SQLite (sqlite:///liaison.db) or PostgreSQL "
+                f"(postgresql://user@host/db), not {scheme!r}"
+            )
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -6,6 +6,7 @@ the router, which the commands that run a bot read from the context."""
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,10 +17,15 @@ from bot.cli.common import out
 if TYPE_CHECKING:
     from bot.cli.common import RouterFactory
 
-__all__ = ["make_cli", "out"]
+__all__ = ["launch", "make_cli", "out"]
 
 
-def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def _logging(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the full traceback of an unexpected failure")
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -51,3 +57,22 @@ def make_cli(build_router: RouterFactory) -> typer.Typer:
     for name, sub in admin.SUBCOMMANDS.items():
         cli.add_typer(sub, name=name)
     return cli
+
+
+def launch(cli: typer.Typer, args: list[str] | None = None) -> None:
+    """Run the command line: a failure no command foresaw is one line on stderr and exit 1
+    (the database not answering says so); the traceback only with `--debug`."""
+    args = sys.argv[1:] if args is None else args
+    try:
+        cli(args)
+    except Exception as error:
+        if "--debug" in args:
+            raise
+        from storage.db import reason, unavailable
+
+        if unavailable(error):
+            line = f"database unreachable: {reason(error)}"
+        else:
+            line = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        typer.echo(f"liaison: {line} (run again with --debug for the full traceback)", err=True)
+        raise SystemExit(1) from None

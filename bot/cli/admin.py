@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.cli.common import fail, load_settings, now, open_store, out
+from bot.cli.common import FormatOption, err, fail, load_settings, now, open_store, out, print_rows
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -72,7 +71,7 @@ def leaddef_set(file: Path, by: str = "admin (CLI)") -> None:
         spec: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
         given = [criterion(c) for c in spec["criteria"]]
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
-        out.print(
+        err.print(
             f"[red]{file} is not a lead definition: {error}[/red]\n"
             "Expected:\ncriteria:\n  - key: budget\n    text: Budget confirmed\n"
             "  - Uses a CRM"
@@ -107,12 +106,12 @@ def sla_set(file: Path, by: str = "admin (CLI)") -> None:
     try:
         spec = SlaFile.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")) or {})
     except (OSError, yaml.YAMLError) as error:
-        out.print(f"[red]Cannot read {file}: {error}[/red]")
+        err.print(f"[red]Cannot read {file}: {error}[/red]")
         raise typer.Exit(2) from error
     except ValidationError as error:
         for problem in error.errors(include_url=False, include_input=False):
             where = ".".join(str(p) for p in problem["loc"])
-            out.print(f"[red]{file}: {where}: {problem['msg']}[/red]")
+            err.print(f"[red]{file}: {where}: {problem['msg']}[/red]")
         raise typer.Exit(2) from error
     with admin_session() as session:
         made = set_sla(session, spec=spec, by=by, now=now())
@@ -184,31 +183,31 @@ def members_set(
 
 
 @members_cli.command("list")
-def members_list() -> None:
+def members_list(format_: FormatOption = "table") -> None:
     """Who is known, with roles, managers and platforms."""
     from storage import queries
 
-    table = Table("handle", "name", "email", "role", "team", "manager", "time zone", "platforms")
     with admin_session() as session:
-        for m in queries.all_members(session):
-            boss = queries.get_member(session, member_id=m.manager_id) if m.manager_id else None
-            platforms = (
-                ", ".join(
-                    p for p, on in (("slack", m.slack_user_id), ("teams", m.teams_user_id)) if on
-                )
-                or "-"
-            )
-            table.add_row(
+        members = queries.all_members(session)
+        names = {m.id: m.name for m in members}
+        rows = [
+            (
                 m.handle,
                 m.name,
                 m.email or "-",
                 m.role,
                 m.team or "-",
-                boss.name if boss else "-",
+                names.get(m.manager_id, "-") if m.manager_id else "-",
                 m.timezone or "-",
-                platforms,
+                ", ".join(
+                    p for p, on in (("slack", m.slack_user_id), ("teams", m.teams_user_id)) if on
+                )
+                or "-",
             )
-    out.print(table)
+            for m in members
+        ]
+    columns = ("handle", "name", "email", "role", "team", "manager", "time zone", "platforms")
+    print_rows(columns, rows, format_)
 
 
 @channels_cli.command("set")
@@ -265,19 +264,16 @@ def approvers_set(
 
 
 @approvers_cli.command("list")
-def approvers_list() -> None:
+def approvers_list(format_: FormatOption = "table") -> None:
     """Who signs off new lead-definition and SLA versions, for each side."""
     from storage.approvals import approvers
 
-    table = Table("side", "name", "email", "role")
     with admin_session() as session:
-        named = approvers(session)
-        for side, member in named:
-            table.add_row(side, member.name, member.email or "-", member.role)
-    if not named:
+        rows = [(side, m.name, m.email or "-", m.role) for side, m in approvers(session)]
+    if not rows and format_ == "table":
         out.print("No approvers named yet: liaison approvers set --sales EMAIL --marketing EMAIL")
         return
-    out.print(table)
+    print_rows(("side", "name", "email", "role"), rows, format_)
 
 
 @insights_cli.command("duty")

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from bot.cli.common import deliverer, ingestor, load_settings, now, open_store, out
+from bot.cli.common import deliverer, err, ingestor, load_settings, now, open_store, out
 from bot.cli.outbox import deliver_owed
 
 BATCH = 200  # leads stored per transaction, as a webhook body might hold
@@ -37,7 +37,7 @@ def import_leads(file: Path) -> None:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        out.print(f"[red]Cannot read {file}: {error}[/red]")
+        err.print(f"[red]Cannot read {file}: {error}[/red]")
         raise typer.Exit(2) from error
     items = [
         {k: v for k, v in row.items() if k is not None and v not in (None, "")} for row in rows
@@ -46,7 +46,7 @@ def import_leads(file: Path) -> None:
     bad_rows = {p.index for p in problems}
     for problem in problems:
         # Row 1 is the header, so data row i is line i + 2.
-        out.print(
+        err.print(
             f"[red]row {problem.index + 2}[/red]: {problem.field or 'row'}: {problem.message}"
         )
     sender = deliverer(settings, store)

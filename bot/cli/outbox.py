@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
-from bot.cli.common import load_settings, now, open_store, out
+from bot.cli.common import FormatOption, fail, load_settings, now, open_store, out, print_rows
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer
@@ -24,6 +23,7 @@ def outbox_list(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="pending|sending|sent|failed")] = None,
     limit: int = 50,
+    format_: FormatOption = "table",
 ) -> None:
     """List the outbox (newest first); `liaison outbox retry` puts failed ones back in line."""
     if ctx.invoked_subcommand is not None:
@@ -31,30 +31,48 @@ def outbox_list(
     from storage.outbox import recent_messages
 
     store = open_store(load_settings())
-    table = Table("id", "key", "to", "status", "attempts", "not before", "parts done", "error")
     with store.session() as session:
-        for row in recent_messages(session, status=status, limit=limit):
-            to = f"member {row.member_id}" if row.member_id else (row.target or "-")
-            table.add_row(
+        rows = [
+            (
                 str(row.id),
                 row.key,
-                to,
+                name or (f"member {row.member_id}" if row.member_id else row.target or "-"),
                 row.status,
                 str(row.attempts),
                 row.not_before.isoformat(timespec="minutes"),
                 "all" if row.status == "sent" else ", ".join(row.parts_done or {}),
                 row.last_error or "",
             )
-    out.print(table)
+            for row, name in recent_messages(session, status=status, limit=limit)
+        ]
+    print_rows(COLUMNS, rows, format_)
+
+
+COLUMNS = ("id", "key", "to", "status", "attempts", "not before", "parts done", "error")
 
 
 @outbox_cli.command("retry")
 def outbox_retry(ids: Annotated[list[int] | None, typer.Argument()] = None) -> None:
     """Put failed messages (all, or the given ids) back in line for the next tick."""
     from digests.outbox import retry
+    from storage.outbox import statuses
 
     store = open_store(load_settings())
     with store.session() as session:
+        if ids:
+            known = statuses(session, ids=ids)
+            if unknown := [i for i in ids if i not in known]:
+                fail(
+                    f"No message {', '.join(map(str, unknown))} in the outbox "
+                    "(see `liaison outbox`).",
+                    1,
+                )
+            if unfailed := [i for i in ids if known[i] != "failed"]:
+                fail(
+                    ", ".join(f"{i} is {known[i]}" for i in unfailed)
+                    + ": only failed messages go back in line.",
+                    1,
+                )
         count = retry(session, ids=ids, now=now())
     out.print(f"{count} message{'s' if count != 1 else ''} back in line.")
 

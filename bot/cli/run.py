@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket as socket_module
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -32,7 +35,7 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 def serve(
     ctx: typer.Context,
     host: str = "127.0.0.1",
-    port: int = 3000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port")] = 3000,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False,
 ) -> None:
     """HTTP server: /slack/events, /api/messages, /api/leads and /healthz."""
@@ -46,12 +49,28 @@ def serve(
         fail(refused)
     store = open_store(settings)
     router = router_factory(ctx)(settings.company, settings.channels())
-    web.run_app(
-        build_web_app(settings, store, router, scheduler=not no_scheduler),
-        host=host,
-        port=port,
-        print=lambda msg: logging.getLogger("liaison").info("%s", msg),
-    )
+    try:
+        web.run_app(
+            build_web_app(settings, store, router, scheduler=not no_scheduler),
+            host=host,
+            port=port,
+            print=lambda msg: logging.getLogger("liaison").info("%s", msg),
+        )
+    except OSError as error:
+        fail(bind_problem(error, host, port), code=1)
+
+
+def bind_problem(error: OSError, host: str, port: int) -> str:
+    """Why `serve` could not listen on host:port, and what to do about it."""
+    if error.errno == errno.EADDRINUSE:
+        return f"Port {port} on {host} is in use: stop what listens there or pick --port."
+    if error.errno == errno.EACCES:
+        return f"Port {port} on {host} needs privileges: pick a port above 1023 with --port."
+    if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(
+        error, socket_module.gaierror
+    ):
+        return f"Cannot listen on {host}: it is not an address of this machine (--host)."
+    return f"Cannot listen on {host}:{port}: {error.strerror or error}."
 
 
 def socket(ctx: typer.Context) -> None:
@@ -101,8 +120,26 @@ def console(
         clockwork.start_in_background()
         return Bot(store, router, sender), clockwork.run_once
 
-    logging.getLogger().setLevel(logging.WARNING)
+    before = quiet_logging(CONSOLE_LOG)
     asyncio.run(run_console(store, make_bot, Console(), as_))  # wrapping, unlike `out`
+    if CONSOLE_LOG.exists() and CONSOLE_LOG.stat().st_size > before:
+        out.print(f"Warnings of this session were written to {CONSOLE_LOG}.")
+
+
+CONSOLE_LOG = Path("liaison-console.log")
+
+
+def quiet_logging(path: Path) -> int:
+    """Log lines go to `path` (warnings and worse; the file is made at the first), never into
+    the chat; returns the file's size before."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    return path.stat().st_size if path.exists() else 0
 
 
 def tick(
