@@ -205,3 +205,28 @@ def test_a_command_leaves_no_sqlite_side_files(tmp_path: Path, command: list[str
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "w.db").exists()
     assert not (tmp_path / "w.db-wal").exists() and not (tmp_path / "w.db-shm").exists()
+
+
+def test_in_the_console_log_lines_go_to_a_file_not_into_the_chat(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from bot.cli.run import quiet_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logging.basicConfig(force=True)  # as `liaison` starts: a handler on stderr
+    try:
+        log = tmp_path / "liaison-console.log"
+        assert quiet_logging(log) == 0 and not log.exists()  # made at the first line only
+        logging.getLogger("digests.weekly").warning("the 2026-W48 digest is due but no …")
+        logging.getLogger("digests.scheduler").info("a pass, not worth a line")
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], root.level = saved
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert "WARNING digests.weekly: the 2026-W48 digest is due" in log.read_text()
+    assert "a pass" not in log.read_text()
