@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery import Bot, Deliverer, Directory, Messenger
+from bot.logs import new_request_id
 from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
@@ -76,7 +77,9 @@ def build_web_app(
     deliverer.on_owed = clockwork.wake
     deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)  # a click's card at once
 
-    app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[_database_down(store)])
+    app = web.Application(
+        client_max_size=6 * 1024 * 1024, middlewares=[_request_ids, _database_down(store)]
+    )
     app[BACKGROUND] = background
     app[CLOCKWORK] = clockwork
     app[INGESTOR] = ingestor
@@ -136,6 +139,17 @@ def database_down_response() -> web.Response:
         status=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+@web.middleware
+async def _request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the proxy's X-Request-Id, else a new one): on each log line
+    written while handling it, and in the answer's X-Request-Id."""
+    rid = new_request_id(request.headers.get("X-Request-Id"))
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
 
 
 def _database_down(store: Store) -> Middleware:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     # Leads queued behind the webhook (being stored, or waiting for their owner's lookup)
     # before it answers 429 with Retry-After.
     ingest_queue_limit: int = Field(20_000, ge=1, alias="LIAISON_INGEST_QUEUE_LIMIT")
+
+    # Log lines as text (for a person at a terminal) or one JSON object a line (for a pipeline).
+    log_format: Literal["text", "json"] = Field("text", alias="LIAISON_LOG_FORMAT")
 
     @field_validator("database_url")
     @classmethod

@@ -13,6 +13,7 @@ LIAISON_REQUIRE_PG=1).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from storage import queries
 from storage.db import Store
 from storage.models import Clock, Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
+from tests.support import WEBHOOK_SECRET, signed_lead_headers
 
 REPO = Path(__file__).parent.parent
 LEASE_SECONDS = 3
@@ -128,6 +130,7 @@ def _env(url: str, slack: SlackStandIn) -> dict[str, str]:
         SLACK_API_URL=slack.api_url,
         LIAISON_TICK_SECONDS="0.3",
         LIAISON_OUTBOX_LEASE_SECONDS=str(LEASE_SECONDS),
+        LIAISON_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     return env
 
@@ -174,13 +177,14 @@ class Fleet:
         self.url, self.slack, self.tmp_path = url, slack, tmp_path
         self.servers: list[Server] = []
 
-    def start(self, count: int) -> list[Server]:
+    def start(self, count: int, flags: Sequence[Sequence[str]] = ()) -> list[Server]:
+        """`count` serve processes; `flags[i]` are more arguments for the i-th."""
         for i in range(count):
             port = _free_port()
             log_path = self.tmp_path / f"serve-{i}.log"
             log_file = log_path.open("wb")
             process = subprocess.Popen(
-                [*SERVE, "--port", str(port)],
+                [*SERVE, "--port", str(port), *(flags[i] if i < len(flags) else ())],
                 cwd=REPO,
                 env=_env(self.url, self.slack),
                 stdout=log_file,
@@ -206,10 +210,12 @@ class Fleet:
                     await asyncio.sleep(0.1)
 
     @asynccontextmanager
-    async def running(self, count: int) -> AsyncIterator[list[Server]]:
+    async def running(
+        self, count: int, flags: Sequence[Sequence[str]] = ()
+    ) -> AsyncIterator[list[Server]]:
         """`count` healthy servers; their output is printed if the block fails."""
         try:
-            self.start(count)
+            self.start(count, flags)
             await self.wait_healthy()
             yield self.servers
         except BaseException:
@@ -366,6 +372,38 @@ async def test_two_instances_send_every_message_exactly_once(
             f"\nexactly once: {len(rows)} messages in {time.monotonic() - started:.1f}s, "
             f"split {split(rows, fleet)}"
         )
+
+
+async def test_compose_shape_one_ticks_and_both_deliver(
+    pg_store: Store, slack: SlackStandIn, fleet: Fleet
+) -> None:
+    """compose.yaml's topology: `liaison-a` with the scheduler, `liaison-b` with
+    --no-scheduler, on one PostgreSQL. What the tick owes arrives once; leads sent to the
+    instance that does not tick are handed off by it, once."""
+    leads = 8
+    expected = leads * MESSAGES_PER_LEAD
+    make_company(pg_store, reps=8, leads=leads)
+    async with fleet.running(2, flags=[[], ["--no-scheduler"]]):
+        await wait_until_all_sent(pg_store, slack, fleet, expected, timeout=60)
+        body = json.dumps(
+            [{"external_id": f"C-{i}", "name": f"Lead {i}", "owner_email": f"rep{i}@example.com"}
+             for i in range(4)]
+        ).encode()  # fmt: skip
+        url = f"http://127.0.0.1:{fleet.servers[1].port}/api/leads"
+        async with (
+            aiohttp.ClientSession(trust_env=False) as http,
+            http.post(url, data=body, headers=signed_lead_headers(body)) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+        await wait_until_all_sent(pg_store, slack, fleet, expected + 4, timeout=60)
+        await asyncio.sleep(2)  # anything sent twice would arrive now
+        rows = outbox(pg_store)
+        assert len(rows) == expected + 4 and all(r.status == "sent" for r in rows)
+        calls = posted(slack)
+        assert len(calls) == len(set(calls)) == expected + 4, Counter(calls)
+        handoffs = [r for r in rows if r.key.startswith("handoff")]
+        assert len(handoffs) == 4
+        assert "serve-1" in split(handoffs, fleet), split(handoffs, fleet)
 
 
 async def test_sigkill_mid_drain_loses_nothing(

@@ -5,7 +5,6 @@ the router, which the commands that run a bot read from the context."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +12,7 @@ import typer
 
 from bot.cli import admin, digest, leads, outbox, run
 from bot.cli.common import out
+from bot.logs import configure
 
 if TYPE_CHECKING:
     from bot.cli.common import RouterFactory
@@ -26,14 +26,8 @@ def _logging(
         bool, typer.Option("--debug", help="show the full traceback of an unexpected failure")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        # Not two lines per tick ("Running job…", "…executed successfully"); faults still show.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    """Text log lines until the settings are read (which may ask for JSON)."""
+    configure("text", verbose=verbose)
 
 
 def make_cli(build_router: RouterFactory) -> typer.Typer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from bot.logs import configure
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer, Directory, Messenger
@@ -61,6 +64,8 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
     if teams := settings.teams_credentials_problem():
         fail(teams)
+    if settings.log_format != "text":
+        configure(settings.log_format, verbose=logging.getLogger().level == logging.DEBUG)
     return settings
 
 
