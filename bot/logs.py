@@ -35,9 +35,22 @@ class RequestIds(logging.Filter):
 
 
 def configure(fmt: LogFormat, *, verbose: bool = False) -> None:
-    """The root logger writes to stderr in `fmt`; APScheduler's per-run lines and Alembic's
-    chatter are left out unless `verbose`, and Python's warnings become log lines too."""
+    """The root logger writes to stderr in `fmt`, replacing the handler an earlier call put
+    there; like `logging.basicConfig`, it leaves alone a root logger someone else set up
+    (a host process, a test runner). APScheduler's per-run lines and Alembic's chatter are
+    left out unless `verbose`; Python's warnings become log lines too."""
+    logging.captureWarnings(True)
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # Not two lines per tick ("Running job…", "…executed successfully"); faults still show.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, OURS, False)]:
+        root.removeHandler(old)
+    if root.handlers:
+        return
     handler = logging.StreamHandler()
+    setattr(handler, OURS, True)
     handler.addFilter(RequestIds())
     if fmt == "json":
         from pythonjsonlogger.json import JsonFormatter
@@ -52,11 +65,8 @@ def configure(fmt: LogFormat, *, verbose: bool = False) -> None:
         )
     else:
         handler.setFormatter(logging.Formatter(TEXT))
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
-    )
-    logging.captureWarnings(True)
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        # Not two lines per tick ("Running job…", "…executed successfully"); faults still show.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+OURS = "_liaison_handler"  # marks the handler `configure` put on the root logger

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 TOKEN = "xoxb-test-token"
 TRIGGER_TTL = 3.0  # seconds a trigger_id can open a modal (Slack's limit)
 TEXT_LIMIT = 40_000  # characters of a message's `text`
+CHANNEL_METHODS = ("chat.postMessage", "conversations.history", "conversations.replies")
 CHANNEL_ID = ("C", "D", "G")  # what a conversation id starts with (U… is a user)
 BLOCK_METHODS = ("chat.postMessage", "chat.postEphemeral", "chat.update")
 
@@ -161,6 +162,10 @@ class SlackStandIn:
     # Handoff cards posted: (conversation, lead id) → how many times, and when each arrived.
     handoffs: Counter[tuple[str, int]] = field(default_factory=Counter)
     handoff_at: list[float] = field(default_factory=list)
+    # Channels that exist, and whether the bot is in each: one not in it answers
+    # `not_in_channel` to posts and history. Channels not named here exist with the bot in
+    # them as soon as something is posted there (history of one never posted to: not found).
+    channels: dict[str, bool] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -192,8 +197,16 @@ class SlackStandIn:
             "profile": {"email": email, "real_name": name},
         }
 
+    @web.middleware
+    async def _scopes_header(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Slack names the token's scopes on every Web API answer (`x-oauth-scopes`)."""
+        response: web.StreamResponse = await handler(request)
+        if request.path.startswith("/api/"):
+            response.headers["x-oauth-scopes"] = ",".join(sorted(self.scopes))
+        return response
+
     async def start(self) -> SlackStandIn:
-        app = web.Application()
+        app = web.Application(middlewares=[self._scopes_header])
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
@@ -410,7 +423,10 @@ class SlackStandIn:
                 "needed": ",".join(missing),
                 "provided": ",".join(sorted(self.scopes)),
             }
-        refused_here = self.refusing.get(str(params.get("channel", "")))
+        channel = str(params.get("channel", ""))
+        if self.channels.get(channel) is False and method in CHANNEL_METHODS:
+            return {"ok": False, "error": "not_in_channel"}
+        refused_here = self.refusing.get(channel)
         if method == "chat.postMessage" and refused_here:
             return {"ok": False, "error": refused_here}
         failing = self._failing.get(method)
@@ -545,7 +561,8 @@ class SlackStandIn:
         """A conversation's messages newest first (history: top level only; replies: one
         thread), with metadata only when `include_all_metadata` is asked for."""
         channel = str(params.get("channel", ""))
-        if channel not in self.messages and not channel.startswith("D"):
+        known = channel in self.messages or channel in self.channels
+        if not known and not channel.startswith("D"):
             return {"ok": False, "error": "channel_not_found"}
         thread = params.get("ts")
         found = [

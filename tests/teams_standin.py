@@ -231,7 +231,14 @@ class TeamsStandIn:
         return web.json_response(self.members[member_id])
 
     async def _members(self, request: web.Request) -> web.Response:
-        self.calls.append(Call("members", request.match_info["conversation"]))
+        conversation = request.match_info["conversation"]
+        self.calls.append(Call("members", conversation))
+        if conversation in self.uninstalled:
+            error = {
+                "code": "BotNotInConversationRoster",
+                "message": "The bot is not part of the conversation roster.",
+            }
+            return web.json_response({"error": error}, status=403)
         return web.json_response(list(self.members.values()))
 
     async def _create(self, request: web.Request) -> web.Response:

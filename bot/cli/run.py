@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from bot.cli.check import refuse_to_start
 from bot.cli.common import (
     deliverer,
     fail,
@@ -48,6 +49,7 @@ def serve(
     if refused := emulator_bind_problem(settings.teams_mode, host):
         fail(refused)
     store = open_store(settings)
+    refuse_to_start(settings, store)
     router = router_factory(ctx)(settings.company, settings.channels())
     try:
         web.run_app(
@@ -84,6 +86,7 @@ def socket(ctx: typer.Context) -> None:
     if settings.slack_app_token is None or not settings.slack_enabled:
         fail("Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (xapp-…).")
     store = open_store(settings)
+    refuse_to_start(settings, store, socket_mode=True)
     sender = deliverer(settings, store)
     bot = Bot(store, router_factory(ctx)(settings.company, settings.channels()), sender)
     slack = next(m for m in sender.messengers.values() if isinstance(m, SlackMessenger))
