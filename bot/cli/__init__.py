@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.cli import admin, check, digest, leads, outbox, run
+from bot.cli import admin, check, data, digest, leads, outbox, run
 from bot.cli.common import out
 from bot.logs import configure
 
@@ -44,6 +44,8 @@ def make_cli(build_router: RouterFactory) -> typer.Typer:
     cli.command()(run.console)
     cli.command()(run.tick)
     cli.command()(check.check)
+    cli.command()(data.export)
+    cli.command()(data.purge)
     cli.command("import-leads")(leads.import_leads)
     cli.command()(leads.demo)
     cli.command("digest")(digest.digest_command)
