@@ -6,7 +6,9 @@ import asyncio
 import gc
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp import web
@@ -22,11 +24,13 @@ from bot.teams.trust import TeamsMode
 from bot.text import say
 from bot.webhook import make_handler
 from digests.click_updates import ClickUpdates
-from digests.metrics import CONTENT_TYPE, OutboxMetrics
+from digests.metrics import CONTENT_TYPE, OutboxMetrics, ServiceMetrics
 from digests.outbox import depth
 from digests.scheduler import Clockwork, for_settings
 from handlers.ingest import Ingestor
+from storage.clocks import open_by_stage
 from storage.db import Store, unavailable
+from storage.outbox import oldest_due
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
@@ -78,7 +82,8 @@ def build_web_app(
     deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)  # a click's card at once
 
     app = web.Application(
-        client_max_size=6 * 1024 * 1024, middlewares=[_request_ids, _database_down(store)]
+        client_max_size=6 * 1024 * 1024,
+        middlewares=[_request_ids, _measured(clockwork.metrics), _database_down(store)],
     )
     app[BACKGROUND] = background
     app[CLOCKWORK] = clockwork
@@ -94,7 +99,7 @@ def build_web_app(
         app.router.add_post("/api/messages", _teams_off)
     app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
     app.router.add_get("/healthz", _health(store))
-    app.router.add_get("/metrics", _metrics(store, clockwork.sender.metrics))
+    app.router.add_get("/metrics", _metrics(store, clockwork.sender.metrics, clockwork.metrics))
 
     async def _start(_: web.Application) -> None:
         # Everything built so far lives as long as the process: keep it out of the
@@ -175,21 +180,56 @@ async def _teams_off(_: web.Request) -> web.Response:
     return web.json_response({"error": "Teams is not configured: set MICROSOFT_APP_ID"}, status=404)
 
 
-def _metrics(store: Store, metrics: OutboxMetrics) -> Handler:
-    """GET /metrics: the outbox counters, and its depth read now, in Prometheus' format."""
+def _metrics(store: Store, outbox: OutboxMetrics, service: ServiceMetrics) -> Handler:
+    """GET /metrics: the counters, and the outbox's depth and the open SLA clocks read now,
+    in Prometheus' format."""
 
-    def read_depth() -> dict[str, int]:
-        with store.session() as session:
-            return depth(session)
+    def read_now() -> tuple[dict[str, int], float, dict[str, int]]:
+        now = datetime.now(UTC)
+        with store.reading() as session:
+            oldest = oldest_due(session, now=now)
+            waited = 0.0
+            if oldest is not None:  # SQLite gives it back without its zone (it was UTC)
+                waited = (now - oldest.replace(tzinfo=oldest.tzinfo or UTC)).total_seconds()
+            return depth(session), max(0.0, waited), open_by_stage(session)
 
     async def scrape(_: web.Request) -> web.Response:
         try:
-            metrics.set_depth(await asyncio.to_thread(read_depth))
-        except SQLAlchemyError as error:  # the counters still answer; the depth is the last seen
-            log.warning("metrics: outbox depth not read (%s)", type(error).__name__)
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+            by_status, oldest, clocks = await asyncio.to_thread(read_now)
+            outbox.set_depth(by_status, oldest)
+            service.set_clocks(clocks)
+        except SQLAlchemyError as error:  # the counters still answer; the gauges: last seen
+            log.warning("metrics: gauges not read (%s)", type(error).__name__)
+        body = outbox.render() + service.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return scrape
+
+
+PLATFORMS = {"/slack/events": "slack", "/api/messages": "teams", "/api/leads": "webhook"}
+
+
+def _measured(metrics: ServiceMetrics) -> Middleware:
+    """Every answer counted and timed, by endpoint (the route, not the raw path) and platform."""
+
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        endpoint = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as refused:
+            status = refused.status
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.answered(endpoint, PLATFORMS.get(endpoint, "-"), status, seconds)
+
+    return measure
 
 
 def _health(store: Store) -> Handler:

@@ -22,6 +22,7 @@ from bot.delivery import Deliverer
 from bot.settings import Settings
 from digests import approvals, feedback, sla
 from digests.business_time import Company
+from digests.metrics import ServiceMetrics
 from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Outage, Store, unavailable
 
@@ -118,8 +119,11 @@ class Clockwork:
         work: Sequence[DueWork] = DUE_WORK,
         lookups: Sequence[AsyncDueWork] = (),
         admin_channel: str | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or ServiceMetrics()
+        self._next_tick: float | None = None  # when the next tick is due (monotonic)
         self.company = company
         self.work = tuple(work)
         self.lookups = tuple(lookups)
@@ -220,8 +224,13 @@ class Clockwork:
     async def _job(self) -> None:
         if self.tick_backoff.waiting():
             return
+        started = time.monotonic()
+        if self._next_tick is not None:
+            self.metrics.tick_lag.set(max(0.0, started - self._next_tick))
+        self._next_tick = started + self.interval
         try:
-            report = await self.tick(datetime.now(UTC))
+            with self.metrics.tick.time():
+                report = await self.tick(datetime.now(UTC))
         except asyncio.CancelledError:
             # The server is shutting down mid-tick. The pass running in its thread commits
             # or rolls back whole; what it did not take, the next tick anywhere takes.
@@ -332,13 +341,16 @@ def for_settings(
     from digests.weekly import Digests
 
     schedule = Schedule.parse(settings.digest_at, settings.timezone)
+    metrics = ServiceMetrics()
+    digests = Digests(schedule, settings.default_channel("digest"), metrics.digest_build.observe)
     return Clockwork(
         store,
         deliverer,
         settings.company,
         settings.tick_seconds,
         settings.outbox_lease_seconds,
-        work=(*DUE_WORK, Digests(schedule, settings.default_channel("digest"))),
+        work=(*DUE_WORK, digests),
         lookups=lookups,
         admin_channel=settings.default_channel("admin"),
+        metrics=metrics,
     )

@@ -6,6 +6,8 @@ private "your week" note with their own figures."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -53,9 +55,15 @@ def digest_message(session: Session, week: Week, *, target: str, now: datetime) 
 class Digests:
     """The due work of the weekly digest (one of the scheduler's passes)."""
 
-    def __init__(self, schedule: Schedule, target: str | None) -> None:
+    def __init__(
+        self,
+        schedule: Schedule,
+        target: str | None,
+        built: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         self.schedule = schedule
         self.default_target = target
+        self.built = built  # hears how long each digest took to build
 
     def __call__(self, store: Store, *, now: datetime, company: Company) -> TickReport:
         report_ = TickReport()
@@ -79,7 +87,9 @@ class Digests:
         target = queries.channel_target(session, kind="digest") or self.default_target
         messages = []
         if target:
+            started = time.perf_counter()
             messages.append(digest_message(session, week, target=target, now=now))
+            self.built(time.perf_counter() - started)
         else:
             log.warning("the %s digest is due but no digest channel is set", run.week)
         messages += your_week_notes(session, week, now, company)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from storage.models import Member, OutboxMessage
@@ -29,3 +31,12 @@ def statuses(session: Session, *, ids: Collection[int]) -> dict[int, str]:
     """The status of each of these messages that exists."""
     query = select(OutboxMessage.id, OutboxMessage.status).where(col(OutboxMessage.id).in_(ids))
     return {message_id or 0: status for message_id, status in session.exec(query).all()}
+
+
+def oldest_due(session: Session, *, now: datetime) -> datetime | None:
+    """When the longest-waiting message that is due and not sent became due."""
+    query = select(func.min(OutboxMessage.not_before)).where(
+        col(OutboxMessage.status).in_(("pending", "sending")), col(OutboxMessage.not_before) <= now
+    )
+    found: datetime | None = session.exec(query).one()
+    return found
