@@ -152,6 +152,7 @@ def test_console_runs_as_a_real_process(tmp_path: Path) -> None:
     assert "Lead definition v1" in done.stdout
     assert "No member called nobody" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+    assert not list(tmp_path.glob("c.db-*"))  # no -wal or -shm left behind
 
 
 def test_socket_mode_without_tokens_says_what_is_missing(
