@@ -124,6 +124,8 @@ def build_web_app(
 
     async def _close(_: web.Application) -> None:
         ingestor.close()
+        if teams_messenger is not None:
+            await teams_messenger.adapter.connector_clients.close()
         if slack_messenger is not None and slack_messenger.client.session is not None:
             await slack_messenger.client.session.close()
 

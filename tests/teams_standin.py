@@ -62,6 +62,8 @@ class TeamsStandIn:
     _runner: web.AppRunner | None = None
     # Seconds a send waits before it is answered (a slow connector).
     send_delay: float = 0.0
+    # The client end (host, port) of the TCP connection each request came on.
+    peers: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def service_url(self) -> str:
@@ -140,6 +142,8 @@ class TeamsStandIn:
     @web.middleware
     async def _strict(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Refuse what the real connector refuses before any operation runs."""
+        if request.transport is not None:
+            self.peers.append(request.transport.get_extra_info("peername")[:2])
         conversation = request.match_info.get("conversation")
         activity = request.match_info.get("activity", "")
         if self.token_valid is not None:

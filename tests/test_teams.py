@@ -899,3 +899,15 @@ async def test_a_reference_botbuilder_stored_still_reaches_the_member(
     assert alice_now is not None and alice_now.teams_reference is not None
     assert alice_now.teams_reference["conversation"]["tenantId"] == tenant
     assert "tenantID" not in alice_now.teams_reference["conversation"]
+
+
+async def test_the_replies_of_many_turns_share_one_connection_to_the_connector(
+    chat: Teams, standin: TeamsStandIn
+) -> None:
+    """Each turn's connector client is closed when the turn ends, but its connections stay
+    in a pool: five messages, five replies, one TCP connection (no handshake per reply)."""
+    for _ in range(5):
+        assert await chat.post(chat.activity("personal_message", ALICE, text="help")) == 202
+    replies = standin.of("reply", ALICE.conversation)
+    assert len(replies) == 5
+    assert len(standin.peers) >= 5 and len(set(standin.peers)) == 1, standin.peers

@@ -4,6 +4,7 @@ botbuilder stored, and what Teams last reached the bot from."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -116,6 +117,25 @@ class ConnectorClients:
     def __init__(self, tokens: TimedMsalAuth | None, timeout: float) -> None:
         self.tokens = tokens
         self.timeout = timeout
+        # The SDK closes each turn's session when the turn ends; the connections live on in
+        # this pool, shared by every turn, so a burst of sends reuses warm TLS connections.
+        self._pool: aiohttp.TCPConnector | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+
+    def pool(self) -> aiohttp.TCPConnector:
+        """The connection pool every turn's session borrows, one per event loop (a CLI
+        command may run several loops one after the other)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool.closed or self._pool_loop is not loop:
+            self._pool = aiohttp.TCPConnector(limit=64, limit_per_host=32, keepalive_timeout=30)
+            self._pool_loop = loop
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pooled connections (at shutdown)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def create_connector_client(
         self,
@@ -138,6 +158,8 @@ class ConnectorClients:
         session = aiohttp.ClientSession(
             base_url=service_url if service_url.endswith("/") else service_url + "/",
             timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=self.pool(),
+            connector_owner=False,  # the turn's end closes the session, not the pool
         )
         return TeamsConnectorClient(endpoint=service_url, token=token, session=session)
 
@@ -176,6 +198,7 @@ class TeamsAdapter(CloudAdapter):
         call_timeout: float,
     ) -> None:
         super().__init__(channel_service_client_factory=clients)
+        self.connector_clients = clients
         self.app_id = app_id
         self.trust = trust
         self.tokens = tokens  # None: emulator mode, no authentication
