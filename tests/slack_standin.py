@@ -166,6 +166,8 @@ class SlackStandIn:
     # `not_in_channel` to posts and history. Channels not named here exist with the bot in
     # them as soon as something is posted there (history of one never posted to: not found).
     channels: dict[str, bool] = field(default_factory=dict)
+    # The client end (host, port) of the TCP connection each Web API call came on.
+    peers: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -200,6 +202,8 @@ class SlackStandIn:
     @web.middleware
     async def _scopes_header(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Slack names the token's scopes on every Web API answer (`x-oauth-scopes`)."""
+        if request.path.startswith("/api/") and request.transport is not None:
+            self.peers.append(request.transport.get_extra_info("peername")[:2])
         response: web.StreamResponse = await handler(request)
         if request.path.startswith("/api/"):
             response.headers["x-oauth-scopes"] = ",".join(sorted(self.scopes))

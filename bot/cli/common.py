@@ -7,7 +7,8 @@ import io
 import json
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -160,3 +161,24 @@ def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], format_: s
 
 
 WIDE = 1_000  # columns of a piped table: wide enough that no cell is cut
+
+
+@asynccontextmanager
+async def one_session(sender: Deliverer, settings: Settings) -> AsyncIterator[None]:
+    """All of a command's Slack Web API calls on one HTTP session, so they reuse connections
+    (without one, slack_sdk opens a session, and a TLS connection, per call)."""
+    import aiohttp
+
+    from bot.slack import SlackMessenger
+
+    slack = sender.messengers.get("slack")
+    if not isinstance(slack, SlackMessenger) or slack.client.session is not None:
+        yield
+        return
+    timeout = aiohttp.ClientTimeout(total=settings.call_timeout)
+    slack.client.session = aiohttp.ClientSession(timeout=timeout)
+    try:
+        yield
+    finally:
+        await slack.client.session.close()
+        slack.client.session = None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.cli.common import fail, load_settings, now, open_store, out
+from bot.cli.common import fail, load_settings, now, one_session, open_store, out
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -63,6 +63,7 @@ def post_digest(settings: Settings, store: Store, week: Week) -> None:
     """Owe the digest of `week` to the digest channel (once: its key is the week) and send."""
     from bot.delivery import Deliverer
     from bot.server import platform_messengers
+    from digests.outbox import SendReport
     from digests.scheduler import for_settings
     from digests.weekly import digest_message
     from storage import queries
@@ -82,8 +83,13 @@ def post_digest(settings: Settings, store: Store, week: Week) -> None:
     if not owed:
         out.print(f"The {week.label} digest was already posted (see `liaison outbox`).")
         return
-    messengers = platform_messengers(settings, store)
-    clockwork = for_settings(settings, store, Deliverer(store, messengers))
-    sent = asyncio.run(clockwork.sender.drain(now()))
+    sender = Deliverer(store, platform_messengers(settings, store))
+    clockwork = for_settings(settings, store, sender)
+
+    async def run() -> SendReport:
+        async with one_session(sender, settings):
+            return await clockwork.sender.drain(now())
+
+    sent = asyncio.run(run())
     verdict = "posted" if sent.sent else "not posted yet (see `liaison outbox`)"
     out.print(f"The {week.label} digest is {verdict} to {target}.")

@@ -21,7 +21,16 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from bot.cli.common import deliverer, err, ingestor, load_settings, now, open_store, out
+from bot.cli.common import (
+    deliverer,
+    err,
+    ingestor,
+    load_settings,
+    now,
+    one_session,
+    open_store,
+    out,
+)
 from bot.cli.outbox import deliver_owed
 
 BATCH = 200  # leads stored per transaction, as a webhook body might hold
@@ -51,18 +60,25 @@ def import_leads(file: Path) -> None:
         )
     sender = deliverer(settings, store)
     leads_in = ingestor(settings, sender)
-    created = duplicates = 0
-    with Progress(console=out) as progress:
-        task = progress.add_task("Importing leads", total=len(good))
-        for start in range(0, len(good), BATCH):
-            batch = good[start : start + BATCH]
-            outcomes = asyncio.run(leads_in.ingest(batch, now=now()))
-            created += sum(o.status == "created" for o in outcomes)
-            duplicates += sum(o.status == "duplicate" for o in outcomes)
-            progress.advance(task, len(batch))
-    out.print(f"{created} imported, {duplicates} already known, {len(bad_rows)} rows refused.")
-    if created:
-        asyncio.run(deliver_owed(sender, settings, store))
+
+    async def run() -> None:
+        created = duplicates = 0
+        async with one_session(sender, settings):  # owner look-ups and cards, one session
+            with Progress(console=out) as progress:
+                task = progress.add_task("Importing leads", total=len(good))
+                for start in range(0, len(good), BATCH):
+                    batch = good[start : start + BATCH]
+                    outcomes = await leads_in.ingest(batch, now=now())
+                    created += sum(o.status == "created" for o in outcomes)
+                    duplicates += sum(o.status == "duplicate" for o in outcomes)
+                    progress.advance(task, len(batch))
+            out.print(
+                f"{created} imported, {duplicates} already known, {len(bad_rows)} rows refused."
+            )
+            if created:
+                await deliver_owed(sender, settings, store)
+
+    asyncio.run(run())
     if bad_rows:
         raise typer.Exit(1)
 

@@ -21,6 +21,7 @@ from bot.cli.common import (
     load_settings,
     lookups,
     now,
+    one_session,
     open_store,
     out,
     router_factory,
@@ -29,6 +30,7 @@ from bot.cli.common import (
 if TYPE_CHECKING:
     from bot.console import ConsoleMessenger
     from bot.delivery import Bot
+    from digests.scheduler import Pass
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -163,7 +165,12 @@ def tick(
     store = open_store(settings)
     sender = deliverer(settings, store)
     clockwork = for_settings(settings, store, sender, lookups(settings, sender))
-    result = asyncio.run(clockwork.run_once(moment))
+
+    async def run() -> Pass:
+        async with one_session(sender, settings):
+            return await clockwork.run_once(moment)
+
+    result = asyncio.run(run())
     out.print(
         f"Tick at {moment.isoformat()}: {result.tick.looked_at} due items looked at "
         "(SLA clocks, feedback, approvals, digests, owner lookups), "
