@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
 from storage.models import (
@@ -141,6 +142,7 @@ _CLOSE_CLOCK = (
     )
 )
 _MEMBERS_BY_ID = select(*_MEMBER_COLUMNS).where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
+_MEMBER_BY_SLACK_ID = select(_MEMBERS).where(_MEMBERS.c.slack_user_id == bindparam("user_id"))
 _HOLIDAY_DAYS = select(_HOLIDAYS.c.day).order_by(_HOLIDAYS.c.day)
 _AWAY_OF = (
     select(_AWAY.c.member_id, _AWAY.c.starts_at, _AWAY.c.until)
@@ -164,6 +166,16 @@ _LOCATIONS_OF = (
     .where(_LOCATIONS.c.lead_id == bindparam("the_lead"), _LOCATIONS.c.purpose == bindparam("p"))
     .order_by(_LOCATIONS.c.id)
 )
+
+
+def member_by_slack_id(session: Session, *, user_id: str) -> Member | None:
+    """The member with this Slack user id (`queries.member_by`), read without the ORM."""
+    row = session.connection().execute(_MEMBER_BY_SLACK_ID, {"user_id": user_id}).first()
+    if row is None:
+        return None
+    member = Member(**row._mapping)
+    make_transient_to_detached(member)  # as if loaded by a session since closed
+    return member
 
 
 def accept(session: Session, *, lead_id: int, actor_id: int, now: datetime) -> LeadRow | None:
