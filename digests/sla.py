@@ -59,11 +59,22 @@ def _clock(
     return Clock(**_clock_row(lead.id or 0, kind, owner_id, policy, budget, now, ref))
 
 
+class PolicyFacts(Protocol):
+    """What a new clock takes from the SLA policy: a stored `SlaPolicy`, or a row of it."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def remind_share(self) -> float: ...
+    @property
+    def escalate_after_hours(self) -> float: ...
+
+
 def _clock_row(
     lead_id: int,
     kind: ClockKind,
     owner_id: int,
-    policy: SlaPolicy,
+    policy: PolicyFacts,
     budget: float,
     now: datetime,
     ref: str = "",
@@ -251,9 +262,10 @@ def close(
 def closing(clock: ClockFacts, calendar: Calendar, now: datetime) -> tuple[str, float]:
     """How a clock closed at `now` ends, in its owner's `calendar`: met or missed, and the
     business time it ran (what the digest reports: median and 90th percentile)."""
-    steps = Steps.of(clock, calendar)
-    seconds = business_seconds(_with_snoozes(calendar, clock), clock.started_at, now)
-    return ("met" if now <= steps.due else "missed"), seconds
+    calendar = _with_snoozes(calendar, clock)
+    due = add_business(calendar, clock.started_at, clock.budget_seconds)  # as `Steps.of`
+    seconds = business_seconds(calendar, clock.started_at, now)
+    return ("met" if now <= due else "missed"), seconds
 
 
 def accepted(
@@ -572,13 +584,14 @@ def lines_of(
         if found is None:
             continue
         tz, calendar = found
-        steps = Steps.of(clock, calendar)
-        due = when(steps.due, tz or company.tz)
+        calendar = _with_snoozes(calendar, clock)
+        deadline = add_business(calendar, clock.started_at, clock.budget_seconds)  # `Steps.of`
+        due = when(deadline, tz or company.tz)
         what = say(f"clock_{clock.kind}")
-        if now >= steps.due:
+        if now >= deadline:
             lines.append(say("clock_status_late", what=what, due=due))
         else:
-            left = business_seconds(_with_snoozes(calendar, clock), now, steps.due)
+            left = business_seconds(calendar, now, deadline)
             lines.append(say("clock_status_left", what=what, due=due, left=_duration(left)))
     return lines
 

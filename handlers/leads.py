@@ -88,9 +88,9 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     if raw.isdigit() and actor_id is not None:
         # The usual press (the owner or their manager, on a lead still handed off) in a
         # few plain statements; anything else changed nothing and is answered below.
-        row = verdicts.accept(ctx.session, lead_id=int(raw), actor_id=actor_id, now=ctx.now)
-        if row is not None:
-            return [accepted(ctx, row, actor_id)]
+        done = verdicts.accept(ctx.session, lead_id=int(raw), actor_id=actor_id, now=ctx.now)
+        if done is not None:
+            return [accepted(ctx, done, actor_id)]
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
@@ -106,11 +106,12 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     return [refresh(ctx, lead)]
 
 
-def accepted(ctx: Context, lead: verdicts.LeadRow, actor_id: int) -> UpdateCards:
+def accepted(ctx: Context, done: verdicts.Accepted, actor_id: int) -> UpdateCards:
     """What follows an accepted lead (`verdicts.accept`), as `accept` below does it with
     the ORM: the verdict recorded, the clocks closed and started, and the card rendered
     from the rows read for them (each read once, only the columns needed)."""
-    session, lead_id = ctx.session, lead.id or 0
+    session, lead = ctx.session, done.lead
+    lead_id = lead.id or 0
     verdicts.add_event(
         session, lead_id=lead_id, kind=EventKind.accepted, member_id=actor_id, at=ctx.now
     )
@@ -120,14 +121,10 @@ def accepted(ctx: Context, lead: verdicts.LeadRow, actor_id: int) -> UpdateCards
         e.data.get("marketer_id") for e in events if e.kind == EventKind.info_requested
     }
     ids = {i for i in named if isinstance(i, int)} | {c.owner_id for c in clocks}
-    members = verdicts.members(session, ids=ids | ({lead.owner_id} if lead.owner_id else set()))
-    timed = {c.owner_id for c in clocks} | ({lead.owner_id} if lead.owner_id else set())
-    calendars = Calendars(
-        session,
-        ctx.company,
-        away=verdicts.away_spans(session, member_ids=timed & members.keys()),
-        holidays=verdicts.holidays(session),
+    members, away = verdicts.members(
+        session, ids=ids | ({lead.owner_id} if lead.owner_id else set())
     )
+    calendars = Calendars(session, ctx.company, away=away, holidays=verdicts.holidays(session))
 
     def calendar_of(member_id: int) -> Calendar | None:
         member = members.get(member_id)
@@ -142,14 +139,11 @@ def accepted(ctx: Context, lead: verdicts.LeadRow, actor_id: int) -> UpdateCards
         return member.name if member is not None else "someone"
 
     still_open = sla.accepted(session, lead, clocks, calendar_of, ctx.now)
-    campaign, version = verdicts.campaign_and_version(
-        session, campaign_id=lead.campaign_id, definition_id=lead.definition_id
-    )
     card = lead_card_of(
         lead,
         owner=members.get(lead.owner_id) if lead.owner_id else None,
-        campaign=campaign,
-        version=version if version is not None else "?",
+        campaign=done.campaign,
+        version=done.version if done.version is not None else "?",
         events=events,
         sla_lines=sla.lines_of(still_open, owner_of, ctx.now, ctx.company),
         name_of=name_of,

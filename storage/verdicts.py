@@ -62,6 +62,25 @@ class LeadRow:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """A lead just accepted, with its campaign's name and its lead definition's version."""
+
+    lead: LeadRow
+    campaign: str | None
+    version: int | None
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """What a new clock takes from the SLA policy in force."""
+
+    version: int
+    attempts_days: float
+    remind_share: float
+    escalate_after_hours: float
+
+
+@dataclass(frozen=True)
 class MemberRow:
     """The columns of a member a card and a calendar read."""
 
@@ -122,7 +141,17 @@ _ACCEPT = (
         ),
     )
     .values(state=LeadState.accepted.value, verdict_at=func.coalesce(_LEADS.c.verdict_at, _NOW))
-    .returning(*_LEAD_COLUMNS)
+    .returning(
+        *_LEAD_COLUMNS,
+        select(_CAMPAIGNS.c.name)
+        .where(_CAMPAIGNS.c.id == _LEADS.c.campaign_id)
+        .correlate(_LEADS)
+        .scalar_subquery(),
+        select(_DEFINITIONS.c.version)
+        .where(_DEFINITIONS.c.id == _LEADS.c.definition_id)
+        .correlate(_LEADS)
+        .scalar_subquery(),
+    )
 )
 _ADD_EVENT = _EVENTS.insert()
 _OPEN_CLOCKS = (
@@ -141,20 +170,18 @@ _CLOSE_CLOCK = (
         business_seconds=bindparam("seconds"),
     )
 )
-_MEMBERS_BY_ID = select(*_MEMBER_COLUMNS).where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
+_MEMBERS_AWAY = (
+    select(*_MEMBER_COLUMNS, _AWAY.c.starts_at, _AWAY.c.until)
+    .select_from(_MEMBERS.outerjoin(_AWAY, _AWAY.c.member_id == _MEMBERS.c.id))
+    .where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_MEMBERS.c.id, _AWAY.c.starts_at, _AWAY.c.id)
+)
 _MEMBER_BY_SLACK_ID = select(_MEMBERS).where(_MEMBERS.c.slack_user_id == bindparam("user_id"))
 _HOLIDAY_DAYS = select(_HOLIDAYS.c.day).order_by(_HOLIDAYS.c.day)
-_AWAY_OF = (
-    select(_AWAY.c.member_id, _AWAY.c.starts_at, _AWAY.c.until)
-    .where(_AWAY.c.member_id.in_(bindparam("ids", expanding=True)))
-    .order_by(_AWAY.c.member_id, _AWAY.c.starts_at, _AWAY.c.id)
-)
-_POLICY = select(_POLICIES).order_by(_POLICIES.c.version.desc()).limit(1)
-_NAMES = select(
-    select(_CAMPAIGNS.c.name).where(_CAMPAIGNS.c.id == bindparam("campaign")).scalar_subquery(),
-    select(_DEFINITIONS.c.version)
-    .where(_DEFINITIONS.c.id == bindparam("definition"))
-    .scalar_subquery(),
+_POLICY = (
+    select(*[_POLICIES.c[name] for name in PolicyRow.__dataclass_fields__])
+    .order_by(_POLICIES.c.version.desc())
+    .limit(1)
 )
 _EVENTS_OF = (
     select(_EVENTS.c.kind, _EVENTS.c.member_id, _EVENTS.c.at, _EVENTS.c.data)
@@ -178,7 +205,7 @@ def member_by_slack_id(session: Session, *, user_id: str) -> Member | None:
     return member
 
 
-def accept(session: Session, *, lead_id: int, actor_id: int, now: datetime) -> LeadRow | None:
+def accept(session: Session, *, lead_id: int, actor_id: int, now: datetime) -> Accepted | None:
     """Accept the lead for `actor_id` if they may (its owner or the owner's manager) and it
     is still handed off, atomically (a conditional UPDATE: of two racing presses, one
     wins); its verdict time is set if it had none. The lead as it is now, or None when
@@ -189,7 +216,10 @@ def accept(session: Session, *, lead_id: int, actor_id: int, now: datetime) -> L
         .execute(_ACCEPT, {"the_lead": lead_id, "actor": actor_id, "now": now})
         .first()
     )
-    return LeadRow(*row) if row is not None else None
+    if row is None:
+        return None
+    columns = len(_LEAD_COLUMNS)
+    return Accepted(LeadRow(*row[:columns]), row[columns], row[columns + 1])
 
 
 def add_event(
@@ -253,50 +283,35 @@ def _start_clock(dialect: str) -> Any:
     return insert(_CLOCKS).on_conflict_do_nothing().returning(_CLOCKS.c.id)
 
 
-def members(session: Session, *, ids: Collection[int]) -> dict[int, MemberRow]:
-    """These members, by id (ids that match nobody are left out)."""
+def members(
+    session: Session, *, ids: Collection[int]
+) -> tuple[dict[int, MemberRow], dict[int, list[tuple[datetime, datetime]]]]:
+    """These members by id (ids that match nobody are left out), and each one's time away
+    (`queries.away_spans_of`), in one query."""
+    found: dict[int, MemberRow] = {}
+    away: dict[int, list[tuple[datetime, datetime]]] = {}
     if not ids:
-        return {}
-    rows = session.connection().execute(_MEMBERS_BY_ID, {"ids": sorted(ids)})
-    return {row[0]: MemberRow(*row) for row in rows}
+        return found, away
+    columns = len(_MEMBER_COLUMNS)
+    for row in session.connection().execute(_MEMBERS_AWAY, {"ids": sorted(ids)}):
+        member_id, starts_at, until = row[0], row[columns], row[columns + 1]
+        if member_id not in found:
+            found[member_id], away[member_id] = MemberRow(*row[:columns]), []
+        if starts_at is not None and until > starts_at:
+            away[member_id].append((starts_at, until))
+    return found, away
 
 
 def holidays(session: Session) -> list[date]:
     return [row[0] for row in session.connection().execute(_HOLIDAY_DAYS)]
 
 
-def away_spans(
-    session: Session, *, member_ids: Collection[int]
-) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Each member's time away (`queries.away_spans_of`), in one query."""
-    spans: dict[int, list[tuple[datetime, datetime]]] = {m: [] for m in member_ids}
-    if spans:
-        for member_id, starts_at, until in session.connection().execute(
-            _AWAY_OF, {"ids": sorted(spans)}
-        ):
-            if until > starts_at:
-                spans[member_id].append((starts_at, until))
-    return spans
-
-
-def policy(session: Session) -> SlaPolicy:
-    """The SLA policy in force (`queries.current_policy`), as a detached row."""
+def policy(session: Session) -> PolicyRow:
+    """What new clocks take from the SLA policy in force (`queries.current_policy`)."""
     row = session.connection().execute(_POLICY).first()
     if row is None:
         raise LookupError("no SLA policy: run `liaison db upgrade`")
-    return SlaPolicy(**row._mapping)
-
-
-def campaign_and_version(
-    session: Session, *, campaign_id: int | None, definition_id: int
-) -> tuple[str | None, int | None]:
-    """The campaign's name and the lead definition's version, in one query."""
-    row = (
-        session.connection()
-        .execute(_NAMES, {"campaign": campaign_id, "definition": definition_id})
-        .one()
-    )
-    return row[0], row[1]
+    return PolicyRow(*row)
 
 
 def events_of(session: Session, *, lead_id: int) -> list[EventRow]:
