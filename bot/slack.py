@@ -49,7 +49,7 @@ from bot.slack_client import PacedWebClient
 from bot.slack_shapes import checked_body, form_state
 from bot.tasks import Background
 from bot.text import say
-from storage import queries
+from storage import queries, verdicts
 from storage.db import Store, unavailable
 from storage.models import CardLocation, Member
 
@@ -322,7 +322,7 @@ class HomeTab(SlackResponder):
 
 def known_member(store: Store, user_id: str) -> Member | None:
     with store.reading() as session:
-        return queries.member_by(session, slack_user_id=user_id)
+        return verdicts.member_by_slack_id(session, user_id=user_id)
 
 
 async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any]) -> Member:

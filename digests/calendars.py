@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date
+from typing import Protocol
 
 from sqlmodel import Session
 
 from digests.business_time import Calendar, Company, Span, parse_clock
 from storage import queries
 from storage.models import Member
+
+
+class WorkingWeek(Protocol):
+    """What a member's calendar is made of: a stored `Member`, or a row of its columns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def work_start(self) -> str | None: ...
+    @property
+    def work_end(self) -> str | None: ...
+    @property
+    def workdays(self) -> str | None: ...
+
 
 # A session whose `info` holds a dict under this key keeps the calendars read in it there,
 # by member: for sessions that only read calendars (the outbox renders many cards about
@@ -24,15 +41,19 @@ class Calendars:
     when their calendar is first wanted."""
 
     def __init__(
-        self, session: Session, company: Company, away: Mapping[int, Sequence[Span]] | None = None
+        self,
+        session: Session,
+        company: Company,
+        away: Mapping[int, Sequence[Span]] | None = None,
+        holidays: Collection[date] | None = None,
     ) -> None:
         self.session = session
         self.company = company
-        self.holidays = frozenset(queries.holidays(session))
+        self.holidays = frozenset(queries.holidays(session) if holidays is None else holidays)
         self.away = dict(away or {})
         self.known: dict[int, Calendar] = {}
 
-    def of(self, member: Member) -> Calendar:
+    def of(self, member: WorkingWeek) -> Calendar:
         key = member.id or 0
         if key not in self.known:
             self.known[key] = calendar_of(
@@ -61,7 +82,7 @@ def calendar_in(session: Session, member: Member, company: Company) -> Calendar:
 
 def calendar_of(
     session: Session,
-    member: Member,
+    member: WorkingWeek,
     company: Company,
     holidays: frozenset[date] | None = None,
     away: Sequence[Span] | None = None,
@@ -80,7 +101,7 @@ def calendar_of(
 
 def _calendar(
     session: Session,
-    member: Member,
+    member: WorkingWeek,
     company: Company,
     holidays: frozenset[date] | None,
     away: Sequence[Span] | None,

@@ -21,7 +21,7 @@ from bot.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
 from bot.messages import card_to_dict
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
-from storage import queries
+from storage import queries, verdicts
 from storage.models import Member, NewMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _owe_updates(
     """One update per place the card was posted, coalesced with any still owed there; for
     each, the lease taken on it (None when not leased: no `lease`, or the row is in flight
     with another sender or waits out a retry, and the outbox sends it)."""
-    locations = queries.locations_of(session, lead_id=effect.lead_id, purpose=effect.purpose)
+    locations = verdicts.locations_of(session, lead_id=effect.lead_id, purpose=effect.purpose)
     card, render = card_to_dict(effect.card), _render(effect.lead_id, effect.purpose)
     owed: list[Leased | None] = []
     for location in locations:

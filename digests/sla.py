@@ -9,9 +9,10 @@ same transaction, so a step is taken — and its message owed — exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -25,7 +26,7 @@ from digests.business_time import (
     next_working_moment,
 )
 from digests.calendars import Calendars, calendar_in
-from storage import queries
+from storage import queries, verdicts
 from storage.db import Store
 from storage.models import (
     Clock,
@@ -55,18 +56,44 @@ def _clock(
     now: datetime,
     ref: str = "",
 ) -> Clock:
-    return Clock(
-        lead_id=lead.id or 0,
-        kind=kind.value,
-        ref=ref,
-        owner_id=owner_id,
-        policy_version=policy.version,
-        started_at=now,
-        budget_seconds=budget,
-        remind_share=policy.remind_share,
-        grace_seconds=policy.escalate_after_hours * HOUR,
-        next_at=now,
-    )
+    return Clock(**_clock_row(lead.id or 0, kind, owner_id, policy, budget, now, ref))
+
+
+class PolicyFacts(Protocol):
+    """What a new clock takes from the SLA policy: a stored `SlaPolicy`, or a row of it."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def remind_share(self) -> float: ...
+    @property
+    def escalate_after_hours(self) -> float: ...
+
+
+def _clock_row(
+    lead_id: int,
+    kind: ClockKind,
+    owner_id: int,
+    policy: PolicyFacts,
+    budget: float,
+    now: datetime,
+    ref: str = "",
+) -> dict[str, Any]:
+    """A new clock's `sla_clocks` columns."""
+    return {
+        "lead_id": lead_id,
+        "kind": kind.value,
+        "ref": ref,
+        "owner_id": owner_id,
+        "policy_version": policy.version,
+        "started_at": now,
+        "budget_seconds": budget,
+        "remind_share": policy.remind_share,
+        "grace_seconds": policy.escalate_after_hours * HOUR,
+        "stage": ClockStage.running.value,
+        "snoozes": [],
+        "next_at": now,
+    }
 
 
 def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
@@ -228,13 +255,60 @@ def close(
         if owner is None:
             _finish(session, clock, now, "cancelled")
             continue
-        calendar = calendar_in(session, owner, company)
-        steps = Steps.of(clock, calendar)
-        _finish(session, clock, now, "met" if now <= steps.due else "missed")
-        # What the digest reports (median and 90th percentile), in the owner's business time.
-        clock.business_seconds = business_seconds(
-            _with_snoozes(calendar, clock), clock.started_at, now
+        outcome, clock.business_seconds = closing(clock, calendar_in(session, owner, company), now)
+        _finish(session, clock, now, outcome)
+
+
+def closing(clock: ClockFacts, calendar: Calendar, now: datetime) -> tuple[str, float]:
+    """How a clock closed at `now` ends, in its owner's `calendar`: met or missed, and the
+    business time it ran (what the digest reports: median and 90th percentile)."""
+    calendar = _with_snoozes(calendar, clock)
+    due = add_business(calendar, clock.started_at, clock.budget_seconds)  # as `Steps.of`
+    seconds = business_seconds(calendar, clock.started_at, now)
+    return ("met" if now <= due else "missed"), seconds
+
+
+def accepted(
+    session: Session,
+    lead: verdicts.LeadRow,
+    clocks: Sequence[verdicts.ClockRow],
+    calendar_of: Callable[[int], Calendar | None],
+    now: datetime,
+) -> list[verdicts.ClockRow]:
+    """`on_accepted` on the lead's open clocks read already (`calendar_of` a member, None
+    when there is no such member): the verdict clock closes, the attempts clock starts.
+    Returns the lead's clocks open now, by id."""
+    closed = [clock for clock in clocks if clock.kind == ClockKind.verdict]
+    for clock in closed:
+        calendar = calendar_of(clock.owner_id)
+        if calendar is None:
+            clock.outcome = "cancelled"
+        else:
+            clock.outcome, clock.business_seconds = closing(clock, calendar, now)
+        clock.closed_at, clock.next_at = now, None
+    verdicts.close_clocks(session, clocks=closed)
+    still = [clock for clock in clocks if clock.kind != ClockKind.verdict]
+    calendar = calendar_of(lead.owner_id) if lead.owner_id is not None else None
+    if lead.owner_id is None or calendar is None:
+        return still
+    policy = verdicts.policy(session)
+    budget = policy.attempts_days * _day_seconds(calendar)
+    row = _clock_row(lead.id or 0, ClockKind.attempts, lead.owner_id, policy, budget, now)
+    new_id = verdicts.start_clock(session, row=row)
+    if new_id is not None:  # else it ran before: shown if still open (it is in `clocks`)
+        still.append(
+            verdicts.ClockRow(
+                id=new_id,
+                kind=row["kind"],
+                owner_id=lead.owner_id,
+                started_at=now,
+                budget_seconds=budget,
+                remind_share=row["remind_share"],
+                grace_seconds=row["grace_seconds"],
+                snoozes=[],
+            )
         )
+    return still
 
 
 def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:
@@ -251,7 +325,26 @@ def _day_seconds(calendar: Calendar) -> float:
 # ---------------------------------------------------------------- the steps of a clock
 
 
-def _with_snoozes(calendar: Calendar, clock: Clock) -> Calendar:
+class ClockFacts(Protocol):
+    """What a clock's steps are worked out from: a stored `Clock`, or a row of its columns."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def budget_seconds(self) -> float: ...
+    @property
+    def remind_share(self) -> float: ...
+    @property
+    def grace_seconds(self) -> float: ...
+    @property
+    def snoozes(self) -> list[list[str]]: ...
+
+
+def _with_snoozes(calendar: Calendar, clock: ClockFacts) -> Calendar:
     """A snoozed clock does not count its snoozes, as if its owner were away."""
     snoozed = tuple(
         (datetime.fromisoformat(entry[0]), datetime.fromisoformat(entry[1]))
@@ -269,7 +362,7 @@ class Steps:
     escalate: datetime
 
     @classmethod
-    def of(cls, clock: Clock, calendar: Calendar) -> Steps:
+    def of(cls, clock: ClockFacts, calendar: Calendar) -> Steps:
         calendar = _with_snoozes(calendar, clock)
         start, budget = clock.started_at, clock.budget_seconds
         due = add_business(calendar, start, budget)
@@ -464,23 +557,41 @@ def status_lines(
 ) -> list[str]:
     """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
     and the business time left."""
-    lines = []
-    for clock in queries.open_clocks(
-        session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
-    ):
-        if owner_id is not None and clock.owner_id != owner_id:
-            continue
-        owner = session.get(Member, clock.owner_id)
+    clocks = queries.open_clocks(session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False)
+    if owner_id is not None:
+        clocks = [clock for clock in clocks if clock.owner_id == owner_id]
+
+    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
+        owner = session.get(Member, member_id)
         if owner is None:
+            return None
+        return owner.timezone, calendar_in(session, owner, company)
+
+    return lines_of(clocks, owner_of, now, company)
+
+
+def lines_of(
+    clocks: Sequence[ClockFacts],
+    owner_of: Callable[[int], tuple[str | None, Calendar] | None],
+    now: datetime,
+    company: Company,
+) -> list[str]:
+    """`status_lines` of these open clocks (by id); `owner_of` gives each owner's time zone
+    and calendar (None: the owner is gone, and the clock is not shown)."""
+    lines = []
+    for clock in clocks:
+        found = owner_of(clock.owner_id)
+        if found is None:
             continue
-        calendar = calendar_in(session, owner, company)
-        steps = Steps.of(clock, calendar)
-        due = when(steps.due, owner.timezone or company.tz)
+        tz, calendar = found
+        calendar = _with_snoozes(calendar, clock)
+        deadline = add_business(calendar, clock.started_at, clock.budget_seconds)  # `Steps.of`
+        due = when(deadline, tz or company.tz)
         what = say(f"clock_{clock.kind}")
-        if now >= steps.due:
+        if now >= deadline:
             lines.append(say("clock_status_late", what=what, due=due))
         else:
-            left = business_seconds(_with_snoozes(calendar, clock), now, steps.due)
+            left = business_seconds(calendar, now, deadline)
             lines.append(say("clock_status_left", what=what, due=due, left=_duration(left)))
     return lines
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +56,19 @@ class LeadFacts(Protocol):
     def handed_off_at(self) -> datetime | None: ...
 
 
+class OwnerFacts(Protocol):
+    """What a card shows of a lead's owner: a stored `Member`, or a row of its columns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def manager_id(self) -> int | None: ...
+
+
 ATTRIBUTE_CHARS = 200  # a card shows this much of an attribute's value
 
 
@@ -91,12 +104,30 @@ def _state_line(lead: LeadFacts) -> str:
     return say("state_waiting")
 
 
-def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
+class EventFacts(Protocol):
+    """What a card shows of a lead's event: a stored `LeadEvent`, or a row of its columns."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def member_id(self) -> int | None: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+NameOf = Callable[[int | None], str]  # a member's name by id ("someone" when unknown)
+
+
+def _verdict_line(
+    name_of: NameOf, lead: LeadFacts, events: Sequence[EventFacts], tz: str | None
+) -> str:
     verdicts = [e for e in events if e.kind in (EventKind.accepted, EventKind.not_a_fit)]
     if not verdicts:
         return _state_line(lead)
     last = verdicts[-1]
-    who, at = member_name(session, last.member_id), when(last.at, tz)
+    who, at = name_of(last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
         return say("state_accepted", who=who, at=at)
     definition_version = last.data.get("definition_version")
@@ -111,12 +142,12 @@ def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str
     )
 
 
-def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> list[Field_]:
+def _questions(name_of: NameOf, events: Sequence[EventFacts], tz: str | None) -> list[Field_]:
     answers = {e.data.get("question_id"): e for e in events if e.kind == EventKind.info_answered}
     fields = []
     for asked in (e for e in events if e.kind == EventKind.info_requested):
         answer = answers.get(asked.data.get("question_id"))
-        marketer = member_name(session, asked.data.get("marketer_id"))
+        marketer = name_of(asked.data.get("marketer_id"))
         if answer is None:
             value = say("question_open", question=asked.data["question"], marketer=marketer)
         else:
@@ -131,7 +162,7 @@ def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> lis
     return fields
 
 
-def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
+def _attempts(events: Sequence[EventFacts], tz: str | None) -> Field_ | None:
     attempts = [e for e in events if e.kind == EventKind.attempt_logged]
     if not attempts:
         return None
@@ -157,22 +188,47 @@ def lead_card(
     """The handoff card: the lead, its campaign and attributes, state and actions; with
     `now`, also each open SLA clock and the business time it has left."""
     owner = session.get(Member, lead.owner_id) if lead.owner_id else None
-    tz = owner.timezone if owner else None
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     definition = session.get(LeadDefinition, lead.definition_id)
     events = queries.events_of(session, lead_id=lead.id or 0)
-    fields = _lead_fields(lead, campaign.name if campaign else None)
+
+    def name_of(member_id: int | None) -> str:
+        return member_name(session, member_id)
+
+    return lead_card_of(
+        lead,
+        owner=owner,
+        campaign=campaign.name if campaign else None,
+        version=definition.version if definition else "?",
+        events=events,
+        sla_lines=(
+            sla.status_lines(session, lead, now, company or Company()) if now is not None else ()
+        ),
+        name_of=name_of,
+    )
+
+
+def lead_card_of(
+    lead: LeadFacts,
+    *,
+    owner: OwnerFacts | None,
+    campaign: str | None,
+    version: int | str,
+    events: Sequence[EventFacts],
+    sla_lines: Sequence[str],
+    name_of: NameOf,
+) -> Card:
+    """`lead_card` from what was read already: the lead's owner, campaign name, definition
+    version, events (oldest first), SLA lines, and members' names (`name_of`)."""
+    tz = owner.timezone if owner else None
+    fields = _lead_fields(lead, campaign)
     attempts = _attempts(events, tz)
     if attempts:
         fields.append(attempts)
-    fields += _questions(session, events, tz)
-    if now is not None:
-        fields += [
-            Field_(say("label_sla"), line)
-            for line in sla.status_lines(session, lead, now, company or Company())
-        ]
-    text = _verdict_line(session, lead, events, tz)
-    return _lead_card(lead, fields, text, owner, definition.version if definition else "?")
+    fields += _questions(name_of, events, tz)
+    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    text = _verdict_line(name_of, lead, events, tz)
+    return _lead_card(lead, fields, text, owner, version)
 
 
 def new_lead_card(
@@ -208,7 +264,7 @@ def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
 
 
 def _lead_card(
-    lead: LeadFacts, fields: list[Field_], text: str, owner: Member | None, version: int | str
+    lead: LeadFacts, fields: list[Field_], text: str, owner: OwnerFacts | None, version: int | str
 ) -> Card:
     tz = owner.timezone if owner else None
     return Card(
@@ -227,7 +283,7 @@ def _lead_card(
     )
 
 
-def _deciders(owner: Member | None) -> tuple[int, ...]:
+def _deciders(owner: OwnerFacts | None) -> tuple[int, ...]:
     """Who may act on a lead: its owner and the owner's manager (see `may_act_on`)."""
     if owner is None or owner.id is None:
         return ()

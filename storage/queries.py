@@ -1036,22 +1036,33 @@ def lease_update(
     """Lease an owed card update to `owner` if it is waiting and due (not in flight with
     another sender, not held back by a retry's backoff), marking its send as started, as a
     sender's claim does; whether it was leased."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
     result = session.connection().execute(
+        _LEASE_UPDATE, {"the_id": message_id, "owner": owner, "until": until, "now": now}
+    )
+    return bool(result.rowcount == 1)
+
+
+def _lease_update() -> Any:
+    """`lease_update`'s statement, built once (a click leases its card's update each time)."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    now = bindparam("now", type_=table.c.sending_since.type)
+    return (
         update(table)
         .where(
-            table.c.id == message_id,
+            table.c.id == bindparam("the_id"),
             table.c.status == OutboxStatus.pending.value,
             table.c.not_before <= now,
         )
         .values(
             status=OutboxStatus.sending.value,
-            claimed_by=owner,
-            claimed_until=until,
+            claimed_by=bindparam("owner"),
+            claimed_until=bindparam("until", type_=table.c.claimed_until.type),
             sending_since=now,
         )
     )
-    return bool(result.rowcount == 1)
+
+
+_LEASE_UPDATE = _lease_update()
 
 
 @cache
