@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,55 +26,6 @@ UNAVAILABLE_SQLITE = ("unable to open database", "disk i/o error", "database is 
 READ_ONLY = "liaison_read_only"  # an execution option: a transaction that never writes
 
 
-WRITER_WAIT = 30.0  # seconds a write waits for this process's other writers (then SQLite's)
-_WRITERS: dict[str, threading.Lock] = {}  # one per SQLite file: this process's writer
-_WRITERS_GUARD = threading.Lock()
-
-
-def _writer_lock(path: str) -> threading.Lock:
-    with _WRITERS_GUARD:
-        return _WRITERS.setdefault(os.path.realpath(path), threading.Lock())
-
-
-class _SqliteConnection(sqlite3.Connection):
-    """A pysqlite connection whose write transactions in this process queue on one lock per
-    file (`_begin`), taken just before `BEGIN IMMEDIATE` (when SQLite's own write lock is)
-    and given up the moment the transaction commits or rolls back, so the next writer of
-    this process starts at once instead of polling in SQLite's busy handler (which sleeps
-    1, 2, 5 … 100 ms between tries while the lock may sit free)."""
-
-    writer: threading.Lock | None = None
-    holding = False
-
-    def take_writer(self) -> None:
-        if self.writer is not None and not self.holding:
-            # Past the wait, SQLite's own busy timeout decides, as without this lock.
-            self.holding = self.writer.acquire(timeout=WRITER_WAIT)
-
-    def let_go(self) -> None:
-        if self.holding and self.writer is not None:
-            self.holding = False
-            self.writer.release()
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self.let_go()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self.let_go()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.let_go()
-
-
 def make_engine(url: str, pool_size: int | None = None) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. `pool_size`
     caps its connections (SQLAlchemy's default otherwise: 5, and 10 more on demand)."""
@@ -84,18 +33,15 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
     if pool_size is not None:
         sizing = {"pool_size": pool_size, "max_overflow": pool_size}
     if url.startswith("sqlite"):
-        connect_args = {"check_same_thread": False, "timeout": 30, "factory": _SqliteConnection}
-        engine = create_engine(url, connect_args=connect_args, **sizing)
-        path = make_url(url).database or ""
-        writer = _writer_lock(path) if path and path != ":memory:" else None
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **sizing
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy, not pysqlite, start transactions, so that SAVEPOINTs and
             # rollbacks behave (see SQLAlchemy's "Serializable isolation / Savepoints").
             dbapi_connection.isolation_level = None
-            if isinstance(dbapi_connection, _SqliteConnection):
-                dbapi_connection.writer = writer
             cursor = dbapi_connection.cursor()
             if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
@@ -111,16 +57,7 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
             # IMMEDIATE takes the write lock up front: two deferred transactions that read
             # and then write fail at once with "database is locked" (WAL snapshot upgrade),
             # while IMMEDIATE ones wait for each other within the busy timeout.
-            dbapi_connection = connection.connection.dbapi_connection
-            if not isinstance(dbapi_connection, _SqliteConnection):
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            dbapi_connection.take_writer()
-            try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            except BaseException:
-                dbapi_connection.let_go()
-                raise
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     connect_args = {}
