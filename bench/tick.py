@@ -44,7 +44,7 @@ due rows; its figures and its cost per due row are printed alongside, for inform
 
 Outbox throughput: the Slack Web API stand-in (tests/slack_standin.py) runs in this event
 loop; a `digests.outbox.Sender` over a `bot.delivery.Deliverer` with a `SlackMessenger`
-(client from `bot.slack.make_client` pointed at the stand-in) drains `--messages` DMs owed
+(client from `bot.slack.app.make_client` pointed at the stand-in) drains `--messages` DMs owed
 to one member, i.e. one channel, where Slack allows about 1 message per second. The
 arrival time of every chat.postMessage at the stand-in gives the achieved rate and the
 most messages in any 1-second window. Then, for information, `--fanout` DMs to as many
@@ -760,7 +760,7 @@ async def outbox_throughput(url: str, database: str, recipients: list[int]) -> T
     from bot.delivery import Deliverer
     from bot.messages import Card, card_to_dict
     from bot.settings import Settings
-    from bot.slack import SlackMessenger, make_client
+    from bot.slack.app import SlackMessenger, make_client
     from digests.outbox import Sender
     from storage.models import OutboxMessage
     from tests.slack_standin import SlackStandIn

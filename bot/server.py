@@ -42,7 +42,8 @@ RETRY_AFTER_SECONDS = 60  # what a client is told to wait while the database doe
 
 def platform_messengers(settings: Settings, store: Store) -> list[Messenger]:
     """The Slack and Teams senders this configuration allows (Slack first, when on)."""
-    from bot import slack, teams
+    from bot import teams
+    from bot.slack import app as slack
 
     messengers: list[Messenger] = []
     if settings.slack_enabled:
@@ -57,7 +58,8 @@ def build_web_app(
 ) -> web.Application:
     """Routes: POST /slack/events, POST /api/messages (Teams on), POST /api/leads, GET /healthz,
     GET /metrics."""
-    from bot import slack, teams
+    from bot import teams
+    from bot.slack import app as slack
 
     background = Background()
     messengers = platform_messengers(settings, store)

@@ -45,8 +45,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
 # slash commands need `commands`; the `message.im` event needs `im:history`.
 FEATURE_SCOPES = {"slash_commands": "commands", "message.im": "im:history"}
 
-# The modules that talk to Slack's Web API (the Slack adapter: bot/slack*.py).
-ADAPTER = sorted((ROOT / "bot").glob("slack*.py"))
+# The modules that talk to Slack's Web API (the Slack edge: bot/slack/).
+ADAPTER = sorted((ROOT / "bot" / "slack").glob("*.py"))
 
 
 def manifest_scopes(path: Path = MANIFEST) -> frozenset[str]:

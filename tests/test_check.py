@@ -16,7 +16,7 @@ from microsoft_agents.activity import ChannelAccount, ConversationAccount, Conve
 from typer.testing import CliRunner, Result
 
 import app
-from bot.slack_preflight import SCOPES
+from bot.slack.preflight import SCOPES
 from bot.teams.adapter import dump_reference
 from bot.teams.messenger import SERVICE_KEY
 from storage import queries

@@ -10,7 +10,7 @@ import pytest
 from app import build_router
 from bot.effects import FormErrors, Reply, ShowForm
 from bot.interaction import Kind
-from bot.slack_blocks import card_blocks
+from bot.slack.blocks import card_blocks
 from bot.teams.cards import card_content
 from handlers.choices import web_link
 from storage import content, queries

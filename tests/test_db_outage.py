@@ -29,7 +29,7 @@ from sqlalchemy import exc
 from sqlmodel import select, text
 
 from bot.delivery import Deliverer
-from bot.slack import database_down_ack
+from bot.slack.app import database_down_ack
 from bot.text import say
 from digests import sla
 from digests.business_time import Company

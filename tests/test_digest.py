@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session
 
-from bot.slack_blocks import SECTION_LIMIT, report_blocks
+from bot.slack.blocks import SECTION_LIMIT, report_blocks
 from bot.teams.cards import TEXT_BUDGET, report_card
 from digests.chart import chart_png
 from digests.digest import Week, build

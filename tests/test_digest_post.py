@@ -18,7 +18,7 @@ from sqlmodel import select
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
 from bot.server import platform_messengers
-from bot.slack import SlackMessenger
+from bot.slack.app import SlackMessenger
 from digests.digest import Week
 from digests.outbox import MAX_ATTEMPTS, Sender
 from digests.weekly import digest_message

@@ -129,7 +129,7 @@ def test_the_scope_check_sees_every_call_and_catches_a_missing_scope(
         "views.open",
         "views.publish",
     } <= set(calls)
-    adapter = ("slack.py:", "slack_preflight.py:")  # the Slack edge: its sends and its checks
+    adapter = ("app.py:", "preflight.py:")  # the Slack edge: its sends and its checks
     assert all(place.startswith(adapter) for places in calls.values() for place in places)
     assert calls["auth.test"] and calls["conversations.history"]
     bot = slack["oauth_config"]["scopes"]["bot"]

@@ -23,7 +23,7 @@ from sqlmodel import select
 from bot import teams
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
-from bot.slack import SlackMessenger
+from bot.slack.app import SlackMessenger
 from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import LEASE, Sender
 from digests.owing import owe

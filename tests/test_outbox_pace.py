@@ -22,8 +22,8 @@ from sqlmodel import col, select
 
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
-from bot.slack import SlackMessenger, make_client
-from bot.slack_client import Throttled
+from bot.slack.app import SlackMessenger, make_client
+from bot.slack.client import Throttled
 from digests import pacing
 from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import Sender

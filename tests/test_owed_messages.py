@@ -20,7 +20,7 @@ from app import build_router
 from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from bot.messages import Card, card_to_dict
-from bot.slack import SlackMessenger
+from bot.slack.app import SlackMessenger
 from digests.business_time import Company
 from digests.outbox import Sender
 from digests.scheduler import Clockwork

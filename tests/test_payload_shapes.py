@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sqlmodel import SQLModel, func, select
 
 from bot.jsonlimits import loads_bounded, nesting_depth
-from bot.slack_shapes import EVENTS
+from bot.slack.shapes import EVENTS
 from storage.db import Store
 from tests.slack_standin import SlackStandIn
 from tests.support import (

@@ -20,7 +20,7 @@ from bot.delivery import Bot, Deliverer
 from bot.effects import Owed, UpdateCards
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card
-from bot.slack import SlackMessenger
+from bot.slack.app import SlackMessenger
 from digests.business_time import Company
 from digests.outbox import Sender
 from digests.owing import owe

@@ -24,7 +24,7 @@ from bot.messages import (
     Section,
     Select,
 )
-from bot.slack_blocks import card_blocks, modal, report_blocks
+from bot.slack.blocks import card_blocks, modal, report_blocks
 from tests.blockkit import block_errors, view_errors
 from tests.slack_scopes import manifest_scopes
 from tests.slack_standin import Pace, SlackStandIn, Storm

@@ -46,7 +46,7 @@ async def platform_checks(
 ) -> list[Check]:
     """Slack's and Teams' lines (their configured channels too, when the store answers) and
     the webhook's; `socket_mode`: Slack over Socket Mode, which needs no signing secret."""
-    from bot.slack_preflight import slack_checks
+    from bot.slack.preflight import slack_checks
     from bot.teams.preflight import teams_checks
 
     targets = configured_channels(settings, store)

@@ -169,7 +169,7 @@ async def one_session(sender: Deliverer, settings: Settings) -> AsyncIterator[No
     (without one, slack_sdk opens a session, and a TLS connection, per call)."""
     import aiohttp
 
-    from bot.slack import SlackMessenger
+    from bot.slack.app import SlackMessenger
 
     slack = sender.messengers.get("slack")
     if not isinstance(slack, SlackMessenger) or slack.client.session is not None:

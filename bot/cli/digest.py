@@ -24,7 +24,7 @@ def digest_command(
     post: Annotated[bool, typer.Option("--post", help="post it to the digest channel")] = False,
 ) -> None:
     """Build a weekly digest and print it (or post it with --post)."""
-    from bot.slack_blocks import report_blocks
+    from bot.slack.blocks import report_blocks
     from bot.teams.cards import report_card
     from digests.chart import chart_png
     from digests.digest import Week, build

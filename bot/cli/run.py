@@ -80,7 +80,7 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
 def socket(ctx: typer.Context) -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
     from bot.delivery import Bot
-    from bot.slack import SlackMessenger, run_socket_mode
+    from bot.slack.app import SlackMessenger, run_socket_mode
     from digests.click_updates import ClickUpdates
     from digests.scheduler import for_settings
 

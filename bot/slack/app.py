@@ -35,7 +35,7 @@ from bot.idempotency import METADATA_EVENT, OUTBOX_KEY
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Card, Form, Report
 from bot.settings import Settings
-from bot.slack_blocks import (
+from bot.slack.blocks import (
     card_blocks,
     fallback,
     modal,
@@ -45,8 +45,8 @@ from bot.slack_blocks import (
     section,
     view_values,
 )
-from bot.slack_client import PacedWebClient
-from bot.slack_shapes import checked_body, form_state
+from bot.slack.client import PacedWebClient
+from bot.slack.shapes import checked_body, form_state
 from bot.tasks import Background
 from bot.text import say
 from storage import queries, verdicts
