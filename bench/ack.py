@@ -9,7 +9,7 @@ Run from the repository root:
 Child processes are started from this same file (`--serve ROLE`): the Slack Web API
 stand-in (tests/slack_standin.py, one for the whole run), and for every rate a bare Bolt
 `AsyncApp` whose only listener acks (the floor) and Liaison's real web app
-(`bot.server.build_web_app`) on a fresh SQLite file in a temp dir. Each child listens on
+(`bot.web.server.build_web_app`) on a fresh SQLite file in a temp dir. Each child listens on
 127.0.0.1 port 0 and reports its URL as one JSON line on stdout; it stops when its stdin
 closes (or after --max-seconds) and then prints one JSON line of statistics. The load
 generator runs here, in the main process, with one aiohttp session: open-loop, one request
@@ -157,9 +157,9 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
     from sqlmodel import col, select
 
     from app import build_router
-    from bot.server import BACKGROUND, CLOCKWORK, build_web_app
     from bot.settings import Settings
-    from bot.webhook import signature
+    from bot.web.server import BACKGROUND, CLOCKWORK, build_web_app
+    from bot.web.webhook import signature
     from storage import queries
     from storage.db import Store
     from storage.models import CardLocation, EventKind, LeadEvent, Member

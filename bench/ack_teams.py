@@ -8,7 +8,7 @@ Run from the repository root:
 Three child processes are started from this same file (`--serve ROLE`): the Bot Framework
 connector stand-in (tests/teams_standin.py), a bare Agents SDK app (the SDK's aiohttp
 `CloudAdapter` and an `ActivityHandler` whose `on_adaptive_card_invoke` answers a fixed
-card), and Liaison's real web app (`bot.server.build_web_app`, Teams in emulator mode: no
+card), and Liaison's real web app (`bot.web.server.build_web_app`, Teams in emulator mode: no
 token check, as the bare app) on a SQLite file in a temp dir. Each child listens on
 127.0.0.1 port 0 and reports its URL as one JSON line on stdout; it stops when its stdin
 closes (or after --max-seconds) and then prints one JSON line of statistics. The load
@@ -139,10 +139,10 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
     from sqlmodel import select
 
     from app import build_router
-    from bot.server import CLOCKWORK, build_web_app
     from bot.settings import Settings
     from bot.teams.cards import card_content
-    from bot.webhook import signature
+    from bot.web.server import CLOCKWORK, build_web_app
+    from bot.web.webhook import signature
     from handlers.cards import lead_card
     from storage import queries
     from storage.db import Store

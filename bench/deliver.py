@@ -21,7 +21,7 @@ Then two child processes are started from this same file (`--serve ROLE`):
   (`Pace`, Slack's rule as Liaison reads it: 1 message/s per conversation, bursts of 3; a
   post over it is answered 429 and counted as over the pace). In a storm it also answers a random
   share (`--storm`) of chat.postMessage calls 429 with `Retry-After: 1`;
-- `serve`: Liaison's real web app (`bot.server.build_web_app`, `liaison serve
+- `serve`: Liaison's real web app (`bot.web.server.build_web_app`, `liaison serve
   --no-scheduler`): its outbox sender, woken once at start, delivers what is owed.
 
 The parent polls the stand-in for the posts it took and shows them in a progress bar. The
@@ -120,8 +120,8 @@ async def serve_standin(storm: float) -> None:
 async def serve_liaison() -> None:
     """`liaison serve --no-scheduler` on the database and stand-in the environment names."""
     from app import build_router
-    from bot.server import CLOCKWORK, build_web_app
     from bot.settings import Settings
+    from bot.web.server import CLOCKWORK, build_web_app
     from storage.db import Store
 
     settings = Settings(_env_file=None)

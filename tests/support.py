@@ -17,9 +17,9 @@ from app import build_router
 from bot.effects import Effect
 from bot.interaction import Interaction, Kind, Where
 from bot.router import Router
-from bot.server import BACKGROUND, CLOCKWORK, build_web_app
 from bot.settings import Settings
-from bot.webhook import signature
+from bot.web.server import BACKGROUND, CLOCKWORK, build_web_app
+from bot.web.webhook import signature
 from storage.db import Store
 from storage.models import Member, OutboxMessage
 from tests.loopback import serve_on_loopback

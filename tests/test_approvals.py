@@ -717,4 +717,3 @@ def test_derived_keys_keep_to_the_limit_and_never_reuse_a_key() -> None:
     assert with_keys(
         [(None, "  in  TERRITORY ")], current=[("territory", "In territory")], used={"territory"}
     ) == [("territory", "  in  TERRITORY ")]
-

@@ -78,8 +78,9 @@ def test_quiet_hours() -> None:
 
 
 def test_custom_hours_and_weekdays() -> None:
-    cal = Calendar(tz="Asia/Dubai", start=time(8), end=time(16),
-                   weekdays=frozenset({0, 1, 2, 3, 4}))
+    cal = Calendar(
+        tz="Asia/Dubai", start=time(8), end=time(16), weekdays=frozenset({0, 1, 2, 3, 4})
+    )
     assert next_working_moment(cal, utc(2026, 11, 23, 2)) == utc(2026, 11, 23, 4)
     with pytest.raises(ValueError):
         Calendar(start=time(17), end=time(9))
@@ -87,16 +88,19 @@ def test_custom_hours_and_weekdays() -> None:
         add_business(Calendar(weekdays=frozenset()), utc(2026, 1, 1), HOUR)
 
 
-moments = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1),
-                       timezones=st.just(UTC))
-zones = st.sampled_from(["UTC", "Europe/London", "America/New_York", "Australia/Sydney",
-                         "Asia/Kolkata"])
+moments = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(UTC)
+)
+zones = st.sampled_from(
+    ["UTC", "Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(start=moments, hours=st.floats(min_value=0, max_value=200), tz=zones)
-def test_adding_then_measuring_gives_the_same_business_time(start: datetime, hours: float,
-                                                            tz: str) -> None:
+def test_adding_then_measuring_gives_the_same_business_time(
+    start: datetime, hours: float, tz: str
+) -> None:
     cal = Calendar(tz=tz)
     deadline = add_business(cal, start, hours * HOUR)
     assert deadline >= start
@@ -105,8 +109,9 @@ def test_adding_then_measuring_gives_the_same_business_time(start: datetime, hou
 
 @settings(max_examples=200, deadline=None)
 @given(a=moments, b=moments, c=moments, tz=zones)
-def test_business_time_adds_up_over_consecutive_periods(a: datetime, b: datetime,
-                                                        c: datetime, tz: str) -> None:
+def test_business_time_adds_up_over_consecutive_periods(
+    a: datetime, b: datetime, c: datetime, tz: str
+) -> None:
     a, b, c = sorted([a, b, c])
     cal = Calendar(tz=tz)
     whole = business_seconds(cal, a, c)

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bot.effects import Owed, UpdateCards
 from bot.interaction import Interaction, Kind, Where
-from bot.server import CLOCKWORK
+from bot.web.server import CLOCKWORK
 from digests.click_updates import ClickUpdates
 from digests.outbox import Sender
 from digests.owing import UpdateLease

@@ -10,7 +10,7 @@ from rich.console import Console
 from sqlmodel import select
 
 from app import build_router
-from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
+from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from digests.business_time import Company
 from digests.scheduler import Clockwork

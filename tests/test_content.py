@@ -322,7 +322,7 @@ def test_linked_labels_render_safely_on_every_platform() -> None:
 
     from rich.console import Console
 
-    from bot.console import ConsoleScreen
+    from bot.console.chat import ConsoleScreen
     from bot.messages import Card, Field_
 
     card = Card(

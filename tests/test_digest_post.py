@@ -17,8 +17,8 @@ from sqlmodel import select
 
 from bot.delivery import Deliverer
 from bot.messages import Card, card_to_dict
-from bot.server import platform_messengers
 from bot.slack.app import SlackMessenger
+from bot.web.server import platform_messengers
 from digests.digest import Week
 from digests.outbox import MAX_ATTEMPTS, Sender
 from digests.weekly import digest_message
@@ -237,9 +237,7 @@ async def send_until(
     )
     for n in range(passes):
         deliverer = Deliverer(store, [SlackMessenger.from_settings(settings, store)])
-        await Sender(store, deliverer, owner=f"tick-{n}").drain(
-            start + timedelta(minutes=15 * n)
-        )
+        await Sender(store, deliverer, owner=f"tick-{n}").drain(start + timedelta(minutes=15 * n))
     with store.session() as s:
         return s.exec(select(OutboxMessage).where(OutboxMessage.key == "digest:2026-W48")).one()
 

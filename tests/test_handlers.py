@@ -299,7 +299,7 @@ def test_unassigned_leads_are_kept_and_reported(
             [LeadIn(external_id="U1", name="Nobody's", owner_email="ghost@x.com")],  # type: ignore[call-arg]
             now=NOW,
             admin_channel="slack:CADMIN",
-                company=Company(),
+            company=Company(),
         )
     assert lead(sqlite_store, outcomes[0].lead_id).state == "unassigned"
     kinds = sorted(type(e).__name__ for e in effects)

@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlmodel import select
 
 import handlers.ingest
-from bot.server import BACKGROUND, INGESTOR
+from bot.web.server import BACKGROUND, INGESTOR
 from storage import queries
 from storage.models import Lead
 from tests.slack_standin import SlackStandIn

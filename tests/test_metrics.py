@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import build_router
 from bot.messages import Card, card_to_dict
-from bot.server import CLOCKWORK, build_web_app
+from bot.web.server import CLOCKWORK, build_web_app
 from digests.scheduler import Clockwork
 from storage import queries
 from storage.db import Store
@@ -164,9 +164,7 @@ async def test_a_slack_command_a_teams_message_a_lead_and_a_tick_show_in_the_scr
             }
             async with http.post(f"{url}/api/messages", json=said) as r:
                 assert r.status in (200, 202)
-            lead = json.dumps(
-                {"external_id": "M-1", "name": "Jo", "owner_email": "rita@x.com"}
-            )
+            lead = json.dumps({"external_id": "M-1", "name": "Jo", "owner_email": "rita@x.com"})
             async with http.post(
                 f"{url}/api/leads", data=lead.encode(), headers=signed_lead_headers(lead.encode())
             ) as r:

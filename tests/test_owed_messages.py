@@ -17,7 +17,7 @@ from rich.console import Console
 from sqlmodel import select
 
 from app import build_router
-from bot.console import ConsoleChat, ConsoleMessenger, ConsoleScreen
+from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from bot.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from bot.server import CLOCKWORK
+from bot.web.server import CLOCKWORK
 from handlers.owners import LOOKUPS_AT_ONCE
 from storage import queries
 from storage.db import Store

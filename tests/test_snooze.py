@@ -156,9 +156,7 @@ def test_snooze_moves_the_deadline_and_is_recorded(
     )
     assert isinstance(done, Reply) and "snoozed until Mon 23 Nov 13:05 GMT" in done.card.text
     # The one hour does not count: the deadline moves from 13:00 to 14:00.
-    report = sla.tick(
-        sqlite_store, now=MONDAY_9 + timedelta(hours=4, minutes=30), company=LONDON
-    )
+    report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=4, minutes=30), company=LONDON)
     assert report.keys == []
     report = sla.tick(sqlite_store, now=MONDAY_9 + timedelta(hours=5), company=LONDON)
     assert report.keys == [f"clock:{clock}:breach"]

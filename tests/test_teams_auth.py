@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from app import cli
 from bot import teams
-from bot.server import platform_messengers
 from bot.teams.trust import TeamsMode, emulator_bind_problem, service_url_problem, teams_mode
+from bot.web.server import platform_messengers
 from storage import approvals as approval_store
 from storage import queries
 from storage.models import Lead, Member

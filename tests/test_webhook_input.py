@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlmodel import func, select
 
 from bot.jsonlimits import JsonRefused, loads_bounded
-from bot.webhook import MAX_BODY_BYTES
+from bot.web.webhook import MAX_BODY_BYTES
 from handlers.cards import lead_card
 from storage.db import Store
 from storage.models import Lead, LeadEvent, OutboxMessage

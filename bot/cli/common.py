@@ -110,7 +110,7 @@ def directories(messengers: list[Messenger]) -> list[Directory]:
 def deliverer(settings: Settings, store: Store) -> Deliverer:
     """A deliverer over every platform the settings enable, with their member directories."""
     from bot.delivery import Deliverer
-    from bot.server import platform_messengers
+    from bot.web.server import platform_messengers
 
     messengers = platform_messengers(settings, store)
     return Deliverer(store, messengers, directories(messengers))

@@ -28,7 +28,7 @@ from bot.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from bot.console import ConsoleMessenger
+    from bot.console.chat import ConsoleMessenger
     from bot.delivery import Bot
     from digests.scheduler import Pass
 
@@ -44,8 +44,8 @@ def serve(
     """HTTP server: /slack/events, /api/messages, /api/leads and /healthz."""
     from aiohttp import web
 
-    from bot.server import build_web_app
     from bot.teams.trust import emulator_bind_problem
+    from bot.web.server import build_web_app
 
     settings = load_settings()
     if refused := emulator_bind_problem(settings.teams_mode, host):
@@ -111,7 +111,7 @@ def console(
     as_: Annotated[str | None, typer.Option("--as", help="Start as this member")] = None,
 ) -> None:
     """A local chat in the terminal: act as any member, press buttons, fill forms."""
-    from bot.console import run_console
+    from bot.console.chat import run_console
     from bot.delivery import Bot, Deliverer
     from digests.scheduler import for_settings
 

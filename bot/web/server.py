@@ -22,7 +22,7 @@ from bot.settings import Settings
 from bot.tasks import Background
 from bot.teams.trust import TeamsMode
 from bot.text import say
-from bot.webhook import make_handler
+from bot.web.webhook import make_handler
 from digests.click_updates import ClickUpdates
 from digests.metrics import CONTENT_TYPE, OutboxMetrics, ServiceMetrics
 from digests.outbox import depth
