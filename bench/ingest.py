@@ -111,7 +111,7 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """`sha256=<hex>` over `v1:<timestamp>:<body>` (CONTRACT.md, bot/webhook.py)."""
+    """`sha256=<hex>` over `v1:<timestamp>:<body>` (CONTRACT.md, bot/web/webhook.py)."""
     message = b"v1:" + timestamp.encode() + b":" + body
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 

@@ -702,7 +702,7 @@ def run_database(name: str, url: str, args: argparse.Namespace) -> DbResult:
             "UTC[/]"
         )
         gc.collect()
-        gc.freeze()  # as `liaison serve` does after start-up (bot/server.py)
+        gc.freeze()  # as `liaison serve` does after start-up (bot/web/server.py)
         result = measure(name, store, company, args, progress)
     del company
     gc.unfreeze()
