@@ -10,8 +10,8 @@ from bot.interaction import Interaction
 from bot.messages import Card, Field_, Form, Input, InputKind, Option
 from bot.router import Context, Router
 from bot.text import say
-from handlers.choices import LINK_LIMIT, tags_of, web_link
 from handlers.common import nonce, refuse_unless
+from handlers.form_fields import LINK_LIMIT, tags_of, web_link
 from storage import content
 from storage.models import ContentItem, Role
 

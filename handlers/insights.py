@@ -14,9 +14,9 @@ from bot.router import Context, Router
 from bot.text import say, when
 from handlers import tone
 from handlers.cards import member_name
-from handlers.choices import LINK_LIMIT, campaign_choice, campaign_options, tags_of
 from handlers.common import load_lead, may_act_on, nonce, private, refuse_unless, unknown_lead
 from handlers.content import TITLE_LIMIT, content_field, new_item_errors
+from handlers.form_fields import LINK_LIMIT, campaign_choice, campaign_options, tags_of
 from storage import content, insights, queries
 from storage.models import Campaign, Insight, InsightStatus, Lead, Member, Role
 

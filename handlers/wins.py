@@ -10,8 +10,8 @@ from bot.router import Context, Router
 from bot.text import say
 from handlers import tone
 from handlers.cards import member_name
-from handlers.choices import campaign_choice, campaign_options
 from handlers.common import load_lead, may_act_on, nonce, private
+from handlers.form_fields import campaign_choice, campaign_options
 from storage import wins
 from storage.models import Campaign, Lead, LeadState, Member, Win
 

@@ -128,7 +128,7 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def hand_made_search_left_out(
+def include_in_autogenerate(
     obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any
 ) -> bool:
     """Autogenerate's filter: the database's own full-text machinery (FTS5 tables on SQLite,

@@ -12,7 +12,7 @@ from bot.effects import FormErrors, Reply, ShowForm
 from bot.interaction import Kind
 from bot.slack.blocks import card_blocks
 from bot.teams.cards import card_content
-from handlers.choices import web_link
+from handlers.form_fields import web_link
 from storage import content, queries
 from storage.db import Store
 from storage.models import ContentItem, Member

@@ -150,10 +150,10 @@ def test_the_migrations_build_exactly_the_models(any_store: Store) -> None:
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    from storage.db import hand_made_search_left_out
+    from storage.db import include_in_autogenerate
 
     with any_store.engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"include_object": hand_made_search_left_out}
+            connection, opts={"include_object": include_in_autogenerate}
         )
         assert compare_metadata(context, SQLModel.metadata) == []

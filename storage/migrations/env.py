@@ -7,7 +7,7 @@ from sqlalchemy import Connection, create_engine
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from storage.db import hand_made_search_left_out
+from storage.db import include_in_autogenerate
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -18,7 +18,7 @@ def migrate(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        include_object=hand_made_search_left_out,
+        include_object=include_in_autogenerate,
     )
     with context.begin_transaction():
         context.run_migrations()
