@@ -81,6 +81,10 @@ BATCHES = 2  # bookkeeping transactions under way at once (a render need not wai
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
 READ_AHEAD = "outbox.read_ahead"  # session.info: the leads and owners read for a batch
 CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
+# Cards of a claim are drawn from facts read for all of them with the claim; before one is
+# drawn, what may have changed is checked (one query for all) if it was last checked more
+# than FRESH_FOR seconds ago, and facts read more than CALENDARS_FOR ago are read again.
+FRESH_FOR = 1.0
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
@@ -491,6 +495,12 @@ class Sender:
         )
         self.per_lane = PER_LANE
         self._calendars_read: dict[Any, Any] = {}
+        # (kind, lead id) → the facts its card is drawn from, when read, when last checked.
+        self._facts: dict[tuple[str, int], tuple[Any, float, float]] = {}
+        self._facts_lock = threading.Lock()
+        self._checks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
+            WeakKeyDictionary()
+        )
         self._to_render: set[int] = set()  # leads whose cards the next batch renders
         self._calendars_since = float("-inf")
 
@@ -642,12 +652,102 @@ class Sender:
             for member in members.values():
                 session.expunge(member)
             lanes: dict[str, list[Claimed]] = {}
+            self._read_facts(session, rows)
             for row in rows:
                 row.member = members.get(row.message.member_id or 0)
                 lanes.setdefault(lane_of(row.message), []).append(row)
                 self.held[row.message.id or 0] = row.message.claimed_until or now
             self.busy.update(lanes)
             return lanes
+
+    def _read_facts(self, session: Session, rows: list[Claimed]) -> None:
+        """What the claimed cards (new posts rendered when sent) are drawn from: read for all
+        of them at once, by kind, so drawing each reads nothing (`_drawn`)."""
+        wanted: dict[str, set[int]] = {}
+        for row in rows:
+            message = row.message
+            drawable = message.render and message.location_id is None
+            if drawable and message.lead_id is not None and rendering.reader_of(message.purpose):
+                kind = rendering.kind_of(message.purpose)
+                wanted.setdefault(kind, set()).add(message.lead_id)
+        now = self.clock()
+        read = {
+            kind: self._reader(kind).read(session, ids, self.company)
+            for kind, ids in wanted.items()
+        }
+        with self._facts_lock:
+            for key in [
+                k for k, (_, at, _) in self._facts.items() if now - at > LEASE.total_seconds()
+            ]:
+                del self._facts[key]  # claimed and never drawn (given back, or the lease lost)
+            for kind, found in read.items():
+                for lead_id, facts in found.items():
+                    self._facts[(kind, lead_id)] = (facts, now, now)
+
+    @staticmethod
+    def _reader(kind: str) -> rendering.Reader:
+        reader = rendering.reader_of(kind)
+        assert reader is not None, f"no reader for cards of kind {kind!r}"
+        return reader
+
+    async def _drawn(
+        self, message: OutboxMessage, member_id: int | None, now: datetime
+    ) -> Card | None:
+        """The card of `message` drawn from the facts read with its claim (checked and read
+        again first if due, see FRESH_FOR); None when none were read."""
+        key = (rendering.kind_of(message.purpose), message.lead_id or 0)
+        found = self._facts.get(key)
+        if found is None:
+            return None
+        if self.clock() - found[2] > FRESH_FOR:
+            loop = asyncio.get_running_loop()
+            check = self._checks.get(loop)
+            if check is None or check.done():
+                check = self._checks[loop] = asyncio.ensure_future(self._in_thread(self._check))
+            await asyncio.shield(check)
+        with self._facts_lock:
+            found = self._facts.pop(key, None)
+        if found is None:
+            return None  # the lead is gone, or changed and could not be read again
+        intent = rendering.Intent(key[1], message.purpose, member_id, now, self.company)
+        return rendering.draw(found[0], intent)
+
+    def _check(self) -> None:
+        """Compare what each card's facts were read from with the database now, in one query
+        per kind, and read again (in one go) those that changed or are older than
+        CALENDARS_FOR; drop those whose lead is gone."""
+        started = self.clock()
+        with self._facts_lock:
+            kept = dict(self._facts)
+        by_kind: dict[str, list[int]] = {}
+        for kind, lead_id in kept:
+            by_kind.setdefault(kind, []).append(lead_id)
+        with self.store.reading() as session:
+            for kind, ids in by_kind.items():
+                reader = self._reader(kind)
+                stamps = reader.stamps(session, ids)
+                stale = [
+                    i
+                    for i in ids
+                    if i in stamps
+                    and (
+                        started - kept[(kind, i)][1] > CALENDARS_FOR
+                        or stamps[i] != reader.stamp(kept[(kind, i)][0])
+                    )
+                ]
+                again = reader.read(session, stale, self.company) if stale else {}
+                with self._facts_lock:
+                    for lead_id in ids:
+                        key = (kind, lead_id)
+                        if key not in self._facts:
+                            continue  # drawn meanwhile
+                        if lead_id not in stamps or (lead_id in stale and lead_id not in again):
+                            del self._facts[key]
+                        elif lead_id in again:
+                            self._facts[key] = (again[lead_id], started, started)
+                        else:
+                            facts, read_at, _ = self._facts[key]
+                            self._facts[key] = (facts, read_at, started)
 
     @contextlib.contextmanager
     def books_session(self) -> Iterator[Session]:
@@ -950,6 +1050,9 @@ class Sender:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
         if not message.render:
             return card_from_dict(message.card)
+        drawn = await self._drawn(message, member_id, now)
+        if drawn is not None:
+            return drawn
         if message.lead_id is not None:
             self._to_render.add(message.lead_id)
         return await self._write(self._render, message, member_id, now)

@@ -9,7 +9,7 @@ same transaction, so a step is taken — and its message owed — exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -464,16 +464,37 @@ def status_lines(
 ) -> list[str]:
     """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
     and the business time left."""
+    clocks = [
+        clock
+        for clock in queries.open_clocks(
+            session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
+        )
+        if owner_id is None or clock.owner_id == owner_id
+    ]
+    owners = {clock.owner_id: session.get(Member, clock.owner_id) for clock in clocks}
+    calendars = {
+        owner_id: calendar_in(session, owner, company)
+        for owner_id, owner in owners.items()
+        if owner is not None
+    }
+    return clock_lines(clocks, owners, calendars, now, company)
+
+
+def clock_lines(
+    clocks: Sequence[Clock],
+    owners: Mapping[int, Member | None],
+    calendars: Mapping[int, Calendar],
+    now: datetime,
+    company: Company,
+) -> list[str]:
+    """`status_lines` of these open clocks, from their owners and calendars as read (no SQL);
+    a clock whose owner is gone shows nothing."""
     lines = []
-    for clock in queries.open_clocks(
-        session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
-    ):
-        if owner_id is not None and clock.owner_id != owner_id:
-            continue
-        owner = session.get(Member, clock.owner_id)
+    for clock in clocks:
+        owner = owners.get(clock.owner_id)
         if owner is None:
             continue
-        calendar = calendar_in(session, owner, company)
+        calendar = calendars[clock.owner_id]
         steps = Steps.of(clock, calendar)
         due = when(steps.due, owner.timezone or company.tz)
         what = say(f"clock_{clock.kind}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlmodel import Session
@@ -14,9 +15,19 @@ from bot import rendering
 from bot.messages import Button, Card, Field_, Refresh, Style
 from bot.text import say, when
 from digests import sla
-from digests.business_time import Company
-from storage import queries
-from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadEvent, LeadState, Member
+from digests.business_time import Calendar, Company
+from digests.calendars import Calendars
+from storage import cards, queries
+from storage.models import (
+    Campaign,
+    Clock,
+    EventKind,
+    Lead,
+    LeadDefinition,
+    LeadEvent,
+    LeadState,
+    Member,
+)
 
 ATTEMPT_CHANNELS = {"call": "Call", "email": "Email", "social": "Social", "meeting": "Meeting"}
 ATTEMPT_OUTCOMES = {
@@ -91,12 +102,15 @@ def _state_line(lead: LeadFacts) -> str:
     return say("state_waiting")
 
 
-def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str | None) -> str:
+Names = Callable[[Any], str]  # a member's name by id ("someone" for nobody)
+
+
+def _verdict_line(name: Names, lead: Lead, events: Sequence[LeadEvent], tz: str | None) -> str:
     verdicts = [e for e in events if e.kind in (EventKind.accepted, EventKind.not_a_fit)]
     if not verdicts:
         return _state_line(lead)
     last = verdicts[-1]
-    who, at = member_name(session, last.member_id), when(last.at, tz)
+    who, at = name(last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
         return say("state_accepted", who=who, at=at)
     definition_version = last.data.get("definition_version")
@@ -111,12 +125,12 @@ def _verdict_line(session: Session, lead: Lead, events: list[LeadEvent], tz: str
     )
 
 
-def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> list[Field_]:
+def _questions(name: Names, events: Sequence[LeadEvent], tz: str | None) -> list[Field_]:
     answers = {e.data.get("question_id"): e for e in events if e.kind == EventKind.info_answered}
     fields = []
     for asked in (e for e in events if e.kind == EventKind.info_requested):
         answer = answers.get(asked.data.get("question_id"))
-        marketer = member_name(session, asked.data.get("marketer_id"))
+        marketer = name(asked.data.get("marketer_id"))
         if answer is None:
             value = say("question_open", question=asked.data["question"], marketer=marketer)
         else:
@@ -131,7 +145,7 @@ def _questions(session: Session, events: list[LeadEvent], tz: str | None) -> lis
     return fields
 
 
-def _attempts(events: list[LeadEvent], tz: str | None) -> Field_ | None:
+def _attempts(events: Sequence[LeadEvent], tz: str | None) -> Field_ | None:
     attempts = [e for e in events if e.kind == EventKind.attempt_logged]
     if not attempts:
         return None
@@ -157,22 +171,40 @@ def lead_card(
     """The handoff card: the lead, its campaign and attributes, state and actions; with
     `now`, also each open SLA clock and the business time it has left."""
     owner = session.get(Member, lead.owner_id) if lead.owner_id else None
-    tz = owner.timezone if owner else None
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     definition = session.get(LeadDefinition, lead.definition_id)
     events = queries.events_of(session, lead_id=lead.id or 0)
-    fields = _lead_fields(lead, campaign.name if campaign else None)
+    lines = sla.status_lines(session, lead, now, company or Company()) if now is not None else []
+    return _full_card(
+        lead,
+        owner,
+        campaign.name if campaign else None,
+        definition.version if definition else "?",
+        events,
+        partial(member_name, session),
+        lines,
+    )
+
+
+def _full_card(
+    lead: Lead,
+    owner: Member | None,
+    campaign: str | None,
+    version: int | str,
+    events: Sequence[LeadEvent],
+    name: Names,
+    sla_lines: Sequence[str],
+) -> Card:
+    """`lead_card` from what was read for it."""
+    tz = owner.timezone if owner else None
+    fields = _lead_fields(lead, campaign)
     attempts = _attempts(events, tz)
     if attempts:
         fields.append(attempts)
-    fields += _questions(session, events, tz)
-    if now is not None:
-        fields += [
-            Field_(say("label_sla"), line)
-            for line in sla.status_lines(session, lead, now, company or Company())
-        ]
-    text = _verdict_line(session, lead, events, tz)
-    return _lead_card(lead, fields, text, owner, definition.version if definition else "?")
+    fields += _questions(name, events, tz)
+    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    text = _verdict_line(name, lead, events, tz)
+    return _lead_card(lead, fields, text, owner, version)
 
 
 def new_lead_card(
@@ -312,5 +344,88 @@ def render_question(session: Session, intent: rendering.Intent) -> Card | None:
     return question_card(session, lead, asked, answered) if asked else None
 
 
-rendering.register(HANDOFF, render_handoff)
+@dataclass(frozen=True)
+class HandoffFacts:
+    """What a lead's handoff card is drawn from, read with many others' (`read_handoffs`)."""
+
+    lead: Lead
+    owner: Member | None
+    campaign: str | None
+    version: int | str
+    events: list[LeadEvent]
+    clocks: list[Clock]
+    members: Mapping[int, Member]  # the owners of its clocks, and who its events name
+    calendars: Mapping[int, Calendar]  # each clock owner's
+
+
+def _named(event: LeadEvent) -> Any:
+    return event.data.get("marketer_id") if event.kind == EventKind.info_requested else None
+
+
+def read_handoffs(
+    session: Session, lead_ids: Collection[int], company: Company
+) -> dict[int, HandoffFacts]:
+    """The facts of these leads' handoff cards, in a few queries for all of them: leads,
+    events, open clocks, the members they name, campaigns, definitions, and each clock
+    owner's calendar once (holidays once, time away in one query)."""
+    leads = queries.leads_by_id(session, ids=lead_ids)
+    events = cards.events_by_lead(session, lead_ids=leads)
+    clocks = cards.open_clocks_by_lead(session, lead_ids=leads)
+    named = {lead.owner_id for lead in leads.values()}
+    named |= {clock.owner_id for found in clocks.values() for clock in found}
+    for found_events in events.values():
+        named |= {event.member_id for event in found_events}
+        named |= {_named(event) for event in found_events}
+    members = queries.members_by_id(session, ids={m for m in named if isinstance(m, int)})
+    campaigns = cards.campaign_names(
+        session, ids={lead.campaign_id for lead in leads.values() if lead.campaign_id}
+    )
+    versions = cards.definition_versions(
+        session, ids={lead.definition_id for lead in leads.values()}
+    )
+    owners = {clock.owner_id for found in clocks.values() for clock in found} & members.keys()
+    read = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    calendars = {owner_id: read.of(members[owner_id]) for owner_id in owners}
+    return {
+        lead_id: HandoffFacts(
+            lead=lead,
+            owner=members.get(lead.owner_id) if lead.owner_id else None,
+            campaign=campaigns.get(lead.campaign_id) if lead.campaign_id else None,
+            version=versions.get(lead.definition_id, "?"),
+            events=events[lead_id],
+            clocks=clocks[lead_id],
+            members=members,
+            calendars=calendars,
+        )
+        for lead_id, lead in leads.items()
+    }
+
+
+def handoff_stamp(facts: HandoffFacts) -> Hashable:
+    return cards.stamp_of(facts.lead, facts.events, facts.clocks)
+
+
+def draw_handoff(facts: HandoffFacts, intent: rendering.Intent) -> Card:
+    """`render_handoff` from the facts read for it: no SQL."""
+
+    def name(member_id: Any) -> str:
+        member = facts.members.get(member_id) if member_id else None
+        return member.name if member else "someone"
+
+    owners: dict[int, Member | None] = {
+        c.owner_id: facts.members.get(c.owner_id) for c in facts.clocks
+    }
+    lines = sla.clock_lines(facts.clocks, owners, facts.calendars, intent.now, intent.company)
+    return _full_card(
+        facts.lead, facts.owner, facts.campaign, facts.version, facts.events, name, lines
+    )
+
+
+HANDOFF_READER = rendering.Reader(
+    read=read_handoffs,
+    stamps=lambda session, lead_ids: cards.card_stamps(session, lead_ids=lead_ids),
+    stamp=handoff_stamp,
+    draw=draw_handoff,
+)
+rendering.register(HANDOFF, render_handoff, HANDOFF_READER)
 rendering.register(rendering.kind_of(question_purpose("")), render_question)
