@@ -81,9 +81,9 @@ BATCHES = 2  # bookkeeping transactions under way at once (a render need not wai
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
 READ_AHEAD = "outbox.read_ahead"  # session.info: the leads and owners read for a batch
 CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
-# Cards of a claim are drawn from facts read for all of them with the claim; before one is
-# drawn, what may have changed is checked (one query for all) if it was last checked more
-# than FRESH_FOR seconds ago, and facts read more than CALENDARS_FOR ago are read again.
+# Cards of a claim are drawn from facts read for all of them with the claim (their owners'
+# calendars too: read once per claim); before one is drawn, what may have changed about its
+# lead is checked (one query for all) if it was last checked more than FRESH_FOR seconds ago.
 FRESH_FOR = 1.0
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
@@ -714,8 +714,8 @@ class Sender:
 
     def _check(self) -> None:
         """Compare what each card's facts were read from with the database now, in one query
-        per kind, and read again (in one go) those that changed or are older than
-        CALENDARS_FOR; drop those whose lead is gone."""
+        per kind, and read again (in one go) those that changed; drop those whose lead is
+        gone."""
         started = self.clock()
         with self._facts_lock:
             kept = dict(self._facts)
@@ -727,13 +727,7 @@ class Sender:
                 reader = self._reader(kind)
                 stamps = reader.stamps(session, ids)
                 stale = [
-                    i
-                    for i in ids
-                    if i in stamps
-                    and (
-                        started - kept[(kind, i)][1] > CALENDARS_FOR
-                        or stamps[i] != reader.stamp(kept[(kind, i)][0])
-                    )
+                    i for i in ids if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)][0])
                 ]
                 again = reader.read(session, stale, self.company) if stale else {}
                 with self._facts_lock:
