@@ -12,8 +12,8 @@ dropped after) with `--reps` members who have Slack ids, it times, per round,
 - ingest: `Ingestor._validate_and_store` of each signed body's JSON (`--batch` leads of the
   shape bench/ingest.py sends), as the webhook runs it: validate, store, owe the cards;
   reported as ms per body (median, and the best round's total);
-- render: one claim of the owed handoff cards (`Sender._claim_rows`), then each card
-  rendered through the sender's bookkeeping (`Sender._card`) one after the other, as a
+- render: one claim of the owed handoff cards (`Sender._claim`), then each card
+  rendered as the sender does (`Sender._card`) one after the other, as a
   lane at Slack's pace asks for them (a bookkeeping transaction holds one or two cards);
   reported as ms per card; the CPU time (`time.process_time`) is given beside wall time.
 
@@ -103,7 +103,7 @@ async def render_round(sender: Sender, store: Store, now: datetime) -> tuple[int
     (cards, wall seconds, CPU seconds)."""
     sender.books.linger = 0.0
     cpu, wall = time.process_time(), time.perf_counter()
-    lanes = sender._claim_rows(now, 100_000)
+    lanes = await sender._claim(now, 100_000)
     claimed = [c for lane in lanes.values() for c in lane]
     for c in claimed:
         await sender._card(c.message, c.message.member_id, now)

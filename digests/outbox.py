@@ -548,6 +548,7 @@ class Sender:
 
         owed = self._owed.setdefault(asyncio.get_running_loop(), asyncio.Event())
         leases = asyncio.create_task(self._keep_leases(current))
+        checks = asyncio.create_task(self._keep_facts())
         try:
             while True:
                 owed.clear()
@@ -568,8 +569,11 @@ class Sender:
                         log.error("outbox lane ended by an error", exc_info=task.exception())
         finally:
             leases.cancel()
+            checks.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await leases
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
             self._forget_quiet_lanes()
 
     def _forget_quiet_lanes(self) -> None:
@@ -623,13 +627,20 @@ class Sender:
         delay = BUSY_FIRST
         for tries in range(6):
             try:
-                return await self._in_thread(partial(self._claim_rows, now, limit))
+                lanes = await self._in_thread(partial(self._claim_rows, now, limit))
             except OperationalError as error:
                 if (unavailable(error) and not busy(error)) or tries == 5:
                     raise  # away, not busy: the sender's loop backs off and says so once
                 log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BUSY_CAP)
+                continue
+            claimed = [c for messages in lanes.values() for c in messages]
+            try:
+                await self._in_thread(partial(self._read_facts, claimed))
+            except SQLAlchemyError as error:  # each card is then rendered on its own
+                log.warning("outbox: could not read ahead for the cards claimed: %s", error)
+            return lanes
         raise AssertionError("unreachable")
 
     def _claim_rows(self, now: datetime, limit: int) -> dict[str, list[Claimed]]:
@@ -652,7 +663,6 @@ class Sender:
             for member in members.values():
                 session.expunge(member)
             lanes: dict[str, list[Claimed]] = {}
-            self._read_facts(session, rows)
             for row in rows:
                 row.member = members.get(row.message.member_id or 0)
                 lanes.setdefault(lane_of(row.message), []).append(row)
@@ -660,9 +670,10 @@ class Sender:
             self.busy.update(lanes)
             return lanes
 
-    def _read_facts(self, session: Session, rows: list[Claimed]) -> None:
+    def _read_facts(self, rows: list[Claimed]) -> None:
         """What the claimed cards (new posts rendered when sent) are drawn from: read for all
-        of them at once, by kind, so drawing each reads nothing (`_drawn`)."""
+        of them at once, by kind, so drawing each reads nothing (`_drawn`); after the claim,
+        in a transaction that only reads (on SQLite it holds no write lock)."""
         wanted: dict[str, set[int]] = {}
         for row in rows:
             message = row.message
@@ -670,11 +681,14 @@ class Sender:
             if drawable and message.lead_id is not None and rendering.reader_of(message.purpose):
                 kind = rendering.kind_of(message.purpose)
                 wanted.setdefault(kind, set()).add(message.lead_id)
+        if not wanted:
+            return
         now = self.clock()
-        read = {
-            kind: self._reader(kind).read(session, ids, self.company)
-            for kind, ids in wanted.items()
-        }
+        with self.store.reading() as session:
+            read = {
+                kind: self._reader(kind).read(session, ids, self.company)
+                for kind, ids in wanted.items()
+            }
         with self._facts_lock:
             for key in [
                 k for k, (_, at, _) in self._facts.items() if now - at > LEASE.total_seconds()
@@ -700,17 +714,37 @@ class Sender:
         if found is None:
             return None
         if self.clock() - found[2] > FRESH_FOR:
-            loop = asyncio.get_running_loop()
-            check = self._checks.get(loop)
-            if check is None or check.done():
-                check = self._checks[loop] = asyncio.ensure_future(self._in_thread(self._check))
-            await asyncio.shield(check)
+            try:
+                await asyncio.shield(self._checking())
+            except SQLAlchemyError:  # rendered on its own instead, as any card can be
+                log.debug("outbox: facts read ahead not checked", exc_info=True)
+                return None
         with self._facts_lock:
             found = self._facts.pop(key, None)
         if found is None:
             return None  # the lead is gone, or changed and could not be read again
         intent = rendering.Intent(key[1], message.purpose, member_id, now, self.company)
         return rendering.draw(found[0], intent)
+
+    def _checking(self) -> asyncio.Future[None]:
+        """The check of the facts read ahead under way in this loop, or a new one."""
+        loop = asyncio.get_running_loop()
+        check = self._checks.get(loop)
+        if check is None or check.done():
+            check = self._checks[loop] = asyncio.ensure_future(self._in_thread(self._check))
+        return check
+
+    async def _keep_facts(self) -> None:
+        """Check the facts read ahead every half FRESH_FOR while there are any, so a lane
+        seldom waits for a check before it draws a card."""
+        while True:
+            await asyncio.sleep(FRESH_FOR / 2)
+            if not self._facts:
+                continue
+            try:
+                await asyncio.shield(self._checking())
+            except SQLAlchemyError as error:  # the lanes check (or render) for themselves
+                log.debug("outbox: facts read ahead not checked: %s", error)
 
     def _check(self) -> None:
         """Compare what each card's facts were read from with the database now, in one query

@@ -92,8 +92,8 @@ def accept(store: Store, lead_id: int, by: Member, at: datetime) -> None:
         sla.on_accepted(session, lead, at, COMPANY)
 
 
-def claimed_cards(sender: Sender) -> dict[int, Claimed]:
-    lanes = sender._claim_rows(NOW + timedelta(minutes=1), 100)
+async def claimed_cards(sender: Sender) -> dict[int, Claimed]:
+    lanes = await sender._claim(NOW + timedelta(minutes=1), 100)
     return {c.message.lead_id or 0: c for lane in lanes.values() for c in lane}
 
 
@@ -126,7 +126,7 @@ async def test_a_claims_cards_are_drawn_as_rendered_alone_without_sql(
         )
     accept(any_store, accepted, rep, NOW)
     sender = Sender(any_store, Deliverer(any_store, []), "test", clock=Clock(), company=COMPANY)
-    cards = claimed_cards(sender)
+    cards = await claimed_cards(sender)
     assert set(cards) == {plain, busy, accepted}
     at = NOW + timedelta(minutes=2)
     statements.clear()
@@ -149,7 +149,7 @@ async def test_a_lead_that_changed_after_the_claim_shows_as_it_is_when_sent(
     rep, _, ids = handed_off(any_store, 2)
     clock = Clock()
     sender = Sender(any_store, Deliverer(any_store, []), "test", clock=clock, company=COMPANY)
-    cards = claimed_cards(sender)
+    cards = await claimed_cards(sender)
     accept(any_store, ids[1], rep, NOW + timedelta(seconds=30))
     clock.now += FRESH_FOR + 0.1
     at = NOW + timedelta(minutes=2)
