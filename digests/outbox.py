@@ -238,6 +238,17 @@ def _lane_key() -> Any:
 
 
 @dataclass
+class Facts:
+    """What a claimed card is drawn from (its kind's reader read them), when they were read
+    and last checked, and when its lane is due to draw it (sender clock seconds)."""
+
+    facts: Any
+    read: float
+    checked: float
+    due: float
+
+
+@dataclass
 class Claimed:
     """A message this sender leased, with when an earlier send of it, whose outcome is not
     known, started (None: no earlier send may have posted it)."""
@@ -496,7 +507,8 @@ class Sender:
         self.per_lane = PER_LANE
         self._calendars_read: dict[Any, Any] = {}
         # (kind, lead id) → the facts its card is drawn from, when read, when last checked.
-        self._facts: dict[tuple[str, int], tuple[Any, float, float]] = {}
+        self._facts: dict[tuple[str, int], Facts] = {}  # (kind, lead id) → its card's
+        self._asked: set[tuple[str, int]] = set()  # facts a lane waits to have checked
         self._facts_lock = threading.Lock()
         self._checks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
             WeakKeyDictionary()
@@ -673,30 +685,36 @@ class Sender:
     def _read_facts(self, rows: list[Claimed]) -> None:
         """What the claimed cards (new posts rendered when sent) are drawn from: read for all
         of them at once, by kind, so drawing each reads nothing (`_drawn`); after the claim,
-        in a transaction that only reads (on SQLite it holds no write lock)."""
+        in a transaction that only reads (on SQLite it holds no write lock). Each is due to
+        be drawn about when its lane's pace lets it go (`Facts.due`)."""
         wanted: dict[str, set[int]] = {}
+        due: dict[tuple[str, int], float] = {}
+        ahead: dict[str, int] = {}  # cards before it in its lane
+        now = self.clock()
         for row in rows:
             message = row.message
+            lane = lane_of(message)
+            position = ahead[lane] = ahead.get(lane, -1) + 1
             drawable = message.render and message.location_id is None
             if drawable and message.lead_id is not None and rendering.reader_of(message.purpose):
                 kind = rendering.kind_of(message.purpose)
                 wanted.setdefault(kind, set()).add(message.lead_id)
+                pace = max((MIN_INTERVAL.get(p, 0.0) for p in self._platforms(message)), default=0)
+                due[(kind, message.lead_id)] = now + position * pace
         if not wanted:
             return
-        now = self.clock()
         with self.store.reading() as session:
             read = {
                 kind: self._reader(kind).read(session, ids, self.company)
                 for kind, ids in wanted.items()
             }
         with self._facts_lock:
-            for key in [
-                k for k, (_, at, _) in self._facts.items() if now - at > LEASE.total_seconds()
-            ]:
+            for key in [k for k, f in self._facts.items() if now - f.read > LEASE.total_seconds()]:
                 del self._facts[key]  # claimed and never drawn (given back, or the lease lost)
             for kind, found in read.items():
                 for lead_id, facts in found.items():
-                    self._facts[(kind, lead_id)] = (facts, now, now)
+                    key = (kind, lead_id)
+                    self._facts[key] = Facts(facts, now, now, due[key])
 
     @staticmethod
     def _reader(kind: str) -> rendering.Reader:
@@ -713,18 +731,22 @@ class Sender:
         found = self._facts.get(key)
         if found is None:
             return None
-        if self.clock() - found[2] > FRESH_FOR:
+        for _ in range(2):  # a check already under way may not include it
+            found = self._facts.get(key)
+            if found is None or self.clock() - found.checked <= FRESH_FOR:
+                break
+            self._asked.add(key)
             try:
                 await asyncio.shield(self._checking())
             except SQLAlchemyError:  # rendered on its own instead, as any card can be
                 log.debug("outbox: facts read ahead not checked", exc_info=True)
                 return None
         with self._facts_lock:
-            found = self._facts.pop(key, None)
-        if found is None:
+            drawn = self._facts.pop(key, None)
+        if drawn is None or self.clock() - drawn.checked > FRESH_FOR:
             return None  # the lead is gone, or changed and could not be read again
         intent = rendering.Intent(key[1], message.purpose, member_id, now, self.company)
-        return rendering.draw(found[0], intent)
+        return rendering.draw(drawn.facts, intent)
 
     def _checking(self) -> asyncio.Future[None]:
         """The check of the facts read ahead under way in this loop, or a new one."""
@@ -735,8 +757,8 @@ class Sender:
         return check
 
     async def _keep_facts(self) -> None:
-        """Check the facts read ahead every half FRESH_FOR while there are any, so a lane
-        seldom waits for a check before it draws a card."""
+        """Check the facts of the cards due in the next FRESH_FOR, every half FRESH_FOR, so
+        a lane seldom waits for a check before it draws a card."""
         while True:
             await asyncio.sleep(FRESH_FOR / 2)
             if not self._facts:
@@ -747,12 +769,18 @@ class Sender:
                 log.debug("outbox: facts read ahead not checked: %s", error)
 
     def _check(self) -> None:
-        """Compare what each card's facts were read from with the database now, in one query
-        per kind, and read again (in one go) those that changed; drop those whose lead is
-        gone."""
+        """Compare what the facts of the cards due soon (or asked for) were read from with
+        the database now, in one go per kind, and read again (in one go) those that changed;
+        drop those whose lead is gone."""
         started = self.clock()
+        asked, self._asked = self._asked, set()
         with self._facts_lock:
-            kept = dict(self._facts)
+            kept = {
+                k: f
+                for k, f in self._facts.items()
+                if k in asked
+                or (f.due <= started + FRESH_FOR and started - f.checked > FRESH_FOR / 4)
+            }
         by_kind: dict[str, list[int]] = {}
         for kind, lead_id in kept:
             by_kind.setdefault(kind, []).append(lead_id)
@@ -761,21 +789,23 @@ class Sender:
                 reader = self._reader(kind)
                 stamps = reader.stamps(session, ids)
                 stale = [
-                    i for i in ids if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)][0])
+                    i
+                    for i in ids
+                    if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)].facts)
                 ]
                 again = reader.read(session, stale, self.company) if stale else {}
                 with self._facts_lock:
                     for lead_id in ids:
                         key = (kind, lead_id)
-                        if key not in self._facts:
+                        found = self._facts.get(key)
+                        if found is None:
                             continue  # drawn meanwhile
                         if lead_id not in stamps or (lead_id in stale and lead_id not in again):
                             del self._facts[key]
                         elif lead_id in again:
-                            self._facts[key] = (again[lead_id], started, started)
+                            self._facts[key] = Facts(again[lead_id], started, started, found.due)
                         else:
-                            facts, read_at, _ = self._facts[key]
-                            self._facts[key] = (facts, read_at, started)
+                            found.checked = started
 
     @contextlib.contextmanager
     def books_session(self) -> Iterator[Session]:

@@ -76,33 +76,36 @@ def card_stamps(session: Session, *, lead_ids: Collection[int]) -> dict[int, Has
     """For each lead that exists, what its handoff card is drawn from that can change, in
     brief: its state, attempts, owner and campaign, its newest event and how many clocks it
     has open (a verdict, attempt, question, answer or snooze adds an event; clocks start
-    and close with them). Equal stamps, same card (as of the same moment)."""
-    events = (
-        sa_select(func.max(LeadEvent.id))
-        .where(col(LeadEvent.lead_id) == col(Lead.id))
-        .scalar_subquery()
-    )
-    clocks = (
-        sa_select(func.count())
-        .select_from(Clock)
-        .where(col(Clock.lead_id) == col(Lead.id), col(Clock.closed_at).is_(None))
-        .scalar_subquery()
-    )
+    and close with them). Equal stamps, same card (as of the same moment). Three grouped
+    queries for all the leads (a correlated max() per lead leads PostgreSQL's planner to
+    walk the events' primary key backwards)."""
     found: dict[int, Hashable] = {}
     for chunk in _chunks(lead_ids):
-        rows = session.execute(
+        leads = session.execute(
             sa_select(
                 col(Lead.id),
                 col(Lead.state),
                 col(Lead.attempts),
                 col(Lead.owner_id),
                 col(Lead.campaign_id),
-                events,
-                clocks,
             ).where(col(Lead.id).in_(chunk))
+        ).all()
+        newest: dict[int, int] = dict(
+            session.execute(
+                sa_select(col(LeadEvent.lead_id), func.max(LeadEvent.id))
+                .where(col(LeadEvent.lead_id).in_(chunk))
+                .group_by(col(LeadEvent.lead_id))
+            ).all()
         )
-        for lead_id, *stamp in rows.all():
-            found[int(lead_id)] = _stamp(*stamp)
+        clocks: dict[int, int] = dict(
+            session.execute(
+                sa_select(col(Clock.lead_id), func.count())
+                .where(col(Clock.lead_id).in_(chunk), col(Clock.closed_at).is_(None))
+                .group_by(col(Clock.lead_id))
+            ).all()
+        )
+        for lead_id, *lead in leads:
+            found[int(lead_id)] = _stamp(*lead, newest.get(lead_id), clocks.get(lead_id, 0))
     return found
 
 
