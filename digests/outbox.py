@@ -35,7 +35,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -85,6 +85,7 @@ CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next 
 # calendars too: read once per claim); before one is drawn, what may have changed about its
 # lead is checked (one query for all) if it was last checked more than FRESH_FOR seconds ago.
 FRESH_FOR = 1.0
+READ_AHEAD_FOR = 2.0  # seconds: a claimed card's facts are read this long before it is due
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
@@ -242,7 +243,7 @@ class Facts:
     """What a claimed card is drawn from (its kind's reader read them), when they were read
     and last checked, and when its lane is due to draw it (sender clock seconds)."""
 
-    facts: Any
+    facts: Any  # None: not read yet
     read: float
     checked: float
     due: float
@@ -509,6 +510,7 @@ class Sender:
         # (kind, lead id) → the facts its card is drawn from, when read, when last checked.
         self._facts: dict[tuple[str, int], Facts] = {}  # (kind, lead id) → its card's
         self._asked: set[tuple[str, int]] = set()  # facts a lane waits to have checked
+        self._checking_lock = threading.Lock()
         self._facts_lock = threading.Lock()
         self._checks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
             WeakKeyDictionary()
@@ -683,38 +685,29 @@ class Sender:
             return lanes
 
     def _read_facts(self, rows: list[Claimed]) -> None:
-        """What the claimed cards (new posts rendered when sent) are drawn from: read for all
-        of them at once, by kind, so drawing each reads nothing (`_drawn`); after the claim,
-        in a transaction that only reads (on SQLite it holds no write lock). Each is due to
-        be drawn about when its lane's pace lets it go (`Facts.due`)."""
-        wanted: dict[str, set[int]] = {}
+        """Note what the claimed cards (new posts rendered when sent) are drawn from, and
+        when each is due to be drawn (about when its lane's pace lets it go); then read the
+        facts of those due first (`_check` reads the others as they come due), for many
+        cards at once, so drawing each reads nothing (`_drawn`)."""
+        now = self.clock()
         due: dict[tuple[str, int], float] = {}
         ahead: dict[str, int] = {}  # cards before it in its lane
-        now = self.clock()
         for row in rows:
             message = row.message
             lane = lane_of(message)
             position = ahead[lane] = ahead.get(lane, -1) + 1
             drawable = message.render and message.location_id is None
             if drawable and message.lead_id is not None and rendering.reader_of(message.purpose):
-                kind = rendering.kind_of(message.purpose)
-                wanted.setdefault(kind, set()).add(message.lead_id)
                 pace = max((MIN_INTERVAL.get(p, 0.0) for p in self._platforms(message)), default=0)
-                due[(kind, message.lead_id)] = now + position * pace
-        if not wanted:
+                due[(rendering.kind_of(message.purpose), message.lead_id)] = now + position * pace
+        if not due:
             return
-        with self.store.reading() as session:
-            read = {
-                kind: self._reader(kind).read(session, ids, self.company)
-                for kind, ids in wanted.items()
-            }
         with self._facts_lock:
             for key in [k for k, f in self._facts.items() if now - f.read > LEASE.total_seconds()]:
                 del self._facts[key]  # claimed and never drawn (given back, or the lease lost)
-            for kind, found in read.items():
-                for lead_id, facts in found.items():
-                    key = (kind, lead_id)
-                    self._facts[key] = Facts(facts, now, now, due[key])
+            for key, at in due.items():
+                self._facts[key] = Facts(None, now, now, at)
+        self._check()
 
     @staticmethod
     def _reader(kind: str) -> rendering.Reader:
@@ -733,7 +726,9 @@ class Sender:
             return None
         for _ in range(2):  # a check already under way may not include it
             found = self._facts.get(key)
-            if found is None or self.clock() - found.checked <= FRESH_FOR:
+            if found is None or (
+                found.facts is not None and self.clock() - found.checked <= FRESH_FOR
+            ):
                 break
             self._asked.add(key)
             try:
@@ -743,7 +738,7 @@ class Sender:
                 return None
         with self._facts_lock:
             drawn = self._facts.pop(key, None)
-        if drawn is None or self.clock() - drawn.checked > FRESH_FOR:
+        if drawn is None or drawn.facts is None or self.clock() - drawn.checked > FRESH_FOR:
             return None  # the lead is gone, or changed and could not be read again
         intent = rendering.Intent(key[1], message.purpose, member_id, now, self.company)
         return rendering.draw(drawn.facts, intent)
@@ -757,8 +752,8 @@ class Sender:
         return check
 
     async def _keep_facts(self) -> None:
-        """Check the facts of the cards due in the next FRESH_FOR, every half FRESH_FOR, so
-        a lane seldom waits for a check before it draws a card."""
+        """Read and check the facts of the cards coming due (`_check`) every half FRESH_FOR,
+        so a lane seldom waits before it draws a card."""
         while True:
             await asyncio.sleep(FRESH_FOR / 2)
             if not self._facts:
@@ -769,43 +764,65 @@ class Sender:
                 log.debug("outbox: facts read ahead not checked: %s", error)
 
     def _check(self) -> None:
-        """Compare what the facts of the cards due soon (or asked for) were read from with
-        the database now, in one go per kind, and read again (in one go) those that changed;
-        drop those whose lead is gone."""
-        started = self.clock()
-        asked, self._asked = self._asked, set()
+        """For the cards due soon (or asked for): read the facts of those not read yet (due
+        within READ_AHEAD_FOR), and compare what the others' were read from with the
+        database now (due within FRESH_FOR), reading again those that changed; in one go
+        per kind. Cards whose lead is gone are dropped (rendered on their own, if at all)."""
+        with self._checking_lock:
+            started = self.clock()
+            asked, self._asked = self._asked, set()
+            with self._facts_lock:
+                unread = {
+                    k: f
+                    for k, f in self._facts.items()
+                    if f.facts is None and (k in asked or f.due <= started + READ_AHEAD_FOR)
+                }
+                kept = {
+                    k: f
+                    for k, f in self._facts.items()
+                    if f.facts is not None
+                    and (
+                        k in asked
+                        or (f.due <= started + FRESH_FOR and started - f.checked > FRESH_FOR / 4)
+                    )
+                }
+            kinds = {kind for kind, _ in [*unread, *kept]}
+            with self.store.reading() as session:
+                for kind in kinds:
+                    reader = self._reader(kind)
+                    ids = [i for k, i in kept if k == kind]
+                    stamps = reader.stamps(session, ids) if ids else {}
+                    gone = {i for i in ids if i not in stamps}
+                    stale = {
+                        i
+                        for i in ids
+                        if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)].facts)
+                    }
+                    wanted = stale | {i for k, i in unread if k == kind}
+                    read = reader.read(session, wanted, self.company) if wanted else {}
+                    self._keep_read(kind, ids, wanted, gone, read, started)
+
+    def _keep_read(
+        self,
+        kind: str,
+        checked: list[int],
+        wanted: set[int],
+        gone: set[int],
+        read: Mapping[int, Any],
+        started: float,
+    ) -> None:
         with self._facts_lock:
-            kept = {
-                k: f
-                for k, f in self._facts.items()
-                if k in asked
-                or (f.due <= started + FRESH_FOR and started - f.checked > FRESH_FOR / 4)
-            }
-        by_kind: dict[str, list[int]] = {}
-        for kind, lead_id in kept:
-            by_kind.setdefault(kind, []).append(lead_id)
-        with self.store.reading() as session:
-            for kind, ids in by_kind.items():
-                reader = self._reader(kind)
-                stamps = reader.stamps(session, ids)
-                stale = [
-                    i
-                    for i in ids
-                    if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)].facts)
-                ]
-                again = reader.read(session, stale, self.company) if stale else {}
-                with self._facts_lock:
-                    for lead_id in ids:
-                        key = (kind, lead_id)
-                        found = self._facts.get(key)
-                        if found is None:
-                            continue  # drawn meanwhile
-                        if lead_id not in stamps or (lead_id in stale and lead_id not in again):
-                            del self._facts[key]
-                        elif lead_id in again:
-                            self._facts[key] = Facts(again[lead_id], started, started, found.due)
-                        else:
-                            found.checked = started
+            for lead_id in {*checked, *wanted}:
+                key = (kind, lead_id)
+                found = self._facts.get(key)
+                if found is None:
+                    continue  # drawn meanwhile
+                if lead_id in gone or (lead_id in wanted and lead_id not in read):
+                    del self._facts[key]
+                elif lead_id in read:
+                    self._facts[key] = Facts(read[lead_id], started, started, found.due)
+                else:
+                    found.checked = started
 
     @contextlib.contextmanager
     def books_session(self) -> Iterator[Session]:
