@@ -5,7 +5,8 @@ A multi-row VALUES statement has a parameter per value, so its text changes with
 of rows and runs to tens of kilobytes: psycopg converts it again on every call (it caches
 only statements under 4 KB and 50 parameters) and the server parses and plans it again.
 The text here depends only on the table and columns, so psycopg caches it and prepares it
-once per connection (after its `prepare_threshold` uses)."""
+once per connection (after its `prepare_threshold` uses). The arrays go in binary (`%b`):
+their text form would have every quote of every JSON value escaped, in Python."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _statement(
         names = ", ".join(f'"{c}"' for c in columns)
         # JSON arrives encoded, as text (json[] would be parsed element by element).
         arrays = ", ".join(
-            f"CAST(%(c{n})s AS {'text' if types[c] in ('json', 'jsonb') else types[c]}[])"
+            f"CAST(%(c{n})b AS {'text' if types[c] in ('json', 'jsonb') else types[c]}[])"
             for n, c in enumerate(columns)
         )
         values = ", ".join(
