@@ -706,8 +706,12 @@ class Sender:
             for key in [k for k, f in self._facts.items() if now - f.read > LEASE.total_seconds()]:
                 del self._facts[key]  # claimed and never drawn (given back, or the lease lost)
             for key, at in due.items():
-                self._facts[key] = Facts(None, now, now, at)
-        self._check()
+                found = self._facts.get(key)
+                if found is None:
+                    self._facts[key] = Facts(None, now, now, at)
+                else:  # claimed again (given back after a 429): checked when due, as any
+                    found.due = at
+        self._check(only=set(due))
 
     @staticmethod
     def _reader(kind: str) -> rendering.Reader:
@@ -763,23 +767,29 @@ class Sender:
             except SQLAlchemyError as error:  # the lanes check (or render) for themselves
                 log.debug("outbox: facts read ahead not checked: %s", error)
 
-    def _check(self) -> None:
+    def _check(self, only: set[tuple[str, int]] | None = None) -> None:
         """For the cards due soon (or asked for): read the facts of those not read yet (due
         within READ_AHEAD_FOR), and compare what the others' were read from with the
         database now (due within FRESH_FOR), reading again those that changed; in one go
-        per kind. Cards whose lead is gone are dropped (rendered on their own, if at all)."""
+        per kind (`only` these cards, if given: those just claimed). Cards whose lead is gone
+        are dropped (rendered on their own, if at all)."""
         with self._checking_lock:
             started = self.clock()
-            asked, self._asked = self._asked, set()
+            asked: set[tuple[str, int]] = set()
+            if only is None:
+                asked, self._asked = self._asked, set()
             with self._facts_lock:
+                facts = self._facts
+                if only is not None:
+                    facts = {k: self._facts[k] for k in only if k in self._facts}
                 unread = {
                     k: f
-                    for k, f in self._facts.items()
+                    for k, f in facts.items()
                     if f.facts is None and (k in asked or f.due <= started + READ_AHEAD_FOR)
                 }
                 kept = {
                     k: f
-                    for k, f in self._facts.items()
+                    for k, f in facts.items()
                     if f.facts is not None
                     and (
                         k in asked
