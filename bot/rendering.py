@@ -10,9 +10,10 @@ it never needs to know the handlers. The kind of a purpose is its part before `:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -40,6 +41,23 @@ Renderer = Callable[[Session, Intent], Card | None]
 _renderers: dict[str, Renderer] = {}
 
 
+@dataclass(frozen=True)
+class Reader:
+    """How to draw many cards of a kind without SQL per card: `read` what the cards of these
+    leads are drawn from, in a few queries for all of them (facts per lead; a lead left out
+    has nothing to draw); `stamps` reads, in one query, what of it may have changed since
+    (a lead left out is gone), to compare with `stamp` of the facts; `draw` a card from the
+    facts (None: nothing to show), reading nothing."""
+
+    read: Callable[[Session, Collection[int], Company], Mapping[int, Any]]
+    stamps: Callable[[Session, Collection[int]], Mapping[int, Hashable]]
+    stamp: Callable[[Any], Hashable]
+    draw: Callable[[Any, Intent], Card | None]
+
+
+_readers: dict[str, Reader] = {}
+
+
 class NothingToRender(LookupError):
     """An owed card whose lead (or question) no longer exists, or of an unknown kind."""
 
@@ -48,9 +66,29 @@ def kind_of(purpose: str) -> str:
     return purpose.partition(":")[0]
 
 
-def register(kind: str, renderer: Renderer) -> None:
-    """Render cards of `kind` with `renderer` (registering again replaces it)."""
+def register(kind: str, renderer: Renderer, reader: Reader | None = None) -> None:
+    """Render cards of `kind` with `renderer`, and, given a `reader`, draw many of them
+    from facts read for all at once (registering again replaces both)."""
     _renderers[kind] = renderer
+    if reader is None:
+        _readers.pop(kind, None)
+    else:
+        _readers[kind] = reader
+
+
+def reader_of(purpose: str) -> Reader | None:
+    """The reader of cards of this purpose, if their kind has one."""
+    return _readers.get(kind_of(purpose)) if purpose else None
+
+
+def draw(facts: Any, intent: Intent) -> Card:
+    """The card of `intent` drawn from `facts` its kind's reader read; NothingToRender when
+    there is nothing to show."""
+    reader = _readers.get(kind_of(intent.purpose))
+    card = reader.draw(facts, intent) if reader is not None else None
+    if card is None:
+        raise NothingToRender(f"lead {intent.lead_id} has no {intent.purpose!r} card any more")
+    return card
 
 
 def renders(purpose: str) -> bool:

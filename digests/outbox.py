@@ -7,7 +7,7 @@ Conversations are sent side by side, each in its own lane at its platform's pace
 per-conversation limits), so a rep with a hundred new leads does not hold up everyone
 else's messages, and every lane is kept as full as that pace allows: up to IN_FLIGHT
 requests are out at once, across lanes. A 429 slows only its lane (chat.postMessage) or
-its method app-wide (`bot.slack_client`), and the message goes again, once.
+its method app-wide (`bot.slack.client`), and the message goes again, once.
 
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
 another picks the message up. One statement claims many messages, the first of every
@@ -35,7 +35,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,6 +81,11 @@ BATCHES = 2  # bookkeeping transactions under way at once (a render need not wai
 LINGER = 0.005  # seconds a bookkeeping batch waits for more lanes' work before it runs
 READ_AHEAD = "outbox.read_ahead"  # session.info: the leads and owners read for a batch
 CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next ones
+# Cards of a claim are drawn from facts read for all of them with the claim (their owners'
+# calendars too: read once per claim); before one is drawn, what may have changed about its
+# lead is checked (one query for all) if it was last checked more than FRESH_FOR seconds ago.
+FRESH_FOR = 1.0
+READ_AHEAD_FOR = 2.0  # seconds: a claimed card's facts are read this long before it is due
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
 
 
@@ -231,6 +236,17 @@ def _lane_key() -> Any:
         (member.is_not(None), literal("member:") + cast(member, String)),
         else_=literal("target:") + func.coalesce(col(OutboxMessage.target), ""),
     )
+
+
+@dataclass
+class Facts:
+    """What a claimed card is drawn from (its kind's reader read them), when they were read
+    and last checked, and when its lane is due to draw it (sender clock seconds)."""
+
+    facts: Any  # None: not read yet
+    read: float
+    checked: float
+    due: float
 
 
 @dataclass
@@ -491,6 +507,14 @@ class Sender:
         )
         self.per_lane = PER_LANE
         self._calendars_read: dict[Any, Any] = {}
+        # (kind, lead id) → the facts its card is drawn from, when read, when last checked.
+        self._facts: dict[tuple[str, int], Facts] = {}  # (kind, lead id) → its card's
+        self._asked: set[tuple[str, int]] = set()  # facts a lane waits to have checked
+        self._checking_lock = threading.Lock()
+        self._facts_lock = threading.Lock()
+        self._checks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
+            WeakKeyDictionary()
+        )
         self._to_render: set[int] = set()  # leads whose cards the next batch renders
         self._calendars_since = float("-inf")
 
@@ -538,6 +562,7 @@ class Sender:
 
         owed = self._owed.setdefault(asyncio.get_running_loop(), asyncio.Event())
         leases = asyncio.create_task(self._keep_leases(current))
+        checks = asyncio.create_task(self._keep_facts())
         try:
             while True:
                 owed.clear()
@@ -558,8 +583,11 @@ class Sender:
                         log.error("outbox lane ended by an error", exc_info=task.exception())
         finally:
             leases.cancel()
+            checks.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await leases
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
             self._forget_quiet_lanes()
 
     def _forget_quiet_lanes(self) -> None:
@@ -613,13 +641,20 @@ class Sender:
         delay = BUSY_FIRST
         for tries in range(6):
             try:
-                return await self._in_thread(partial(self._claim_rows, now, limit))
+                lanes = await self._in_thread(partial(self._claim_rows, now, limit))
             except OperationalError as error:
                 if (unavailable(error) and not busy(error)) or tries == 5:
                     raise  # away, not busy: the sender's loop backs off and says so once
                 log.warning("outbox: database busy (%s); again in %.2fs", error.orig, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BUSY_CAP)
+                continue
+            claimed = [c for messages in lanes.values() for c in messages]
+            try:
+                await self._in_thread(partial(self._read_facts, claimed))
+            except SQLAlchemyError as error:  # each card is then rendered on its own
+                log.warning("outbox: could not read ahead for the cards claimed: %s", error)
+            return lanes
         raise AssertionError("unreachable")
 
     def _claim_rows(self, now: datetime, limit: int) -> dict[str, list[Claimed]]:
@@ -648,6 +683,156 @@ class Sender:
                 self.held[row.message.id or 0] = row.message.claimed_until or now
             self.busy.update(lanes)
             return lanes
+
+    def _read_facts(self, rows: list[Claimed]) -> None:
+        """Note what the claimed cards (new posts rendered when sent) are drawn from, and
+        when each is due to be drawn (about when its lane's pace lets it go); then read the
+        facts of those due first (`_check` reads the others as they come due), for many
+        cards at once, so drawing each reads nothing (`_drawn`)."""
+        now = self.clock()
+        due: dict[tuple[str, int], float] = {}
+        ahead: dict[str, int] = {}  # cards before it in its lane
+        for row in rows:
+            message = row.message
+            lane = lane_of(message)
+            position = ahead[lane] = ahead.get(lane, -1) + 1
+            drawable = message.render and message.location_id is None
+            if drawable and message.lead_id is not None and rendering.reader_of(message.purpose):
+                pace = max((MIN_INTERVAL.get(p, 0.0) for p in self._platforms(message)), default=0)
+                due[(rendering.kind_of(message.purpose), message.lead_id)] = now + position * pace
+        if not due:
+            return
+        with self._facts_lock:
+            for key in [k for k, f in self._facts.items() if now - f.read > LEASE.total_seconds()]:
+                del self._facts[key]  # claimed and never drawn (given back, or the lease lost)
+            for key, at in due.items():
+                found = self._facts.get(key)
+                if found is None:
+                    self._facts[key] = Facts(None, now, now, at)
+                else:  # claimed again (given back after a 429): checked when due, as any
+                    found.due = at
+        self._check(only=set(due))
+
+    @staticmethod
+    def _reader(kind: str) -> rendering.Reader:
+        reader = rendering.reader_of(kind)
+        assert reader is not None, f"no reader for cards of kind {kind!r}"
+        return reader
+
+    async def _drawn(
+        self, message: OutboxMessage, member_id: int | None, now: datetime
+    ) -> Card | None:
+        """The card of `message` drawn from the facts read with its claim (checked and read
+        again first if due, see FRESH_FOR); None when none were read."""
+        key = (rendering.kind_of(message.purpose), message.lead_id or 0)
+        found = self._facts.get(key)
+        if found is None:
+            return None
+        for _ in range(2):  # a check already under way may not include it
+            found = self._facts.get(key)
+            if found is None or (
+                found.facts is not None and self.clock() - found.checked <= FRESH_FOR
+            ):
+                break
+            self._asked.add(key)
+            try:
+                await asyncio.shield(self._checking())
+            except SQLAlchemyError:  # rendered on its own instead, as any card can be
+                log.debug("outbox: facts read ahead not checked", exc_info=True)
+                return None
+        with self._facts_lock:
+            drawn = self._facts.pop(key, None)
+        if drawn is None or drawn.facts is None or self.clock() - drawn.checked > FRESH_FOR:
+            return None  # the lead is gone, or changed and could not be read again
+        intent = rendering.Intent(key[1], message.purpose, member_id, now, self.company)
+        return rendering.draw(drawn.facts, intent)
+
+    def _checking(self) -> asyncio.Future[None]:
+        """The check of the facts read ahead under way in this loop, or a new one."""
+        loop = asyncio.get_running_loop()
+        check = self._checks.get(loop)
+        if check is None or check.done():
+            check = self._checks[loop] = asyncio.ensure_future(self._in_thread(self._check))
+        return check
+
+    async def _keep_facts(self) -> None:
+        """Read and check the facts of the cards coming due (`_check`) every half FRESH_FOR,
+        so a lane seldom waits before it draws a card."""
+        while True:
+            await asyncio.sleep(FRESH_FOR / 2)
+            if not self._facts:
+                continue
+            try:
+                await asyncio.shield(self._checking())
+            except SQLAlchemyError as error:  # the lanes check (or render) for themselves
+                log.debug("outbox: facts read ahead not checked: %s", error)
+
+    def _check(self, only: set[tuple[str, int]] | None = None) -> None:
+        """For the cards due soon (or asked for): read the facts of those not read yet (due
+        within READ_AHEAD_FOR), and compare what the others' were read from with the
+        database now (due within FRESH_FOR), reading again those that changed; in one go
+        per kind (`only` these cards, if given: those just claimed). Cards whose lead is gone
+        are dropped (rendered on their own, if at all)."""
+        with self._checking_lock:
+            started = self.clock()
+            asked: set[tuple[str, int]] = set()
+            if only is None:
+                asked, self._asked = self._asked, set()
+            with self._facts_lock:
+                facts = self._facts
+                if only is not None:
+                    facts = {k: self._facts[k] for k in only if k in self._facts}
+                unread = {
+                    k: f
+                    for k, f in facts.items()
+                    if f.facts is None and (k in asked or f.due <= started + READ_AHEAD_FOR)
+                }
+                kept = {
+                    k: f
+                    for k, f in facts.items()
+                    if f.facts is not None
+                    and (
+                        k in asked
+                        or (f.due <= started + FRESH_FOR and started - f.checked > FRESH_FOR / 4)
+                    )
+                }
+            kinds = {kind for kind, _ in [*unread, *kept]}
+            with self.store.reading() as session:
+                for kind in kinds:
+                    reader = self._reader(kind)
+                    ids = [i for k, i in kept if k == kind]
+                    stamps = reader.stamps(session, ids) if ids else {}
+                    gone = {i for i in ids if i not in stamps}
+                    stale = {
+                        i
+                        for i in ids
+                        if i in stamps and stamps[i] != reader.stamp(kept[(kind, i)].facts)
+                    }
+                    wanted = stale | {i for k, i in unread if k == kind}
+                    read = reader.read(session, wanted, self.company) if wanted else {}
+                    self._keep_read(kind, ids, wanted, gone, read, started)
+
+    def _keep_read(
+        self,
+        kind: str,
+        checked: list[int],
+        wanted: set[int],
+        gone: set[int],
+        read: Mapping[int, Any],
+        started: float,
+    ) -> None:
+        with self._facts_lock:
+            for lead_id in {*checked, *wanted}:
+                key = (kind, lead_id)
+                found = self._facts.get(key)
+                if found is None:
+                    continue  # drawn meanwhile
+                if lead_id in gone or (lead_id in wanted and lead_id not in read):
+                    del self._facts[key]
+                elif lead_id in read:
+                    self._facts[key] = Facts(read[lead_id], started, started, found.due)
+                else:
+                    found.checked = started
 
     @contextlib.contextmanager
     def books_session(self) -> Iterator[Session]:
@@ -950,6 +1135,9 @@ class Sender:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
         if not message.render:
             return card_from_dict(message.card)
+        drawn = await self._drawn(message, member_id, now)
+        if drawn is not None:
+            return drawn
         if message.lead_id is not None:
             self._to_render.add(message.lead_id)
         return await self._write(self._render, message, member_id, now)

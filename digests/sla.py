@@ -9,7 +9,7 @@ same transaction, so a step is taken — and its message owed — exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -566,6 +566,23 @@ def status_lines(
         if owner is None:
             return None
         return owner.timezone, calendar_in(session, owner, company)
+
+    return lines_of(clocks, owner_of, now, company)
+
+
+def clock_lines(
+    clocks: Sequence[ClockFacts],
+    owners: Mapping[int, Member | None],
+    calendars: Mapping[int, Calendar],
+    now: datetime,
+    company: Company,
+) -> list[str]:
+    """`status_lines` of these open clocks, from their owners and calendars as read (no SQL);
+    a clock whose owner is gone shows nothing."""
+
+    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
+        owner = owners.get(member_id)
+        return None if owner is None else (owner.timezone, calendars[member_id])
 
     return lines_of(clocks, owner_of, now, company)
 

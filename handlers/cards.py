@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -14,9 +14,19 @@ from bot import rendering
 from bot.messages import Button, Card, Field_, Refresh, Style
 from bot.text import say, when
 from digests import sla
-from digests.business_time import Company
-from storage import queries
-from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadEvent, LeadState, Member
+from digests.business_time import Calendar, Company
+from digests.calendars import Calendars
+from storage import cards, queries
+from storage.models import (
+    Campaign,
+    Clock,
+    EventKind,
+    Lead,
+    LeadDefinition,
+    LeadEvent,
+    LeadState,
+    Member,
+)
 
 ATTEMPT_CHANNELS = {"call": "Call", "email": "Email", "social": "Social", "meeting": "Meeting"}
 ATTEMPT_OUTCOMES = {
@@ -368,5 +378,94 @@ def render_question(session: Session, intent: rendering.Intent) -> Card | None:
     return question_card(session, lead, asked, answered) if asked else None
 
 
-rendering.register(HANDOFF, render_handoff)
+@dataclass(frozen=True)
+class HandoffFacts:
+    """What a lead's handoff card is drawn from, read with many others' (`read_handoffs`)."""
+
+    lead: Lead
+    owner: Member | None
+    campaign: str | None
+    version: int | str
+    events: list[LeadEvent]
+    clocks: list[Clock]
+    members: Mapping[int, Member]  # the owners of its clocks, and who its events name
+    calendars: Mapping[int, Calendar]  # each clock owner's
+
+
+def _named(event: LeadEvent) -> Any:
+    return event.data.get("marketer_id") if event.kind == EventKind.info_requested else None
+
+
+def read_handoffs(
+    session: Session, lead_ids: Collection[int], company: Company
+) -> dict[int, HandoffFacts]:
+    """The facts of these leads' handoff cards, in a few queries for all of them: leads,
+    events, open clocks, the members they name, campaigns, definitions, and each clock
+    owner's calendar once (holidays once, time away in one query)."""
+    leads = queries.leads_by_id(session, ids=lead_ids)
+    events = cards.events_by_lead(session, lead_ids=leads)
+    clocks = cards.open_clocks_by_lead(session, lead_ids=leads)
+    named = {lead.owner_id for lead in leads.values()}
+    named |= {clock.owner_id for found in clocks.values() for clock in found}
+    for found_events in events.values():
+        named |= {event.member_id for event in found_events}
+        named |= {_named(event) for event in found_events}
+    members = queries.members_by_id(session, ids={m for m in named if isinstance(m, int)})
+    campaigns = cards.campaign_names(
+        session, ids={lead.campaign_id for lead in leads.values() if lead.campaign_id}
+    )
+    versions = cards.definition_versions(
+        session, ids={lead.definition_id for lead in leads.values()}
+    )
+    owners = {clock.owner_id for found in clocks.values() for clock in found} & members.keys()
+    read = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    calendars = {owner_id: read.of(members[owner_id]) for owner_id in owners}
+    return {
+        lead_id: HandoffFacts(
+            lead=lead,
+            owner=members.get(lead.owner_id) if lead.owner_id else None,
+            campaign=campaigns.get(lead.campaign_id) if lead.campaign_id else None,
+            version=versions.get(lead.definition_id, "?"),
+            events=events[lead_id],
+            clocks=clocks[lead_id],
+            members=members,
+            calendars=calendars,
+        )
+        for lead_id, lead in leads.items()
+    }
+
+
+def handoff_stamp(facts: HandoffFacts) -> Hashable:
+    return cards.stamp_of(facts.lead, facts.events, facts.clocks)
+
+
+def draw_handoff(facts: HandoffFacts, intent: rendering.Intent) -> Card:
+    """`render_handoff` from the facts read for it: no SQL."""
+
+    def name(member_id: Any) -> str:
+        member = facts.members.get(member_id) if member_id else None
+        return member.name if member else "someone"
+
+    owners: dict[int, Member | None] = {
+        c.owner_id: facts.members.get(c.owner_id) for c in facts.clocks
+    }
+    lines = sla.clock_lines(facts.clocks, owners, facts.calendars, intent.now, intent.company)
+    return lead_card_of(
+        facts.lead,
+        owner=facts.owner,
+        campaign=facts.campaign,
+        version=facts.version,
+        events=facts.events,
+        sla_lines=lines,
+        name_of=name,
+    )
+
+
+HANDOFF_READER = rendering.Reader(
+    read=read_handoffs,
+    stamps=lambda session, lead_ids: cards.card_stamps(session, lead_ids=lead_ids),
+    stamp=handoff_stamp,
+    draw=draw_handoff,
+)
+rendering.register(HANDOFF, render_handoff, HANDOFF_READER)
 rendering.register(rendering.kind_of(question_purpose("")), render_question)

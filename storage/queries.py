@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from storage import arrays
 from storage.models import (
     Away,
     Campaign,
@@ -380,6 +381,29 @@ def _insert_leads_statement(dialect: str) -> Insert:
     )
 
 
+LEAD_COLUMNS = (*(f.name for f in fields(NewLead)), "attempts")
+
+
+def _insert_leads(session: Session, leads: Sequence[NewLead]) -> list[tuple[Any, ...]]:
+    """Insert the leads in the order given, those whose key exists already left out:
+    (id, source, external_id) of each written. On PostgreSQL one statement of a fixed
+    shape (an array per column), elsewhere a multi-row INSERT."""
+    connection = session.connection()
+    rows = [(*(getattr(lead, name) for name in LEAD_COLUMNS[:-1]), 0) for lead in leads]
+    if connection.dialect.name == "postgresql":
+        return arrays.insert_rows(
+            session,
+            table=Lead.__table__,  # type: ignore[attr-defined]
+            columns=LEAD_COLUMNS,
+            rows=rows,
+            conflict=(),
+            returning=("id", "source", "external_id"),
+        )
+    statement = _insert_leads_statement(connection.dialect.name)
+    result = connection.execute(statement, [dict(zip(LEAD_COLUMNS, r, strict=True)) for r in rows])
+    return [tuple(row) for row in result.all()]
+
+
 def add_leads(session: Session, *, leads: Sequence[NewLead]) -> list[StoredLead]:
     """Store the leads whose `(source, external_id)` is not stored yet, in one multi-row
     INSERT, and read the others back in one query: per lead given, in that order, its id
@@ -395,13 +419,7 @@ def add_leads(session: Session, *, leads: Sequence[NewLead]) -> list[StoredLead]
     stored: dict[tuple[str, str], StoredLead] = {}
     if ordered:
         session.flush()
-        connection = session.connection()
-        rows = [
-            {f.name: getattr(lead, f.name) for f in fields(lead)} | {"attempts": 0}
-            for lead in ordered
-        ]
-        result = connection.execute(_insert_leads_statement(connection.dialect.name), rows)
-        for lead_id, source, external_id in result.all():
+        for lead_id, source, external_id in _insert_leads(session, ordered):
             owner = first[(source, external_id)].owner_email
             stored[(source, external_id)] = StoredLead(lead_id, True, owner)
     missing = [key for key in first if key not in stored]
@@ -434,18 +452,14 @@ def add_events(session: Session, *, events: Sequence[NewEvent]) -> None:
     if not events:
         return
     session.flush()
+    table = LeadEvent.__table__  # type: ignore[attr-defined]
+    columns = ("lead_id", "kind", "member_id", "at", "data")
+    rows = [(e.lead_id, e.kind.value, e.member_id, e.at, e.data or {}) for e in events]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays.insert_rows(session, table=table, columns=columns, rows=rows)
+        return
     session.connection().execute(
-        insert(LeadEvent.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "lead_id": e.lead_id,
-                "kind": e.kind.value,
-                "member_id": e.member_id,
-                "at": e.at,
-                "data": e.data or {},
-            }
-            for e in events
-        ],
+        insert(table), [dict(zip(columns, row, strict=True)) for row in rows]
     )
 
 
@@ -463,6 +477,16 @@ def start_clocks(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
         return
     session.flush()
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        columns = tuple(rows[0])
+        arrays.insert_rows(
+            session,
+            table=Clock.__table__,  # type: ignore[attr-defined]
+            columns=columns,
+            rows=[tuple(row[c] for c in columns) for row in rows],
+            conflict=(),
+        )
+        return
     connection.execute(_insert_clocks_statement(connection.dialect.name), list(rows))
 
 
@@ -1102,10 +1126,22 @@ def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[st
         return []
     session.flush()
     connection = session.connection()
-    result = connection.execute(
-        _enqueue_many_statement(connection.dialect.name), list(rows.values())
-    )
-    written = set(result.scalars().all())
+    if connection.dialect.name == "postgresql":
+        columns = (*next(iter(rows.values())), "revision")
+        found = arrays.insert_rows(
+            session,
+            table=OutboxMessage.__table__,  # type: ignore[attr-defined]
+            columns=columns,
+            rows=[(*row.values(), 0) for row in rows.values()],
+            conflict=("key",),
+            returning=("key",),
+        )
+        written = {key for (key,) in found}
+    else:
+        result = connection.execute(
+            _enqueue_many_statement(connection.dialect.name), list(rows.values())
+        )
+        written = set(result.scalars().all())
     return [key for key in rows if key in written]
 
 

@@ -77,7 +77,7 @@ def make_client(settings: Settings) -> AsyncWebClient:
     )
     # Every Web API call ends well within the outbox lease (slack_sdk takes whole seconds).
     timeout = max(1, int(settings.call_timeout))
-    # Slack's per-method 429s are kept app-wide (bot.slack_client).
+    # Slack's per-method 429s are kept app-wide (bot.slack.client).
     return PacedWebClient(token=token, base_url=base_url, timeout=timeout)
 
 
