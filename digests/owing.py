@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from bot import rendering
 from bot.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
+from bot.logs import request_id
 from bot.messages import card_to_dict
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
@@ -101,6 +102,7 @@ def _dm(effect: Notify, member: Member, now: datetime, calendars: Calendars | No
         render=_render(effect.lead_id, effect.purpose),
         not_before=_not_before(effect, member, now, calendars),
         created_at=now,
+        request_id=request_id.get(),
     )
 
 
@@ -160,5 +162,6 @@ def _owe_post(session: Session, effect: Post, now: datetime) -> int:
         card=card_to_dict(effect.card),
         not_before=now,
         created_at=now,
+        request_id=request_id.get(),
     )
     return int(queries.enqueue(session, message=message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -698,8 +699,11 @@ class Ingestor:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on an ingest thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(work, *args))
+        """`work(*args)` on an ingest thread, in this task's context (its request id)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, partial(context.run, work, *args)
+        )
 
     def _validate_and_store(self, items: Sequence[Any], now: datetime) -> Accepted | list[Problem]:
         good, problems = validate(items, now=now)

@@ -325,6 +325,8 @@ class OutboxMessage(SQLModel, table=True):
     sending_since: datetime | None = None
     # When platform failures first parked it; kept once delivered (the admin's notices).
     parked_at: datetime | None = None
+    # The request or activity it was owed in (its log lines carry the same id).
+    request_id: str | None = Field(default=None, max_length=64)
 
 
 class CompanySetting(SQLModel, table=True):
@@ -590,6 +592,7 @@ class NewMessage:
     purpose: str = ""
     render: str = ""  # the kind of card rendered when sent (`bot.rendering`), if any
     in_thread: bool = False
+    request_id: str | None = None  # the request or activity it is owed in
 
 
 @dataclass(frozen=True)

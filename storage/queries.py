@@ -1121,6 +1121,7 @@ def enqueue_many(session: Session, *, messages: Sequence[NewMessage]) -> list[st
                 "not_before": message.not_before,
                 "attempts": 0,
                 "created_at": message.created_at,
+                "request_id": message.request_id,
             }
     if not rows:
         return []

@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.support import WEBHOOK_SECRET, signed_lead_headers
+from tests.support import WEBHOOK_SECRET, eventually, signed_lead_headers
 
 ROOT = Path(__file__).parent.parent
 
@@ -90,3 +91,45 @@ def test_every_line_of_a_serve_run_is_json_with_its_request_id(tmp_path: Path) -
     assert not any("apscheduler" in r["logger"] for r in records)
     for secret in (WEBHOOK_SECRET, lead["email"], lead["name"]):
         assert secret not in output
+
+
+async def test_the_outbox_row_a_request_owes_carries_its_request_id(tmp_path: Path) -> None:
+    """From the log line of a request to the message it owed: the handoff card a webhook
+    request causes is stored with that request's id (the proxy's X-Request-Id here)."""
+    import aiohttp
+    from sqlmodel import select
+
+    from storage import queries
+    from storage.models import OutboxMessage
+    from tests.support import LiveServer, make_settings
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}")
+    live = await LiveServer(settings).start()
+    try:
+        with live.store.session() as session:
+            queries.upsert_member(
+                session,
+                now=datetime.now(UTC),
+                email="rep@example.com",
+                name="Rep",
+                slack_user_id="U0REP",
+                role="rep",
+            )
+        body = json.dumps({"external_id": "R-1", "name": "Jo", "owner_email": "rep@example.com"})
+        headers = {**signed_lead_headers(body.encode()), "X-Request-Id": "lead-req-7"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{live.url}/api/leads", data=body.encode(), headers=headers) as answer,
+        ):
+            assert answer.status == 200
+            assert answer.headers["X-Request-Id"] == "lead-req-7"
+
+        def owed() -> list[tuple[str, str | None]]:
+            with live.store.session() as session:
+                rows = session.exec(select(OutboxMessage)).all()
+                return [(row.key, row.request_id) for row in rows]
+
+        found = await eventually(owed)
+        assert [request for key, request in found if key.startswith("handoff")] == ["lead-req-7"]
+    finally:
+        await live.stop()
