@@ -42,13 +42,14 @@ def outbox_list(
                 row.not_before.isoformat(timespec="minutes"),
                 "all" if row.status == "sent" else ", ".join(row.parts_done or {}),
                 row.last_error or "",
+                row.request_id or "",
             )
             for row, name in recent_messages(session, status=status, limit=limit)
         ]
     print_rows(COLUMNS, rows, format_)
 
 
-COLUMNS = ("id", "key", "to", "status", "attempts", "not before", "parts done", "error")
+COLUMNS = ("id", "key", "to", "status", "attempts", "not before", "parts done", "error", "request")
 
 
 @outbox_cli.command("retry")
