@@ -158,7 +158,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
 
     from app import build_router
     from bot.settings import Settings
-    from bot.web.server import BACKGROUND, CLOCKWORK, build_web_app
+    from bot.web.server import BACKGROUND, SCHEDULER, build_web_app
     from bot.web.webhook import signature
     from storage import queries
     from storage.db import Store
@@ -222,7 +222,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             await background.drain()
             # The cards are owed, then sent at Slack's pace of about 1/s per DM.
             settle = 60 + 2 * len(wanted) / len(people)
-            await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=settle)
+            await asyncio.wait_for(app[SCHEDULER].settled(), timeout=settle)
 
             def cards() -> list[dict[str, Any]]:
                 with store.session() as session:
@@ -273,7 +273,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
             stats["background_pending"] = len(background.tasks)
             started = time.perf_counter()
             await background.drain()
-            await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=60)
+            await asyncio.wait_for(app[SCHEDULER].settled(), timeout=60)
             stats["drain_ms"] = round((time.perf_counter() - started) * 1000, 1)
             stats["cpu_s"] = round(time.process_time() - stats.pop("cpu_start"), 3)
             event.remove(store.engine, "before_cursor_execute", count)

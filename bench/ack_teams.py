@@ -141,7 +141,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
     from app import build_router
     from bot.settings import Settings
     from bot.teams.cards import card_content
-    from bot.web.server import CLOCKWORK, build_web_app
+    from bot.web.server import SCHEDULER, build_web_app
     from bot.web.webhook import signature
     from handlers.cards import lead_card
     from storage import queries
@@ -198,7 +198,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
                 answer = await response.json()
                 if response.status != 200:
                     raise RuntimeError(f"webhook refused the demo lead: {answer}")
-            await asyncio.wait_for(app[CLOCKWORK].settled(), timeout=10)  # the card is owed
+            await asyncio.wait_for(app[SCHEDULER].settled(), timeout=10)  # the card is owed
             lead_id = int(answer["leads"][0]["id"])
             with store.session() as session:
                 location = session.exec(

@@ -121,14 +121,14 @@ async def serve_liaison() -> None:
     """`liaison serve --no-scheduler` on the database and stand-in the environment names."""
     from app import build_router
     from bot.settings import Settings
-    from bot.web.server import CLOCKWORK, build_web_app
+    from bot.web.server import SCHEDULER, build_web_app
     from storage.db import Store
 
     settings = Settings(_env_file=None)
     store = Store.open(settings.database_url)
     web_app = build_web_app(settings, store, build_router(settings.company), scheduler=False)
     runner, _ = await listen(web_app)
-    web_app[CLOCKWORK].wake()
+    web_app[SCHEDULER].wake()
     started = time.process_time()
     tell_parent({"ready": True})
     await until_told("serve")
@@ -144,7 +144,7 @@ def owe_cards(url: str, cards: int, reps: int) -> None:
     """`reps` reps on Slack and `cards` leads handed to them round-robin, through the same
     code as the webhook (cards rendered at send time)."""
     from digests.business_time import Company, parse_hours, parse_workdays
-    from digests.owing import owe
+    from digests.owing import write_to_outbox
     from handlers.ingest import LeadIn, store_leads
     from storage import queries
     from storage.db import Store
@@ -174,7 +174,7 @@ def owe_cards(url: str, cards: int, reps: int) -> None:
                 ]
                 with store.session() as s:
                     _, effects = store_leads(s, batch, now=now, admin_channel=None, company=always)
-                    owe(s, effects, actor_id=None, now=now, company=always)
+                    write_to_outbox(s, effects, actor_id=None, now=now, company=always)
                 progress.update(task, completed=start + len(batch))
     finally:
         store.engine.dispose()

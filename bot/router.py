@@ -14,7 +14,7 @@ from sqlmodel import Session
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind
 from digests.business_time import Company
-from digests.owing import UpdateLease, owe
+from digests.owing import UpdateLease, write_to_outbox
 from storage import queries
 from storage.db import Store
 
@@ -118,7 +118,7 @@ class Router:
                     # (which carries the same request id) is still processed.
                     session.rollback()
                     return effects
-                return owe(
+                return write_to_outbox(
                     session,
                     effects,
                     actor_id=interaction.actor.id,

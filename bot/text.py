@@ -1,6 +1,6 @@
 """Every sentence a person reads comes from a Jinja2 template in `bot/templates/`.
 
-Templates produce plain text; the platform renderers escape it. `say("name", ...)`
+Templates produce plain text; the platform renderers escape it. `text_for("name", ...)`
 calls the macro `name`, from whichever template file defines it.
 """
 
@@ -68,15 +68,15 @@ def macros() -> dict[str, Any]:
     return found
 
 
-def say(name: str, /, **params: Any) -> str:
+def text_for(name: str, /, **params: Any) -> str:
     """Render the macro `name` (from any template file) with `params`, stripped."""
     if not params:
-        return _said(name)
+        return _text_once(name)
     return str(macros()[name](**params)).strip()
 
 
 @cache
-def _said(name: str) -> str:
+def _text_once(name: str) -> str:
     """A macro without parameters, rendered once: a label such as `label_company` is
     asked for on every card, and its text cannot change while the process runs."""
     return str(macros()[name]()).strip()

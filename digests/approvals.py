@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bot.messages import Button, Card, Field_, Style, card_to_dict
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.business_time import Calendar, Company, add_business, next_working_moment
 from digests.calendars import Calendars
 from digests.sla import TickReport
@@ -34,7 +34,7 @@ PERCENT_FIELDS = frozenset({"acceptance_rate"})
 
 def subject_name(subject: str) -> str:
     """`lead definition` or `SLA`."""
-    return say(f"approvals_subject_{subject}")
+    return text_for(f"approvals_subject_{subject}")
 
 
 def sla_value(name: str, value: Any) -> str:
@@ -51,21 +51,24 @@ def change_fields(request: ApprovalRequest) -> tuple[Field_, ...]:
     if request.subject == ApprovalSubject.sla:
         return tuple(
             Field_(
-                say(f"approvals_sla_{name}"),
-                say("approvals_edited", old=sla_value(name, old), new=sla_value(name, new)),
+                text_for(f"approvals_sla_{name}"),
+                text_for("approvals_edited", old=sla_value(name, old), new=sla_value(name, new)),
             )
             for name, old, new in payload.get("changed", [])
         )
     fields = [
-        Field_(say("approvals_label_added", key=key), text)
+        Field_(text_for("approvals_label_added", key=key), text)
         for key, text in payload.get("added", [])
     ]
     fields += [
-        Field_(say("approvals_label_edited", key=key), say("approvals_edited", old=old, new=new))
+        Field_(
+            text_for("approvals_label_edited", key=key),
+            text_for("approvals_edited", old=old, new=new),
+        )
         for key, old, new in payload.get("edited", [])
     ]
     fields += [
-        Field_(say("approvals_label_retired", key=key), text)
+        Field_(text_for("approvals_label_retired", key=key), text)
         for key, text in payload.get("retired", [])
     ]
     return tuple(fields)
@@ -82,8 +85,8 @@ def proposer_of(session: Session, request: ApprovalRequest) -> str:
 def decision_buttons(request: ApprovalRequest) -> tuple[Button, ...]:
     value = f"request={request.id}"
     return (
-        Button(say("approvals_button_approve"), "approval.approve", value, Style.primary),
-        Button(say("approvals_button_reject"), "approval.reject", value, Style.danger),
+        Button(text_for("approvals_button_approve"), "approval.approve", value, Style.primary),
+        Button(text_for("approvals_button_reject"), "approval.reject", value, Style.danger),
     )
 
 
@@ -94,13 +97,13 @@ def ask_card(
     waiting = [m.name for m in approvals.undecided(session, request_id=request.id or 0)]
     title = "approvals_reminder_title" if reminder else "approvals_ask_title"
     return Card(
-        title=say(
+        title=text_for(
             title,
             id=request.id,
             subject=subject_name(request.subject),
             proposer=proposer_of(session, request),
         ),
-        text=say(
+        text=text_for(
             "approvals_ask_text",
             subject=subject_name(request.subject),
             base=request.payload.get("base_version"),
@@ -110,7 +113,7 @@ def ask_card(
             max_reminders=MAX_REMINDERS,
         ),
         fields=change_fields(request),
-        context=say("approvals_ask_context", id=request.id, waiting=waiting),
+        context=text_for("approvals_ask_context", id=request.id, waiting=waiting),
         buttons=decision_buttons(request),
     )
 

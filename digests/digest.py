@@ -312,7 +312,7 @@ def build(session: Session, week: Week, *, now: datetime) -> Digest:
 
 
 def _highlights(session: Session, week: Week) -> list[FeedbackHighlight]:
-    from bot.text import say
+    from bot.text import text_for
 
     found = []
     for request_id in feedback_store.closed_between(session, start=week.start, end=week.end):
@@ -322,10 +322,12 @@ def _highlights(session: Session, week: Week) -> list[FeedbackHighlight]:
         headlines = []
         for question in summary.questions:
             if question.kind == QuestionKind.rating and question.mean is not None:
-                headlines.append(say("digest_feedback_rating", q=question))
+                headlines.append(text_for("digest_feedback_rating", q=question))
             elif question.kind == QuestionKind.choice and question.answered:
                 option, count = max(question.choices, key=lambda c: c[1])
-                headlines.append(say("digest_feedback_choice", q=question, option=option, n=count))
+                headlines.append(
+                    text_for("digest_feedback_choice", q=question, option=option, n=count)
+                )
         found.append(
             FeedbackHighlight(summary.subject, summary.asked, summary.responded, headlines)
         )
@@ -344,7 +346,7 @@ def _gap(target: Target) -> float | None:
 
 def agenda(digest: Digest) -> list[AgendaItem]:
     """The three largest gaps against either side's commitments, as questions for both."""
-    from bot.text import say  # the words live in templates
+    from bot.text import text_for  # the words live in templates
 
     candidates = [
         ("marketing", "agenda_leads", digest.marketing.leads),
@@ -358,6 +360,6 @@ def agenda(digest: Digest) -> list[AgendaItem]:
     for side, template, target in candidates:
         gap = _gap(target)
         if gap is not None and gap > 0:
-            items.append(AgendaItem(side, gap, say(template, t=target, d=digest)))
+            items.append(AgendaItem(side, gap, text_for(template, t=target, d=digest)))
     items.sort(key=lambda item: -item.gap)
     return items[:3]

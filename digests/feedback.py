@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.messages import Button, Card, Field_, Style, card_to_dict
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.business_time import Company, next_working_moment
 from digests.calendars import Calendars
 from digests.sla import TickReport
@@ -60,7 +60,7 @@ def remind_at(sent: datetime, deadline: datetime) -> datetime:
 def about_words(session: Session, request: FeedbackRequest) -> str:
     campaign = session.get(Campaign, request.campaign_id) if request.campaign_id else None
     name = campaign.name if campaign else ""
-    return say("feedback_about_words", about=request.about, campaign=name)
+    return text_for("feedback_about_words", about=request.about, campaign=name)
 
 
 def ask_card(
@@ -77,20 +77,22 @@ def ask_card(
     about = about_words(session, request)
     deadline = when(request.deadline, tz)
     if reminder:
-        title = say("feedback_remind_title", subject=request.subject)
-        text = say("feedback_remind_text", requester=requester_name, about=about, deadline=deadline)
+        title = text_for("feedback_remind_title", subject=request.subject)
+        text = text_for(
+            "feedback_remind_text", requester=requester_name, about=about, deadline=deadline
+        )
     else:
-        title = say("feedback_ask_title", requester=requester_name, subject=request.subject)
-        text = say("feedback_ask_text", about=about, deadline=deadline)
-    fields = [Field_(say("feedback_label_link"), request.link)] if request.link else []
+        title = text_for("feedback_ask_title", requester=requester_name, subject=request.subject)
+        text = text_for("feedback_ask_text", about=about, deadline=deadline)
+    fields = [Field_(text_for("feedback_label_link"), request.link)] if request.link else []
     if request.campaign_id and request.about != "campaign":
         campaign = session.get(Campaign, request.campaign_id)
         if campaign is not None:
-            fields.append(Field_(say("label_campaign"), campaign.name))
+            fields.append(Field_(text_for("label_campaign"), campaign.name))
     fields += [
         Field_(
-            say("feedback_question_field", n=q.position),
-            say("feedback_question_with_hint", text=q.text, kind=q.kind, options=q.options),
+            text_for("feedback_question_field", n=q.position),
+            text_for("feedback_question_with_hint", text=q.text, kind=q.kind, options=q.options),
         )
         for q in questions
     ]
@@ -98,9 +100,11 @@ def ask_card(
         title=title,
         text=text,
         fields=tuple(fields),
-        context=say("feedback_ask_context", id=request.id),
+        context=text_for("feedback_ask_context", id=request.id),
         buttons=(
-            Button(say("button_answer"), "feedback.answer", f"request={request.id}", Style.primary),
+            Button(
+                text_for("button_answer"), "feedback.answer", f"request={request.id}", Style.primary
+            ),
         ),
     )
 
@@ -111,22 +115,24 @@ def _cut(text: str, limit: int) -> str:
 
 def _answers_line(question: records.QuestionSummary) -> str:
     if not question.answered:
-        return say("feedback_summary_none")
+        return text_for("feedback_summary_none")
     if question.kind == QuestionKind.rating:
-        return say(
+        return text_for(
             "feedback_summary_ratings",
             ratings=question.ratings,
             mean=question.mean or 0.0,
             answered=question.answered,
         )
     if question.kind == QuestionKind.choice:
-        return say("feedback_summary_choices", choices=question.choices, answered=question.answered)
+        return text_for(
+            "feedback_summary_choices", choices=question.choices, answered=question.answered
+        )
     lines = [
-        say("feedback_summary_quote", text=_cut(" ".join(q.split()), QUOTE_LIMIT))
+        text_for("feedback_summary_quote", text=_cut(" ".join(q.split()), QUOTE_LIMIT))
         for q in question.quotes[:QUOTES_SHOWN]
     ]
     if len(question.quotes) > QUOTES_SHOWN:
-        lines.append(say("feedback_summary_more", count=len(question.quotes) - QUOTES_SHOWN))
+        lines.append(text_for("feedback_summary_more", count=len(question.quotes) - QUOTES_SHOWN))
     return "\n".join(lines)
 
 
@@ -143,23 +149,23 @@ def summary_card(
     with `actions`, an open request offers Close now."""
     is_open = summary.closed_at is None and (now is None or now < summary.deadline)
     rate = summary.response_rate
-    fields = [Field_(say("feedback_label_link"), summary.link)] if summary.link else []
+    fields = [Field_(text_for("feedback_label_link"), summary.link)] if summary.link else []
     fields += [
-        Field_(say("feedback_summary_question", n=q.position, text=q.text), _answers_line(q))
+        Field_(text_for("feedback_summary_question", n=q.position, text=q.text), _answers_line(q))
         for q in summary.questions
     ]
     buttons: tuple[Button, ...] = ()
     if actions and is_open:
         value = f"request={summary.request_id}"
-        buttons = (Button(say("feedback_button_close"), "feedback.close", value),)
+        buttons = (Button(text_for("feedback_button_close"), "feedback.close", value),)
     return Card(
-        title=say(
+        title=text_for(
             "feedback_summary_title",
             id=summary.request_id,
             subject=summary.subject,
             final=not is_open,
         ),
-        text=say(
+        text=text_for(
             "feedback_summary_text",
             responded=summary.responded,
             asked=summary.asked,
@@ -168,7 +174,7 @@ def summary_card(
             at=when(summary.deadline if is_open else summary.closed_at or summary.deadline, tz),
         ),
         fields=tuple(fields),
-        context=say("feedback_summary_context", about=about),
+        context=text_for("feedback_summary_context", about=about),
         buttons=buttons,
     )
 

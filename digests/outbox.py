@@ -520,7 +520,7 @@ class Sender:
 
     def use_store(self, store: Store) -> None:
         """Deliver through `store` from now on (connections of delivery's own, see
-        `Clockwork.start`)."""
+        `Scheduler.start`)."""
         self.store = store
         for books in self._books.values():
             books.store = store

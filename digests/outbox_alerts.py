@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from bot.messages import Card, card_to_dict
-from bot.text import say
+from bot.text import text_for
 from storage import queries
 from storage.models import CompanySetting, OutboxMessage, OutboxStatus, Role
 
@@ -95,16 +95,16 @@ def review(
         started = first or now
         value = {**value, "episode": int(value.get("episode", 0)) + 1, "since": started.isoformat()}
         card = Card(
-            title=say("outbox_parked_title", count=parked),
-            text=say("outbox_parked_text"),
+            title=text_for("outbox_parked_title", count=parked),
+            text=text_for("outbox_parked_text"),
         )
         _tell(session, card, f"{KEY_PREFIX}{value['episode']}:parked", now, admin_channel)
     elif since is not None and not parked:
         delivered = _delivered_since(session, since=datetime.fromisoformat(since))
         if delivered:
             card = Card(
-                title=say("outbox_recovered_title", count=delivered),
-                text=say("outbox_recovered_text", since=datetime.fromisoformat(since)),
+                title=text_for("outbox_recovered_title", count=delivered),
+                text=text_for("outbox_recovered_text", since=datetime.fromisoformat(since)),
             )
             _tell(session, card, f"{KEY_PREFIX}{value['episode']}:delivered", now, admin_channel)
         else:
@@ -130,8 +130,8 @@ def review_refused(session: Session, *, now: datetime, admin_channel: str | None
         return  # another sender told the admin meanwhile
     newest = max(row.id or 0 for row in rows)
     card = Card(
-        title=say("outbox_refused_title", count=len(rows)),
-        text=say("outbox_refused_text", reason=(rows[-1].last_error or "")[:200]),
+        title=text_for("outbox_refused_title", count=len(rows)),
+        text=text_for("outbox_refused_text", reason=(rows[-1].last_error or "")[:200]),
     )
     _tell(session, card, f"{KEY_PREFIX}refused:{newest}", now, admin_channel)
     state.value = json.dumps({**value, "refused_upto": newest})

@@ -38,7 +38,7 @@ class UpdateLease:
     seconds: float
 
 
-def owe(
+def write_to_outbox(
     session: Session,
     effects: Sequence[Effect],
     *,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bot.messages import Field_, Report, Section
-from bot.text import TEMPLATES, say
+from bot.text import TEMPLATES, text_for
 from digests.digest import CONVERSION_WEEKS, SHOWN_CAMPAIGNS, SHOWN_REJECTIONS, Digest
 
 SHOWN_WINS = 6
@@ -21,24 +21,24 @@ SectionMaker = Callable[[Digest], Section | None]
 def _capped(items: Sequence[T], shown: int, line: Callable[[T], str]) -> tuple[str, ...]:
     lines = [line(item) for item in items[:shown]]
     if len(items) > shown:
-        lines.append(say("digest_more", count=len(items) - shown))
-    return tuple(lines) or (say("digest_none"),)
+        lines.append(text_for("digest_more", count=len(items) - shown))
+    return tuple(lines) or (text_for("digest_none"),)
 
 
 def funnel_section(d: Digest) -> Section:
     f = d.funnel
-    change = say("digest_vs", now=f.generated, before=d.previous.leads)
+    change = text_for("digest_vs", now=f.generated, before=d.previous.leads)
     return Section(
-        say("digest_funnel_heading"),
+        text_for("digest_funnel_heading"),
         facts=(
-            Field_(say("digest_generated"), f"{f.generated} {change}".strip()),
-            Field_(say("digest_handed_off"), str(f.handed_off)),
-            Field_(say("digest_accepted"), str(f.accepted)),
-            Field_(say("digest_not_a_fit"), str(f.not_a_fit)),
-            Field_(say("digest_waiting"), str(f.waiting)),
-            Field_(say("digest_first_touches"), str(f.first_touched)),
-            Field_(say("digest_attempts"), say("digest_attempts_value", f=f)),
-            Field_(say("digest_outcomes"), say("digest_outcomes_value", o=f.outcomes)),
+            Field_(text_for("digest_generated"), f"{f.generated} {change}".strip()),
+            Field_(text_for("digest_handed_off"), str(f.handed_off)),
+            Field_(text_for("digest_accepted"), str(f.accepted)),
+            Field_(text_for("digest_not_a_fit"), str(f.not_a_fit)),
+            Field_(text_for("digest_waiting"), str(f.waiting)),
+            Field_(text_for("digest_first_touches"), str(f.first_touched)),
+            Field_(text_for("digest_attempts"), text_for("digest_attempts_value", f=f)),
+            Field_(text_for("digest_outcomes"), text_for("digest_outcomes_value", o=f.outcomes)),
         ),
     )
 
@@ -46,43 +46,43 @@ def funnel_section(d: Digest) -> Section:
 def marketing_section(d: Digest) -> Section:
     m = d.marketing
     return Section(
-        say("digest_marketing_heading"),
+        text_for("digest_marketing_heading"),
         facts=(
             Field_(
-                say("digest_leads_target"),
-                say("digest_leads_target_value", t=m.leads, before=d.previous.leads),
+                text_for("digest_leads_target"),
+                text_for("digest_leads_target_value", t=m.leads, before=d.previous.leads),
             ),
             Field_(
-                say("digest_acceptance"),
-                say(
+                text_for("digest_acceptance"),
+                text_for(
                     "digest_acceptance_value",
                     t=m.acceptance_rate,
                     before=d.previous.acceptance_rate,
                 ),
             ),
-            Field_(say("digest_info"), say("digest_info_value", m=m)),
+            Field_(text_for("digest_info"), text_for("digest_info_value", m=m)),
         ),
     )
 
 
 def campaigns_section(d: Digest) -> Section:
     lines = _capped(
-        d.marketing.campaigns, SHOWN_CAMPAIGNS, lambda c: say("digest_campaign_line", c=c)
+        d.marketing.campaigns, SHOWN_CAMPAIGNS, lambda c: text_for("digest_campaign_line", c=c)
     )
-    return Section(say("digest_campaigns_heading"), lines=lines)
+    return Section(text_for("digest_campaigns_heading"), lines=lines)
 
 
 def rejections_section(d: Digest) -> Section:
     def line(r: Any) -> str:
-        return say("digest_rejection_line", r=r)
+        return text_for("digest_rejection_line", r=r)
 
     by_campaign = _capped(d.marketing.rejections_by_campaign, SHOWN_REJECTIONS, line)
     by_version = _capped(d.marketing.rejections_by_version, SHOWN_REJECTIONS, line)
     return Section(
-        say("digest_rejections_campaign_heading"),
+        text_for("digest_rejections_campaign_heading"),
         lines=(
             *by_campaign,
-            say("digest_rejections_version_heading") + ":",
+            text_for("digest_rejections_version_heading") + ":",
             *by_version,
         ),
     )
@@ -91,49 +91,55 @@ def rejections_section(d: Digest) -> Section:
 def sales_section(d: Digest) -> Section:
     s = d.sales
     return Section(
-        say("digest_sales_heading"),
+        text_for("digest_sales_heading"),
         facts=(
-            Field_(say("digest_first_touch"), say("digest_first_touch_value", s=s)),
+            Field_(text_for("digest_first_touch"), text_for("digest_first_touch_value", s=s)),
             Field_(
-                say("digest_first_touch_in_time", s=s),
-                say(
+                text_for("digest_first_touch_in_time", s=s),
+                text_for(
                     "digest_share_value",
                     t=s.first_touch_in_time,
                     before=d.previous.first_touch_in_time,
                 ),
             ),
-            Field_(say("digest_attempts_per_lead"), say("digest_attempts_per_lead_value", s=s)),
             Field_(
-                say("digest_reached", s=s),
-                say(
+                text_for("digest_attempts_per_lead"),
+                text_for("digest_attempts_per_lead_value", s=s),
+            ),
+            Field_(
+                text_for("digest_reached", s=s),
+                text_for(
                     "digest_share_value",
                     t=s.reached_attempts,
                     before=d.previous.reached_attempts,
                 ),
             ),
             Field_(
-                say("digest_verdicts_in_time", s=s),
-                say("digest_share_value", t=s.verdicts_in_time, before=None),
+                text_for("digest_verdicts_in_time", s=s),
+                text_for("digest_share_value", t=s.verdicts_in_time, before=None),
             ),
         ),
     )
 
 
 def conversion_section(d: Digest) -> Section:
-    lines = tuple(say("digest_conversion_line", b=b) for b in d.conversion)
+    lines = tuple(text_for("digest_conversion_line", b=b) for b in d.conversion)
     return Section(
-        say("digest_conversion_heading", weeks=CONVERSION_WEEKS),
-        lines=lines or (say("digest_conversion_none"),),
+        text_for("digest_conversion_heading", weeks=CONVERSION_WEEKS),
+        lines=lines or (text_for("digest_conversion_none"),),
     )
 
 
 def feedback_section(d: Digest) -> Section:
-    lines = tuple(say("digest_feedback_highlight", h=h) for h in d.feedback_closed)
+    lines = tuple(text_for("digest_feedback_highlight", h=h) for h in d.feedback_closed)
     return Section(
-        say("digest_feedback_heading"),
+        text_for("digest_feedback_heading"),
         facts=(
-            Field_(say("digest_feedback_sent"), say("digest_feedback_sent_value", f=d.feedback)),
-            Field_(say("digest_feedback_closed"), str(d.feedback.closed)),
+            Field_(
+                text_for("digest_feedback_sent"),
+                text_for("digest_feedback_sent_value", f=d.feedback),
+            ),
+            Field_(text_for("digest_feedback_closed"), str(d.feedback.closed)),
         ),
         lines=lines,
     )
@@ -141,17 +147,24 @@ def feedback_section(d: Digest) -> Section:
 
 def approvals_section(d: Digest) -> Section:
     return Section(
-        say("digest_approvals_heading"),
+        text_for("digest_approvals_heading"),
         facts=(
-            Field_(say("digest_approvals_label"), say("digest_approvals_value", a=d.approvals)),
+            Field_(
+                text_for("digest_approvals_label"),
+                text_for("digest_approvals_value", a=d.approvals),
+            ),
         ),
     )
 
 
 def insights_section(d: Digest) -> Section:
     return Section(
-        say("digest_insights_heading"),
-        facts=(Field_(say("digest_insights_label"), say("digest_insights_value", i=d.insights)),),
+        text_for("digest_insights_heading"),
+        facts=(
+            Field_(
+                text_for("digest_insights_label"), text_for("digest_insights_value", i=d.insights)
+            ),
+        ),
     )
 
 
@@ -159,20 +172,22 @@ def wins_section(d: Digest) -> Section | None:
     """Praise in public: each win with who made it and the campaign behind it."""
     if not d.wins:
         return None
-    lines = _capped(d.wins, SHOWN_WINS, lambda w: say("digest_win_line", w=w))
-    return Section(say("digest_wins_heading"), lines=lines)
+    lines = _capped(d.wins, SHOWN_WINS, lambda w: text_for("digest_win_line", w=w))
+    return Section(text_for("digest_wins_heading"), lines=lines)
 
 
 def trend_section(d: Digest) -> Section:
     return Section(
-        say("digest_trend_heading", weeks=len(d.trend)),
-        lines=tuple(say("digest_trend_line", h=h) for h in d.trend),
+        text_for("digest_trend_heading", weeks=len(d.trend)),
+        lines=tuple(text_for("digest_trend_line", h=h) for h in d.trend),
     )
 
 
 def agenda_section(d: Digest) -> Section:
     lines = tuple(f"{n}. {item.question}" for n, item in enumerate(d.agenda, 1))
-    return Section(say("digest_agenda_heading"), lines=lines or (say("digest_agenda_none"),))
+    return Section(
+        text_for("digest_agenda_heading"), lines=lines or (text_for("digest_agenda_none"),)
+    )
 
 
 # The order of the report (the agenda is always added last).
@@ -195,12 +210,12 @@ def report(d: Digest, *, version: int, chart: bytes | None = None) -> Report:
     """The digest as a neutral report; the agenda always comes last."""
     sections = [section for make in SECTIONS if (section := make(d)) is not None]
     return Report(
-        title=say("digest_title", d=d),
-        intro=say("digest_intro", d=d, version=version),
+        title=text_for("digest_title", d=d),
+        intro=text_for("digest_intro", d=d, version=version),
         sections=(*sections, agenda_section(d)),
-        footer=say("digest_footer", d=d),
+        footer=text_for("digest_footer", d=d),
         chart=chart,
-        chart_alt=say("digest_chart_alt", d=d),
+        chart_alt=text_for("digest_chart_alt", d=d),
     )
 
 

@@ -41,7 +41,7 @@ def instance_name() -> str:
 
 
 @dataclass
-class Pass:
+class PassReport:
     tick: sla.TickReport
     sent: SendReport
 
@@ -98,7 +98,7 @@ class AsyncDueWork(Protocol):
     async def __call__(self, *, now: datetime) -> sla.TickReport: ...
 
 
-class Clockwork:
+class Scheduler:
     """Runs passes on demand (`liaison tick --at`) or on a clock (serve, socket, console).
 
     In a server the due work (SLA clocks, feedback and approval reminders, the weekly
@@ -149,12 +149,12 @@ class Clockwork:
         self.tick_store = store
         self._shared: list[Store] = []
 
-    async def run_once(self, now: datetime) -> Pass:
+    async def run_once(self, now: datetime) -> PassReport:
         """One pass as if the clock read `now`: the due work, then delivery."""
         report = await self.tick(now)
         sent = await self.sender.drain(now)
         self._log(now, report, sent)
-        return Pass(report, sent)
+        return PassReport(report, sent)
 
     async def tick(self, now: datetime) -> sla.TickReport:
         """The scheduled work due at `now`: SLA clocks, feedback and approval reminders…"""
@@ -334,7 +334,7 @@ def for_settings(
     store: Store,
     deliverer: Deliverer,
     lookups: Sequence[AsyncDueWork] = (),
-) -> Clockwork:
+) -> Scheduler:
     """The clockwork of a running Liaison: every due work, the weekly digest included,
     and `lookups` (the owner lookups of routing leads) where ingestion runs."""
     from digests.business_time import Schedule
@@ -343,7 +343,7 @@ def for_settings(
     schedule = Schedule.parse(settings.digest_at, settings.timezone)
     metrics = ServiceMetrics()
     digests = Digests(schedule, settings.default_channel("digest"), metrics.digest_build.observe)
-    return Clockwork(
+    return Scheduler(
         store,
         deliverer,
         settings.company,

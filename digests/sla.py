@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlmodel import Session
 
 from bot.messages import Button, Card, Field_, card_to_dict
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.business_time import (
     Calendar,
     Company,
@@ -168,10 +168,10 @@ def _status_line(
     kind: ClockKind, due: datetime, budget: float, now: datetime, company: Company, tz: str
 ) -> str:
     """`status_lines`' line for a clock that starts now: all its business time is left."""
-    what, at = say(f"clock_{kind.value}"), when(due, tz or company.tz)
+    what, at = text_for(f"clock_{kind.value}"), when(due, tz or company.tz)
     if now >= due:
-        return say("clock_status_late", what=what, due=at)
-    return say("clock_status_left", what=what, due=at, left=_duration(budget))
+        return text_for("clock_status_late", what=what, due=at)
+    return text_for("clock_status_left", what=what, due=at, left=_duration(budget))
 
 
 def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:
@@ -484,22 +484,24 @@ class Notes:
     now: datetime
 
     def _what(self) -> str:
-        return say(f"clock_{self.clock.kind}")
+        return text_for(f"clock_{self.clock.kind}")
 
     def to_owner(self, step: str) -> None:
         tz = self.owner.timezone or self.batch.calendars.company.tz
         card = Card(
-            title=say(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
-            text=say(
+            title=text_for(f"clock_{step}_title", what=self._what(), lead=self.lead.name),
+            text=text_for(
                 f"clock_{step}_text",
                 what=self._what(),
                 lead=self.lead.name,
                 due=when(self.steps.due, tz),
                 progress=self._progress(),
             ),
-            fields=(Field_(say("label_company"), self.lead.company),) if self.lead.company else (),
-            context=say("lead_context_short", lead_id=self.lead.id),
-            buttons=(Button(say("button_snooze"), "clock.snooze", f"clock={self.clock.id}"),),
+            fields=(Field_(text_for("label_company"), self.lead.company),)
+            if self.lead.company
+            else (),
+            context=text_for("lead_context_short", lead_id=self.lead.id),
+            buttons=(Button(text_for("button_snooze"), "clock.snooze", f"clock={self.clock.id}"),),
         )
         self._send(self.owner, step, card)
 
@@ -510,8 +512,8 @@ class Notes:
             return
         tz = manager.timezone or self.batch.calendars.company.tz
         card = Card(
-            title=say("clock_escalation_title", who=self.owner.name, what=self._what()),
-            text=say(
+            title=text_for("clock_escalation_title", who=self.owner.name, what=self._what()),
+            text=text_for(
                 "clock_escalation_text",
                 who=self.owner.name,
                 what=self._what(),
@@ -519,14 +521,14 @@ class Notes:
                 due=when(self.steps.due, tz),
                 progress=self._progress(),
             ),
-            context=say("clock_escalation_context", lead_id=self.lead.id),
+            context=text_for("clock_escalation_context", lead_id=self.lead.id),
         )
         self._send(manager, "escalation", card)
 
     def _progress(self) -> str:
         if self.clock.kind != ClockKind.attempts:
             return ""
-        return say(
+        return text_for(
             "clock_attempts_progress", done=self.lead.attempts, wanted=self.batch.attempts_wanted
         )
 
@@ -604,12 +606,12 @@ def lines_of(
         calendar = _with_snoozes(calendar, clock)
         deadline = add_business(calendar, clock.started_at, clock.budget_seconds)  # `Steps.of`
         due = when(deadline, tz or company.tz)
-        what = say(f"clock_{clock.kind}")
+        what = text_for(f"clock_{clock.kind}")
         if now >= deadline:
-            lines.append(say("clock_status_late", what=what, due=due))
+            lines.append(text_for("clock_status_late", what=what, due=due))
         else:
             left = business_seconds(calendar, now, deadline)
-            lines.append(say("clock_status_left", what=what, due=due, left=_duration(left)))
+            lines.append(text_for("clock_status_left", what=what, due=due, left=_duration(left)))
     return lines
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.messages import Card, Field_, Report, card_to_dict, report_to_dict
-from bot.text import hours, percent, say
+from bot.text import hours, percent, text_for
 from digests.business_time import Company, Schedule, next_working_moment
 from digests.calendars import Calendars
 from digests.digest import Week, build
@@ -153,23 +153,23 @@ def your_week_notes(
 def your_week_card(member: Member, week: Week, mine: figures.MemberWeek) -> Card:
     touch, answers = mine.first_touch, mine.answers
     fields = [
-        Field_(say("your_week_leads"), say("your_week_leads_value", m=mine)),
+        Field_(text_for("your_week_leads"), text_for("your_week_leads_value", m=mine)),
         Field_(
-            say("your_week_first_touch"),
-            say(
+            text_for("your_week_first_touch"),
+            text_for(
                 "your_week_clock_value",
                 closed=touch.closed,
                 share=percent(touch.met / touch.closed) if touch.closed else "",
                 median=hours(touch.median_seconds / 3600) if touch.median_seconds else "",
             ),
         ),
-        Field_(say("your_week_attempts"), str(mine.attempts)),
+        Field_(text_for("your_week_attempts"), str(mine.attempts)),
     ]
     if answers.closed:
         fields.append(
             Field_(
-                say("your_week_answers"),
-                say(
+                text_for("your_week_answers"),
+                text_for(
                     "your_week_clock_value",
                     closed=answers.closed,
                     share=percent(answers.met / answers.closed),
@@ -178,8 +178,8 @@ def your_week_card(member: Member, week: Week, mine: figures.MemberWeek) -> Card
             )
         )
     return Card(
-        title=say("your_week_title", week=week.label, days=week.days),
-        text=say("your_week_intro", name=member.name),
+        title=text_for("your_week_title", week=week.label, days=week.days),
+        text=text_for("your_week_intro", name=member.name),
         fields=tuple(fields),
-        context=say("your_week_context"),
+        context=text_for("your_week_context"),
     )

@@ -18,7 +18,7 @@ from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Card, Field_, Form, Input, InputKind
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.approvals import ask_card, change_fields, decision_buttons, proposer_of, subject_name
 from handlers import proposals, tone
 from handlers.common import nonce, private, refuse_unless
@@ -40,7 +40,7 @@ def register(router: Router) -> None:
     router.command(
         "approvals",
         approvals_command,
-        summary=say("help_approvals"),
+        summary=text_for("help_approvals"),
         usage="approvals [ID | set --sales EMAIL,… --marketing EMAIL,…]",
     )
     router.subcommand("leaddef", "propose", proposals.open_leaddef_proposal)
@@ -64,19 +64,19 @@ def approver_lists(
         side: raw for side, raw in (("sales", sales), ("marketing", marketing)) if raw is not None
     }
     if not given:
-        return say("approvals_set_usage")
+        return text_for("approvals_set_usage")
     lists: dict[str, list[Member]] = {}
     for side, raw in given.items():
         emails = list(dict.fromkeys(e.strip().lower() for e in raw.split(",") if e.strip()))
         if not emails:
-            return say("approvals_side_empty", side=side)
+            return text_for("approvals_side_empty", side=side)
         bad = [e for e in emails if not EMAIL.fullmatch(e)]
         if bad:
-            return say("approvals_not_emails", emails=bad)
+            return text_for("approvals_not_emails", emails=bad)
         found = {e: queries.member_by(session, email=e) for e in emails}
         unknown = [e for e, m in found.items() if m is None]
         if unknown:
-            return say("approvals_unknown_emails", emails=unknown)
+            return text_for("approvals_unknown_emails", emails=unknown)
         lists[side] = [m for m in found.values() if m is not None]
     current = approvals.approvers(session)
     final = {
@@ -85,7 +85,7 @@ def approver_lists(
     marketing_ids = {m.id for m in final["marketing"]}
     both = [m.name for m in final["sales"] if m.id in marketing_ids]
     if both:
-        return say("approvals_on_both_sides", names=both)
+        return text_for("approvals_on_both_sides", names=both)
     return lists
 
 
@@ -98,7 +98,9 @@ def apply_approvers(session: Session, lists: dict[str, list[Member]]) -> dict[st
 
 def set_in_chat(ctx: Context, interaction: Interaction, rest: str) -> list[Effect]:
     """`approvals set --sales a@x.com,b@x.com --marketing c@x.com` (admins only)."""
-    refused = refuse_unless(interaction.actor, Role.admin, action=say("approvals_action_configure"))
+    refused = refuse_unless(
+        interaction.actor, Role.admin, action=text_for("approvals_action_configure")
+    )
     if refused:
         return refused
     given: dict[str, list[str]] = {}
@@ -108,7 +110,7 @@ def set_in_chat(ctx: Context, interaction: Interaction, rest: str) -> list[Effec
             side = token[2:]
             given.setdefault(side, [])
         elif side is None:
-            return private(say("approvals_set_usage"))
+            return private(text_for("approvals_set_usage"))
         else:
             given[side].append(token)
     lists = approver_lists(
@@ -119,7 +121,7 @@ def set_in_chat(ctx: Context, interaction: Interaction, rest: str) -> list[Effec
     if isinstance(lists, str):
         return private(lists)
     names = apply_approvers(ctx.session, lists)
-    return private(say("approvals_set_done", names=names, waiting=still_waiting(ctx.session)))
+    return private(text_for("approvals_set_done", names=names, waiting=still_waiting(ctx.session)))
 
 
 def still_waiting(session: Session) -> list[int]:
@@ -143,20 +145,20 @@ def decidable(
         else None
     )
     if request is None:
-        return private(say("approvals_not_found", id=raw))
+        return private(text_for("approvals_not_found", id=raw))
     tz = interaction.actor.timezone or ctx.company.tz
     signoff = approvals.signoff_of(
         ctx.session, request_id=request.id or 0, member_id=interaction.actor.id or 0
     )
     if signoff is None:
         approvers = [
-            say("approvals_named", name=m.name, side=s.side)
+            text_for("approvals_named", name=m.name, side=s.side)
             for s, m in approvals.signoffs_of(ctx.session, request_id=request.id or 0)
         ]
-        return private(say("approvals_not_an_approver", id=request.id, approvers=approvers))
+        return private(text_for("approvals_not_an_approver", id=request.id, approvers=approvers))
     if signoff.decision is not None and signoff.decided_at is not None:
         return private(
-            say(
+            text_for(
                 "approvals_already_decided",
                 id=request.id,
                 decision=signoff.decision,
@@ -169,7 +171,7 @@ def decidable(
 
 
 def _closed(request: ApprovalRequest, tz: str) -> str:
-    return say(
+    return text_for(
         "approvals_closed",
         id=request.id,
         status=request.status,
@@ -187,8 +189,8 @@ def open_decision(ctx: Context, interaction: Interaction) -> list[Effect]:
     decision = "approved" if interaction.name == "approval.approve" else "rejected"
     form = Form(
         name="approval.decide",
-        title=say(f"approvals_{decision}_form_title"),
-        intro=say(
+        title=text_for(f"approvals_{decision}_form_title"),
+        intro=text_for(
             f"approvals_{decision}_form_intro",
             id=request.id,
             subject=subject_name(request.subject),
@@ -198,13 +200,13 @@ def open_decision(ctx: Context, interaction: Interaction) -> list[Effect]:
         inputs=(
             Input(
                 "comment",
-                say(f"approvals_{decision}_comment_label"),
+                text_for(f"approvals_{decision}_comment_label"),
                 InputKind.multiline,
                 required=decision == "rejected",
                 max_length=COMMENT_LIMIT,
             ),
         ),
-        submit_label=say(f"approvals_button_{decision}"),
+        submit_label=text_for(f"approvals_button_{decision}"),
         state={"request": str(request.id), "decision": decision, "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -217,13 +219,13 @@ def submit_decision(ctx: Context, interaction: Interaction) -> list[Effect]:
     request, signoff = found
     decision = interaction.arg("decision")
     if decision not in ("approved", "rejected"):
-        return private(say("approvals_not_found", id=request.id))
+        return private(text_for("approvals_not_found", id=request.id))
     comment = interaction.value("comment")
     if decision == "rejected" and not comment:
         proposer = proposer_of(ctx.session, request)
-        return [FormErrors({"comment": say("approvals_reason_needed", proposer=proposer)})]
+        return [FormErrors({"comment": text_for("approvals_reason_needed", proposer=proposer)})]
     if len(comment) > COMMENT_LIMIT:
-        return [FormErrors({"comment": say("too_long", limit=COMMENT_LIMIT)})]
+        return [FormErrors({"comment": text_for("too_long", limit=COMMENT_LIMIT)})]
     held = tone.first_flag(ctx.session, {"comment": comment})
     if held:
         return [FormErrors(held)]
@@ -259,13 +261,13 @@ def rejected(
     for member in _others(ctx, request, actor):
         is_proposer = member.id == request.proposed_by
         card = Card(
-            title=say(
+            title=text_for(
                 "approvals_rejected_title",
                 id=request.id,
                 subject=subject_name(request.subject),
                 who=actor.name,
             ),
-            text=say(
+            text=text_for(
                 "approvals_rejected_text",
                 who=actor.name,
                 side=side,
@@ -276,13 +278,15 @@ def rejected(
                 proposer=is_proposer,
             ),
             fields=change_fields(request),
-            context=say("approvals_history_hint", id=request.id),
+            context=text_for("approvals_history_hint", id=request.id),
         )
         effects.append(
             Notify(member.id or 0, card, key=f"approval:{request.id}:rejected:{member.id}")
         )
     effects += private(
-        say("approvals_you_rejected", id=request.id, proposer=proposer_of(ctx.session, request))
+        text_for(
+            "approvals_you_rejected", id=request.id, proposer=proposer_of(ctx.session, request)
+        )
     )
     return effects
 
@@ -297,19 +301,19 @@ def approved_so_far(
     proposer = ctx.session.get(Member, request.proposed_by) if request.proposed_by else None
     if proposer is not None and proposer.id != actor.id:
         card = Card(
-            title=say(
+            title=text_for(
                 "approvals_progress_title",
                 id=request.id,
                 who=actor.name,
                 subject=subject_name(request.subject),
             ),
-            text=say("approvals_progress_text", waiting=waiting),
-            context=say("approvals_history_hint", id=request.id),
+            text=text_for("approvals_progress_text", waiting=waiting),
+            context=text_for("approvals_history_hint", id=request.id),
         )
         effects.append(
             Notify(proposer.id or 0, card, key=f"approval:{request.id}:approved:{actor.id}")
         )
-    effects += private(say("approvals_you_approved", id=request.id, waiting=waiting))
+    effects += private(text_for("approvals_you_approved", id=request.id, waiting=waiting))
     return effects
 
 
@@ -320,7 +324,7 @@ def into_force(ctx: Context, interaction: Interaction, request: ApprovalRequest)
         for s, m in approvals.signoffs_of(ctx.session, request_id=request.id or 0)
         if s.decision == ApprovalStatus.approved
     ]
-    note = say("approvals_version_note", note=request.note, id=request.id, names=approved_by)
+    note = text_for("approvals_version_note", note=request.note, id=request.id, names=approved_by)
     created_by = proposer_of(ctx.session, request)
     if request.subject == ApprovalSubject.leaddef:
         criteria = [(str(k), str(t)) for k, t in request.payload["criteria"]]
@@ -345,10 +349,10 @@ def into_force(ctx: Context, interaction: Interaction, request: ApprovalRequest)
 
     def card() -> Card:
         return Card(
-            title=say(
+            title=text_for(
                 "approvals_in_force_title", subject=subject_name(request.subject), version=version
             ),
-            text=say(
+            text=text_for(
                 "approvals_in_force_text",
                 id=request.id,
                 names=approved_by,
@@ -356,7 +360,7 @@ def into_force(ctx: Context, interaction: Interaction, request: ApprovalRequest)
                 command=_command(request.subject).split()[0],
             ),
             fields=change_fields(request),
-            context=say("approvals_history_hint", id=request.id),
+            context=text_for("approvals_history_hint", id=request.id),
         )
 
     effects: list[Effect] = [
@@ -388,7 +392,7 @@ def approvals_command(ctx: Context, interaction: Interaction) -> list[Effect]:
         return set_in_chat(ctx, interaction, rest)
     if verb.lstrip("#").isdigit():
         return history(ctx, interaction, int(verb.lstrip("#")))
-    return private(say("approvals_usage"))
+    return private(text_for("approvals_usage"))
 
 
 def overview(ctx: Context, interaction: Interaction) -> list[Effect]:
@@ -400,23 +404,23 @@ def overview(ctx: Context, interaction: Interaction) -> list[Effect]:
     names = approvals.approver_names(ctx.session)
     fields = [
         Field_(
-            say("approvals_label_side", side=side),
-            ", ".join(names[side]) or say("approvals_none_set"),
+            text_for("approvals_label_side", side=side),
+            ", ".join(names[side]) or text_for("approvals_none_set"),
         )
         for side in approvals.SIDES
     ]
     fields += [
         Field_(
-            say("approvals_label_request", id=r.id, subject=subject_name(r.subject)),
+            text_for("approvals_label_request", id=r.id, subject=subject_name(r.subject)),
             status_line(ctx.session, r, tz),
         )
         for r in mine
     ]
     summary = Card(
-        title=say("approvals_overview_title"),
-        text=say("approvals_overview_text", waiting=len(waiting), proposed=len(mine)),
+        title=text_for("approvals_overview_title"),
+        text=text_for("approvals_overview_text", waiting=len(waiting), proposed=len(mine)),
         fields=tuple(fields),
-        context=say("approvals_overview_context"),
+        context=text_for("approvals_overview_context"),
     )
     return [Reply(summary), *(Reply(ask_card(ctx.session, r, tz=tz)) for r in waiting)]
 
@@ -425,7 +429,7 @@ def status_line(session: Session, request: ApprovalRequest, tz: str) -> str:
     """Where a request stands, in a line."""
     signoffs = approvals.signoffs_of(session, request_id=request.id or 0)
     rejected_by = [m.name for s, m in signoffs if s.decision == ApprovalStatus.rejected]
-    return say(
+    return text_for(
         "approvals_status_line",
         status=request.status,
         version=request.version,
@@ -441,14 +445,14 @@ def history(ctx: Context, interaction: Interaction, request_id: int) -> list[Eff
     """`approvals ID`: the change, who proposed it, and every sign-off with its comment."""
     request = approvals.get_request(ctx.session, request_id=request_id)
     if request is None:
-        return private(say("approvals_not_found", id=request_id))
+        return private(text_for("approvals_not_found", id=request_id))
     actor = interaction.actor
     tz = actor.timezone or ctx.company.tz
     signoffs = approvals.signoffs_of(ctx.session, request_id=request_id)
     lines = [
         Field_(
-            say("approvals_named", name=m.name, side=s.side),
-            say(
+            text_for("approvals_named", name=m.name, side=s.side),
+            text_for(
                 "approvals_signoff_line",
                 decision=s.decision,
                 at=when(s.decided_at, tz) if s.decided_at else "",
@@ -463,14 +467,14 @@ def history(ctx: Context, interaction: Interaction, request_id: int) -> list[Eff
         request.status == ApprovalStatus.pending and mine is not None and mine.decision is None
     )
     card = Card(
-        title=say(
+        title=text_for(
             "approvals_history_title",
             id=request.id,
             subject=subject_name(request.subject),
             status=request.status,
             version=request.version,
         ),
-        text=say(
+        text=text_for(
             "approvals_history_text",
             status=request.status,
             proposer=proposer_of(ctx.session, request),
@@ -481,7 +485,7 @@ def history(ctx: Context, interaction: Interaction, request_id: int) -> list[Eff
             note=request.note,
         ),
         fields=(*change_fields(request), *lines),
-        context=say(
+        context=text_for(
             "approvals_history_context", status=request.status, reminders=request.reminders
         ),
         buttons=decision_buttons(request) if can_decide else (),

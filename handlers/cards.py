@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from bot import rendering
 from bot.messages import Button, Card, Field_, Refresh, Style
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import sla
 from digests.business_time import Calendar, Company
 from digests.calendars import Calendars
@@ -88,7 +88,7 @@ def attribute_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
-        return say("attribute_yes") if value else say("attribute_no")
+        return text_for("attribute_yes") if value else text_for("attribute_no")
     if isinstance(value, list | dict):
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
@@ -108,10 +108,10 @@ def member_name(session: Session, member_id: int | None, unknown: str = "someone
 def _state_line(lead: LeadFacts) -> str:
     """What a lead without a verdict waits for."""
     if lead.state == LeadState.unassigned:
-        return say("state_unassigned")
+        return text_for("state_unassigned")
     if lead.state == LeadState.routing:
-        return say("state_routing")
-    return say("state_waiting")
+        return text_for("state_routing")
+    return text_for("state_waiting")
 
 
 class EventFacts(Protocol):
@@ -139,10 +139,10 @@ def _verdict_line(
     last = verdicts[-1]
     who, at = name_of(last.member_id), when(last.at, tz)
     if last.kind == EventKind.accepted:
-        return say("state_accepted", who=who, at=at)
+        return text_for("state_accepted", who=who, at=at)
     definition_version = last.data.get("definition_version")
     criteria = last.data.get("criteria_text") or last.data.get("criteria") or []
-    return say(
+    return text_for(
         "state_not_a_fit",
         who=who,
         at=at,
@@ -159,16 +159,16 @@ def _questions(name_of: NameOf, events: Sequence[EventFacts], tz: str | None) ->
         answer = answers.get(asked.data.get("question_id"))
         marketer = name_of(asked.data.get("marketer_id"))
         if answer is None:
-            value = say("question_open", question=asked.data["question"], marketer=marketer)
+            value = text_for("question_open", question=asked.data["question"], marketer=marketer)
         else:
-            value = say(
+            value = text_for(
                 "question_answered",
                 question=asked.data["question"],
                 answer=answer.data["answer"],
                 marketer=marketer,
                 at=when(answer.at, tz),
             )
-        fields.append(Field_(say("label_question"), value))
+        fields.append(Field_(text_for("label_question"), value))
     return fields
 
 
@@ -178,8 +178,8 @@ def _attempts(events: Sequence[EventFacts], tz: str | None) -> Field_ | None:
         return None
     last = attempts[-1]
     return Field_(
-        say("label_attempts"),
-        say(
+        text_for("label_attempts"),
+        text_for(
             "attempts_summary",
             count=len(attempts),
             channel=ATTEMPT_CHANNELS.get(last.data.get("channel", ""), "?"),
@@ -236,7 +236,7 @@ def lead_card_of(
     if attempts:
         fields.append(attempts)
     fields += _questions(name_of, events, tz)
-    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    fields += [Field_(text_for("label_sla"), line) for line in sla_lines]
     text = _verdict_line(name_of, lead, events, tz)
     return _lead_card(lead, fields, text, owner, version)
 
@@ -253,7 +253,7 @@ def new_lead_card(
     from what the caller read for a whole batch (its clocks' `sla_lines` too) rather than
     a few queries per lead."""
     fields = _lead_fields(lead, campaign)
-    fields += [Field_(say("label_sla"), line) for line in sla_lines]
+    fields += [Field_(text_for("label_sla"), line) for line in sla_lines]
     return _lead_card(lead, fields, _state_line(lead), owner, version)
 
 
@@ -261,11 +261,11 @@ def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
     fields = [
         Field_(label, value)
         for label, value in (
-            (say("label_company"), lead.company),
-            (say("label_title"), lead.title),
-            (say("label_email"), lead.email),
-            (say("label_campaign"), campaign),
-            (say("label_source"), lead.source),
+            (text_for("label_company"), lead.company),
+            (text_for("label_title"), lead.title),
+            (text_for("label_email"), lead.email),
+            (text_for("label_campaign"), campaign),
+            (text_for("label_source"), lead.source),
         )
         if value
     ]
@@ -278,10 +278,10 @@ def _lead_card(
 ) -> Card:
     tz = owner.timezone if owner else None
     return Card(
-        title=say("lead_title", name=lead.name, company=lead.company or ""),
+        title=text_for("lead_title", name=lead.name, company=lead.company or ""),
         text=text,
         fields=tuple(fields),
-        context=say(
+        context=text_for(
             "lead_context",
             lead_id=lead.id,
             owner=owner.name if owner else None,
@@ -310,27 +310,27 @@ def lead_card_for(
         return card
     owner = session.get(Member, lead.owner_id) if lead.owner_id else None
     if owner is not None and owner.manager_id is not None and owner.manager_id == viewer.id:
-        note = say("lead_manager_view", owner=owner.name)
+        note = text_for("lead_manager_view", owner=owner.name)
         return replace(card, context=f"{card.context}\n{note}" if card.context else note)
     return replace(card, buttons=(), selects=())
 
 
 def _buttons(lead: LeadFacts) -> tuple[Button, ...]:
     value = f"lead_id={lead.id}"
-    share = Button(say("button_share_insight"), "insight.share", value)
+    share = Button(text_for("button_share_insight"), "insight.share", value)
     if lead.state == LeadState.handed_off:
         return (
-            Button(say("button_accept"), "lead.accept", value, Style.primary),
-            Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
-            Button(say("button_need_info"), "lead.need_info", value),
-            Button(say("button_log_attempt"), "lead.log_attempt", value),
+            Button(text_for("button_accept"), "lead.accept", value, Style.primary),
+            Button(text_for("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
+            Button(text_for("button_need_info"), "lead.need_info", value),
+            Button(text_for("button_log_attempt"), "lead.log_attempt", value),
             share,
         )
     if lead.state == LeadState.accepted:
         return (
-            Button(say("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
-            Button(say("button_need_info"), "lead.need_info", value),
-            Button(say("button_log_attempt"), "lead.log_attempt", value),
+            Button(text_for("button_not_a_fit"), "lead.not_a_fit", value, Style.danger),
+            Button(text_for("button_need_info"), "lead.need_info", value),
+            Button(text_for("button_log_attempt"), "lead.log_attempt", value),
             share,
         )
     return ()
@@ -339,18 +339,18 @@ def _buttons(lead: LeadFacts) -> tuple[Button, ...]:
 def question_card(session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None) -> Card:
     """What the campaign's marketer sees: the rep's question and an Answer button."""
     rep = member_name(session, asked.member_id)
-    fields = [Field_(say("label_question"), asked.data["question"])]
+    fields = [Field_(text_for("label_question"), asked.data["question"])]
     if answer is not None:
-        fields.append(Field_(say("label_answer"), answer.data["answer"]))
+        fields.append(Field_(text_for("label_answer"), answer.data["answer"]))
     buttons: tuple[Button, ...] = ()
     if answer is None:
         value = f"question={lead.id}:{asked.data['question_id']}"
-        buttons = (Button(say("button_answer"), "question.answer", value, Style.primary),)
+        buttons = (Button(text_for("button_answer"), "question.answer", value, Style.primary),)
     return Card(
-        title=say("question_title", rep=rep, lead=lead.name, company=lead.company or ""),
-        text=say("question_answered_note") if answer else say("question_intro", rep=rep),
+        title=text_for("question_title", rep=rep, lead=lead.name, company=lead.company or ""),
+        text=text_for("question_answered_note") if answer else text_for("question_intro", rep=rep),
         fields=tuple(fields),
-        context=say("lead_context_short", lead_id=lead.id),
+        context=text_for("lead_context_short", lead_id=lead.id),
         buttons=buttons,
     )
 

@@ -9,7 +9,7 @@ from bot.effects import Effect, FormErrors, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import sla
 from digests.business_time import next_working_moment
 from digests.calendars import calendar_of
@@ -28,9 +28,9 @@ def _clock(ctx: Context, interaction: Interaction) -> Clock | list[Effect]:
     raw = interaction.arg("clock")
     clock = ctx.session.get(Clock, int(raw)) if raw.isdigit() else None
     if clock is None or clock.closed_at is not None:
-        return private(say("snooze_closed"))
+        return private(text_for("snooze_closed"))
     if clock.owner_id != interaction.actor.id:
-        return private(say("snooze_not_yours"))
+        return private(text_for("snooze_not_yours"))
     return clock
 
 
@@ -41,32 +41,34 @@ def open_snooze(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = ctx.session.get(Lead, clock.lead_id)
     form = Form(
         name="clock.snooze",
-        title=say("snooze_form_title"),
-        intro=say(
-            "snooze_form_intro", what=say(f"clock_{clock.kind}"), lead=lead.name if lead else "?"
+        title=text_for("snooze_form_title"),
+        intro=text_for(
+            "snooze_form_intro",
+            what=text_for(f"clock_{clock.kind}"),
+            lead=lead.name if lead else "?",
         ),
         inputs=(
             Input(
                 "for",
-                say("snooze_for_label"),
+                text_for("snooze_for_label"),
                 InputKind.select,
                 (
-                    Option("1h", say("snooze_1h")),
-                    Option("tomorrow", say("snooze_tomorrow")),
-                    Option("custom", say("snooze_custom")),
+                    Option("1h", text_for("snooze_1h")),
+                    Option("tomorrow", text_for("snooze_tomorrow")),
+                    Option("custom", text_for("snooze_custom")),
                 ),
             ),
             Input(
                 "until",
-                say("snooze_until_label"),
+                text_for("snooze_until_label"),
                 InputKind.text,
                 required=False,
                 max_length=16,
                 placeholder="2026-12-01 09:00",
             ),
-            Input("reason", say("snooze_reason_label"), InputKind.text, max_length=300),
+            Input("reason", text_for("snooze_reason_label"), InputKind.text, max_length=300),
         ),
-        submit_label=say("button_submit"),
+        submit_label=text_for("button_submit"),
         state={"clock": str(clock.id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -94,18 +96,18 @@ def submit_snooze(ctx: Context, interaction: Interaction) -> list[Effect]:
         return clock
     reason = interaction.value("reason")
     if not reason:
-        return [FormErrors({"reason": say("snooze_reason_needed")})]
+        return [FormErrors({"reason": text_for("snooze_reason_needed")})]
     me = interaction.actor
     calendar = calendar_of(ctx.session, me, ctx.company)
     until = _until(ctx, interaction, calendar.tz)
     if isinstance(until, str):
-        return [FormErrors({"until": say(until)})]
+        return [FormErrors({"until": text_for(until)})]
     if interaction.value("for") == "tomorrow":
         until = next_working_moment(calendar, until)
     if until <= ctx.now:
-        return [FormErrors({"until": say("snooze_until_past")})]
+        return [FormErrors({"until": text_for("snooze_until_past")})]
     if until - ctx.now > MAX_SNOOZE:
-        return [FormErrors({"until": say("snooze_too_long")})]
+        return [FormErrors({"until": text_for("snooze_too_long")})]
     sla.snooze(ctx.session, clock, until=until, reason=reason, by=me, now=ctx.now)
-    what = say(f"clock_{clock.kind}")
-    return private(say("snooze_done", what=what, until=when(until, calendar.tz)))
+    what = text_for(f"clock_{clock.kind}")
+    return private(text_for("snooze_done", what=what, until=when(until, calendar.tz)))

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from bot.effects import Effect, Reply
 from bot.messages import Card
-from bot.text import say
+from bot.text import text_for
 from storage.models import Lead, Member, Role
 from storage.queries import get_member
 
@@ -43,11 +43,11 @@ def may_act_on(session: Session, lead: Lead, actor: Member) -> bool:
 def refuse_not_owner(session: Session, lead: Lead) -> list[Effect]:
     """Whose the lead is, without a word of the lead itself: the id may be made up."""
     owner = get_member(session, member_id=lead.owner_id) if lead.owner_id else None
-    return private(say("lead_belongs_to", owner=owner.name if owner else None))
+    return private(text_for("lead_belongs_to", owner=owner.name if owner else None))
 
 
 def unknown_lead() -> list[Effect]:
-    return private(say("lead_not_found"))
+    return private(text_for("lead_not_found"))
 
 
 def refuse_unless(actor: Member, *roles: Role, action: str) -> list[Effect] | None:
@@ -56,4 +56,4 @@ def refuse_unless(actor: Member, *roles: Role, action: str) -> list[Effect] | No
     if actor.role == Role.admin or actor.role in roles:
         return None
     allowed = [r.value for r in roles if r is not Role.admin] + [Role.admin.value]
-    return private(say("refused_role", action=action, allowed=allowed, role=actor.role))
+    return private(text_for("refused_role", action=action, allowed=allowed, role=actor.role))

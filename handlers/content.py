@@ -9,7 +9,7 @@ from bot.effects import Effect, FormErrors, Reply, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Card, Field_, Form, Input, InputKind, Option
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import text_for
 from handlers.common import nonce, refuse_unless
 from handlers.form_fields import LINK_LIMIT, tags_of, web_link
 from storage import content
@@ -24,7 +24,7 @@ WORDS_LIMIT = 200
 
 def register(router: Router) -> None:
     router.command(
-        "content", content_command, summary=say("help_content"), usage="content WORDS | add"
+        "content", content_command, summary=text_for("help_content"), usage="content WORDS | add"
     )
     router.form("content.add", submit_add)
 
@@ -56,7 +56,7 @@ def content_field(item: ContentItem) -> Field_:
     """One item: its title linking to it, then stage, tags and the description's start."""
     return Field_(
         item.title,
-        say(
+        text_for(
             "content_line",
             stage=item.stage.capitalize(),
             tags=item.tags,
@@ -71,24 +71,24 @@ def results_card(session: Session, words: str) -> Card:
     found = content.search(session, words=words, limit=RESULTS)
     if not found:
         return Card(
-            title=say("content_none_title", words=words),
-            text=say("content_none_text"),
-            context=say("content_how_to_add"),
+            title=text_for("content_none_title", words=words),
+            text=text_for("content_none_text"),
+            context=text_for("content_how_to_add"),
         )
     return Card(
-        title=say("content_results_title", words=words, count=len(found)),
+        title=text_for("content_results_title", words=words, count=len(found)),
         fields=tuple(content_field(item) for item in found),
-        context=say("content_results_context"),
+        context=text_for("content_results_context"),
     )
 
 
 def _newest_card(session: Session) -> Card:
     items = content.newest(session, limit=RESULTS)
     return Card(
-        title=say("content_usage_title"),
-        text=say("content_usage", total=content.count(session), shown=len(items)),
+        title=text_for("content_usage_title"),
+        text=text_for("content_usage", total=content.count(session), shown=len(items)),
         fields=tuple(content_field(item) for item in items),
-        context=say("content_how_to_add"),
+        context=text_for("content_how_to_add"),
     )
 
 
@@ -96,48 +96,48 @@ def _newest_card(session: Session) -> Card:
 
 
 def open_add(ctx: Context, interaction: Interaction, title: str = "") -> list[Effect]:
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("content_action_add"))
+    refused = refuse_unless(interaction.actor, Role.marketer, action=text_for("content_action_add"))
     if refused:
         return refused
     form = Form(
         name="content.add",
-        title=say("content_form_title"),
-        intro=say("content_form_intro"),
+        title=text_for("content_form_title"),
+        intro=text_for("content_form_intro"),
         inputs=(
             Input(
                 "title",
-                say("content_title_label"),
+                text_for("content_title_label"),
                 max_length=TITLE_LIMIT,
                 initial=(title[:TITLE_LIMIT],) if title else (),
             ),
             Input(
                 "link",
-                say("content_link_label"),
+                text_for("content_link_label"),
                 max_length=LINK_LIMIT,
                 placeholder="https://",
             ),
             Input(
                 "description",
-                say("content_description_label"),
+                text_for("content_description_label"),
                 InputKind.multiline,
                 required=False,
                 max_length=DESCRIPTION_LIMIT,
             ),
             Input(
                 "tags",
-                say("content_tags_label"),
+                text_for("content_tags_label"),
                 required=False,
                 max_length=500,
-                placeholder=say("content_tags_placeholder"),
+                placeholder=text_for("content_tags_placeholder"),
             ),
             Input(
                 "stage",
-                say("content_stage_label"),
+                text_for("content_stage_label"),
                 InputKind.select,
                 tuple(Option(s, s.capitalize()) for s in content.STAGES),
             ),
         ),
-        submit_label=say("content_button_add"),
+        submit_label=text_for("content_button_add"),
         state={"nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -150,25 +150,25 @@ def new_item_errors(
     (empty, too long, not http(s), already registered), by input name."""
     errors: dict[str, str] = {}
     if not title:
-        errors[title_input] = say("content_title_empty")
+        errors[title_input] = text_for("content_title_empty")
     elif len(title) > TITLE_LIMIT:
-        errors[title_input] = say("too_long", limit=TITLE_LIMIT)
+        errors[title_input] = text_for("too_long", limit=TITLE_LIMIT)
     normal = web_link(link)
     if not link:
-        errors[link_input] = say("content_link_empty")
+        errors[link_input] = text_for("content_link_empty")
     elif not normal:
-        errors[link_input] = say("content_link_invalid")
+        errors[link_input] = text_for("content_link_invalid")
     else:
         existing = content.by_link(session, link=normal)
         if existing is not None:
-            errors[link_input] = say(
+            errors[link_input] = text_for(
                 "content_link_taken", title=existing.title, content_id=existing.id
             )
     return normal, errors
 
 
 def submit_add(ctx: Context, interaction: Interaction) -> list[Effect]:
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("content_action_add"))
+    refused = refuse_unless(interaction.actor, Role.marketer, action=text_for("content_action_add"))
     if refused:
         return refused
     title = " ".join(interaction.value("title").split())
@@ -182,12 +182,12 @@ def submit_add(ctx: Context, interaction: Interaction) -> list[Effect]:
         link_input="link",
     )
     if len(description) > DESCRIPTION_LIMIT:
-        errors["description"] = say("too_long", limit=DESCRIPTION_LIMIT)
+        errors["description"] = text_for("too_long", limit=DESCRIPTION_LIMIT)
     tags = tags_of(interaction.value("tags"))
     if isinstance(tags, str):
         errors["tags"] = tags
     if stage not in content.STAGES:
-        errors["stage"] = say("content_pick_stage", stages=content.STAGES)
+        errors["stage"] = text_for("content_pick_stage", stages=content.STAGES)
     if errors or isinstance(tags, str):
         return [FormErrors(errors)]
     item = content.add(
@@ -203,9 +203,9 @@ def submit_add(ctx: Context, interaction: Interaction) -> list[Effect]:
     return [
         Reply(
             Card(
-                title=say("content_added_title", title=item.title),
+                title=text_for("content_added_title", title=item.title),
                 fields=(content_field(item),),
-                context=say("content_added_context", content_id=item.id),
+                context=text_for("content_added_context", content_id=item.id),
             )
         )
     ]

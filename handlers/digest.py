@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.effects import Effect, ShowReport
 from bot.interaction import Interaction
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import text_for
 from digests.digest import Week
 from digests.weekly import digest_report
 from handlers.common import private
@@ -15,7 +15,10 @@ from storage.models import Member
 
 def register(router: Router) -> None:
     router.command(
-        "digest", digest, summary=say("help_digest"), usage="digest [preview | last | me on|off]"
+        "digest",
+        digest,
+        summary=text_for("help_digest"),
+        usage="digest [preview | last | me on|off]",
     )
 
 
@@ -28,11 +31,11 @@ def digest(ctx: Context, interaction: Interaction) -> list[Effect]:
     if len(words) == 2 and words[0] == "me" and words[1] in ("on", "off"):
         me = ctx.session.get(Member, interaction.actor.id)
         if me is None:
-            return private(say("digest_usage"))
+            return private(text_for("digest_usage"))
         me.weekly_digest = words[1] == "on"
         ctx.session.add(me)
-        return private(say("digest_me_on" if me.weekly_digest else "digest_me_off"))
-    return private(say("digest_usage"))
+        return private(text_for("digest_me_on" if me.weekly_digest else "digest_me_off"))
+    return private(text_for("digest_usage"))
 
 
 def _preview(ctx: Context, week: Week) -> list[Effect]:

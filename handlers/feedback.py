@@ -16,7 +16,7 @@ from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import feedback as loop
 from digests.calendars import calendar_of
 from handlers import tone
@@ -49,7 +49,10 @@ WAITING_SHOWN = 5
 
 def register(router: Router) -> None:
     router.command(
-        "feedback", command, summary=say("feedback_help"), usage="feedback [list | ID | close ID]"
+        "feedback",
+        command,
+        summary=text_for("feedback_help"),
+        usage="feedback [list | ID | close ID]",
     )
     router.form("feedback.request", submit_request)
     router.action("feedback.answer", open_answer)
@@ -70,7 +73,7 @@ def command(ctx: Context, interaction: Interaction) -> list[Effect]:
         return close(ctx, interaction, rest)
     if verb.isdigit() and not rest:
         return show_summary(ctx, interaction, verb)
-    return private(say("feedback_usage"))
+    return private(text_for("feedback_usage"))
 
 
 def _tz(ctx: Context, member: Member | None) -> str:
@@ -86,10 +89,10 @@ def open_request(ctx: Context, interaction: Interaction) -> list[Effect]:
         return refused
     form = Form(
         name="feedback.request",
-        title=say("feedback_form_title"),
-        intro=say("feedback_form_intro"),
+        title=text_for("feedback_form_title"),
+        intro=text_for("feedback_form_intro"),
         inputs=_request_inputs(ctx, interaction.actor),
-        submit_label=say("button_send"),
+        submit_label=text_for("button_send"),
         state={"nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -97,7 +100,7 @@ def open_request(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 def _refuse_non_marketer(ctx: Context, interaction: Interaction) -> list[Effect] | None:
     """The refusal for anyone but marketers and admins, listing what waits for their answer."""
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("feedback_action"))
+    refused = refuse_unless(interaction.actor, Role.marketer, action=text_for("feedback_action"))
     if refused is None:
         return None
     waiting = records.waiting_for(ctx.session, member_id=interaction.actor.id or 0, now=ctx.now)
@@ -107,11 +110,11 @@ def _refuse_non_marketer(ctx: Context, interaction: Interaction) -> list[Effect]
     tz = _tz(ctx, interaction.actor)
     shown = waiting[:WAITING_SHOWN]
     card = Card(
-        text=why + "\n" + say("feedback_waiting_for_you", count=len(waiting)),
+        text=why + "\n" + text_for("feedback_waiting_for_you", count=len(waiting)),
         fields=tuple(
             Field_(
-                say("feedback_list_label", id=w.request_id, subject=w.subject),
-                say(
+                text_for("feedback_list_label", id=w.request_id, subject=w.subject),
+                text_for(
                     "feedback_waiting_line",
                     requester=_name(ctx, w.requester_id),
                     deadline=when(w.deadline, tz),
@@ -121,7 +124,7 @@ def _refuse_non_marketer(ctx: Context, interaction: Interaction) -> list[Effect]
         ),
         buttons=tuple(
             Button(
-                say("feedback_answer_button", id=w.request_id),
+                text_for("feedback_answer_button", id=w.request_id),
                 "feedback.answer",
                 _value(w.request_id),
             )
@@ -141,19 +144,19 @@ def _value(request_id: int | None) -> str:
 
 
 def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
-    about = tuple(Option(a.value, say(f"feedback_about_{a.value}")) for a in FeedbackAbout)
-    kinds = tuple(Option(k.value, say(f"feedback_kind_{k.value}")) for k in QuestionKind)
+    about = tuple(Option(a.value, text_for(f"feedback_about_{a.value}")) for a in FeedbackAbout)
+    kinds = tuple(Option(k.value, text_for(f"feedback_kind_{k.value}")) for k in QuestionKind)
     inputs = [
-        Input("about", say("feedback_about_label"), InputKind.select, about),
+        Input("about", text_for("feedback_about_label"), InputKind.select, about),
         Input(
             "subject",
-            say("feedback_subject_label"),
+            text_for("feedback_subject_label"),
             max_length=SUBJECT_LIMIT,
-            placeholder=say("feedback_subject_placeholder"),
+            placeholder=text_for("feedback_subject_placeholder"),
         ),
         Input(
             "link",
-            say("feedback_link_label"),
+            text_for("feedback_link_label"),
             required=False,
             max_length=LINK_LIMIT,
             placeholder="https://",
@@ -164,7 +167,7 @@ def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
         inputs.append(
             Input(
                 "campaign",
-                say("feedback_campaign_label"),
+                text_for("feedback_campaign_label"),
                 InputKind.select,
                 tuple(Option(str(c.id), c.name) for c in campaigns),
                 required=False,
@@ -174,14 +177,14 @@ def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
         inputs += [
             Input(
                 f"q{n}",
-                say("feedback_question_label", n=n),
+                text_for("feedback_question_label", n=n),
                 InputKind.multiline,
                 required=n == 1,
                 max_length=QUESTION_LIMIT,
             ),
             Input(
                 f"q{n}_kind",
-                say("feedback_kind_label", n=n),
+                text_for("feedback_kind_label", n=n),
                 InputKind.select,
                 kinds,
                 required=False,
@@ -189,18 +192,18 @@ def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
             ),
             Input(
                 f"q{n}_options",
-                say("feedback_options_label", n=n),
+                text_for("feedback_options_label", n=n),
                 required=False,
                 max_length=OPTIONS_FIELD_LIMIT,
-                placeholder=say("feedback_options_placeholder"),
+                placeholder=text_for("feedback_options_placeholder"),
             ),
         ]
     today = ctx.now.astimezone(ZoneInfo(_tz(ctx, actor))).date()
     inputs += [
-        Input("audience", say("feedback_audience_label"), InputKind.select, _audiences(ctx)),
+        Input("audience", text_for("feedback_audience_label"), InputKind.select, _audiences(ctx)),
         Input(
             "deadline",
-            say("feedback_deadline_label"),
+            text_for("feedback_deadline_label"),
             InputKind.date,
             initial=((today + timedelta(days=DEFAULT_DAYS)).isoformat(),),
         ),
@@ -210,12 +213,14 @@ def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
 
 def _audiences(ctx: Context) -> tuple[Option, ...]:
     reps = records.rep_count(ctx.session)
-    options = [Option(records.ALL, say("feedback_audience_all", count=reps))]
+    options = [Option(records.ALL, text_for("feedback_audience_all", count=reps))]
     options += [
-        Option(records.TEAM_PREFIX + team, say("feedback_audience_team", team=team, count=count))
+        Option(
+            records.TEAM_PREFIX + team, text_for("feedback_audience_team", team=team, count=count)
+        )
         for team, count in records.teams(ctx.session)
     ]
-    options.append(Option(records.CAMPAIGN, say("feedback_audience_campaign")))
+    options.append(Option(records.CAMPAIGN, text_for("feedback_audience_campaign")))
     return tuple(options)
 
 
@@ -233,7 +238,7 @@ class Draft:
 
 
 def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("feedback_action"))
+    refused = refuse_unless(interaction.actor, Role.marketer, action=text_for("feedback_action"))
     if refused:
         return refused
     draft = _draft(ctx, interaction)
@@ -280,22 +285,24 @@ def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
 def _sent_card(
     ctx: Context, request: FeedbackRequest, draft: Draft, count: int, actor: Member
 ) -> Card:
-    audience = say(
+    audience = text_for(
         "feedback_audience_words",
         audience=draft.audience,
         team=draft.audience.removeprefix(records.TEAM_PREFIX),
         campaign=draft.campaign.name if draft.campaign else "",
     )
     return Card(
-        title=say("feedback_sent_title", id=request.id),
-        text=say(
+        title=text_for("feedback_sent_title", id=request.id),
+        text=text_for(
             "feedback_sent",
             count=count,
             audience=audience,
             deadline=when(request.deadline, _tz(ctx, actor)),
             id=request.id,
         ),
-        buttons=(Button(say("feedback_button_summary"), "feedback.summary", _value(request.id)),),
+        buttons=(
+            Button(text_for("feedback_button_summary"), "feedback.summary", _value(request.id)),
+        ),
     )
 
 
@@ -311,11 +318,11 @@ def _relayed_texts(draft: Draft) -> dict[str, str]:
 
 def _empty_audience(draft: Draft) -> str:
     if draft.audience == records.CAMPAIGN and draft.campaign is not None:
-        return say("feedback_audience_empty_campaign", campaign=draft.campaign.name)
+        return text_for("feedback_audience_empty_campaign", campaign=draft.campaign.name)
     if draft.audience.startswith(records.TEAM_PREFIX):
         team = draft.audience.removeprefix(records.TEAM_PREFIX)
-        return say("feedback_audience_empty_team", team=team)
-    return say("feedback_audience_empty_all")
+        return text_for("feedback_audience_empty_team", team=team)
+    return text_for("feedback_audience_empty_all")
 
 
 def _draft(ctx: Context, interaction: Interaction) -> Draft | FormErrors:
@@ -323,12 +330,12 @@ def _draft(ctx: Context, interaction: Interaction) -> Draft | FormErrors:
     errors: dict[str, str] = {}
     about = interaction.value("about")
     if about not in {a.value for a in FeedbackAbout}:
-        errors["about"] = say("feedback_pick_about")
+        errors["about"] = text_for("feedback_pick_about")
     subject = " ".join(interaction.value("subject").split())
     if not subject:
-        errors["subject"] = say("feedback_subject_empty")
+        errors["subject"] = text_for("feedback_subject_empty")
     elif len(subject) > SUBJECT_LIMIT:
-        errors["subject"] = say("too_long", limit=SUBJECT_LIMIT)
+        errors["subject"] = text_for("too_long", limit=SUBJECT_LIMIT)
     link = _link(interaction.value("link"), about, errors)
     campaign = _campaign(ctx, interaction.value("campaign"), errors)
     questions = _questions(interaction, errors)
@@ -344,10 +351,10 @@ def _draft(ctx: Context, interaction: Interaction) -> Draft | FormErrors:
 def _link(raw: str, about: str, errors: dict[str, str]) -> str | None:
     if not raw:
         if about == FeedbackAbout.asset:
-            errors["link"] = say("feedback_link_needed")
+            errors["link"] = text_for("feedback_link_needed")
         return None
     if len(raw) > LINK_LIMIT:
-        errors["link"] = say("too_long", limit=LINK_LIMIT)
+        errors["link"] = text_for("too_long", limit=LINK_LIMIT)
         return None
     parsed = urlparse(raw)
     if (
@@ -355,7 +362,7 @@ def _link(raw: str, about: str, errors: dict[str, str]) -> str | None:
         or not parsed.netloc
         or any(c.isspace() for c in raw)
     ):
-        errors["link"] = say("feedback_link_bad")
+        errors["link"] = text_for("feedback_link_bad")
         return None
     return raw
 
@@ -368,7 +375,7 @@ def _campaign(ctx: Context, raw: str, errors: dict[str, str]) -> Campaign | None
     found = found or records.campaign_named(ctx.session, name=raw)
     if found is None:
         known = [c.name for c in queries.all_campaigns(ctx.session)[:10]]
-        errors["campaign"] = say("feedback_campaign_unknown", name=raw, known=known)
+        errors["campaign"] = text_for("feedback_campaign_unknown", name=raw, known=known)
     return found
 
 
@@ -379,18 +386,18 @@ def _campaign_needed(ctx: Context, about: str, audience: str, errors: dict[str, 
         return
     if not records.any_campaign(ctx.session):
         field = "about" if about == FeedbackAbout.campaign else "audience"
-        errors[field] = say(f"feedback_no_campaigns_{field}")
+        errors[field] = text_for(f"feedback_no_campaigns_{field}")
     elif about == FeedbackAbout.campaign:
-        errors["campaign"] = say("feedback_campaign_needed")
+        errors["campaign"] = text_for("feedback_campaign_needed")
     else:
-        errors["campaign"] = say("feedback_campaign_needed_for_audience")
+        errors["campaign"] = text_for("feedback_campaign_needed_for_audience")
 
 
 def _audience(ctx: Context, raw: str, errors: dict[str, str]) -> str:
     teams = {f"{records.TEAM_PREFIX}{team}" for team, _ in records.teams(ctx.session)}
     if raw in (records.ALL, records.CAMPAIGN) or raw in teams:
         return raw
-    errors["audience"] = say("feedback_pick_audience")
+    errors["audience"] = text_for("feedback_pick_audience")
     return ""
 
 
@@ -402,18 +409,18 @@ def _questions(interaction: Interaction, errors: dict[str, str]) -> tuple[record
         raw_options = interaction.value(f"q{n}_options")
         if not text:
             if raw_options:
-                errors[f"q{n}_options"] = say("feedback_options_without_question", n=n)
+                errors[f"q{n}_options"] = text_for("feedback_options_without_question", n=n)
             continue
         if len(text) > QUESTION_LIMIT:
-            errors[f"q{n}"] = say("too_long", limit=QUESTION_LIMIT)
+            errors[f"q{n}"] = text_for("too_long", limit=QUESTION_LIMIT)
         if kind not in {k.value for k in QuestionKind}:
-            errors[f"q{n}_kind"] = say("feedback_kind_unknown")
+            errors[f"q{n}_kind"] = text_for("feedback_kind_unknown")
             continue
         options = _options(n, kind, raw_options, errors)
         questions.append(records.NewQuestion(kind, text, options))
     named = {f"q{n}" for n in range(1, QUESTIONS + 1)} | {f"q{n}_kind" for n in range(1, 4)}
     if not questions and not named & set(errors):
-        errors["q1"] = say("feedback_no_questions")
+        errors["q1"] = text_for("feedback_no_questions")
     return tuple(questions)
 
 
@@ -421,23 +428,23 @@ def _options(n: int, kind: str, raw: str, errors: dict[str, str]) -> tuple[str, 
     name = f"q{n}_options"
     if kind != QuestionKind.choice:
         if raw:
-            errors[name] = say("feedback_options_not_choice")
+            errors[name] = text_for("feedback_options_not_choice")
         return ()
     if len(raw) > OPTIONS_FIELD_LIMIT:
-        errors[name] = say("too_long", limit=OPTIONS_FIELD_LIMIT)
+        errors[name] = text_for("too_long", limit=OPTIONS_FIELD_LIMIT)
         return ()
     options = tuple(" ".join(o.split()) for o in raw.split(",") if o.strip())
     seen: set[str] = set()
     for option in options:
         if len(option) > OPTION_LIMIT:
-            errors[name] = say("feedback_option_too_long", option=option, limit=OPTION_LIMIT)
+            errors[name] = text_for("feedback_option_too_long", option=option, limit=OPTION_LIMIT)
             return ()
         if option.lower() in seen:
-            errors[name] = say("feedback_option_twice", option=option)
+            errors[name] = text_for("feedback_option_twice", option=option)
             return ()
         seen.add(option.lower())
     if not OPTIONS_MIN <= len(options) <= OPTIONS_MAX:
-        errors[name] = say(
+        errors[name] = text_for(
             "feedback_options_count", given=len(options), least=OPTIONS_MIN, most=OPTIONS_MAX
         )
     return options
@@ -448,18 +455,18 @@ def _deadline(ctx: Context, interaction: Interaction, errors: dict[str, str]) ->
     try:
         day = date.fromisoformat(interaction.value("deadline"))
     except ValueError:
-        errors["deadline"] = say("feedback_deadline_bad")
+        errors["deadline"] = text_for("feedback_deadline_bad")
         return None
     calendar = calendar_of(ctx.session, interaction.actor, ctx.company)
     zone = ZoneInfo(calendar.tz)
     today = ctx.now.astimezone(zone).date()
     end = datetime.combine(day, calendar.end, tzinfo=zone).astimezone(UTC)
     if day < today:
-        errors["deadline"] = say("feedback_deadline_past", day=day.isoformat())
+        errors["deadline"] = text_for("feedback_deadline_past", day=day.isoformat())
     elif end <= ctx.now:
-        errors["deadline"] = say("feedback_deadline_today_over", at=when(end, calendar.tz))
+        errors["deadline"] = text_for("feedback_deadline_today_over", at=when(end, calendar.tz))
     elif day > today + timedelta(days=MAX_DAYS):
-        errors["deadline"] = say("feedback_deadline_too_far", days=MAX_DAYS)
+        errors["deadline"] = text_for("feedback_deadline_too_far", days=MAX_DAYS)
     else:
         return end
     return None
@@ -477,13 +484,13 @@ def _answerable(
         records.get_request(ctx.session, request_id=int(raw), lock=lock) if raw.isdigit() else None
     )
     if request is None:
-        return private(say("feedback_not_found", id=raw or "?"))
+        return private(text_for("feedback_not_found", id=raw or "?"))
     actor = interaction.actor
     if not records.is_recipient(ctx.session, request_id=request.id or 0, member_id=actor.id or 0):
-        return private(say("feedback_not_asked", requester=_name(ctx, request.requester_id)))
+        return private(text_for("feedback_not_asked", requester=_name(ctx, request.requester_id)))
     if request.closed_at is not None or ctx.now >= request.deadline:
         closed = min(request.closed_at or request.deadline, request.deadline)
-        return private(say("feedback_closed", at=when(closed, _tz(ctx, actor))))
+        return private(text_for("feedback_closed", at=when(closed, _tz(ctx, actor))))
     return request
 
 
@@ -498,15 +505,15 @@ def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     )
     form = Form(
         name="feedback.answer",
-        title=say("feedback_answer_title"),
-        intro=say(
+        title=text_for("feedback_answer_title"),
+        intro=text_for(
             "feedback_answer_intro",
             requester=_name(ctx, found.requester_id),
             subject=found.subject,
             deadline=when(found.deadline, _tz(ctx, interaction.actor)),
         ),
         inputs=tuple(_answer_input(q, previous.get(q.id or 0)) for q in questions),
-        submit_label=say("button_send"),
+        submit_label=text_for("button_send"),
         state={"request": str(request_id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -516,7 +523,9 @@ def _answer_input(question: FeedbackQuestion, previous: str | None) -> Input:
     initial = (previous,) if previous else ()
     name = f"a{question.position}"
     if question.kind == QuestionKind.rating:
-        ratings = tuple(Option(str(r), say("feedback_rating_option", n=r)) for r in records.RATINGS)
+        ratings = tuple(
+            Option(str(r), text_for("feedback_rating_option", n=r)) for r in records.RATINGS
+        )
         return Input(name, question.text, InputKind.select, ratings, initial=initial)
     if question.kind == QuestionKind.choice:
         choices = tuple(Option(o, o) for o in question.options)
@@ -560,7 +569,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         )
     deadline = when(found.deadline, _tz(ctx, interaction.actor))
     saved = "feedback_answer_updated" if edited else "feedback_answer_saved"
-    return private(say(saved, deadline=deadline))
+    return private(text_for(saved, deadline=deadline))
 
 
 def _answer_value(question: FeedbackQuestion, raw: str) -> tuple[str, str]:
@@ -568,16 +577,16 @@ def _answer_value(question: FeedbackQuestion, raw: str) -> tuple[str, str]:
     if question.kind == QuestionKind.rating:
         if raw in {str(r) for r in records.RATINGS}:
             return raw, ""
-        return "", say("feedback_answer_pick_rating")
+        return "", text_for("feedback_answer_pick_rating")
     if question.kind == QuestionKind.choice:
         match = next((o for o in question.options if o.lower() == raw.strip().lower()), None)
         if match is not None:
             return match, ""
-        return "", say("feedback_answer_pick_choice", options=question.options)
+        return "", text_for("feedback_answer_pick_choice", options=question.options)
     if not raw:
-        return "", say("feedback_answer_empty")
+        return "", text_for("feedback_answer_empty")
     if len(raw) > ANSWER_LIMIT:
-        return "", say("too_long", limit=ANSWER_LIMIT)
+        return "", text_for("too_long", limit=ANSWER_LIMIT)
     return raw, ""
 
 
@@ -592,10 +601,10 @@ def _own(
         records.get_request(ctx.session, request_id=int(raw), lock=lock) if raw.isdigit() else None
     )
     if request is None:
-        return private(say("feedback_not_found", id=raw or "?"))
+        return private(text_for("feedback_not_found", id=raw or "?"))
     actor = interaction.actor
     if actor.id != request.requester_id and actor.role != Role.admin:
-        return private(say("feedback_not_yours", requester=_name(ctx, request.requester_id)))
+        return private(text_for("feedback_not_yours", requester=_name(ctx, request.requester_id)))
     return request
 
 
@@ -627,13 +636,13 @@ def close(ctx: Context, interaction: Interaction, raw: str) -> list[Effect]:
     closed = records.close_request(ctx.session, request_id=request_id, at=at, by=by)
     if closed is None:
         when_closed = when(found.closed_at or found.deadline, tz)
-        return private(say("feedback_already_closed", id=request_id, at=when_closed))
+        return private(text_for("feedback_already_closed", id=request_id, at=when_closed))
     card = loop.final_summary_card(ctx.session, closed, ctx.company)
     summary = Notify(closed.requester_id, card, key=loop.summary_key(request_id))
     if by == "requester":
-        return [summary, *private(say("feedback_closed_now", id=request_id))]
+        return [summary, *private(text_for("feedback_closed_now", id=request_id))]
     requester = _name(ctx, closed.requester_id)
-    return [summary, *private(say("feedback_closed_for", id=request_id, requester=requester))]
+    return [summary, *private(text_for("feedback_closed_for", id=request_id, requester=requester))]
 
 
 def close_button(ctx: Context, interaction: Interaction) -> list[Effect]:
@@ -644,12 +653,12 @@ def list_requests(ctx: Context, interaction: Interaction) -> list[Effect]:
     """My newest requests, each with how many of those asked have answered."""
     lines = records.requests_of(ctx.session, requester_id=interaction.actor.id or 0)
     if not lines:
-        return private(say("feedback_list_empty"))
+        return private(text_for("feedback_list_empty"))
     tz = _tz(ctx, interaction.actor)
     fields = tuple(
         Field_(
-            say("feedback_list_label", id=line.request_id, subject=line.subject),
-            say(
+            text_for("feedback_list_label", id=line.request_id, subject=line.subject),
+            text_for(
                 "feedback_list_line",
                 responded=line.responded,
                 asked=line.asked,
@@ -661,7 +670,7 @@ def list_requests(ctx: Context, interaction: Interaction) -> list[Effect]:
     )
     buttons = tuple(
         Button(
-            say("feedback_list_button", id=line.request_id),
+            text_for("feedback_list_button", id=line.request_id),
             "feedback.summary",
             _value(line.request_id),
         )
@@ -670,9 +679,9 @@ def list_requests(ctx: Context, interaction: Interaction) -> list[Effect]:
     return [
         Reply(
             Card(
-                title=say("feedback_list_title"),
+                title=text_for("feedback_list_title"),
                 fields=fields,
-                context=say("feedback_list_context"),
+                context=text_for("feedback_list_context"),
                 buttons=buttons,
             )
         )

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlmodel import Session
 
 from bot.messages import Option
-from bot.text import say
+from bot.text import text_for
 from storage import queries
 from storage.models import Campaign
 
@@ -36,7 +36,7 @@ def campaign_choice(session: Session, raw: str) -> Campaign | str | None:
         if campaign.name.casefold() == raw.casefold():
             return campaign
     known = [c.name for c in queries.all_campaigns(session)[:10]]
-    return say("choice_unknown_campaign", name=raw, known=known)
+    return text_for("choice_unknown_campaign", name=raw, known=known)
 
 
 def tags_of(raw: str) -> list[str] | str:
@@ -47,10 +47,10 @@ def tags_of(raw: str) -> list[str] | str:
         if tag and tag.casefold() not in (t.casefold() for t in tags):
             tags.append(tag)
     if len(tags) > TAG_LIMIT:
-        return say("choice_too_many_tags", limit=TAG_LIMIT, count=len(tags))
+        return text_for("choice_too_many_tags", limit=TAG_LIMIT, count=len(tags))
     long = next((t for t in tags if len(t) > TAG_LENGTH), None)
     if long is not None:
-        return say("choice_tag_too_long", tag=long[:TAG_LENGTH] + "…", limit=TAG_LENGTH)
+        return text_for("choice_tag_too_long", tag=long[:TAG_LENGTH] + "…", limit=TAG_LENGTH)
     return tags
 
 

@@ -6,13 +6,13 @@ from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Card, Field_
 from bot.router import Context, Handler, Router
-from bot.text import say
+from bot.text import text_for
 from storage import queries
 
 
 def register(router: Router) -> None:
-    router.command("help", make_help(router), summary=say("help_help"))
-    router.command("leaddef", show_definition, summary=say("help_leaddef"))
+    router.command("help", make_help(router), summary=text_for("help_help"))
+    router.command("leaddef", show_definition, summary=text_for("help_leaddef"))
     router.fallback = make_unknown(router)
 
 
@@ -20,10 +20,10 @@ def help_card(router: Router, platform: str) -> Card:
     prefix = "/liaison " if platform == "slack" else ("" if platform == "teams" else "/")
     fields = tuple(Field_(f"{prefix}{name}", route.summary) for name, route in router.commands())
     return Card(
-        title=say("help_title"),
-        text=say("help_intro"),
+        title=text_for("help_title"),
+        text=text_for("help_intro"),
         fields=fields,
-        context=say("help_footer", platform=platform),
+        context=text_for("help_footer", platform=platform),
     )
 
 
@@ -37,7 +37,7 @@ def make_help(router: Router) -> Handler:
 def make_unknown(router: Router) -> Handler:
     def unknown(ctx: Context, interaction: Interaction) -> list[Effect]:
         card = help_card(router, interaction.where.platform)
-        text = say("unknown_command", command=interaction.name or interaction.text)
+        text = text_for("unknown_command", command=interaction.name or interaction.text)
         return [Reply(Card(title=card.title, text=text, fields=card.fields))]
 
     return unknown
@@ -48,10 +48,12 @@ def show_definition(ctx: Context, interaction: Interaction) -> list[Effect]:
     return [
         Reply(
             Card(
-                title=say("leaddef_title", version=definition.version),
-                text=say("leaddef_intro", note=definition.note),
+                title=text_for("leaddef_title", version=definition.version),
+                text=text_for("leaddef_intro", note=definition.note),
                 fields=tuple(Field_(c.key, c.text) for c in criteria),
-                context=say("leaddef_context", by=definition.created_by, at=definition.created_at),
+                context=text_for(
+                    "leaddef_context", by=definition.created_by, at=definition.created_at
+                ),
             )
         )
     ]

@@ -13,7 +13,7 @@ from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Button, Card, Field_
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import sla
 from handlers.cards import member_name
 from handlers.leads import my_leads
@@ -40,7 +40,7 @@ class Section:
 
 
 def register(router: Router) -> None:
-    router.command("home", show_home, summary=say("help_home"))
+    router.command("home", show_home, summary=text_for("help_home"))
     router.action("home.leads", my_leads)
     router.action("home.refresh", show_home)
 
@@ -57,12 +57,14 @@ def leads_section(ctx: Context, me: Member) -> Section:
     total = queries.count_open_leads(ctx.session, member_id=me.id or 0)
     lines = []
     for lead in leads:
-        state = say("home_state_waiting" if lead.state == "handed_off" else "home_state_accepted")
+        state = text_for(
+            "home_state_waiting" if lead.state == "handed_off" else "home_state_accepted"
+        )
         lines.append(
-            say("home_lead", lead=lead.name, company=lead.company or "", state=state)
+            text_for("home_lead", lead=lead.name, company=lead.company or "", state=state)
             + (f" · {clocks}" if (clocks := _mine(ctx, lead, me)) else "")
         )
-    return Section(say("home_leads"), lines, total, say("home_count_leads", n=total))
+    return Section(text_for("home_leads"), lines, total, text_for("home_count_leads", n=total))
 
 
 def questions_section(ctx: Context, me: Member) -> Section:
@@ -72,9 +74,9 @@ def questions_section(ctx: Context, me: Member) -> Section:
     for clock in clocks[:SHOWN]:
         lead = ctx.session.get(Lead, clock.lead_id)
         if lead is not None:
-            lines.append(say("home_question", lead=lead.name, clocks=_mine(ctx, lead, me)))
-    count = say("home_count_questions", n=len(clocks))
-    return Section(say("home_questions"), lines, len(clocks), count)
+            lines.append(text_for("home_question", lead=lead.name, clocks=_mine(ctx, lead, me)))
+    count = text_for("home_count_questions", n=len(clocks))
+    return Section(text_for("home_questions"), lines, len(clocks), count)
 
 
 def feedback_section(ctx: Context, me: Member) -> Section:
@@ -82,7 +84,7 @@ def feedback_section(ctx: Context, me: Member) -> Section:
     waiting = feedback_store.waiting_for(ctx.session, member_id=me.id or 0, now=ctx.now)
     tz = me.timezone or ctx.company.tz
     lines = [
-        say(
+        text_for(
             "home_feedback",
             subject=w.subject,
             who=member_name(ctx.session, w.requester_id),
@@ -94,14 +96,14 @@ def feedback_section(ctx: Context, me: Member) -> Section:
     ]
     buttons = tuple(
         Button(
-            say("home_button_feedback", id=w.request_id),
+            text_for("home_button_feedback", id=w.request_id),
             "feedback.answer",
             f"request={w.request_id}",
         )
         for w in waiting[:BUTTONS]
     )
-    count = say("home_count_feedback", n=len(waiting))
-    return Section(say("home_feedback_label"), lines, len(waiting), count, buttons)
+    count = text_for("home_count_feedback", n=len(waiting))
+    return Section(text_for("home_feedback_label"), lines, len(waiting), count, buttons)
 
 
 def approvals_section(ctx: Context, me: Member) -> Section:
@@ -109,7 +111,7 @@ def approvals_section(ctx: Context, me: Member) -> Section:
     waiting = approval_store.waiting_for(ctx.session, member_id=me.id or 0)
     tz = me.timezone or ctx.company.tz
     lines = [
-        say(
+        text_for(
             "home_approval",
             id=r.id,
             subject=r.subject,
@@ -119,11 +121,11 @@ def approvals_section(ctx: Context, me: Member) -> Section:
         for r in waiting[:SHOWN]
     ]
     buttons = tuple(
-        Button(say("home_button_approval", id=r.id), "approval.approve", f"request={r.id}")
+        Button(text_for("home_button_approval", id=r.id), "approval.approve", f"request={r.id}")
         for r in waiting[:BUTTONS]
     )
-    count = say("home_count_approvals", n=len(waiting))
-    return Section(say("home_approvals_label"), lines, len(waiting), count, buttons)
+    count = text_for("home_count_approvals", n=len(waiting))
+    return Section(text_for("home_approvals_label"), lines, len(waiting), count, buttons)
 
 
 def insights_section(ctx: Context, me: Member) -> Section:
@@ -134,7 +136,7 @@ def insights_section(ctx: Context, me: Member) -> Section:
     else:
         open_ = list(insight_store.open_of(ctx.session, member_id=me.id or 0))
     lines = [
-        say(
+        text_for(
             "home_insight",
             text=i.text,
             mine=i.author_id == me.id,
@@ -144,12 +146,12 @@ def insights_section(ctx: Context, me: Member) -> Section:
         for i in open_[:SHOWN]
     ]
     buttons = tuple(
-        Button(say("home_button_insight", id=i.id), "insight.answer", f"insight_id={i.id}")
+        Button(text_for("home_button_insight", id=i.id), "insight.answer", f"insight_id={i.id}")
         for i in open_[:BUTTONS]
         if i.author_id != me.id
     )
-    count = say("home_count_insights", n=len(open_))
-    return Section(say("home_insights_label"), lines, len(open_), count, buttons)
+    count = text_for("home_count_insights", n=len(open_))
+    return Section(text_for("home_insights_label"), lines, len(open_), count, buttons)
 
 
 SECTIONS: tuple[Callable[[Context, Member], Section], ...] = (
@@ -170,17 +172,17 @@ def home_card(ctx: Context, me: Member) -> Card:
             fields.append(Field_(section.label, line))
         if section.total > len(section.lines):
             more = section.total - len(section.lines)
-            fields.append(Field_(section.label, say("home_more", count=more)))
+            fields.append(Field_(section.label, text_for("home_more", count=more)))
     waiting = [s for s in sections if s.total]
     return Card(
-        title=say("home_title", name=me.name),
-        text=say("home_summary", parts=[s.count for s in waiting]),
+        title=text_for("home_title", name=me.name),
+        text=text_for("home_summary", parts=[s.count for s in waiting]),
         fields=tuple(fields),
-        context=say("home_context", platform=""),
+        context=text_for("home_context", platform=""),
         buttons=(
             *[b for section in sections for b in section.buttons][:BUTTONS],
-            Button(say("home_button_leads"), "home.leads"),
-            Button(say("home_button_refresh"), "home.refresh"),
+            Button(text_for("home_button_leads"), "home.leads"),
+            Button(text_for("home_button_refresh"), "home.refresh"),
         ),
     )
 

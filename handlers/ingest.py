@@ -28,10 +28,10 @@ from bot.delivery import Deliverer, Directory
 from bot.effects import Effect, Notify, Owed, Post
 from bot.messages import Card, Field_
 from bot.tasks import Background
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import sla
 from digests.business_time import Company
-from digests.owing import owe
+from digests.owing import write_to_outbox
 from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
@@ -481,9 +481,9 @@ def _away_flag(lead: Ingested, owner: Member, away: Away) -> Notify:
     """A lead handed to someone who is away: their manager hears of it, privately."""
     until = when(away.until, owner.timezone)
     card = Card(
-        title=say("away_flag_title", who=owner.name),
-        text=say("away_flag_text", who=owner.name, until=until, lead=lead.name),
-        context=say("lead_context_short", lead_id=lead.id),
+        title=text_for("away_flag_title", who=owner.name),
+        text=text_for("away_flag_text", who=owner.name, until=until, lead=lead.name),
+        context=text_for("lead_context_short", lead_id=lead.id),
     )
     # An escalation Liaison raises on its own: it waits for the manager's working hours.
     return Notify(owner.manager_id or 0, card, key=f"away-flag:{lead.id}", nudge=True)
@@ -493,12 +493,12 @@ def _report_unassigned(
     session: Session, leads: Sequence[Ingested], admin_channel: str | None
 ) -> list[Effect]:
     card = Card(
-        title=say("unassigned_title", count=len(leads)),
-        text=say("unassigned_intro"),
+        title=text_for("unassigned_title", count=len(leads)),
+        text=text_for("unassigned_intro"),
         fields=tuple(
             Field_(
                 f"Lead #{lead.id}",
-                say("unassigned_line", name=lead.name, owner_email=lead.owner_email),
+                text_for("unassigned_line", name=lead.name, owner_email=lead.owner_email),
             )
             for lead in leads[:20]
         ),
@@ -726,7 +726,7 @@ class Ingestor:
                 company=self.company,
                 route_unknown=bool(self.directories),
             )
-            owed = owe(session, effects, actor_id=None, now=now, company=self.company)
+            owed = write_to_outbox(session, effects, actor_id=None, now=now, company=self.company)
             return Accepted(outcomes, owed)
 
     def _routing_emails(self) -> list[str]:
@@ -744,7 +744,7 @@ class Ingestor:
                 admin_channel=self.admin_channel,
                 company=self.company,
             )
-            return owe(session, effects, actor_id=None, now=now, company=self.company)
+            return write_to_outbox(session, effects, actor_id=None, now=now, company=self.company)
 
     def _known(self, emails: set[str]) -> set[str]:
         with self.store.session() as session:

@@ -11,7 +11,7 @@ from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Style
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from handlers import tone
 from handlers.cards import member_name
 from handlers.common import load_lead, may_act_on, nonce, private, refuse_unless, unknown_lead
@@ -32,10 +32,10 @@ def register(router: Router) -> None:
     router.command(
         "insight",
         insight_command,
-        summary=say("help_insight"),
+        summary=text_for("help_insight"),
         usage="insight [TEXT | list | duty [off]]",
     )
-    router.command("insights", list_insights, summary=say("help_insights"))
+    router.command("insights", list_insights, summary=text_for("help_insights"))
     router.action("insight.share", share_from_lead)
     router.form("insight.new", submit_insight)
     router.action("insight.claim", claim)
@@ -73,7 +73,7 @@ def _own_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
     if lead is None:
         return unknown_lead()
     if not may_act_on(ctx.session, lead, interaction.actor):
-        return private(say("insight_lead_not_yours"))
+        return private(text_for("insight_lead_not_yours"))
     return lead
 
 
@@ -82,16 +82,16 @@ def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
     inputs = [
         Input(
             "text",
-            say("insight_text_label"),
+            text_for("insight_text_label"),
             InputKind.multiline,
             max_length=TEXT_LIMIT,
             initial=(text[:TEXT_LIMIT],) if text else (),
         ),
         Input(
             "kind",
-            say("insight_kind_label"),
+            text_for("insight_kind_label"),
             InputKind.select,
-            tuple(Option(k, say("insight_kind", kind=k)) for k in KINDS),
+            tuple(Option(k, text_for("insight_kind", kind=k)) for k in KINDS),
             initial=("question",),
         ),
     ]
@@ -100,7 +100,7 @@ def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
         inputs.append(
             Input(
                 "campaign",
-                say("insight_campaign_label"),
+                text_for("insight_campaign_label"),
                 InputKind.select,
                 campaigns,
                 required=False,
@@ -110,10 +110,10 @@ def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
     inputs.append(
         Input(
             "tags",
-            say("insight_tags_label"),
+            text_for("insight_tags_label"),
             required=False,
             max_length=500,
-            placeholder=say("insight_tags_placeholder"),
+            placeholder=text_for("insight_tags_placeholder"),
         )
     )
     state = {"nonce": nonce()}
@@ -121,14 +121,14 @@ def _insight_form(session: Session, lead: Lead | None, text: str) -> Form:
         state["lead_id"] = str(lead.id)
     return Form(
         name="insight.new",
-        title=say("insight_form_title"),
-        intro=say(
+        title=text_for("insight_form_title"),
+        intro=text_for(
             "insight_form_intro",
             lead=lead.name if lead else None,
             company=lead.company if lead else None,
         ),
         inputs=tuple(inputs),
-        submit_label=say("insight_button_send"),
+        submit_label=text_for("insight_button_send"),
         state=state,
     )
 
@@ -149,13 +149,13 @@ def _checked(ctx: Context, interaction: Interaction) -> NewInsight | list[Effect
     text, kind = interaction.value("text"), interaction.value("kind").lower() or "question"
     errors: dict[str, str] = {}
     if not text:
-        errors["text"] = say("insight_text_empty")
+        errors["text"] = text_for("insight_text_empty")
     elif len(text) > TEXT_LIMIT:
-        errors["text"] = say("too_long", limit=TEXT_LIMIT)
+        errors["text"] = text_for("too_long", limit=TEXT_LIMIT)
     else:
         errors.update(tone.first_flag(ctx.session, {"text": text}))
     if kind not in KINDS:
-        errors["kind"] = say("insight_pick_kind", kinds=KINDS)
+        errors["kind"] = text_for("insight_pick_kind", kinds=KINDS)
     campaign = campaign_choice(ctx.session, interaction.value("campaign"))
     if isinstance(campaign, str):
         errors["campaign"] = campaign
@@ -199,7 +199,7 @@ def submit_insight(ctx: Context, interaction: Interaction) -> list[Effect]:
     if target:
         card = insight_card(ctx.session, insight, for_marketing=True, tz=ctx.company.tz)
         effects.append(Post(target, card, key=f"insight:{insight.id}:posted"))
-    sent = say(
+    sent = text_for(
         "insight_sent",
         insight_id=insight.id,
         names=[m.name for m in recipients],
@@ -235,12 +235,12 @@ def _on_duty(session: Session) -> Member | None:
 def _status_line(session: Session, insight: Insight, tz: str | None) -> str:
     who = member_name(session, insight.marketer_id)
     if insight.status == InsightStatus.closed:
-        return say(
+        return text_for(
             "insight_status_closed", who=who, at=when(insight.closed_at or insight.created_at, tz)
         )
     if insight.status == InsightStatus.claimed:
-        return say("insight_status_claimed", who=who)
-    return say("insight_status_open", who=who if insight.marketer_id else None)
+        return text_for("insight_status_claimed", who=who)
+    return text_for("insight_status_open", who=who if insight.marketer_id else None)
 
 
 def insight_card(
@@ -253,31 +253,33 @@ def insight_card(
     fields = [
         Field_(label, value)
         for label, value in (
-            (say("insight_label_lead"), say("insight_lead", lead=lead) if lead else ""),
-            (say("insight_label_campaign"), campaign.name if campaign else ""),
-            (say("insight_label_tags"), ", ".join(insight.tags or [])),
-            (say("insight_label_status"), _status_line(session, insight, tz)),
+            (text_for("insight_label_lead"), text_for("insight_lead", lead=lead) if lead else ""),
+            (text_for("insight_label_campaign"), campaign.name if campaign else ""),
+            (text_for("insight_label_tags"), ", ".join(insight.tags or [])),
+            (text_for("insight_label_status"), _status_line(session, insight, tz)),
         )
         if value
     ]
     if insight.answer:
-        fields.append(Field_(say("insight_label_answer"), insight.answer))
+        fields.append(Field_(text_for("insight_label_answer"), insight.answer))
     item = content.get(session, content_id=insight.content_id) if insight.content_id else None
     if item is not None:
         fields.append(content_field(item))
     buttons: tuple[Button, ...] = ()
     if for_marketing and insight.status != InsightStatus.closed:
         value = f"insight_id={insight.id}"
-        buttons = (Button(say("insight_button_answer"), "insight.answer", value, Style.primary),)
+        buttons = (
+            Button(text_for("insight_button_answer"), "insight.answer", value, Style.primary),
+        )
         if insight.status == InsightStatus.open:
-            buttons = (Button(say("insight_button_claim"), "insight.claim", value), *buttons)
+            buttons = (Button(text_for("insight_button_claim"), "insight.claim", value), *buttons)
     return Card(
-        title=say(
+        title=text_for(
             "insight_title", kind=insight.kind, author=member_name(session, insight.author_id)
         ),
         text=insight.text,
         fields=tuple(fields),
-        context=say("insight_context", insight_id=insight.id, at=when(insight.created_at, tz)),
+        context=text_for("insight_context", insight_id=insight.id, at=when(insight.created_at, tz)),
         buttons=buttons,
     )
 
@@ -290,13 +292,15 @@ def _actionable(
 ) -> Insight | list[Effect]:
     """The insight a marketer acts on, or the private answer that says why they cannot:
     not marketing, unknown, already closed, or claimed by someone else."""
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("insight_action_answer"))
+    refused = refuse_unless(
+        interaction.actor, Role.marketer, action=text_for("insight_action_answer")
+    )
     if refused:
         return refused
     raw = interaction.arg("insight_id")
     insight = insights.get(ctx.session, insight_id=int(raw)) if raw.isdigit() else None
     if insight is None:
-        return private(say("insight_not_found"))
+        return private(text_for("insight_not_found"))
     return _still_open(ctx, interaction, insight, answering=answering)
 
 
@@ -309,12 +313,12 @@ def _still_open(
     tz = interaction.actor.timezone
     if insight.status == InsightStatus.closed:
         at = when(insight.closed_at or ctx.now, tz)
-        return private(say("insight_already_closed", who=who, at=at))
+        return private(text_for("insight_already_closed", who=who, at=at))
     taken = insight.status == InsightStatus.claimed and insight.marketer_id != interaction.actor.id
     admin = interaction.actor.role == Role.admin
     if taken and not (answering and admin):
         at = when(insight.claimed_at or ctx.now, tz)
-        return private(say("insight_claimed_by", who=who, at=at))
+        return private(text_for("insight_claimed_by", who=who, at=at))
     return insight
 
 
@@ -340,9 +344,9 @@ def claim(ctx: Context, interaction: Interaction) -> list[Effect]:
             Notify(
                 insight.author_id,
                 Card(
-                    title=say("insight_picked_up_title", who=interaction.actor.name),
+                    title=text_for("insight_picked_up_title", who=interaction.actor.name),
                     text=insight.text,
-                    context=say(
+                    context=text_for(
                         "insight_context",
                         insight_id=insight.id,
                         at=when(insight.created_at, author.timezone),
@@ -356,7 +360,7 @@ def claim(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 def _claimed_card(ctx: Context, insight: Insight, tz: str | None, *, already: bool) -> Card:
     card = insight_card(ctx.session, insight, for_marketing=True, tz=tz)
-    note = say("insight_claimed_already" if already else "insight_claimed_now")
+    note = text_for("insight_claimed_already" if already else "insight_claimed_now")
     return Card(
         title=card.title,
         text=f"{note}\n{card.text}",
@@ -374,23 +378,27 @@ def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     words = " ".join([insight.text, *(insight.tags or [])])
     matches = content.search(ctx.session, words=words, limit=SUGGESTIONS)
     inputs = [
-        Input("answer", say("insight_answer_label"), InputKind.multiline, max_length=ANSWER_LIMIT)
+        Input(
+            "answer", text_for("insight_answer_label"), InputKind.multiline, max_length=ANSWER_LIMIT
+        )
     ]
     if matches:
         inputs.append(
             Input(
                 "content",
-                say("insight_content_label"),
+                text_for("insight_content_label"),
                 InputKind.select,
                 tuple(Option(str(m.id), m.title) for m in matches),
                 required=False,
             )
         )
     inputs += [
-        Input("new_title", say("insight_new_title_label"), required=False, max_length=TITLE_LIMIT),
+        Input(
+            "new_title", text_for("insight_new_title_label"), required=False, max_length=TITLE_LIMIT
+        ),
         Input(
             "new_link",
-            say("insight_new_link_label"),
+            text_for("insight_new_link_label"),
             required=False,
             max_length=LINK_LIMIT,
             placeholder="https://",
@@ -398,15 +406,15 @@ def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     ]
     form = Form(
         name="insight.answer",
-        title=say("insight_answer_form_title"),
-        intro=say(
+        title=text_for("insight_answer_form_title"),
+        intro=text_for(
             "insight_answer_form_intro",
             author=member_name(ctx.session, insight.author_id),
             text=insight.text,
             matches=len(matches),
         ),
         inputs=tuple(inputs),
-        submit_label=say("insight_button_close"),
+        submit_label=text_for("insight_button_close"),
         state={"insight_id": str(insight.id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -422,9 +430,9 @@ def _linked_content(
     link = interaction.value("new_link")
     if picked:
         if title or link:
-            return {"new_link": say("insight_one_content")}
+            return {"new_link": text_for("insight_one_content")}
         item = content.get(ctx.session, content_id=int(picked)) if picked.isdigit() else None
-        return item.id if item is not None else {"content": say("insight_pick_content")}
+        return item.id if item is not None else {"content": text_for("insight_pick_content")}
     if not title and not link:
         return None
     normal, errors = new_item_errors(
@@ -452,9 +460,9 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     insight = found
     answer = interaction.value("answer")
     if not answer:
-        return [FormErrors({"answer": say("insight_answer_empty")})]
+        return [FormErrors({"answer": text_for("insight_answer_empty")})]
     if len(answer) > ANSWER_LIMIT:
-        return [FormErrors({"answer": say("too_long", limit=ANSWER_LIMIT)})]
+        return [FormErrors({"answer": text_for("too_long", limit=ANSWER_LIMIT)})]
     held = tone.first_flag(ctx.session, {"answer": answer})
     if held:
         return [FormErrors(held)]
@@ -472,7 +480,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     ):
         ctx.session.rollback()  # the content registered for it, too
         raced = _still_open(ctx, interaction, insight, answering=True)
-        return raced if isinstance(raced, list) else private(say("insight_not_found"))
+        return raced if isinstance(raced, list) else private(text_for("insight_not_found"))
     return _loop_closed(ctx, interaction, insight)
 
 
@@ -483,10 +491,10 @@ def _loop_closed(ctx: Context, interaction: Interaction, insight: Insight) -> li
         ctx.session, insight, for_marketing=False, tz=author.timezone if author else None
     )
     rep = Card(
-        title=say("insight_answered_title", who=interaction.actor.name, kind=insight.kind),
+        title=text_for("insight_answered_title", who=interaction.actor.name, kind=insight.kind),
         text=insight.text,
         fields=card.fields,
-        context=say("insight_loop_closed", insight_id=insight.id),
+        context=text_for("insight_loop_closed", insight_id=insight.id),
     )
     effects: list[Effect] = []
     if insight.author_id != interaction.actor.id:
@@ -496,7 +504,7 @@ def _loop_closed(ctx: Context, interaction: Interaction, insight: Insight) -> li
         done = insight_card(ctx.session, insight, for_marketing=False, tz=ctx.company.tz)
         effects.append(Post(target, done, key=f"insight:{insight.id}:answer-posted"))
     effects += private(
-        say(
+        text_for(
             "insight_answer_sent",
             rep=member_name(ctx.session, insight.author_id),
             content=bool(insight.content_id),
@@ -518,10 +526,10 @@ def list_insights(ctx: Context, interaction: Interaction) -> list[Effect]:
     else:
         found = list(insights.open_of(ctx.session, member_id=actor.id or 0))
     if not found:
-        return private(say("insight_none_open", marketing=marketing))
+        return private(text_for("insight_none_open", marketing=marketing))
     head = Card(
-        title=say("insight_list_title", count=len(found), marketing=marketing),
-        context=say("insight_list_more", shown=LISTED) if len(found) > LISTED else "",
+        title=text_for("insight_list_title", count=len(found), marketing=marketing),
+        context=text_for("insight_list_more", shown=LISTED) if len(found) > LISTED else "",
     )
     return [
         Reply(head),
@@ -534,17 +542,19 @@ def list_insights(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 def duty(ctx: Context, interaction: Interaction, rest: str) -> list[Effect]:
     """`insight duty`: the marketer takes insights duty; `insight duty off` hands it back."""
-    refused = refuse_unless(interaction.actor, Role.marketer, action=say("insight_action_duty"))
+    refused = refuse_unless(
+        interaction.actor, Role.marketer, action=text_for("insight_action_duty")
+    )
     if refused:
         return refused
     before = _on_duty(ctx.session)
     if rest in ("off", "stop", "end"):
         if before is None or before.id != interaction.actor.id:
-            return private(say("insight_duty_not_you", who=before.name if before else None))
+            return private(text_for("insight_duty_not_you", who=before.name if before else None))
         insights.set_duty(ctx.session, member_id=None)
-        return private(say("insight_duty_off"))
+        return private(text_for("insight_duty_off"))
     if rest:
-        return private(say("insight_duty_usage"))
+        return private(text_for("insight_duty_usage"))
     insights.set_duty(ctx.session, member_id=interaction.actor.id)
     previous = before.name if before is not None and before.id != interaction.actor.id else None
-    return private(say("insight_duty_on", before=previous))
+    return private(text_for("insight_duty_on", before=previous))

@@ -6,7 +6,7 @@ from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm, UpdateCards
 from bot.interaction import Interaction
 from bot.messages import Form, Input, InputKind, Option
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from digests import sla
 from digests.business_time import Calendar
 from digests.calendars import Calendars, remember_calendars
@@ -42,7 +42,7 @@ def register(router: Router) -> None:
     router.form("lead.not_a_fit", submit_not_a_fit)
     router.action("lead.log_attempt", open_log_attempt)
     router.form("lead.log_attempt", submit_log_attempt)
-    router.command("leads", my_leads, summary=say("help_leads"))
+    router.command("leads", my_leads, summary=text_for("help_leads"))
 
 
 def refresh(ctx: Context, lead: Lead) -> UpdateCards:
@@ -60,7 +60,9 @@ def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
         last = queries.events_of(ctx.session, lead_id=lead.id or 0, kind=EventKind.not_a_fit)
         who = ctx.session.get(Member, last[-1].member_id) if last else None
         at = when(last[-1].at, interaction.actor.timezone) if last else ""
-        return private(say("already_not_a_fit", lead=lead.name, who=who.name if who else "", at=at))
+        return private(
+            text_for("already_not_a_fit", lead=lead.name, who=who.name if who else "", at=at)
+        )
     return lead
 
 
@@ -97,7 +99,7 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     if not queries.move_lead(
         ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
     ):
-        return private(say("already_accepted", lead=lead.name))
+        return private(text_for("already_accepted", lead=lead.name))
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
@@ -158,24 +160,24 @@ def open_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     definition, criteria = queries.current_definition(ctx.session)
     form = Form(
         name="lead.not_a_fit",
-        title=say("not_a_fit_form_title"),
-        intro=say("not_a_fit_form_intro", lead=lead.name, version=definition.version),
+        title=text_for("not_a_fit_form_title"),
+        intro=text_for("not_a_fit_form_intro", lead=lead.name, version=definition.version),
         inputs=(
             Input(
                 "criteria",
-                say("not_a_fit_criteria_label"),
+                text_for("not_a_fit_criteria_label"),
                 InputKind.multiselect,
                 tuple(Option(c.key, c.text) for c in criteria),
             ),
             Input(
                 "comment",
-                say("not_a_fit_comment_label"),
+                text_for("not_a_fit_comment_label"),
                 InputKind.multiline,
                 required=False,
                 max_length=COMMENT_LIMIT,
             ),
         ),
-        submit_label=say("button_submit"),
+        submit_label=text_for("button_submit"),
         state={"lead_id": str(lead.id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -190,9 +192,9 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     picked = interaction.choices("criteria")
     comment = interaction.value("comment")
     if not picked or any(key not in texts for key in picked):
-        return [FormErrors({"criteria": say("not_a_fit_pick_criteria")})]
+        return [FormErrors({"criteria": text_for("not_a_fit_pick_criteria")})]
     if len(comment) > COMMENT_LIMIT:
-        return [FormErrors({"comment": say("too_long", limit=COMMENT_LIMIT)})]
+        return [FormErrors({"comment": text_for("too_long", limit=COMMENT_LIMIT)})]
     held = tone.first_flag(ctx.session, {"comment": comment})
     if held:
         return [FormErrors(held)]
@@ -202,7 +204,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         to=LeadState.not_a_fit,
         allowed_from=[LeadState.handed_off, LeadState.accepted],
     ):
-        return private(say("already_not_a_fit", lead=lead.name, who="", at=""))
+        return private(text_for("already_not_a_fit", lead=lead.name, who="", at=""))
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
     queries.record_verdict(
         ctx.session,
@@ -224,30 +226,30 @@ def open_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         return lead
     form = Form(
         name="lead.log_attempt",
-        title=say("attempt_form_title"),
-        intro=say("attempt_form_intro", lead=lead.name),
+        title=text_for("attempt_form_title"),
+        intro=text_for("attempt_form_intro", lead=lead.name),
         inputs=(
             Input(
                 "channel",
-                say("attempt_channel_label"),
+                text_for("attempt_channel_label"),
                 InputKind.select,
                 tuple(Option(k, v) for k, v in ATTEMPT_CHANNELS.items()),
             ),
             Input(
                 "outcome",
-                say("attempt_outcome_label"),
+                text_for("attempt_outcome_label"),
                 InputKind.select,
                 tuple(Option(k, v) for k, v in ATTEMPT_OUTCOMES.items()),
             ),
             Input(
                 "note",
-                say("attempt_note_label"),
+                text_for("attempt_note_label"),
                 InputKind.text,
                 required=False,
                 max_length=COMMENT_LIMIT,
             ),
         ),
-        submit_label=say("button_submit"),
+        submit_label=text_for("button_submit"),
         state={"lead_id": str(lead.id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -261,11 +263,11 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
     note = interaction.value("note")
     errors = {}
     if channel not in ATTEMPT_CHANNELS:
-        errors["channel"] = say("attempt_pick_channel")
+        errors["channel"] = text_for("attempt_pick_channel")
     if outcome not in ATTEMPT_OUTCOMES:
-        errors["outcome"] = say("attempt_pick_outcome")
+        errors["outcome"] = text_for("attempt_pick_outcome")
     if len(note) > COMMENT_LIMIT:
-        errors["note"] = say("too_long", limit=COMMENT_LIMIT)
+        errors["note"] = text_for("too_long", limit=COMMENT_LIMIT)
     if errors:
         return [FormErrors(errors)]
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
@@ -288,7 +290,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
     me = interaction.actor.id or 0
     leads = queries.open_leads_of(ctx.session, member_id=me, limit=SHOWN_LEADS)
     if not leads:
-        return private(say("no_open_leads"))
+        return private(text_for("no_open_leads"))
     effects: list[Effect] = [
         Notify(
             me,
@@ -300,7 +302,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
     ]
     total = queries.count_open_leads(ctx.session, member_id=me)
     if total > len(leads):
-        effects += private(say("more_open_leads", shown=len(leads), total=total))
+        effects += private(text_for("more_open_leads", shown=len(leads), total=total))
     return effects
 
 

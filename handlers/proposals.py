@@ -18,7 +18,7 @@ from bot.effects import Effect, FormErrors, Notify, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Form, Input, InputKind
 from bot.router import Context
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.approvals import ask_card, one_business_day_after, proposer_of, sla_value, subject_name
 from handlers import tone
 from handlers.common import nonce, private, refuse_unless
@@ -61,18 +61,18 @@ def may_propose(ctx: Context, interaction: Interaction, subject: str) -> list[Ef
     refused = refuse_unless(
         interaction.actor,
         *PROPOSERS,
-        action=say("approvals_action_propose", subject=subject_name(subject)),
+        action=text_for("approvals_action_propose", subject=subject_name(subject)),
     )
     if refused:
         return refused
     names = approvals.approver_names(ctx.session)
     missing = [side for side in approvals.SIDES if not names[side]]
     if missing:
-        return private(say("approvals_no_approvers", missing=missing, names=names))
+        return private(text_for("approvals_no_approvers", missing=missing, names=names))
     waiting = approvals.pending_for(ctx.session, subject=subject)
     if waiting is not None:
         return private(
-            say(
+            text_for(
                 "approvals_one_at_a_time",
                 id=waiting.id,
                 subject=subject_name(subject),
@@ -97,19 +97,19 @@ def open_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effect
     lines = "\n".join(f"{c.key}: {c.text}" for c in criteria)
     form = Form(
         name="approval.propose_leaddef",
-        title=say("approvals_leaddef_form_title"),
-        intro=say("approvals_leaddef_form_intro", version=definition.version),
+        title=text_for("approvals_leaddef_form_title"),
+        intro=text_for("approvals_leaddef_form_intro", version=definition.version),
         inputs=(
             Input(
                 "criteria",
-                say("approvals_criteria_label"),
+                text_for("approvals_criteria_label"),
                 InputKind.multiline,
                 max_length=CRITERIA_INPUT_LIMIT,
                 initial=(lines,),
             ),
             _note_input(),
         ),
-        submit_label=say("approvals_button_propose"),
+        submit_label=text_for("approvals_button_propose"),
         state={"nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -118,10 +118,10 @@ def open_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effect
 def _note_input() -> Input:
     return Input(
         "note",
-        say("approvals_note_label"),
+        text_for("approvals_note_label"),
         InputKind.multiline,
         max_length=NOTE_LIMIT,
-        placeholder=say("approvals_note_placeholder"),
+        placeholder=text_for("approvals_note_placeholder"),
     )
 
 
@@ -142,24 +142,28 @@ def parse_criteria(
         if not colon:
             key, rest = None, line.strip()
         elif not KEY.fullmatch(key):
-            problems.append(say("approvals_line_bad_key", n=number, key=_cut(key), slug=_slug(key)))
+            problems.append(
+                text_for("approvals_line_bad_key", n=number, key=_cut(key), slug=_slug(key))
+            )
         elif key in first_seen:
             problems.append(
-                say("approvals_line_duplicate", n=number, key=key, first=first_seen[key])
+                text_for("approvals_line_duplicate", n=number, key=key, first=first_seen[key])
             )
         if not rest:
-            problems.append(say("approvals_line_no_text", n=number, key=_cut(key or "")))
+            problems.append(text_for("approvals_line_no_text", n=number, key=_cut(key or "")))
         elif len(rest) > TEXT_LIMIT:
             problems.append(
-                say("approvals_line_too_long", n=number, length=len(rest), limit=TEXT_LIMIT)
+                text_for("approvals_line_too_long", n=number, length=len(rest), limit=TEXT_LIMIT)
             )
         if key is not None:
             first_seen.setdefault(key, number)
         criteria.append((key, rest))
     if not criteria and not problems:
-        problems.append(say("approvals_no_criteria"))
+        problems.append(text_for("approvals_no_criteria"))
     if len(criteria) > MAX_CRITERIA:
-        problems.append(say("approvals_too_many_criteria", count=len(criteria), limit=MAX_CRITERIA))
+        problems.append(
+            text_for("approvals_too_many_criteria", count=len(criteria), limit=MAX_CRITERIA)
+        )
     return with_keys(criteria, current=current, used=used), problems
 
 
@@ -213,7 +217,9 @@ def _slug(text: str, fallback: str = "budget") -> str:
 def _problems(problems: list[str]) -> str:
     shown = " ".join(problems[:3])
     return shown + (
-        " " + say("approvals_more_problems", count=len(problems) - 3) if len(problems) > 3 else ""
+        " " + text_for("approvals_more_problems", count=len(problems) - 3)
+        if len(problems) > 3
+        else ""
     )
 
 
@@ -231,9 +237,9 @@ def criteria_changes(
 
 def note_problem(note: str) -> str | None:
     if not note:
-        return say("approvals_note_needed")
+        return text_for("approvals_note_needed")
     if len(note) > NOTE_LIMIT:
-        return say("too_long", limit=NOTE_LIMIT)
+        return text_for("too_long", limit=NOTE_LIMIT)
     return None
 
 
@@ -259,7 +265,9 @@ def submit_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effe
     changes = criteria_changes([(c.key, c.text) for c in current], new)
     if not any(changes.values()):
         return [
-            FormErrors({"criteria": say("approvals_nothing_changed", version=definition.version)})
+            FormErrors(
+                {"criteria": text_for("approvals_nothing_changed", version=definition.version)}
+            )
         ]
     changed_texts = [t for _, t in changes["added"]] + [e[2] for e in changes["edited"]]
     held = tone.first_flag(ctx.session, {"criteria": "\n".join(changed_texts), "note": note})
@@ -284,7 +292,7 @@ def open_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
     inputs = tuple(
         Input(
             name,
-            say(f"approvals_sla_{name}"),
+            text_for(f"approvals_sla_{name}"),
             InputKind.text,
             max_length=12,
             initial=(sla_value(name, getattr(policy, name)),),
@@ -293,10 +301,10 @@ def open_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
     )
     form = Form(
         name="approval.propose_sla",
-        title=say("approvals_sla_form_title"),
-        intro=say("approvals_sla_form_intro", version=policy.version),
+        title=text_for("approvals_sla_form_title"),
+        intro=text_for("approvals_sla_form_intro", version=policy.version),
         inputs=(*inputs, _note_input()),
-        submit_label=say("approvals_button_propose"),
+        submit_label=text_for("approvals_button_propose"),
         state={"nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -310,7 +318,7 @@ def _range(name: str) -> str:
         for bound in ("gt", "ge", "lt", "le"):
             if getattr(constraint, bound, None) is not None:
                 limits[bound] = getattr(constraint, bound)
-    return say(
+    return text_for(
         "approvals_sla_range",
         whole=int in get_args(info.annotation),
         percent=name == "acceptance_rate",
@@ -324,7 +332,7 @@ def _range(name: str) -> str:
 def parse_sla(interaction: Interaction, note: str) -> SlaFile | dict[str, str]:
     """The form's values through `liaison sla set`'s model, or the errors by input."""
     raw = {name: interaction.value(name) for name in SLA_FIELDS}
-    errors = {name: say("approvals_sla_needed") for name, value in raw.items() if not value}
+    errors = {name: text_for("approvals_sla_needed") for name, value in raw.items() if not value}
     if errors:
         return errors
     data: dict[str, Any] = {"note": note}
@@ -337,7 +345,7 @@ def parse_sla(interaction: Interaction, note: str) -> SlaFile | dict[str, str]:
             name = str(problem["loc"][-1]) if problem["loc"] else SLA_FIELDS[0]
             if name in SECTION_OF:
                 errors.setdefault(name, _range(name))
-        return errors or {SLA_FIELDS[0]: say("approvals_sla_needed")}
+        return errors or {SLA_FIELDS[0]: text_for("approvals_sla_needed")}
 
 
 def submit_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
@@ -361,7 +369,9 @@ def submit_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
     ]
     if not changed:
         return [
-            FormErrors({SLA_FIELDS[0]: say("approvals_nothing_changed", version=policy.version)})
+            FormErrors(
+                {SLA_FIELDS[0]: text_for("approvals_nothing_changed", version=policy.version)}
+            )
         ]
     held = tone.first_flag(ctx.session, {"note": note})
     if held:
@@ -397,7 +407,7 @@ def propose(
             ctx.session,
             signoff=own,
             decision=ApprovalStatus.approved.value,
-            comment=say("approvals_own_proposal"),
+            comment=text_for("approvals_own_proposal"),
             now=ctx.now,
         )
     effects: list[Effect] = [
@@ -412,6 +422,6 @@ def propose(
     ]
     asked = [m.name for _, m in named if m.id != actor.id]
     effects += private(
-        say("approvals_proposed", id=request.id, subject=subject_name(subject), asked=asked)
+        text_for("approvals_proposed", id=request.id, subject=subject_name(subject), asked=asked)
     )
     return effects

@@ -6,7 +6,7 @@ from bot.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
 from bot.interaction import Interaction
 from bot.messages import Card, Field_, Form, Input, InputKind
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import text_for
 from digests import sla
 from handlers import tone
 from handlers.cards import member_name, question_card, question_purpose
@@ -31,15 +31,17 @@ def open_question(ctx: Context, interaction: Interaction) -> list[Effect]:
         return lead
     marketer = campaign_marketer(ctx, lead)
     if marketer is None:
-        return private(say("no_marketer"))
+        return private(text_for("no_marketer"))
     form = Form(
         name="lead.need_info",
-        title=say("question_form_title"),
-        intro=say("question_form_intro", lead=lead.name, marketer=marketer.name),
+        title=text_for("question_form_title"),
+        intro=text_for("question_form_intro", lead=lead.name, marketer=marketer.name),
         inputs=(
-            Input("question", say("question_label"), InputKind.multiline, max_length=TEXT_LIMIT),
+            Input(
+                "question", text_for("question_label"), InputKind.multiline, max_length=TEXT_LIMIT
+            ),
         ),
-        submit_label=say("button_send"),
+        submit_label=text_for("button_send"),
         state={"lead_id": str(lead.id), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -51,15 +53,15 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
         return lead
     question = interaction.value("question")
     if not question:
-        return [FormErrors({"question": say("question_empty")})]
+        return [FormErrors({"question": text_for("question_empty")})]
     if len(question) > TEXT_LIMIT:
-        return [FormErrors({"question": say("too_long", limit=TEXT_LIMIT)})]
+        return [FormErrors({"question": text_for("too_long", limit=TEXT_LIMIT)})]
     held = tone.first_flag(ctx.session, {"question": question})
     if held:
         return [FormErrors(held)]
     marketer = campaign_marketer(ctx, lead)
     if marketer is None:
-        return private(say("no_marketer"))
+        return private(text_for("no_marketer"))
     question_id = interaction.args.get("nonce") or nonce()
     asked = queries.add_event(
         ctx.session,
@@ -78,7 +80,7 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
             purpose=question_purpose(question_id),
         ),
         refresh(ctx, lead),
-        *private(say("question_sent", marketer=marketer.name)),
+        *private(text_for("question_sent", marketer=marketer.name)),
     ]
 
 
@@ -102,9 +104,9 @@ def _unanswered(ctx: Context, interaction: Interaction) -> tuple[Lead, LeadEvent
     actor = interaction.actor
     if actor.id != asked.data.get("marketer_id") and actor.role != Role.admin:
         marketer = ctx.session.get(Member, asked.data.get("marketer_id"))
-        return private(say("question_not_yours", marketer=marketer.name if marketer else "?"))
+        return private(text_for("question_not_yours", marketer=marketer.name if marketer else "?"))
     if answered is not None:
-        return private(say("question_already_answered"))
+        return private(text_for("question_already_answered"))
     return lead, asked
 
 
@@ -115,10 +117,12 @@ def open_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead, asked = found
     form = Form(
         name="question.answer",
-        title=say("answer_form_title"),
-        intro=say("answer_form_intro", question=asked.data["question"], lead=lead.name),
-        inputs=(Input("answer", say("answer_label"), InputKind.multiline, max_length=TEXT_LIMIT),),
-        submit_label=say("button_send"),
+        title=text_for("answer_form_title"),
+        intro=text_for("answer_form_intro", question=asked.data["question"], lead=lead.name),
+        inputs=(
+            Input("answer", text_for("answer_label"), InputKind.multiline, max_length=TEXT_LIMIT),
+        ),
+        submit_label=text_for("button_send"),
         state={"question": interaction.arg("question"), "nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -131,9 +135,9 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead, asked = found
     text = interaction.value("answer")
     if not text:
-        return [FormErrors({"answer": say("answer_empty")})]
+        return [FormErrors({"answer": text_for("answer_empty")})]
     if len(text) > TEXT_LIMIT:
-        return [FormErrors({"answer": say("too_long", limit=TEXT_LIMIT)})]
+        return [FormErrors({"answer": text_for("too_long", limit=TEXT_LIMIT)})]
     held = tone.first_flag(ctx.session, {"answer": text})
     if held:
         return [FormErrors(held)]
@@ -157,20 +161,20 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
             lead_id=lead.id,
             in_thread=True,
         ),
-        *private(say("answer_sent", rep=member_name(ctx.session, rep_id, "the rep"))),
+        *private(text_for("answer_sent", rep=member_name(ctx.session, rep_id, "the rep"))),
     ]
 
 
 def _answer_card(ctx: Context, lead: Lead, asked: LeadEvent, answered: LeadEvent) -> Card:
     return Card(
-        title=say(
+        title=text_for(
             "answer_title",
             marketer=member_name(ctx.session, answered.member_id, "the rep"),
             lead=lead.name,
         ),
         fields=(
-            Field_(say("label_question"), asked.data["question"]),
-            Field_(say("label_answer"), answered.data["answer"]),
+            Field_(text_for("label_question"), asked.data["question"]),
+            Field_(text_for("label_answer"), answered.data["answer"]),
         ),
-        context=say("lead_context_short", lead_id=lead.id),
+        context=text_for("lead_context_short", lead_id=lead.id),
     )

@@ -11,7 +11,7 @@ from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Card, Field_
 from bot.router import Context, Router
-from bot.text import say, when
+from bot.text import text_for, when
 from handlers.common import private
 from storage import queries
 from storage.models import SlaPolicy
@@ -71,22 +71,22 @@ class SlaFile(BaseModel):
 
 
 def register(router: Router) -> None:
-    router.command("sla", show_policy, summary=say("help_sla"))
-    router.command("away", go_away, summary=say("help_away"), usage="away until YYYY-MM-DD")
-    router.command("back", come_back, summary=say("help_back"))
+    router.command("sla", show_policy, summary=text_for("help_sla"))
+    router.command("away", go_away, summary=text_for("help_away"), usage="away until YYYY-MM-DD")
+    router.command("back", come_back, summary=text_for("help_back"))
 
 
 def policy_card(policy: SlaPolicy) -> Card:
     """Both sides' commitments, side by side, with the same weight."""
     return Card(
-        title=say("sla_title", version=policy.version),
-        text=say("sla_intro"),
+        title=text_for("sla_title", version=policy.version),
+        text=text_for("sla_intro"),
         fields=(
-            Field_(say("sla_sales"), say("sla_sales_terms", p=policy)),
-            Field_(say("sla_marketing"), say("sla_marketing_terms", p=policy)),
-            Field_(say("sla_reminders"), say("sla_reminder_terms", p=policy)),
+            Field_(text_for("sla_sales"), text_for("sla_sales_terms", p=policy)),
+            Field_(text_for("sla_marketing"), text_for("sla_marketing_terms", p=policy)),
+            Field_(text_for("sla_reminders"), text_for("sla_reminder_terms", p=policy)),
         ),
-        context=say(
+        context=text_for(
             "sla_context", by=policy.created_by, at=when(policy.created_at), note=policy.note
         ),
     )
@@ -112,18 +112,18 @@ def go_away(ctx: Context, interaction: Interaction) -> list[Effect]:
     """`away until 2026-12-02`: away from now until the start of that day, local time."""
     back_on = _parse_until(interaction.text)
     if back_on is None:
-        return private(say("away_usage"))
+        return private(text_for("away_usage"))
     tz = ZoneInfo(interaction.actor.timezone or ctx.company.tz)
     until = datetime.combine(back_on, datetime.min.time(), tzinfo=tz)
     if until <= ctx.now:
-        return private(say("away_in_the_past", day=back_on.isoformat()))
+        return private(text_for("away_in_the_past", day=back_on.isoformat()))
     if until - ctx.now > timedelta(days=MAX_AWAY_DAYS):
-        return private(say("away_too_long", days=MAX_AWAY_DAYS))
+        return private(text_for("away_too_long", days=MAX_AWAY_DAYS))
     queries.set_away(ctx.session, member_id=interaction.actor.id or 0, until=until, now=ctx.now)
-    return private(say("away_set", day=back_on.strftime("%a %d %b %Y")))
+    return private(text_for("away_set", day=back_on.strftime("%a %d %b %Y")))
 
 
 def come_back(ctx: Context, interaction: Interaction) -> list[Effect]:
     if queries.end_away(ctx.session, member_id=interaction.actor.id or 0, now=ctx.now):
-        return private(say("welcome_back"))
-    return private(say("not_away"))
+        return private(text_for("welcome_back"))
+    return private(text_for("not_away"))

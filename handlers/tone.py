@@ -17,7 +17,7 @@ from bot.effects import Effect, Reply
 from bot.interaction import Interaction
 from bot.messages import Card, Field_
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import text_for
 from handlers.common import private, refuse_unless
 from storage import queries
 from storage.models import Role, ToneKind
@@ -57,13 +57,13 @@ def check(session: Session, text: str) -> ToneFlag | None:
             return ToneFlag(found.group(0), rule.kind, rule.suggestion)
     shout = _shouting(text)
     if shout:
-        return ToneFlag(shout, "shouting", say("tone_shouting_suggestion"))
+        return ToneFlag(shout, "shouting", text_for("tone_shouting_suggestion"))
     return None
 
 
 def held_back(flag: ToneFlag) -> str:
     """The private note for the author: what matched, that it was not sent, what instead."""
-    return say("tone_held", phrase=flag.phrase, kind=flag.kind, suggestion=flag.suggestion)
+    return text_for("tone_held", phrase=flag.phrase, kind=flag.kind, suggestion=flag.suggestion)
 
 
 def first_flag(session: Session, texts: dict[str, str]) -> dict[str, str]:
@@ -80,7 +80,10 @@ def first_flag(session: Session, texts: dict[str, str]) -> dict[str, str]:
 
 def register(router: Router) -> None:
     router.command(
-        "tone", tone, summary=say("help_tone"), usage="tone [check TEXT | add PHRASE | remove …]"
+        "tone",
+        tone,
+        summary=text_for("help_tone"),
+        usage="tone [check TEXT | add PHRASE | remove …]",
     )
 
 
@@ -92,18 +95,18 @@ def tone(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [Reply(_rules_card(ctx.session))]
     if verb == "check":
         if not rest:
-            return private(say("tone_usage"))
+            return private(text_for("tone_usage"))
         flag = check(ctx.session, rest)
-        return private(held_back(flag) if flag else say("tone_fine"))
+        return private(held_back(flag) if flag else text_for("tone_fine"))
     if verb not in ("add", "remove"):
-        return private(say("tone_usage"))
-    refused = refuse_unless(interaction.actor, Role.admin, action=say("action_edit_tone"))
+        return private(text_for("tone_usage"))
+    refused = refuse_unless(interaction.actor, Role.admin, action=text_for("action_edit_tone"))
     if refused:
         return refused
     if verb == "remove":
         if queries.remove_tone_rule(ctx.session, phrase=rest):
-            return private(say("tone_removed", phrase=rest))
-        return private(say("tone_unknown", phrase=rest))
+            return private(text_for("tone_removed", phrase=rest))
+        return private(text_for("tone_unknown", phrase=rest))
     return _add(ctx, interaction, rest)
 
 
@@ -116,23 +119,23 @@ def _add(ctx: Context, interaction: Interaction, rest: str) -> list[Effect]:
         if phrase.endswith(f" as {candidate.value}"):
             phrase, kind = phrase[: -len(f" as {candidate.value}")].strip(), candidate.value
     if not phrase or len(phrase) > PHRASE_LIMIT or len(suggestion) > SUGGESTION_LIMIT:
-        return private(say("tone_usage"))
+        return private(text_for("tone_usage"))
     queries.add_tone_rule(
         ctx.session,
         phrase=phrase,
         kind=kind,
-        suggestion=suggestion or say("tone_default_suggestion"),
+        suggestion=suggestion or text_for("tone_default_suggestion"),
         created_by=interaction.actor.name,
         now=ctx.now,
     )
-    return private(say("tone_added", phrase=phrase, kind=kind))
+    return private(text_for("tone_added", phrase=phrase, kind=kind))
 
 
 def _rules_card(session: Session) -> Card:
     rules = queries.tone_rules(session)
     return Card(
-        title=say("tone_title", count=len(rules)),
-        text=say("tone_intro"),
+        title=text_for("tone_title", count=len(rules)),
+        text=text_for("tone_intro"),
         fields=tuple(Field_(rule.phrase, f"{rule.kind}: {rule.suggestion}") for rule in rules),
-        context=say("tone_context"),
+        context=text_for("tone_context"),
     )

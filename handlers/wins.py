@@ -7,7 +7,7 @@ from bot.effects import Effect, FormErrors, Notify, Post, ShowForm
 from bot.interaction import Interaction
 from bot.messages import Card, Form, Input, InputKind, Option
 from bot.router import Context, Router
-from bot.text import say
+from bot.text import text_for
 from handlers import tone
 from handlers.cards import member_name
 from handlers.common import load_lead, may_act_on, nonce, private
@@ -19,7 +19,7 @@ STORY_LIMIT = 1500
 
 
 def register(router: Router) -> None:
-    router.command("win", win_command, summary=say("help_win"), usage="win [STORY]")
+    router.command("win", win_command, summary=text_for("help_win"), usage="win [STORY]")
     router.form("win.new", submit_win)
 
 
@@ -30,7 +30,7 @@ def win_command(ctx: Context, interaction: Interaction) -> list[Effect]:
     inputs = [
         Input(
             "story",
-            say("win_story_label"),
+            text_for("win_story_label"),
             InputKind.multiline,
             max_length=STORY_LIMIT,
             initial=(story[:STORY_LIMIT],) if story else (),
@@ -40,7 +40,7 @@ def win_command(ctx: Context, interaction: Interaction) -> list[Effect]:
         inputs.append(
             Input(
                 "lead",
-                say("win_lead_label"),
+                text_for("win_lead_label"),
                 InputKind.select,
                 tuple(Option(str(lead.id), _lead_label(lead)) for lead in leads),
                 required=False,
@@ -50,15 +50,19 @@ def win_command(ctx: Context, interaction: Interaction) -> list[Effect]:
     if campaigns:
         inputs.append(
             Input(
-                "campaign", say("win_campaign_label"), InputKind.select, campaigns, required=False
+                "campaign",
+                text_for("win_campaign_label"),
+                InputKind.select,
+                campaigns,
+                required=False,
             )
         )
     form = Form(
         name="win.new",
-        title=say("win_form_title"),
-        intro=say("win_form_intro"),
+        title=text_for("win_form_title"),
+        intro=text_for("win_form_intro"),
         inputs=tuple(inputs),
-        submit_label=say("win_button_share"),
+        submit_label=text_for("win_button_share"),
         state={"nonce": nonce()},
     )
     return [ShowForm(form)]
@@ -75,9 +79,9 @@ def _chosen_lead(ctx: Context, interaction: Interaction) -> Lead | str | None:
         return None
     lead = load_lead(ctx.session, raw)
     if lead is None or not may_act_on(ctx.session, lead, interaction.actor):
-        return say("win_lead_not_yours")
+        return text_for("win_lead_not_yours")
     if lead.state != LeadState.accepted:
-        return say("win_lead_not_accepted", lead=lead.name)
+        return text_for("win_lead_not_accepted", lead=lead.name)
     return lead
 
 
@@ -85,9 +89,9 @@ def submit_win(ctx: Context, interaction: Interaction) -> list[Effect]:
     story = interaction.value("story")
     errors: dict[str, str] = {}
     if not story:
-        errors["story"] = say("win_story_empty")
+        errors["story"] = text_for("win_story_empty")
     elif len(story) > STORY_LIMIT:
-        errors["story"] = say("too_long", limit=STORY_LIMIT)
+        errors["story"] = text_for("too_long", limit=STORY_LIMIT)
     else:
         flag = tone.check(ctx.session, story)
         if flag is not None and flag.kind != "shouting":  # capitals are fine in a win
@@ -122,7 +126,7 @@ def submit_win(ctx: Context, interaction: Interaction) -> list[Effect]:
 def win_card(ctx: Context, win: Win, lead: Lead | None, campaign: Campaign | None) -> Card:
     """The public card: who won what, from whose campaign, and the story."""
     return Card(
-        title=say(
+        title=text_for(
             "win_headline",
             rep=member_name(ctx.session, win.author_id),
             won=(lead.company or lead.name) if lead else None,
@@ -130,7 +134,7 @@ def win_card(ctx: Context, win: Win, lead: Lead | None, campaign: Campaign | Non
             campaign=campaign.name if campaign else None,
         ),
         text=win.story,
-        context=say("win_context", win_id=win.id),
+        context=text_for("win_context", win_id=win.id),
     )
 
 
@@ -150,7 +154,7 @@ def _share(
         effects.append(Post(target, card, key=f"win:{win.id}"))
     if marketer is not None and marketer.id != interaction.actor.id:
         credit = Card(
-            title=say(
+            title=text_for(
                 "win_credit_title",
                 rep=interaction.actor.name,
                 campaign=campaign.name if campaign else "",
@@ -160,7 +164,7 @@ def _share(
         )
         effects.append(Notify(marketer.id or 0, credit, key=f"win:{win.id}:marketer"))
     effects += private(
-        say(
+        text_for(
             "win_shared" if target else "win_no_channel",
             marketer=marketer.name if marketer else None,
             platform=interaction.where.platform,

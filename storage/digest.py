@@ -110,9 +110,7 @@ def funnel(session: Session, *, start: datetime, end: datetime) -> FunnelCounts:
         accepted=by_verdict.get(LeadState.accepted.value, 0),
         not_a_fit=by_verdict.get(LeadState.not_a_fit.value, 0),
         waiting=_count(session, waiting),
-        first_touched=_count(
-            session, leads.where(_between(col(Lead.first_touch_at), start, end))
-        ),
+        first_touched=_count(session, leads.where(_between(col(Lead.first_touch_at), start, end))),
         attempts=int(attempts[0]),
         attempted_leads=int(attempts[1]),
         outcomes=outcomes(session, start=start, end=end),
@@ -165,9 +163,7 @@ def by_campaign(session: Session, *, start: datetime, end: datetime) -> list[Cam
     return sorted(rows, key=lambda r: (-r.generated, -(r.accepted + r.not_a_fit), r.campaign))
 
 
-def rejections_by_campaign(
-    session: Session, *, start: datetime, end: datetime
-) -> list[Rejections]:
+def rejections_by_campaign(session: Session, *, start: datetime, end: datetime) -> list[Rejections]:
     """Failed criteria of not-a-fit verdicts in the span, per campaign, most frequent first."""
     name = func.coalesce(Campaign.name, "")
     rows = session.execute(
@@ -183,9 +179,7 @@ def rejections_by_campaign(
     )
 
 
-def rejections_by_version(
-    session: Session, *, start: datetime, end: datetime
-) -> list[Rejections]:
+def rejections_by_version(session: Session, *, start: datetime, end: datetime) -> list[Rejections]:
     """Failed criteria in the span, per lead-definition version, most frequent first."""
     rows = session.execute(
         select(LeadRejection.definition_version, LeadRejection.text, func.count())
@@ -354,9 +348,7 @@ class MemberWeek:
     answers: ClockFigures  # reps' questions answered (marketers)
 
 
-def member_week(
-    session: Session, *, member_id: int, start: datetime, end: datetime
-) -> MemberWeek:
+def member_week(session: Session, *, member_id: int, start: datetime, end: datetime) -> MemberWeek:
     leads = select(func.count()).select_from(Lead).where(col(Lead.owner_id) == member_id)
     verdicts = dict(
         session.execute(

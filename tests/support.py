@@ -18,7 +18,7 @@ from bot.effects import Effect
 from bot.interaction import Interaction, Kind, Where
 from bot.router import Router
 from bot.settings import Settings
-from bot.web.server import BACKGROUND, CLOCKWORK, build_web_app
+from bot.web.server import BACKGROUND, SCHEDULER, build_web_app
 from bot.web.webhook import signature
 from storage.db import Store
 from storage.models import Member, OutboxMessage
@@ -109,7 +109,7 @@ class LiveServer:
         """Wait until the work started after the last ack has finished and the outbox
         has delivered what it owed."""
         await self.app[BACKGROUND].drain()
-        await asyncio.wait_for(self.app[CLOCKWORK].settled(), timeout=10)
+        await asyncio.wait_for(self.app[SCHEDULER].settled(), timeout=10)
 
 
 def signed_lead_headers(

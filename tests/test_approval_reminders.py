@@ -12,7 +12,7 @@ from bot.delivery import Deliverer
 from bot.messages import card_from_dict
 from digests import approvals as reminders
 from digests.business_time import Company
-from digests.scheduler import DUE_WORK, Clockwork
+from digests.scheduler import DUE_WORK, Scheduler
 from storage import approvals, queries
 from storage.db import Store
 from storage.models import Member, OutboxMessage
@@ -117,6 +117,6 @@ async def test_the_scheduler_runs_the_approvals_pass(
 ) -> None:
     assert reminders.tick in DUE_WORK
     propose_leaddef(any_store, people["carol"])
-    clockwork = Clockwork(any_store, Deliverer(any_store, []), OFFICE)
+    clockwork = Scheduler(any_store, Deliverer(any_store, []), OFFICE)
     report = await clockwork.tick(TUESDAY_10)
     assert report.messages == 3 and len(report.keys) == 3

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bot.effects import Owed, UpdateCards
 from bot.interaction import Interaction, Kind, Where
-from bot.web.server import CLOCKWORK
+from bot.web.server import SCHEDULER
 from digests.click_updates import ClickUpdates
 from digests.outbox import Sender
 from digests.owing import UpdateLease
@@ -58,7 +58,7 @@ async def test_an_accept_updates_its_card_without_the_outbox_loop(
     (card,) = await eventually(lambda: posted_cards(slack, "U0ALICE"))
     await server.settle()
     # The outbox loop is stopped: only the click's own task can update the card now.
-    server.app[CLOCKWORK].stop()
+    server.app[SCHEDULER].stop()
     await interact(server, press(slack, "U0ALICE", card, "lead.accept"))
 
     (update,) = updates(slack, card)

@@ -13,7 +13,7 @@ from app import build_router
 from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.delivery import Bot, Deliverer
 from digests.business_time import Company
-from digests.scheduler import Clockwork
+from digests.scheduler import Scheduler
 from storage.db import Store
 from storage.demo.company import create_demo
 from storage.models import Campaign, EventKind, Lead, LeadEvent, Member
@@ -43,7 +43,7 @@ def make_chat(store: Store) -> tuple[ConsoleChat, io.StringIO, Typist]:
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
     deliverer = Deliverer(store, [messenger])
-    clockwork = Clockwork(store, deliverer, ROUND_THE_CLOCK)
+    clockwork = Scheduler(store, deliverer, ROUND_THE_CLOCK)
     bot = Bot(store, build_router(ROUND_THE_CLOCK), deliverer)
     chat = ConsoleChat(store, bot, screen, typist, clockwork.run_once)
     return chat, buffer, typist
@@ -191,7 +191,7 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
     messenger = ConsoleMessenger(screen, lambda: None)
     deliverer = Deliverer(sqlite_store, [messenger])
-    clockwork = Clockwork(sqlite_store, deliverer, Company("Europe/London"))
+    clockwork = Scheduler(sqlite_store, deliverer, Company("Europe/London"))
     chat = ConsoleChat(
         sqlite_store,
         Bot(sqlite_store, build_router(), deliverer),

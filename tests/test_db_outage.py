@@ -30,10 +30,10 @@ from sqlmodel import select, text
 
 from bot.delivery import Deliverer
 from bot.slack.app import database_down_ack
-from bot.text import say
+from bot.text import text_for
 from digests import sla
 from digests.business_time import Company
-from digests.scheduler import Clockwork
+from digests.scheduler import Scheduler
 from storage import queries
 from storage.db import Store, busy, make_engine, reason, unavailable
 from storage.models import EventKind, Lead, LeadEvent
@@ -55,7 +55,7 @@ from tests.test_teams import Teams
 
 ROOT = Path(__file__).parent.parent
 LIAISON = [sys.executable, "-c", "from app import main; main()"]
-TRY_AGAIN = say("database_down")
+TRY_AGAIN = text_for("database_down")
 ALICE = Person("alice", "Alice", "Adams")
 
 
@@ -396,7 +396,7 @@ async def test_the_loops_back_off_and_say_so_once(
     from a background thread)."""
     caplog.set_level(logging.INFO)
     calls: list[datetime] = []
-    clockwork = Clockwork(
+    clockwork = Scheduler(
         pg_store, Deliverer(pg_store, []), Company(), interval=0.1, work=(counting_work(calls),)
     )
     if where == "server":

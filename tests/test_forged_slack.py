@@ -133,7 +133,7 @@ def said_to(slack: SlackStandIn, channel_or_user: str) -> list[str]:
     return [text_of(p) for p in slack.of("chat.postMessage") if p["channel"] in targets]
 
 
-def everything_said(slack: SlackStandIn) -> str:
+def everything_text_once(slack: SlackStandIn) -> str:
     methods = ("response_url", "chat.postMessage", "chat.postEphemeral", "views.open")
     return "\n".join(json.dumps(p) for m in methods for p in slack.of(m))
 
@@ -197,7 +197,7 @@ async def test_forged_feedback_and_approval_buttons_are_refused(
         assert not slack.of("views.open"), action_id
         assert slack.of("response_url")[-1]["response_type"] == "ephemeral"
     assert len(slack.of("response_url")) == 7
-    assert "Which slide" not in everything_said(slack)
+    assert "Which slide" not in everything_text_once(slack)
     assert counts(server) == before
 
 

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import build_router
 from bot.messages import Card, card_to_dict
-from bot.web.server import CLOCKWORK, build_web_app
-from digests.scheduler import Clockwork
+from bot.web.server import SCHEDULER, build_web_app
+from digests.scheduler import Scheduler
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
@@ -108,7 +108,7 @@ async def test_a_delivery_and_a_retry_move_the_counters(
     waiting = await scrape(server)
     assert waiting["liaison_outbox_depth:pending"] == 1
     assert waiting["liaison_outbox_oldest_waiting_seconds"] >= 30
-    clockwork: Clockwork = server.app[CLOCKWORK]
+    clockwork: Scheduler = server.app[SCHEDULER]
     clockwork.wake()
     await eventually(lambda: slack.of("chat.postMessage"), timeout=10)
     await server.settle()
@@ -170,7 +170,7 @@ async def test_a_slack_command_a_teams_message_a_lead_and_a_tick_show_in_the_scr
             ) as r:
                 assert r.status == 200
         await eventually(lambda: slack.of("chat.postMessage"), timeout=10)  # the handoff card
-        clockwork: Clockwork = app[CLOCKWORK]
+        clockwork: Scheduler = app[SCHEDULER]
         ticks = clockwork.metrics.registry
         await eventually(
             lambda: (ticks.get_sample_value("liaison_tick_duration_seconds_count") or 0) >= 2

@@ -66,7 +66,7 @@ class RefusingMessenger:
         raise self.error
 
 
-def owe(store: Store, created: datetime) -> None:
+def write_to_outbox(store: Store, created: datetime) -> None:
     with store.session() as s:
         member = queries.upsert_member(s, now=created, email="a@x.com", name="A")
         queries.enqueue(
@@ -96,7 +96,7 @@ def test_throttle_delay_reads_retry_after() -> None:
 async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
     sqlite_store: Store,
 ) -> None:
-    owe(sqlite_store, NOW)
+    write_to_outbox(sqlite_store, NOW)
     sender = Sender(
         sqlite_store,
         Deliverer(sqlite_store, [RefusingMessenger(PlatformError(429, {"Retry-After": "3"}))]),
@@ -113,7 +113,7 @@ async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
 
 
 async def test_errors_back_off_then_park(sqlite_store: Store) -> None:
-    owe(sqlite_store, NOW)
+    write_to_outbox(sqlite_store, NOW)
     sender = Sender(
         sqlite_store,
         Deliverer(sqlite_store, [RefusingMessenger(PlatformError(500))]),
@@ -161,7 +161,7 @@ class SlowMessenger(RefusingMessenger):
 
 
 async def test_the_lease_is_renewed_while_a_slow_send_is_in_flight(sqlite_store: Store) -> None:
-    owe(sqlite_store, NOW)
+    write_to_outbox(sqlite_store, NOW)
     slow = SlowMessenger(4.0)
     lease = timedelta(seconds=3)
     first = Sender(sqlite_store, Deliverer(sqlite_store, [slow]), "first", lease=lease)

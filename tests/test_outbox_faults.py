@@ -26,7 +26,7 @@ from bot.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger
 from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import LEASE, Sender
-from digests.owing import owe
+from digests.owing import write_to_outbox
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -278,7 +278,7 @@ async def test_a_thread_reply_whose_send_was_not_recorded_is_found_in_its_thread
     with sqlite_store.session() as s:
         lead = LeadIn(external_id="L1", name="Jordan Patel", owner_email="r@x.com")  # type: ignore[call-arg]
         _, effects = store_leads(s, [lead], now=NOW, admin_channel=None, company=ALWAYS)
-        owe(s, effects, actor_id=None, now=NOW, company=ALWAYS)
+        write_to_outbox(s, effects, actor_id=None, now=NOW, company=ALWAYS)
     deliverer = slack_deliverer(sqlite_store, slack)
     await Sender(sqlite_store, deliverer, "a").drain(NOW)  # the handoff card
     [card] = slack.posted_in("U0R")

@@ -27,7 +27,7 @@ from bot.slack.client import Throttled
 from digests import pacing
 from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import Sender
-from digests.scheduler import Clockwork
+from digests.scheduler import Scheduler
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
@@ -53,7 +53,7 @@ def deliverer(store: Store, slack: SlackStandIn) -> Deliverer:
     return Deliverer(store, [messenger], [messenger])
 
 
-def owe(store: Store, reps: int, each: int, at: datetime = NOW) -> None:
+def write_to_outbox(store: Store, reps: int, each: int, at: datetime = NOW) -> None:
     """`each` cards to every one of `reps` reps on Slack, owed rep after rep."""
     with store.session() as s:
         for r in range(reps):
@@ -85,7 +85,7 @@ def arrivals(slack: SlackStandIn, user: str) -> list[tuple[str, float]]:
 async def test_a_conversation_gets_a_burst_of_three_then_one_a_second(
     sqlite_store: Store, slack: SlackStandIn
 ) -> None:
-    owe(sqlite_store, reps=1, each=6)
+    write_to_outbox(sqlite_store, reps=1, each=6)
     report = await Sender(sqlite_store, deliverer(sqlite_store, slack), "a").drain(NOW)
     assert report.sent == 6
     assert slack.over_limit == 0
@@ -101,7 +101,7 @@ async def test_a_conversation_gets_a_burst_of_three_then_one_a_second(
 async def test_many_conversations_are_served_side_by_side(
     any_store: Store, slack: SlackStandIn
 ) -> None:
-    owe(any_store, reps=50, each=6)
+    write_to_outbox(any_store, reps=50, each=6)
     report = await Sender(any_store, deliverer(any_store, slack), "a").drain(NOW)
     assert report.sent == 300
     assert slack.over_limit == 0
@@ -121,7 +121,7 @@ async def test_many_conversations_are_served_side_by_side(
 async def test_a_429_on_one_conversation_holds_back_only_that_one(
     any_store: Store, slack: SlackStandIn
 ) -> None:
-    owe(any_store, reps=2, each=3)
+    write_to_outbox(any_store, reps=2, each=3)
     slack.throttle_channel("U0R000", times=1, retry_after=2)
     sender = Sender(any_store, deliverer(any_store, slack), "a")
     first = await sender.drain(NOW)
@@ -169,13 +169,13 @@ async def test_a_method_slack_throttles_waits_app_wide_and_posts_go_on(
 async def test_delivery_and_the_clock_go_on_while_the_default_executor_is_full(
     any_store: Store, slack: SlackStandIn
 ) -> None:
-    owe(any_store, reps=5, each=2)
+    write_to_outbox(any_store, reps=5, each=2)
     release = threading.Event()
     loop = asyncio.get_running_loop()
     # Every thread of the default executor busy (handlers' work in a burst), and more queued.
     blockers = [loop.run_in_executor(None, release.wait, 120) for _ in range(64)]
     try:
-        clockwork = Clockwork(any_store, deliverer(any_store, slack), ALWAYS)
+        clockwork = Scheduler(any_store, deliverer(any_store, slack), ALWAYS)
         tick = await asyncio.wait_for(clockwork.tick(NOW), 60)
         assert tick.messages == 0
         report = await asyncio.wait_for(clockwork.sender.drain(NOW), 60)

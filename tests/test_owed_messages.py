@@ -23,7 +23,7 @@ from bot.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger
 from digests.business_time import Company
 from digests.outbox import Sender
-from digests.scheduler import Clockwork
+from digests.scheduler import Scheduler
 from handlers.ingest import Ingestor, LeadIn
 from storage import approvals, queries
 from storage.db import Store
@@ -72,7 +72,7 @@ async def test_a_handoff_after_hours_goes_at_once_and_an_sla_reminder_waits_for_
     lead = LeadIn(external_id="L1", name="Jordan Patel", owner_email="alice@example.com")  # type: ignore[call-arg]
     (outcome,) = await ingestor.ingest([lead], now=FRIDAY_EVENING)
     assert outcome.status == "created"
-    clockwork = Clockwork(sqlite_store, deliverer, LONDON)
+    clockwork = Scheduler(sqlite_store, deliverer, LONDON)
 
     # A person caused it (the lead was handed over): Slack notifies on Alice's schedule.
     await clockwork.run_once(FRIDAY_EVENING)
@@ -208,7 +208,7 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
     chat: ConsoleChat
     deliverer = Deliverer(sqlite_store, [ConsoleMessenger(screen, lambda: chat.current())])
     always = Company(start=time(0), end=time.max, weekdays=frozenset(range(7)))
-    clockwork = Clockwork(sqlite_store, deliverer, always)
+    clockwork = Scheduler(sqlite_store, deliverer, always)
     answers = iter(
         [
             "Which office?",

@@ -3,7 +3,7 @@ scheduler retries the lookup until Slack answers.
 
 Leads are POSTed, signed, over real HTTP to `liaison serve`'s app; the Slack stand-in
 answers `users.lookupByEmail` with a 500, or not at all, then recovers. Scheduler passes
-(`Clockwork.run_once`, what `liaison tick --at` runs) then hand the lead to the owner
+(`Scheduler.run_once`, what `liaison tick --at` runs) then hand the lead to the owner
 found, with its card, or make it unassigned and tell the admin once."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from bot.web.server import CLOCKWORK
+from bot.web.server import SCHEDULER
 from handlers.owners import LOOKUPS_AT_ONCE
 from storage import queries
 from storage.db import Store
@@ -115,7 +115,7 @@ def dms_to(slack: SlackStandIn, user_id: str) -> list[dict[str, Any]]:
 
 
 async def tick(server: LiveServer) -> None:
-    await server.app[CLOCKWORK].run_once(datetime.now(UTC))
+    await server.app[SCHEDULER].run_once(datetime.now(UTC))
     await server.settle()
 
 

@@ -23,7 +23,7 @@ from bot.messages import Card
 from bot.slack.app import SlackMessenger
 from digests.business_time import Company
 from digests.outbox import Sender
-from digests.owing import owe
+from digests.owing import write_to_outbox
 from handlers.ingest import Ingestor, LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -229,7 +229,8 @@ def test_updates_of_one_card_coalesce_into_one_row(any_store: Store) -> None:
     def owe_update(title: str, at: datetime) -> OutboxMessage:
         with any_store.session() as s:
             update = UpdateCards(outcome.lead_id, "handoff", Card(title=title))
-            assert owe(s, [update], actor_id=None, now=at, company=ALWAYS)[-1] == Owed(1)
+            written = write_to_outbox(s, [update], actor_id=None, now=at, company=ALWAYS)
+            assert written[-1] == Owed(1)
         with any_store.session() as s:
             (row,) = s.exec(select(OutboxMessage).where(OutboxMessage.location_id != None)).all()  # noqa: E711
             return row
@@ -299,7 +300,7 @@ async def test_an_update_owed_during_a_paced_drain_does_not_wait_for_it(
         args={"lead_id": str(outcome.lead_id)},
     )
     await bot.deliverer.deliver(await bot.decide(interaction), None)
-    sender.owed()  # what Clockwork.wake does when a handler owed something
+    sender.owed()  # what Scheduler.wake does when a handler owed something
     await draining
 
     methods = [c.method for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]

@@ -17,7 +17,7 @@ from bot.messages import Card
 from digests import sla
 from digests.business_time import Company
 from digests.outbox import FRESH_FOR, Claimed, Sender
-from digests.owing import owe
+from digests.owing import write_to_outbox
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -78,7 +78,7 @@ def handed_off(store: Store, count: int) -> tuple[Member, Member, list[int]]:
         outcomes, effects = store_leads(
             session, leads, now=NOW, admin_channel=None, company=COMPANY
         )
-        owe(session, effects, actor_id=None, now=NOW, company=COMPANY)
+        write_to_outbox(session, effects, actor_id=None, now=NOW, company=COMPANY)
         return rep, marketer, [o.lead_id for o in outcomes]
 
 

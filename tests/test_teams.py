@@ -32,7 +32,7 @@ from bot.messages import (
     Style,
 )
 from bot.teams.cards import card_attachment, escape_md, form_attachment
-from bot.text import say
+from bot.text import text_for
 from storage import queries
 from storage.models import CardLocation, EventKind, Lead, LeadEvent, Member
 from tests.support import (
@@ -584,7 +584,7 @@ async def test_a_failed_turn_gets_a_short_friendly_answer(chat: Teams, server: L
     activity = chat.activity("personal_message", ALICE, text="help")
     assert await chat.post(activity) == 202
     reply = await chat.reply_to(activity)
-    assert reply.body["text"] == say("turn_failed")
+    assert reply.body["text"] == text_for("turn_failed")
     assert "Traceback" not in json.dumps(reply.body) and "Error" not in json.dumps(reply.body)
 
 
@@ -607,10 +607,10 @@ async def test_a_failed_invoke_is_answered_with_the_error_teams_shows(
         assert response.status == 200
         answer = await response.json()
     assert answer["statusCode"] == 500 and answer["type"] == "application/vnd.microsoft.error"
-    assert answer["value"]["message"] == say("turn_failed")
+    assert answer["value"]["message"] == text_for("turn_failed")
     assert "Traceback" not in json.dumps(answer)
     reply = await chat.reply_to(activity)
-    assert reply.body["text"] == say("turn_failed")
+    assert reply.body["text"] == text_for("turn_failed")
 
 
 async def test_a_refused_proactive_send_is_logged_not_answered(

@@ -82,7 +82,7 @@ async def deliver_owed(sender: Deliverer, settings: Settings, store: Store) -> N
     """Drain the outbox with a progress bar (Slack takes about one message a second per
     person); what waits for someone's working hours is left to `serve` or `tick`."""
     from digests.outbox import SendReport, due_count, held_count
-    from digests.scheduler import Clockwork
+    from digests.scheduler import Scheduler
 
     def due() -> int:
         with store.session() as session:
@@ -92,7 +92,7 @@ async def deliver_owed(sender: Deliverer, settings: Settings, store: Store) -> N
         with store.session() as session:
             return held_count(session, now=now())
 
-    clockwork = Clockwork(
+    clockwork = Scheduler(
         store,
         sender,
         settings.company,

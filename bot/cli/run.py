@@ -30,7 +30,7 @@ from bot.cli.common import (
 if TYPE_CHECKING:
     from bot.console.chat import ConsoleMessenger
     from bot.delivery import Bot
-    from digests.scheduler import Pass
+    from digests.scheduler import PassReport
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -166,7 +166,7 @@ def tick(
     sender = deliverer(settings, store)
     clockwork = for_settings(settings, store, sender, lookups(settings, sender))
 
-    async def run() -> Pass:
+    async def run() -> PassReport:
         async with one_session(sender, settings):
             return await clockwork.run_once(moment)
 

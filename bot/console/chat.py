@@ -23,7 +23,7 @@ from bot.delivery import Bot, Posted
 from bot.effects import Effect, FormErrors
 from bot.interaction import Interaction, Kind, Where
 from bot.messages import Button, Card, Form, Input, InputKind, Report, card_from_dict
-from bot.text import say, when
+from bot.text import text_for, when
 from digests.outbox import held_since
 from storage import queries
 from storage.db import Store
@@ -105,8 +105,10 @@ class ConsoleMessenger:
     def _to(self, member: Member) -> str:
         me = self.current()
         if me is not None and me.id == member.id:
-            return say("console_to_you")
-        return say("console_to_member", name=member.name, handle=member.handle, role=member.role)
+            return text_for("console_to_you")
+        return text_for(
+            "console_to_member", name=member.name, handle=member.handle, role=member.role
+        )
 
     def reaches(self, member: Member) -> bool:
         return True
@@ -117,21 +119,21 @@ class ConsoleMessenger:
         return Posted(channel=member.handle, message_id=message_id)
 
     async def post(self, channel: str, card: Card) -> Posted:
-        message_id = self.screen.show(card, heading=say("console_posted", channel=channel))
+        message_id = self.screen.show(card, heading=text_for("console_posted", channel=channel))
         return Posted(channel=channel, message_id=message_id)
 
     async def post_report(self, channel: str, report: Report) -> Posted:
         """The digest as text in the terminal; its chart saved next to the database."""
         from digests.report import document
 
-        heading = escape(say("console_posted", channel=channel))
+        heading = escape(text_for("console_posted", channel=channel))
         with self.screen.lock:
             self.screen.out.print(f"[magenta]{heading}[/magenta]")
             self.screen.out.print(escape(document(report, "text")))
             if report.chart:
                 path = self.chart_dir / "liaison-digest.png"
                 path.write_bytes(report.chart)
-                self.screen.out.print(escape(say("console_chart_saved", path=str(path))))
+                self.screen.out.print(escape(text_for("console_chart_saved", path=str(path))))
         message_id = f"c{self.screen.next_card}"
         self.screen.next_card += 1
         return Posted(channel=channel, message_id=message_id)
@@ -140,11 +142,13 @@ class ConsoleMessenger:
         key = f"location:{location.message_id}"
         self.screen.cards.setdefault(key, int(location.message_id.lstrip("c")))
         self.screen.show(
-            card, heading=say("console_updated", number=location.message_id[1:]), card_key=key
+            card, heading=text_for("console_updated", number=location.message_id[1:]), card_key=key
         )
 
     async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
-        heading = say("console_in_thread", number=location.message_id[1:], channel=location.channel)
+        heading = text_for(
+            "console_in_thread", number=location.message_id[1:], channel=location.channel
+        )
         message_id = self.screen.show(card, heading=heading)
         return Posted(channel=location.channel, message_id=message_id)
 
@@ -157,7 +161,7 @@ class ConsoleResponder:
         self.pending_form: Form | None = None
 
     async def reply(self, card: Card) -> None:
-        self.screen.show(card, heading=say("console_private"))
+        self.screen.show(card, heading=text_for("console_private"))
 
     async def show_form(self, form: Form) -> None:
         self.pending_form = form
@@ -166,7 +170,7 @@ class ConsoleResponder:
         from digests.report import document
 
         card = Card(title=report.title, text=document(report, "text"))
-        self.screen.show(card, heading=say("console_private"))
+        self.screen.show(card, heading=text_for("console_private"))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         for name, error in errors.items():
@@ -202,14 +206,13 @@ class ConsoleChat:
             )
         if member is None:
             known = self._handles()
-            self.screen.out.print(
-                f"[red]{escape(say('console_no_such_member', handle=handle, known=known))}[/red]"
-            )
+            missing = text_for("console_no_such_member", handle=handle, known=known)
+            self.screen.out.print(f"[red]{escape(missing)}[/red]")
             return False
         self.me = member
         with self.store.session() as session:
             waiting = queries.count_open_leads(session, member_id=member.id or 0)
-        you = say("console_you_are", name=member.name, role=member.role, waiting=waiting)
+        you = text_for("console_you_are", name=member.name, role=member.role, waiting=waiting)
         self.screen.out.print(f"[bold]{escape(you)}[/bold]")
         return True
 
@@ -255,7 +258,7 @@ class ConsoleChat:
         for row in held:
             self.held_seen = row.id or self.held_seen
             member = recipients.get(row.id)
-            note = say(
+            note = text_for(
                 "console_held",
                 name=member.name if member else row.target,
                 title=card_from_dict(row.card).summary,
@@ -269,14 +272,14 @@ class ConsoleChat:
         try:
             moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
         except ValueError:
-            self.screen.out.print(f"[red]{escape(say('console_tick_usage'))}[/red]")
+            self.screen.out.print(f"[red]{escape(text_for('console_tick_usage'))}[/red]")
             return
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         if self.tick is not None:
             await self.tick(moment)
         self.screen.out.print(
-            escape(say("console_ticked", at=moment.isoformat(timespec="minutes")))
+            escape(text_for("console_ticked", at=moment.isoformat(timespec="minutes")))
         )
         self.announce_held(moment)
 
@@ -285,7 +288,7 @@ class ConsoleChat:
             self.switch(line[3:].strip())
             return
         if self.me is None:
-            self.screen.out.print(escape(say("console_pick_member", known=self._handles())))
+            self.screen.out.print(escape(text_for("console_pick_member", known=self._handles())))
             return
         if line.isdigit():
             await self.press(int(line))
@@ -299,7 +302,9 @@ class ConsoleChat:
     async def press(self, number: int) -> None:
         button = self.screen.buttons.get(number)
         if button is None or self.me is None:
-            self.screen.out.print(f"[red]{escape(say('console_no_button', number=number))}[/red]")
+            self.screen.out.print(
+                f"[red]{escape(text_for('console_no_button', number=number))}[/red]"
+            )
             return
         await self._handle(self._interaction(Kind.action, button.action, decode(button.value)))
 
@@ -322,7 +327,7 @@ class ConsoleChat:
             form, responder.pending_form = responder.pending_form, None
             values = self.fill(form)
             if values is None:
-                self.screen.out.print(say("console_cancelled"))
+                self.screen.out.print(text_for("console_cancelled"))
                 return
             submit = self._interaction(
                 Kind.form, form.name, dict(form.state), values, f"form:{form.state['nonce']}"
@@ -357,14 +362,14 @@ class ConsoleChat:
 
     def _ask_one(self, spec: Input) -> list[str] | None:
         """One input's answer (None for `/cancel`); Enter keeps a pre-filled value."""
-        optional = "" if spec.required or spec.initial else say("console_skip")
+        optional = "" if spec.required or spec.initial else text_for("console_skip")
         if spec.kind in (InputKind.select, InputKind.multiselect):
             for n, option in enumerate(spec.options, 1):
                 mark = " *" if option.value in spec.initial else ""
                 self.screen.out.print(f"  [cyan]{n}[/cyan]. {escape(option.label)}{mark}")
             multiple = spec.kind is InputKind.multiselect
-            hint = say("console_pick_many" if multiple else "console_pick_one")
-            keep = say("console_keep_marked") if spec.initial else ""
+            hint = text_for("console_pick_many" if multiple else "console_pick_one")
+            keep = text_for("console_keep_marked") if spec.initial else ""
             raw = self.ask(f"{spec.label} ({hint}){keep}{optional}: ").strip()
             if raw == "/cancel":
                 return None
@@ -396,7 +401,7 @@ class ConsoleChat:
             self.screen.out.print(f"  {escape(line)}")
         lines: list[str] = []
         while True:
-            raw = self.ask(say("console_lines_prompt") if not lines else "… ")
+            raw = self.ask(text_for("console_lines_prompt") if not lines else "… ")
             if raw.strip() == "/cancel":
                 return None
             if not raw.strip():
@@ -423,11 +428,11 @@ async def run_console(
     messenger = ConsoleMessenger(screen, lambda: chat.current())
     bot, tick = bot_factory(messenger)
     chat = ConsoleChat(store, bot, screen, make_ask(out), tick)
-    out.print(escape(say("console_welcome")))
+    out.print(escape(text_for("console_welcome")))
     first = start_as or chat.first_rep()
     if first:
         chat.switch(first)
     else:
-        out.print(escape(say("console_no_members")))
+        out.print(escape(text_for("console_no_members")))
     await chat.run()
     await asyncio.sleep(0)

@@ -48,7 +48,7 @@ from bot.slack.blocks import (
 from bot.slack.client import PacedWebClient
 from bot.slack.shapes import checked_body, form_state
 from bot.tasks import Background
-from bot.text import say
+from bot.text import text_for
 from storage import queries, verdicts
 from storage.db import Store, unavailable
 from storage.models import CardLocation, Member
@@ -293,7 +293,7 @@ class SlackResponder:
             # A message typed in the DM carries no trigger, and Slack opens a modal only
             # from a slash command or a button press: say how to get the form.
             typed = str((self.body.get("event") or {}).get("text", "")).strip().lstrip("/")
-            await self.reply(Card(text=say("slack_form_needs_slash", command=typed)))
+            await self.reply(Card(text=text_for("slack_form_needs_slash", command=typed)))
             return
         metadata = dict(form.state)
         try:
@@ -305,7 +305,7 @@ class SlackResponder:
                 raise
             # A slow moment (database, Slack) outlived the trigger: say so, privately.
             log.warning("views.open %s: %s", form.name, slack_error(error))
-            await self.reply(Card(text=say("slack_form_too_late")))
+            await self.reply(Card(text=text_for("slack_form_too_late")))
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         self.errors.update(errors)
@@ -381,7 +381,7 @@ def build_bolt_app(
                 raise
             store.outage.lost(error)
             log.info("database unreachable: told %s to try again", responder._user())
-            await responder.reply(Card(text=say("database_down")))
+            await responder.reply(Card(text=text_for("database_down")))
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
@@ -504,7 +504,7 @@ def build_bolt_app(
 def database_down_ack(body: dict[str, Any]) -> BoltResponse:
     """The ack that tells the person the database does not answer: on a modal, under its first
     field, so the form stays open with what was typed, for another try in a minute."""
-    text = say("database_down")
+    text = text_for("database_down")
     view = body.get("view")
     blocks = view.get("blocks") if isinstance(view, dict) else None
     first = next(

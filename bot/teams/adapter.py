@@ -38,7 +38,7 @@ from bot.teams.auth import (
     configuration,
 )
 from bot.teams.trust import TeamsMode, service_url_problem, tenant_problem
-from bot.text import say
+from bot.text import text_for
 from storage.db import unavailable
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         # The server's middleware answers 503 with Retry-After; the person hears why.
         log.info("database unreachable: Teams %s in %s refused", activity.type, conversation)
         try:
-            await turn_context.send_activity(say("database_down"))
+            await turn_context.send_activity(text_for("database_down"))
         except (aiohttp.ClientError, TimeoutError):
             log.warning("could not tell the user the database is away in %s", conversation)
         raise error
@@ -315,7 +315,7 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         exc_info=error,
     )
     try:
-        await turn_context.send_activity(say("turn_failed"))
+        await turn_context.send_activity(text_for("turn_failed"))
     except (aiohttp.ClientError, TimeoutError):
         log.warning("could not tell the user about the failed turn in %s", conversation)
     if activity.type == ActivityTypes.invoke and not turn_context.turn_state.get(
@@ -323,7 +323,7 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
     ):
         # Teams waits for the invoke's answer: the error answer Universal Actions define
         # (HTTP 200, the failure inside), not the SDK's bare 501.
-        failure = {"code": "InternalServerError", "message": say("turn_failed")}
+        failure = {"code": "InternalServerError", "message": text_for("turn_failed")}
         body = {"statusCode": 500, "type": ERROR_TYPE, "value": failure}
         answer = Activity(type=ActivityTypes.invoke_response, value={"status": 200, "body": body})
         await turn_context.send_activity(answer)

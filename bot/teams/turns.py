@@ -42,8 +42,8 @@ from bot.teams.cards import (
     report_card,
 )
 from bot.teams.messenger import PLATFORM, SERVICE_KEY, card_message, message, refresh_users
-from bot.text import say
-from digests.owing import owe
+from bot.text import text_for
+from digests.owing import write_to_outbox
 from storage import queries
 from storage.db import Store
 from storage.models import Member, Role
@@ -80,11 +80,13 @@ class TeamsResponder:
 
     async def form_errors(self, errors: dict[str, str]) -> None:
         problems = [f"{self.labels.get(name, name)} — {why}" for name, why in errors.items()]
-        await self.reply(Card(text=say("please_fix", problems=problems), context=say("fix_hint")))
+        await self.reply(
+            Card(text=text_for("please_fix", problems=problems), context=text_for("fix_hint"))
+        )
 
     async def mark_saved(self, form_message_id: str) -> None:
         """Replace a submitted form card so it cannot be sent again by mistake."""
-        saved = message(card_attachment(Card(text=say("form_saved"))), say("form_saved"))
+        saved = message(card_attachment(Card(text=text_for("form_saved"))), text_for("form_saved"))
         saved.id = form_message_id
         await self.turn_context.update_activity(saved)
 
@@ -312,8 +314,8 @@ class LiaisonTeamsBot(ActivityHandler):
             )
             return await self.draw(again, responder)
         if interaction.kind is Kind.form and recorded_something(effects):
-            return card_answer(card_content(Card(text=say("form_saved"))))
-        return message_answer(say("card_action_done"))
+            return card_answer(card_content(Card(text=text_for("form_saved"))))
+        return message_answer(text_for("card_action_done"))
 
     async def draw(
         self, interaction: Interaction, responder: TeamsResponder
@@ -325,7 +327,7 @@ class LiaisonTeamsBot(ActivityHandler):
         rest = [e for e in effects if not (isinstance(e, Reply) and e.card is card)]
         await self.bot.deliverer.deliver(rest, responder)
         if card is None:
-            return message_answer(say("card_action_done"))
+            return message_answer(text_for("card_action_done"))
         users = await refresh_users(self.store, card)
         return card_answer(card_content(card, user_ids=users, own=True))
 
@@ -396,14 +398,16 @@ class LiaisonTeamsBot(ActivityHandler):
         if owner is None:
             return
         card = Card(
-            title=say("identity_claimed_title"),
-            text=say("identity_claimed_text", platform="Teams", name=owner.name),
+            title=text_for("identity_claimed_title"),
+            text=text_for("identity_claimed_text", platform="Teams", name=owner.name),
         )
         notices: list[Effect] = [
             Notify(admin.id or 0, card, key=f"identity-claim:teams:{teams_user_id}:{owner.id}")
             for admin in queries.members_with_role(session, role=Role.admin)
         ]
-        if owe(session, notices, actor_id=None, now=now, company=self.bot.router.company):
+        if write_to_outbox(
+            session, notices, actor_id=None, now=now, company=self.bot.router.company
+        ):
             self.owed = True
 
     def _forget(self, teams_user_id: str) -> None:

@@ -21,12 +21,12 @@ from bot.router import Router
 from bot.settings import Settings
 from bot.tasks import Background
 from bot.teams.trust import TeamsMode
-from bot.text import say
+from bot.text import text_for
 from bot.web.webhook import make_handler
 from digests.click_updates import ClickUpdates
 from digests.metrics import CONTENT_TYPE, OutboxMetrics, ServiceMetrics
 from digests.outbox import depth
-from digests.scheduler import Clockwork, for_settings
+from digests.scheduler import Scheduler, for_settings
 from handlers.ingest import Ingestor
 from storage.clocks import open_by_stage
 from storage.db import Store, unavailable
@@ -34,7 +34,7 @@ from storage.outbox import oldest_due
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
-CLOCKWORK = web.AppKey("clockwork", Clockwork)
+SCHEDULER = web.AppKey("clockwork", Scheduler)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRY_AFTER_SECONDS = 60  # what a client is told to wait while the database does not answer
@@ -88,7 +88,7 @@ def build_web_app(
         middlewares=[_request_ids, _measured(clockwork.metrics), _database_down(store)],
     )
     app[BACKGROUND] = background
-    app[CLOCKWORK] = clockwork
+    app[SCHEDULER] = clockwork
     app[INGESTOR] = ingestor
     if slack_messenger is not None:
         slack_app = slack.build_bolt_app(settings, slack_messenger.client, store, bot, background)
@@ -144,7 +144,7 @@ async def _slack_off(_: web.Request) -> web.Response:
 def database_down_response() -> web.Response:
     """503 with `Retry-After`: the request needed the database, which does not answer."""
     return web.json_response(
-        {"error": say("database_down")},
+        {"error": text_for("database_down")},
         status=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
