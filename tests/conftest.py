@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from storage.db import Store
+from tests.slack_standin import SlackStandIn
 
 PG_ADMIN_URL = os.environ.get(
     "LIAISON_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    """Slack's Web API, as strict as Slack (tests/slack_standin.py), for one test."""
+    standin = await SlackStandIn().start()
+    yield standin
+    await standin.stop()
 
 
 @pytest.fixture

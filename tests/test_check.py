@@ -34,13 +34,6 @@ SECRET = "not-a-real-secret"
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
 async def connector() -> AsyncIterator[TeamsStandIn]:
     standin = await TeamsStandIn().start()
     yield standin

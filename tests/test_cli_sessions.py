@@ -4,7 +4,6 @@ their calls, as `serve` does, instead of slack_sdk's session and handshake per c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,13 +16,6 @@ from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.slack_standin import SlackStandIn
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
 
 
 async def test_a_tick_sends_its_messages_on_one_connection(

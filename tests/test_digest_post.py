@@ -8,11 +8,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from bot.delivery import Deliverer
@@ -95,13 +93,6 @@ async def liaison(store: Store, *args: str, code: int = 0, **env: str) -> str:
     output, _ = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode == code, output.decode()
     return output.decode()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
 
 
 def slack_env(slack: SlackStandIn) -> dict[str, str]:

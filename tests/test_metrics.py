@@ -38,13 +38,6 @@ from tests.test_teams import ALICE
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
 async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServer]:
     settings = make_settings(
         f"sqlite:///{tmp_path / 'liaison.db'}",

@@ -239,13 +239,6 @@ class Fleet:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
 def fleet(pg_url: str, slack: SlackStandIn, tmp_path: Path) -> Iterator[Fleet]:
     group = Fleet(pg_url, slack, tmp_path)
     try:

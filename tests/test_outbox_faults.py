@@ -12,7 +12,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,13 +37,6 @@ from tests.teams_standin import TeamsStandIn
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ALWAYS = Company("UTC", *parse_hours("00:00-24:00"), parse_workdays("mon-sun"))
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
 
 
 def slack_deliverer(store: Store, slack: SlackStandIn, **overrides: str) -> Deliverer:

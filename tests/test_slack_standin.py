@@ -5,7 +5,6 @@ holds."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ from bot.slack.blocks import card_blocks, modal, report_blocks
 from tests.blockkit import block_errors, view_errors
 from tests.slack_scopes import manifest_scopes
 from tests.slack_standin import Pace, SlackStandIn, Storm
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandIn]:
-    standin = await SlackStandIn().start()
-    yield standin
-    await standin.stop()
 
 
 def client(slack: SlackStandIn, token: str | None = None) -> AsyncWebClient:
