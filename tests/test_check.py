@@ -166,6 +166,7 @@ async def test_a_refused_token_an_old_schema_and_no_webhook_secret(
     assert found["Slack token"].startswith("✗ Slack refused it (invalid_auth)")
     assert found["Slack scopes"].startswith("·")
     assert found["lead webhook secret"].startswith("✗ LIAISON_WEBHOOK_SECRET is not set")
+    assert found["Teams"] == "· off (MICROSOFT_APP_ID is not set)"  # checked without a store
     assert revisions(url)[0] is None  # a check migrates nothing
     assert not slack.of("conversations.history")
 

@@ -52,9 +52,10 @@ async def platform_checks(
     targets = configured_channels(settings, store)
     slack = [(kind, t.removeprefix("slack:")) for kind, t in targets if t.startswith("slack:")]
     teams = [(kind, t.removeprefix("teams:")) for kind, t in targets if t.startswith("teams:")]
-    jobs = [slack_checks(settings, slack, socket_mode=socket_mode)]
-    if store is not None:
-        jobs.append(teams_checks(settings, store, teams))
+    jobs = (
+        slack_checks(settings, slack, socket_mode=socket_mode),
+        teams_checks(settings, store, teams),
+    )
     found = [c for part in await asyncio.gather(*jobs) for c in part]
     return [*found, webhook_check(settings)]
 
