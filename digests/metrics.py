@@ -15,8 +15,8 @@ SLOW_ACK_SECONDS = 2.5  # Slack wants an answer within 3 s; Teams' invokes withi
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def instance() -> str:
-    """This process, as its outbox leases name it."""
+def instance_name() -> str:
+    """Who this process is, to its outbox leases and its metrics: host and process."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -26,7 +26,7 @@ class OutboxMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        me = instance()
+        me = instance_name()
 
         def counter(name: str, text: str) -> Counter:
             family = Counter(name, text, ["instance"], registry=self.registry)
@@ -79,7 +79,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.instance = instance()
+        self.instance = instance_name()
         self.requests = Counter(
             "liaison_http_requests",
             "Requests answered, by endpoint, platform and status",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,7 @@ from bot.delivery import Deliverer
 from bot.settings import Settings
 from digests import approvals, feedback, sla
 from digests.business_time import Company
-from digests.metrics import ServiceMetrics
+from digests.metrics import ServiceMetrics, instance_name
 from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Outage, Store, unavailable
 
@@ -33,11 +31,6 @@ JOB_ID = "liaison-tick"
 DELIVERY_CONNECTIONS = 4
 CLOCK_CONNECTIONS = 2
 BACKOFF_CAP = 60.0  # seconds: the longest a loop waits between tries while the database is away
-
-
-def instance_name() -> str:
-    """Who holds an outbox lease: host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass

@@ -184,7 +184,7 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -
     if owner is None:
         return
     calendar = calendar_in(session, owner, company)
-    day = _day_seconds(calendar)
+    day = calendar.day_seconds
     queries.start_clock(
         session,
         clock=_clock(
@@ -292,7 +292,7 @@ def accepted(
     if lead.owner_id is None or calendar is None:
         return still
     policy = verdicts.policy(session)
-    budget = policy.attempts_days * _day_seconds(calendar)
+    budget = policy.attempts_days * calendar.day_seconds
     row = _clock_row(lead.id or 0, ClockKind.attempts, lead.owner_id, policy, budget, now)
     new_id = verdicts.start_clock(session, row=row)
     if new_id is not None:  # else it ran before: shown if still open (it is in `clocks`)
@@ -314,12 +314,6 @@ def accepted(
 def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:
     clock.closed_at, clock.outcome, clock.next_at = now, outcome, None
     session.add(clock)
-
-
-def _day_seconds(calendar: Calendar) -> float:
-    start = timedelta(hours=calendar.start.hour, minutes=calendar.start.minute)
-    end = timedelta(hours=calendar.end.hour, minutes=calendar.end.minute)
-    return (end - start).total_seconds()
 
 
 # ---------------------------------------------------------------- the steps of a clock
