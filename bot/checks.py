@@ -27,8 +27,9 @@ class Check:
         return f"{mark} {self.name}: {self.detail}"
 
 
-def database_check(settings: Settings) -> Check:
-    """Reachable, and at the latest migration (read, not changed)."""
+def database_check(settings: Settings) -> tuple[Check, str | None]:
+    """Reachable, and at the latest migration (read, not changed); with the migration the
+    database is at (None: unreachable, or no schema yet)."""
     from storage.db import reason, safe_url, unavailable
     from storage.schema import revisions
 
@@ -38,16 +39,19 @@ def database_check(settings: Settings) -> Check:
     except Exception as error:
         if not unavailable(error):
             raise
-        return Check("database", False, f"{where} unreachable: {reason(error)}", fatal=True)
+        return Check("database", False, f"{where} unreachable: {reason(error)}", True), None
     if current == head:
-        return Check("database", True, f"{where} reachable, schema at {current} (the latest)")
+        return Check(
+            "database", True, f"{where} reachable, schema at {current} (the latest)"
+        ), current
     at = f"schema at {current}" if current else "no schema yet"
-    return Check(
+    behind = Check(
         "database",
         False,
         f"{where} reachable, {at}, the latest is {head}: run `liaison db upgrade` "
         "(`serve` and `socket` upgrade it as they start)",
     )
+    return behind, current
 
 
 def webhook_check(settings: Settings) -> Check:

@@ -24,11 +24,10 @@ def check() -> None:
     from storage.db import Store
 
     settings = load_settings()
-    database = database_check(settings)
-    # A schema behind still has its channel settings to read; an empty or unreachable
+    database, revision = database_check(settings)
+    # A schema, even one behind, has its channel settings to read; an empty or unreachable
     # database has none. Nothing is migrated: a check changes nothing.
-    readable = database.ok is True or (database.ok is False and "schema at" in database.detail)
-    store = Store.open(settings.database_url, migrate=False) if readable else None
+    store = Store.open(settings.database_url, migrate=False) if revision else None
     try:
         socket_mode = settings.slack_app_token is not None
         found = [database, *asyncio.run(platform_checks(settings, store, socket_mode=socket_mode))]
