@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.teams.trust import TeamsMode, teams_mode
 from digests.business_time import Company, Schedule, parse_hours, parse_workdays
 
+CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")  # where Liaison posts
+
 APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
 
 
@@ -161,8 +163,7 @@ class Settings(BaseSettings):
 
     def channels(self) -> dict[str, str]:
         """The default channel of each kind that has one."""
-        kinds = ("digest", "wins", "insights", "handoff", "admin")
-        return {kind: target for kind in kinds if (target := self.default_channel(kind))}
+        return {kind: target for kind in CHANNEL_KINDS if (target := self.default_channel(kind))}
 
     def default_channel(self, kind: str) -> str | None:
         """The `LIAISON_<KIND>_CHANNEL` default for a channel kind."""

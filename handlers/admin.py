@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot.settings import CHANNEL_KINDS
 from digests.business_time import format_clock, parse_hours, parse_workdays
 from handlers import approvals, proposals
 from handlers.sla import SlaFile
@@ -22,7 +23,6 @@ from storage.models import ApprovalSubject, Member
 
 ROLES = ("rep", "marketer", "manager", "leader", "admin")
 TEAMS = ("sales", "marketing")
-CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")
 DUTY_ROLES = ("marketer", "admin")
 
 

@@ -61,7 +61,7 @@ async def platform_checks(
 
 def configured_channels(settings: Settings, store: Store | None) -> list[tuple[str, str]]:
     """Each channel kind's target: set with `liaison channels set`, else the settings'."""
-    from handlers.admin import CHANNEL_KINDS
+    from bot.settings import CHANNEL_KINDS
     from storage import queries
 
     chosen = settings.channels()
