@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+
 from aiohttp import web
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nobody listens on now (for a process started on it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:

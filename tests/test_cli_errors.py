@@ -18,6 +18,7 @@ import pytest
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.conftest import PG_ADMIN_URL
+from tests.loopback import free_port
 
 ROOT = Path(__file__).parent.parent
 LIAISON = [sys.executable, "-c", "from app import main; main()"]
@@ -42,12 +43,6 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, lines
     assert "Traceback" not in lines[0]
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_database_that_does_not_exist_says_how_to_create_it(pg_url: str) -> None:

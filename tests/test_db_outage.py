@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from storage import queries
 from storage.db import Store, busy, make_engine, reason, unavailable
 from storage.models import EventKind, Lead, LeadEvent
 from tests.conftest import PG_ADMIN_URL
+from tests.loopback import free_port
 from tests.slack_standin import SlackStandIn
 from tests.support import (
     WEBHOOK_SECRET,
@@ -96,13 +96,6 @@ def outage(url: str) -> Iterator[None]:
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.exc_info is not None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def lead(external_id: str, name: str, owner: str = "alice@example.com") -> dict[str, Any]:

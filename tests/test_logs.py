@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,10 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.loopback import free_port
 from tests.support import WEBHOOK_SECRET, eventually, signed_lead_headers
 
 ROOT = Path(__file__).parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def request(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> str:

@@ -38,6 +38,7 @@ from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
 from storage.models import Clock, Member, OutboxMessage
+from tests.loopback import free_port
 from tests.slack_standin import SlackStandIn
 from tests.support import WEBHOOK_SECRET, signed_lead_headers
 
@@ -109,13 +110,6 @@ def make_company(store: Store, *, reps: int, leads: int) -> None:
 # ---------------------------------------------------------------- the processes
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _env(url: str, slack: SlackStandIn) -> dict[str, str]:
     env = {
         key: value
@@ -180,7 +174,7 @@ class Fleet:
     def start(self, count: int, flags: Sequence[Sequence[str]] = ()) -> list[Server]:
         """`count` serve processes; `flags[i]` are more arguments for the i-th."""
         for i in range(count):
-            port = _free_port()
+            port = free_port()
             log_path = self.tmp_path / f"serve-{i}.log"
             log_file = log_path.open("wb")
             process = subprocess.Popen(
