@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 from bot.cli import launch, make_cli, out
 
 if TYPE_CHECKING:
-    from bot.router import Router
-    from digests.business_time import Company
+    from bot.core.business_time import Company
+    from bot.core.router import Router
 
 __all__ = ["build_router", "cli", "main", "out"]
 
 
 def build_router(company: Company | None = None, channels: dict[str, str] | None = None) -> Router:
     """Every capability, registered explicitly; `channels` are the settings' defaults."""
-    from bot.router import Router
-    from digests.business_time import Company
+    from bot.core.business_time import Company
+    from bot.core.router import Router
     from handlers import (
         approvals,
         clocks,

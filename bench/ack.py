@@ -157,7 +157,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
     from sqlmodel import col, select
 
     from app import build_router
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from bot.web.server import BACKGROUND, SCHEDULER, build_web_app
     from bot.web.webhook import signature
     from storage import queries

@@ -139,7 +139,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
     from sqlmodel import select
 
     from app import build_router
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from bot.teams.cards import card_content
     from bot.web.server import SCHEDULER, build_web_app
     from bot.web.webhook import signature

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import update
 
 import handlers.cards  # noqa: F401  (registers the handoff renderer)
-from bot.delivery import Deliverer
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer
 from digests.outbox import Sender
 from handlers.ingest import Ingestor
 from storage import queries

@@ -11,7 +11,7 @@ For each database (a SQLite file in a temp dir; a scratch PostgreSQL database
 `liaison_bench_deliver` on the server of LIAISON_TEST_PG, dropped at the end) and each
 weather (calm, then a 429 storm), the schema is migrated, `--reps` reps known on Slack are
 created and `--cards` leads are stored and handed off round-robin through the real
-`handlers.ingest.store_leads` and `digests.owing.owe`, in batches of 500: the same outbox
+`handlers.ingest.store_leads` and `bot.core.owing.owe`, in batches of 500: the same outbox
 rows a webhook writes (cards rendered when sent, card locations recorded when posted).
 Nothing is sent while they are owed.
 
@@ -120,7 +120,7 @@ async def serve_standin(storm: float) -> None:
 async def serve_liaison() -> None:
     """`liaison serve --no-scheduler` on the database and stand-in the environment names."""
     from app import build_router
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from bot.web.server import SCHEDULER, build_web_app
     from storage.db import Store
 
@@ -143,8 +143,8 @@ async def serve_liaison() -> None:
 def owe_cards(url: str, cards: int, reps: int) -> None:
     """`reps` reps on Slack and `cards` leads handed to them round-robin, through the same
     code as the webhook (cards rendered at send time)."""
-    from digests.business_time import Company, parse_hours, parse_workdays
-    from digests.owing import write_to_outbox
+    from bot.core.business_time import Company, parse_hours, parse_workdays
+    from bot.core.owing import write_to_outbox
     from handlers.ingest import LeadIn, store_leads
     from storage import queries
     from storage.db import Store

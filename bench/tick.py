@@ -43,7 +43,7 @@ not (owner, lead, calendar, messages written to the outbox), proportional to the
 due rows; its figures and its cost per due row are printed alongside, for information.
 
 Outbox throughput: the Slack Web API stand-in (tests/slack_standin.py) runs in this event
-loop; a `digests.outbox.Sender` over a `bot.delivery.Deliverer` with a `SlackMessenger`
+loop; a `digests.outbox.Sender` over a `bot.core.delivery.Deliverer` with a `SlackMessenger`
 (client from `bot.slack.app.make_client` pointed at the stand-in) drains `--messages` DMs owed
 to one member, i.e. one channel, where Slack allows about 1 message per second. The
 arrival time of every chat.postMessage at the stand-in gives the achieved rate and the
@@ -85,11 +85,11 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import DateTime, Engine, bindparam, event, insert, text  # noqa: E402
 
+from bot.core.business_time import Calendar, add_business  # noqa: E402
+from bot.core.business_time import Company as Defaults  # noqa: E402
 from digests import sla  # noqa: E402
-from digests.business_time import Calendar, add_business  # noqa: E402
-from digests.business_time import Company as Defaults  # noqa: E402
-from digests.calendars import calendar_of  # noqa: E402
 from storage import queries  # noqa: E402
+from storage.calendars import calendar_of  # noqa: E402
 from storage.db import Store  # noqa: E402
 from storage.models import (  # noqa: E402
     Away,
@@ -757,9 +757,9 @@ class Throughput:
 
 async def outbox_throughput(url: str, database: str, recipients: list[int]) -> Throughput:
     """Owe one DM to each of `recipients` (a member id may repeat) and drain the outbox."""
-    from bot.delivery import Deliverer
-    from bot.messages import Card, card_to_dict
-    from bot.settings import Settings
+    from bot.core.delivery import Deliverer
+    from bot.core.messages import Card, card_to_dict
+    from bot.core.settings import Settings
     from bot.slack.app import SlackMessenger, make_client
     from digests.outbox import Sender
     from storage.models import OutboxMessage

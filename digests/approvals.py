@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot.messages import Button, Card, Field_, Style, card_to_dict
-from bot.text import text_for, when
-from digests.business_time import Calendar, Company, add_business, next_working_moment
-from digests.calendars import Calendars
+from bot.core.business_time import Calendar, Company, add_business, next_working_moment
+from bot.core.messages import Button, Card, Field_, Style, card_to_dict
+from bot.core.text import text_for, when
 from digests.sla import TickReport
 from storage import approvals, queries
+from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import ApprovalRequest, ApprovalSubject, Member, OutboxMessage
 

@@ -1,7 +1,7 @@
 """A click's card update, sent from the click's own task.
 
 A handler's card updates are owed to the outbox in its transaction, as ever; when this
-process sends, they are also leased to its sender there (`digests.owing.UpdateLease`), so
+process sends, they are also leased to its sender there (`bot.core.owing.UpdateLease`), so
 the task that ran the handler sends them at once with the card the handler rendered under
 that transaction, instead of waking the sender for a claim, a lease renewal and a second
 render. The bookkeeping after the send is the sender's own: a send that fails is retried
@@ -15,18 +15,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bot.delivery import Posted
-from bot.effects import Leased, UpdateCards
-from bot.messages import Card
+from bot.core.delivery import Posted
+from bot.core.effects import Leased, UpdateCards
+from bot.core.messages import Card
+from bot.core.owing import UpdateLease
 from digests.outbox import Sender, SendReport
-from digests.owing import UpdateLease
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
 
 class ClickUpdates:
-    """`bot.delivery.UpdateSender` for a server: leases to `sender`, records through it, and
+    """`bot.core.delivery.UpdateSender` for a server: leases to `sender`, records through it, and
     `wake`s its loop when a newer state is owed after a send."""
 
     def __init__(self, sender: Sender, wake: Callable[[], None]) -> None:

@@ -312,7 +312,7 @@ def build(session: Session, week: Week, *, now: datetime) -> Digest:
 
 
 def _highlights(session: Session, week: Week) -> list[FeedbackHighlight]:
-    from bot.text import text_for
+    from bot.core.text import text_for
 
     found = []
     for request_id in feedback_store.closed_between(session, start=week.start, end=week.end):
@@ -346,7 +346,7 @@ def _gap(target: Target) -> float | None:
 
 def agenda(digest: Digest) -> list[AgendaItem]:
     """The three largest gaps against either side's commitments, as questions for both."""
-    from bot.text import text_for  # the words live in templates
+    from bot.core.text import text_for  # the words live in templates
 
     candidates = [
         ("marketing", "agenda_leads", digest.marketing.leads),

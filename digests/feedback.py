@@ -15,13 +15,13 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.messages import Button, Card, Field_, Style, card_to_dict
-from bot.text import text_for, when
-from digests.business_time import Company, next_working_moment
-from digests.calendars import Calendars
+from bot.core.business_time import Company, next_working_moment
+from bot.core.messages import Button, Card, Field_, Style, card_to_dict
+from bot.core.text import text_for, when
 from digests.sla import TickReport
 from storage import feedback as records
 from storage import queries
+from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import (
     Campaign,

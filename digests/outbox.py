@@ -3,7 +3,7 @@ the platform's message id; throttling is waited out, failures retried, then park
 parked messages come back when the platform answers again.
 
 Conversations are sent side by side, each in its own lane at its platform's pace
-(`digests.pacing`: Slack 1 message/s per conversation after a burst of 3, Teams within its
+(`bot.core.pacing`: Slack 1 message/s per conversation after a burst of 3, Teams within its
 per-conversation limits), so a rep with a hundred new leads does not hold up everyone
 else's messages, and every lane is kept as full as that pace allows: up to IN_FLIGHT
 requests are out at once, across lanes. A 429 slows only its lane (chat.postMessage) or
@@ -48,16 +48,16 @@ from sqlalchemy import String, bindparam, case, cast, literal, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, func, or_, select
 
-from bot import rendering
-from bot.delivery import Deliverer, Parts, Posted, remember_card
-from bot.effects import Notify
-from bot.idempotency import OUTBOX_KEY, Probe, Recall
-from bot.messages import Card, card_from_dict, report_from_dict
-from digests import outbox_alerts, pacing
-from digests.business_time import Company
-from digests.calendars import CALENDARS_READ
+from bot.core import pacing, rendering
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer, Parts, Posted, remember_card
+from bot.core.effects import Notify
+from bot.core.idempotency import OUTBOX_KEY, Probe, Recall
+from bot.core.messages import Card, card_from_dict, report_from_dict
+from digests import outbox_alerts
 from digests.metrics import OutboxMetrics
 from storage import queries
+from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable
 from storage.models import CardLocation, Lead, Member, OutboxMessage, OutboxStatus
 
@@ -71,7 +71,7 @@ BACKOFF_CAP = 900.0  # seconds: a parked message is tried again at least every 1
 PROBE_EVERY = timedelta(seconds=30)  # while messages are parked, ask the platforms this often
 BUSY_FIRST, BUSY_CAP = 0.05, 2.0  # seconds: backoff of a bookkeeping write on a busy database
 THROTTLE_STATUSES = {429, 412, 502, 503, 504}
-# Sustained messages per second per conversation, by platform (see digests.pacing).
+# Sustained messages per second per conversation, by platform (see bot.core.pacing).
 MIN_INTERVAL = {name: (1 / rule.rate if rule.rate else 0.0) for name, rule in pacing.RULES.items()}
 IN_FLIGHT = 64  # requests to the platforms at once, across all lanes
 CLAIM = 2000  # messages one claim may lease

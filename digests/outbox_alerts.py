@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from bot.messages import Card, card_to_dict
-from bot.text import text_for
+from bot.core.messages import Card, card_to_dict
+from bot.core.text import text_for
 from storage import queries
 from storage.models import CompanySetting, OutboxMessage, OutboxStatus, Role
 

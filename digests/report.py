@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bot.messages import Field_, Report, Section
-from bot.text import TEMPLATES, text_for
+from bot.core.messages import Field_, Report, Section
+from bot.core.text import TEMPLATES, text_for
 from digests.digest import CONVERSION_WEEKS, SHOWN_CAMPAIGNS, SHOWN_REJECTIONS, Digest
 
 SHOWN_WINS = 6

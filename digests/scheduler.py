@@ -16,10 +16,10 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.delivery import Deliverer
-from bot.settings import Settings
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer
+from bot.core.settings import Settings
 from digests import approvals, feedback, sla
-from digests.business_time import Company
 from digests.metrics import ServiceMetrics, instance_name
 from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Outage, Store, unavailable
@@ -330,7 +330,7 @@ def for_settings(
 ) -> Scheduler:
     """The clockwork of a running Liaison: every due work, the weekly digest included,
     and `lookups` (the owner lookups of routing leads) where ingestion runs."""
-    from digests.business_time import Schedule
+    from bot.core.business_time import Schedule
     from digests.weekly import Digests
 
     schedule = Schedule.parse(settings.digest_at, settings.timezone)

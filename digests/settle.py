@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.core.business_time import Company
 from digests import sla
-from digests.business_time import Company
 from storage import queries
 from storage.db import Store
 

@@ -16,17 +16,17 @@ from typing import Any, Protocol
 
 from sqlmodel import Session
 
-from bot.messages import Button, Card, Field_, card_to_dict
-from bot.text import text_for, when
-from digests.business_time import (
+from bot.core.business_time import (
     Calendar,
     Company,
     add_business,
     business_seconds,
     next_working_moment,
 )
-from digests.calendars import Calendars, calendar_in
+from bot.core.messages import Button, Card, Field_, card_to_dict
+from bot.core.text import text_for, when
 from storage import queries, verdicts
+from storage.calendars import Calendars, calendar_in
 from storage.db import Store
 from storage.models import (
     Clock,

@@ -13,15 +13,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.messages import Card, Field_, Report, card_to_dict, report_to_dict
-from bot.text import hours, percent, text_for
-from digests.business_time import Company, Schedule, next_working_moment
-from digests.calendars import Calendars
+from bot.core.business_time import Company, Schedule, next_working_moment
+from bot.core.messages import Card, Field_, Report, card_to_dict, report_to_dict
+from bot.core.text import hours, percent, text_for
 from digests.digest import Week, build
 from digests.report import report
 from digests.sla import TickReport
 from storage import digest as figures
 from storage import queries
+from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import DigestRun, Member, NewMessage
 

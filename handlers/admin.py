@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot.settings import CHANNEL_KINDS
-from digests.business_time import format_clock, parse_hours, parse_workdays
+from bot.core.business_time import format_clock, parse_hours, parse_workdays
+from bot.core.settings import CHANNEL_KINDS
 from handlers import approvals, proposals
 from handlers.sla import SlaFile
 from storage import approvals as approval_store

@@ -14,11 +14,11 @@ import re
 
 from sqlmodel import Session
 
-from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Card, Field_, Form, Input, InputKind
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_, Form, Input, InputKind
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from digests.approvals import ask_card, change_fields, decision_buttons, proposer_of, subject_name
 from handlers import proposals, tone
 from handlers.common import nonce, private, refuse_unless

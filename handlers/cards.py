@@ -10,13 +10,13 @@ from typing import Any, Protocol
 
 from sqlmodel import Session
 
-from bot import rendering
-from bot.messages import Button, Card, Field_, Refresh, Style
-from bot.text import text_for, when
+from bot.core import rendering
+from bot.core.business_time import Calendar, Company
+from bot.core.messages import Button, Card, Field_, Refresh, Style
+from bot.core.text import text_for, when
 from digests import sla
-from digests.business_time import Calendar, Company
-from digests.calendars import Calendars
 from storage import cards, queries
+from storage.calendars import Calendars
 from storage.models import (
     Campaign,
     Clock,

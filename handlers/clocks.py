@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.effects import Effect, FormErrors, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Form, Input, InputKind, Option
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.business_time import next_working_moment
+from bot.core.effects import Effect, FormErrors, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Form, Input, InputKind, Option
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from digests import sla
-from digests.business_time import next_working_moment
-from digests.calendars import calendar_of
 from handlers.common import nonce, private
+from storage.calendars import calendar_of
 from storage.models import Clock, Lead
 
 MAX_SNOOZE = timedelta(days=7)

@@ -6,9 +6,9 @@ import uuid
 
 from sqlmodel import Session
 
-from bot.effects import Effect, Reply
-from bot.messages import Card
-from bot.text import text_for
+from bot.core.effects import Effect, Reply
+from bot.core.messages import Card
+from bot.core.text import text_for
 from storage.models import Lead, Member, Role
 from storage.queries import get_member
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from bot.effects import Effect, FormErrors, Reply, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Card, Field_, Form, Input, InputKind, Option
-from bot.router import Context, Router
-from bot.text import text_for
+from bot.core.effects import Effect, FormErrors, Reply, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_, Form, Input, InputKind, Option
+from bot.core.router import Context, Router
+from bot.core.text import text_for
 from handlers.common import nonce, refuse_unless
 from handlers.form_fields import LINK_LIMIT, tags_of, web_link
 from storage import content

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from bot.effects import Effect, ShowReport
-from bot.interaction import Interaction
-from bot.router import Context, Router
-from bot.text import text_for
+from bot.core.effects import Effect, ShowReport
+from bot.core.interaction import Interaction
+from bot.core.router import Context, Router
+from bot.core.text import text_for
 from digests.digest import Week
 from digests.weekly import digest_report
 from handlers.common import private

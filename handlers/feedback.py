@@ -12,17 +12,17 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
-from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Button, Card, Field_, Form, Input, InputKind, Option
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from digests import feedback as loop
-from digests.calendars import calendar_of
 from handlers import tone
 from handlers.common import nonce, private, refuse_unless
 from storage import feedback as records
 from storage import queries
+from storage.calendars import calendar_of
 from storage.models import (
     Campaign,
     FeedbackAbout,

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session
 
-from bot.messages import Option
-from bot.text import text_for
+from bot.core.messages import Option
+from bot.core.text import text_for
 from storage import queries
 from storage.models import Campaign
 

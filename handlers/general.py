@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.effects import Effect, Reply
-from bot.interaction import Interaction
-from bot.messages import Card, Field_
-from bot.router import Context, Handler, Router
-from bot.text import text_for
+from bot.core.effects import Effect, Reply
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_
+from bot.core.router import Context, Handler, Router
+from bot.core.text import text_for
 from storage import queries
 
 

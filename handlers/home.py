@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.effects import Effect, Reply
-from bot.interaction import Interaction
-from bot.messages import Button, Card, Field_
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.effects import Effect, Reply
+from bot.core.interaction import Interaction
+from bot.core.messages import Button, Card, Field_
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from digests import sla
 from handlers.cards import member_name
 from handlers.leads import my_leads

@@ -24,14 +24,14 @@ from pydantic import (
 from pydantic.networks import validate_email
 from sqlmodel import Session
 
-from bot.delivery import Deliverer, Directory
-from bot.effects import Effect, Notify, Owed, Post
-from bot.messages import Card, Field_
-from bot.tasks import Background
-from bot.text import text_for, when
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer, Directory
+from bot.core.effects import Effect, Notify, Owed, Post
+from bot.core.messages import Card, Field_
+from bot.core.owing import write_to_outbox
+from bot.core.tasks import Background
+from bot.core.text import text_for, when
 from digests import sla
-from digests.business_time import Company
-from digests.owing import write_to_outbox
 from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from bot.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Button, Card, Field_, Form, Input, InputKind, Option, Style
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Button, Card, Field_, Form, Input, InputKind, Option, Style
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from handlers import tone
 from handlers.cards import member_name
 from handlers.common import load_lead, may_act_on, nonce, private, refuse_unless, unknown_lead

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from bot.effects import Effect, FormErrors, Notify, Reply, ShowForm, UpdateCards
-from bot.interaction import Interaction
-from bot.messages import Form, Input, InputKind, Option
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.business_time import Calendar
+from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm, UpdateCards
+from bot.core.interaction import Interaction
+from bot.core.messages import Form, Input, InputKind, Option
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from digests import sla
-from digests.business_time import Calendar
-from digests.calendars import Calendars, remember_calendars
 from handlers import tone
 from handlers.cards import (
     ATTEMPT_CHANNELS,
@@ -29,6 +28,7 @@ from handlers.common import (
     unknown_lead,
 )
 from storage import queries, verdicts
+from storage.calendars import Calendars, remember_calendars
 from storage.models import Campaign, EventKind, Lead, LeadState, Member
 
 COMMENT_LIMIT = 1000

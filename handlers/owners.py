@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from enum import StrEnum
 from functools import partial
 
-from bot.delivery import Directory, LookupFailed
+from bot.core.delivery import Directory, LookupFailed
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from bot.effects import Effect, FormErrors, Notify, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Form, Input, InputKind
-from bot.router import Context
-from bot.text import text_for, when
+from bot.core.effects import Effect, FormErrors, Notify, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Form, Input, InputKind
+from bot.core.router import Context
+from bot.core.text import text_for, when
 from digests.approvals import ask_card, one_business_day_after, proposer_of, sla_value, subject_name
 from handlers import tone
 from handlers.common import nonce, private, refuse_unless

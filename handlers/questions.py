@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
-from bot.interaction import Interaction
-from bot.messages import Card, Field_, Form, Input, InputKind
-from bot.router import Context, Router
-from bot.text import text_for
+from bot.core.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_, Form, Input, InputKind
+from bot.core.router import Context, Router
+from bot.core.text import text_for
 from digests import sla
 from handlers import tone
 from handlers.cards import member_name, question_card, question_purpose

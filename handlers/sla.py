@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.effects import Effect, Reply
-from bot.interaction import Interaction
-from bot.messages import Card, Field_
-from bot.router import Context, Router
-from bot.text import text_for, when
+from bot.core.effects import Effect, Reply
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_
+from bot.core.router import Context, Router
+from bot.core.text import text_for, when
 from handlers.common import private
 from storage import queries
 from storage.models import SlaPolicy

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from bot.effects import Effect, Reply
-from bot.interaction import Interaction
-from bot.messages import Card, Field_
-from bot.router import Context, Router
-from bot.text import text_for
+from bot.core.effects import Effect, Reply
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Field_
+from bot.core.router import Context, Router
+from bot.core.text import text_for
 from handlers.common import private, refuse_unless
 from storage import queries
 from storage.models import Role, ToneKind

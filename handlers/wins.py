@@ -3,11 +3,11 @@ campaign's marketer. Praise in public."""
 
 from __future__ import annotations
 
-from bot.effects import Effect, FormErrors, Notify, Post, ShowForm
-from bot.interaction import Interaction
-from bot.messages import Card, Form, Input, InputKind, Option
-from bot.router import Context, Router
-from bot.text import text_for
+from bot.core.effects import Effect, FormErrors, Notify, Post, ShowForm
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Form, Input, InputKind, Option
+from bot.core.router import Context, Router
+from bot.core.text import text_for
 from handlers import tone
 from handlers.cards import member_name
 from handlers.common import load_lead, may_act_on, nonce, private

@@ -299,7 +299,7 @@ class OutboxMessage(SQLModel, table=True):
     lead_id: int | None = Field(default=None, foreign_key="leads.id")
     purpose: str = ""
     in_thread: bool = False  # on the thread of the lead's handoff card, else a DM
-    # Rendered when sent: the kind of card (`bot.rendering`) built then from the lead's
+    # Rendered when sent: the kind of card (`bot.core.rendering`) built then from the lead's
     # state; `card` keeps what it looked like when owed (shown, never sent). Empty: send
     # `card` as it is.
     render: str = ""
@@ -590,7 +590,7 @@ class NewMessage:
     lead_id: int | None = None
     target: str | None = None
     purpose: str = ""
-    render: str = ""  # the kind of card rendered when sent (`bot.rendering`), if any
+    render: str = ""  # the kind of card rendered when sent (`bot.core.rendering`), if any
     in_thread: bool = False
     request_id: str | None = None  # the request or activity it is owed in
 

@@ -14,10 +14,10 @@ from aiohttp import web
 from sqlmodel import col, select
 
 from app import build_router
-from bot.effects import Effect
-from bot.interaction import Interaction, Kind, Where
-from bot.router import Router
-from bot.settings import Settings
+from bot.core.effects import Effect
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.router import Router
+from bot.core.settings import Settings
 from bot.web.server import BACKGROUND, SCHEDULER, build_web_app
 from bot.web.webhook import signature
 from storage.db import Store

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from app import build_router
-from bot.effects import Owed, Reply, UpdateCards
-from bot.interaction import Interaction, Kind, Where
-from digests.business_time import Company
-from digests.owing import UpdateLease
+from bot.core.business_time import Company
+from bot.core.effects import Owed, Reply, UpdateCards
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.owing import UpdateLease
 from handlers.cards import lead_card
 from handlers.ingest import LeadIn, store_leads
 from storage import queries

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot.delivery import Deliverer
-from bot.messages import card_from_dict
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer
+from bot.core.messages import card_from_dict
 from digests import approvals as reminders
-from digests.business_time import Company
 from digests.scheduler import DUE_WORK, Scheduler
 from storage import approvals, queries
 from storage.db import Store

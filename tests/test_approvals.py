@@ -11,10 +11,10 @@ import pytest
 from sqlmodel import col, select
 
 from app import build_router
-from bot.effects import Effect, FormErrors, Owed, Reply, ShowForm
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, Form, card_from_dict
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.effects import Effect, FormErrors, Owed, Reply, ShowForm
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Card, Form, card_from_dict
 from handlers.ingest import LeadIn, store_leads
 from storage import approvals, queries
 from storage.db import Store

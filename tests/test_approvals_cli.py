@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 import app
 from app import build_router, cli
-from bot.effects import Reply
-from bot.interaction import Interaction, Kind, Where
+from bot.core.effects import Reply
+from bot.core.interaction import Interaction, Kind, Where
 from storage import approvals, queries
 from storage.db import Store
 from storage.models import ApprovalRequest, ApprovalSignoff

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digests.business_time import (
+from bot.core.business_time import (
     Calendar,
     add_business,
     business_seconds,

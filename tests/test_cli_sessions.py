@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import app
-from bot.messages import Card, card_to_dict
+from bot.core.messages import Card, card_to_dict
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bot.effects import Owed, UpdateCards
-from bot.interaction import Interaction, Kind, Where
+from bot.core.effects import Owed, UpdateCards
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.owing import UpdateLease
 from bot.web.server import SCHEDULER
 from digests.click_updates import ClickUpdates
 from digests.outbox import Sender
-from digests.owing import UpdateLease
 from handlers.ingest import Ingestor, LeadIn
 from storage.db import Store
 from storage.models import OutboxMessage
@@ -139,7 +139,7 @@ async def test_a_lease_never_used_runs_out_and_the_outbox_sends_the_card(
         Where("slack", card["channel"]),
         args={"lead_id": str(outcome.lead_id)},
     )
-    effects = bot.router.dispatch(any_store, interaction, now, UpdateLease("dead:1", 60))
+    effects = bot.core.router.dispatch(any_store, interaction, now, UpdateLease("dead:1", 60))
     (change,) = [e for e in effects if isinstance(e, UpdateCards)]
     assert len(change.leased) == 1  # … and never sent: its process is gone
 

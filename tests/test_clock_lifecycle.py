@@ -8,10 +8,10 @@ import pytest
 from sqlmodel import select
 
 from app import build_router
-from bot.effects import ShowForm
-from bot.interaction import Kind
+from bot.core.business_time import Company
+from bot.core.effects import ShowForm
+from bot.core.interaction import Kind
 from digests import sla
-from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from app import build_router
 from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
-from bot.delivery import Bot, Deliverer
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.delivery import Bot, Deliverer
 from digests.scheduler import Scheduler
 from storage.db import Store
 from storage.demo.company import create_demo
@@ -151,7 +151,7 @@ async def test_console_forms_re_ask_after_a_mistake(sqlite_store: Store) -> None
 
 
 async def test_cards_with_selects_and_user_text_render_safely() -> None:
-    from bot.messages import Button, Card, Field_, Option, Select
+    from bot.core.messages import Button, Card, Field_, Option, Select
 
     buffer = io.StringIO()
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import build_router
-from bot.effects import FormErrors, Reply, ShowForm
-from bot.interaction import Kind
+from bot.core.effects import FormErrors, Reply, ShowForm
+from bot.core.interaction import Kind
 from bot.slack.blocks import card_blocks
 from bot.teams.cards import card_content
 from handlers.form_fields import web_link
@@ -194,7 +194,7 @@ def people(sqlite_store: Store) -> dict[str, Member]:
 
 
 def command(store: Store, who: Member, text: str) -> list[object]:
-    from bot.interaction import Interaction, Where
+    from bot.core.interaction import Interaction, Where
 
     interaction = Interaction(Kind.command, "content", who, Where("test"), text=text)
     return list(ROUTER.dispatch(store, interaction, NOW))
@@ -323,7 +323,7 @@ def test_linked_labels_render_safely_on_every_platform() -> None:
     from rich.console import Console
 
     from bot.console.chat import ConsoleScreen
-    from bot.messages import Card, Field_
+    from bot.core.messages import Card, Field_
 
     card = Card(
         fields=(

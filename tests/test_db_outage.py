@@ -27,11 +27,11 @@ import pytest
 from sqlalchemy import exc
 from sqlmodel import select, text
 
-from bot.delivery import Deliverer
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer
+from bot.core.text import text_for
 from bot.slack.app import database_down_ack
-from bot.text import text_for
 from digests import sla
-from digests.business_time import Company
 from digests.scheduler import Scheduler
 from storage import queries
 from storage.db import Store, busy, make_engine, reason, unavailable

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from bot.core.business_time import Company, business_seconds
 from digests import sla
-from digests.business_time import Company, business_seconds
-from digests.calendars import calendar_of
 from digests.settle import settle_history
+from storage.calendars import calendar_of
 from storage.db import Store
 from storage.demo import company as demo
 from storage.demo.company import MEMBERS, create_demo, staff

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bot.delivery import Deliverer
-from bot.messages import Card, card_to_dict
+from bot.core.delivery import Deliverer
+from bot.core.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger
 from bot.web.server import platform_messengers
 from digests.digest import Week

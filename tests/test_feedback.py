@@ -12,11 +12,11 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from app import build_router
-from bot.effects import Effect, FormErrors, Notify, Owed, Reply, ShowForm
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, card_from_dict
+from bot.core.business_time import Company
+from bot.core.effects import Effect, FormErrors, Notify, Owed, Reply, ShowForm
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Card, card_from_dict
 from digests import feedback as loop
-from digests.business_time import Company
 from storage import feedback as records
 from storage import queries
 from storage.db import Store

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import build_router
-from bot.effects import FormErrors, Notify, Owed, Reply, ShowForm, UpdateCards
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import card_from_dict
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.effects import FormErrors, Notify, Owed, Reply, ShowForm, UpdateCards
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import card_from_dict
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

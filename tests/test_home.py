@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from app import build_router
-from bot.buttons import decode
-from bot.effects import Reply, ShowForm
-from bot.interaction import Interaction, Kind, Where
+from bot.core.buttons import decode
+from bot.core.effects import Reply, ShowForm
+from bot.core.interaction import Interaction, Kind, Where
 from storage import queries
 from storage.db import Store
 from storage.models import (

@@ -153,7 +153,7 @@ def test_two_processes_ingest_the_same_leads_once(pg_url: str) -> None:
     script = (
         "import json, sys\n"
         "from datetime import UTC, datetime\n"
-        "from digests.business_time import Company\n"
+        "from bot.core.business_time import Company\n"
         "from handlers.ingest import LeadIn, store_leads\n"
         "from storage.db import Store\n"
         "store = Store.open(sys.argv[1])\n"

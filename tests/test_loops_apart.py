@@ -12,8 +12,8 @@ from sqlalchemy import delete
 from sqlmodel import SQLModel
 
 from app import build_router
-from bot.effects import Reply
-from bot.interaction import Interaction, Kind, Where
+from bot.core.effects import Reply
+from bot.core.interaction import Interaction, Kind, Where
 from storage import approvals as approval_store
 from storage import feedback as feedback_store
 from storage import queries

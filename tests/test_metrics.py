@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import build_router
-from bot.messages import Card, card_to_dict
+from bot.core.messages import Card, card_to_dict
 from bot.web.server import SCHEDULER, build_web_app
 from digests.scheduler import Scheduler
 from storage import queries

@@ -33,7 +33,7 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from digests.business_time import Company
+from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from bot.delivery import Deliverer, Posted
-from bot.messages import Card, card_to_dict
+from bot.core.delivery import Deliverer, Posted
+from bot.core.messages import Card, card_to_dict
 from digests.outbox import (
     MAX_ATTEMPTS,
     RecallError,

@@ -21,12 +21,12 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from bot import teams
-from bot.delivery import Deliverer
-from bot.messages import Card, card_to_dict
+from bot.core.business_time import Company, parse_hours, parse_workdays
+from bot.core.delivery import Deliverer
+from bot.core.messages import Card, card_to_dict
+from bot.core.owing import write_to_outbox
 from bot.slack.app import SlackMessenger
-from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import LEASE, Sender
-from digests.owing import write_to_outbox
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

@@ -20,12 +20,12 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from sqlmodel import col, select
 
-from bot.delivery import Deliverer
-from bot.messages import Card, card_to_dict
+from bot.core import pacing
+from bot.core.business_time import Company, parse_hours, parse_workdays
+from bot.core.delivery import Deliverer
+from bot.core.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger, make_client
 from bot.slack.client import Throttled
-from digests import pacing
-from digests.business_time import Company, parse_hours, parse_workdays
 from digests.outbox import Sender
 from digests.scheduler import Scheduler
 from storage import queries

@@ -18,10 +18,10 @@ from sqlmodel import select
 
 from app import build_router
 from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
-from bot.delivery import Bot, Deliverer
-from bot.messages import Card, card_to_dict
+from bot.core.business_time import Company
+from bot.core.delivery import Bot, Deliverer
+from bot.core.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger
-from digests.business_time import Company
 from digests.outbox import Sender
 from digests.scheduler import Scheduler
 from handlers.ingest import Ingestor, LeadIn

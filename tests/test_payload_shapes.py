@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, func, select
 
-from bot.jsonlimits import loads_bounded, nesting_depth
+from bot.core.jsonlimits import loads_bounded, nesting_depth
 from bot.slack.shapes import EVENTS
 from storage.db import Store
 from tests.slack_standin import SlackStandIn

@@ -16,14 +16,14 @@ import pytest
 from sqlmodel import select
 
 from app import build_router
-from bot.delivery import Bot, Deliverer
-from bot.effects import Owed, UpdateCards
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card
+from bot.core.business_time import Company
+from bot.core.delivery import Bot, Deliverer
+from bot.core.effects import Owed, UpdateCards
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Card
+from bot.core.owing import write_to_outbox
 from bot.slack.app import SlackMessenger
-from digests.business_time import Company
 from digests.outbox import Sender
-from digests.owing import write_to_outbox
 from handlers.ingest import Ingestor, LeadIn, store_leads
 from storage import queries
 from storage.db import Store

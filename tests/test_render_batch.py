@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from bot import rendering
-from bot.delivery import Deliverer
-from bot.messages import Card
+from bot.core import rendering
+from bot.core.business_time import Company
+from bot.core.delivery import Deliverer
+from bot.core.messages import Card
+from bot.core.owing import write_to_outbox
 from digests import sla
-from digests.business_time import Company
 from digests.outbox import FRESH_FOR, Claimed, Sender
-from digests.owing import write_to_outbox
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

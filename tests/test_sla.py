@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 import app
 from app import build_router, cli
-from bot.effects import Reply
-from bot.interaction import Interaction, Kind, Where
-from bot.settings import Settings
-from digests.business_time import Company, add_business, is_working
-from digests.calendars import calendar_of
+from bot.core.business_time import Company, add_business, is_working
+from bot.core.effects import Reply
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.settings import Settings
 from storage import queries
+from storage.calendars import calendar_of
 from storage.db import Store
 from storage.models import Member
 

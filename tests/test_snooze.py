@@ -9,11 +9,11 @@ import pytest
 from sqlmodel import select
 
 from app import build_router
-from bot.effects import FormErrors, Notify, Reply, ShowForm
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import card_from_dict
+from bot.core.business_time import Company
+from bot.core.effects import FormErrors, Notify, Reply, ShowForm
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import card_from_dict
 from digests import sla
-from digests.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store

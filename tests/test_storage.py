@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func
 from sqlmodel import select
 
-from digests.business_time import Company
+from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
@@ -104,7 +104,7 @@ def test_a_request_id_is_claimed_once_even_by_racing_workers(any_store: Store) -
 def test_racing_verdicts_on_one_lead_have_one_winner(any_store: Store) -> None:
     """Two instances accepting the same lead at once: exactly one acceptance is recorded."""
     from app import build_router
-    from bot.interaction import Interaction, Kind, Where
+    from bot.core.interaction import Interaction, Kind, Where
     from storage.models import Member
 
     with any_store.session() as s:

@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import select
 
 from bot import teams
-from bot.messages import (
+from bot.core.messages import (
     Button,
     Card,
     Field_,
@@ -31,8 +31,8 @@ from bot.messages import (
     Select,
     Style,
 )
+from bot.core.text import text_for
 from bot.teams.cards import card_attachment, escape_md, form_attachment
-from bot.text import text_for
 from storage import queries
 from storage.models import CardLocation, EventKind, Lead, LeadEvent, Member
 from tests.support import (

@@ -724,7 +724,7 @@ def test_each_credential_setting_picks_the_sdks_credential_kind() -> None:
 
 
 def test_the_cli_and_settings_do_not_load_the_teams_sdk() -> None:
-    """`bot.settings` needs only the Teams trust rules; the Agents SDK (seconds to import on
+    """`bot.core.settings` needs only the Teams trust rules; the Agents SDK (seconds to import on
     a busy machine) is loaded only by what talks to Teams."""
     import subprocess
     import sys

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from sqlmodel import col, select
 
-from digests.business_time import Company
+from bot.core.business_time import Company
 from digests.outbox import MAX_ATTEMPTS
 from handlers.ingest import LeadIn, store_leads
 from storage import queries

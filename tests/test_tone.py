@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from app import build_router
-from bot.effects import FormErrors, Reply
-from bot.interaction import Interaction, Kind, Where
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.effects import FormErrors, Reply
+from bot.core.interaction import Interaction, Kind, Where
 from handlers import tone
 from handlers.ingest import LeadIn, store_leads
 from storage import queries

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
-from bot.jsonlimits import JsonRefused, loads_bounded
+from bot.core.jsonlimits import JsonRefused, loads_bounded
 from bot.web.webhook import MAX_BODY_BYTES
 from handlers.cards import lead_card
 from storage.db import Store

@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import col, select
 
 from app import build_router
-from bot.effects import Effect, FormErrors, Reply, ShowForm
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import card_from_dict
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.effects import Effect, FormErrors, Reply, ShowForm
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import card_from_dict
 from handlers.ingest import LeadIn, store_leads
 from storage import queries, wins
 from storage.db import Store

@@ -12,7 +12,7 @@ import typer
 
 from bot.cli import admin, check, data, digest, leads, outbox, run
 from bot.cli.common import out
-from bot.logs import configure
+from bot.core.logs import configure
 
 if TYPE_CHECKING:
     from bot.cli.common import RouterFactory

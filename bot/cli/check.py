@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bot.checks import Check, database_check, webhook_check
 from bot.cli.common import load_settings, out
+from bot.core.checks import Check, database_check, webhook_check
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from storage.db import Store
 
 log = logging.getLogger("liaison.preflight")
@@ -61,7 +61,7 @@ async def platform_checks(
 
 def configured_channels(settings: Settings, store: Store | None) -> list[tuple[str, str]]:
     """Each channel kind's target: set with `liaison channels set`, else the settings'."""
-    from bot.settings import CHANNEL_KINDS
+    from bot.core.settings import CHANNEL_KINDS
     from storage import queries
 
     chosen = settings.channels()

@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.logs import configure
+from bot.core.logs import configure
 
 if TYPE_CHECKING:
-    from bot.delivery import Deliverer, Directory, Messenger
-    from bot.router import Router
-    from bot.settings import Settings
-    from digests.business_time import Company
+    from bot.core.business_time import Company
+    from bot.core.delivery import Deliverer, Directory, Messenger
+    from bot.core.router import Router
+    from bot.core.settings import Settings
     from digests.scheduler import AsyncDueWork
     from handlers.ingest import Ingestor
     from storage.db import Store
@@ -54,7 +54,7 @@ def load_settings() -> Settings:
     """The settings, or a clear message naming the bad variable (never a traceback)."""
     from pydantic import ValidationError
 
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
     try:
         settings = Settings()
@@ -102,14 +102,14 @@ def database_fix(why: str) -> str:
 
 
 def directories(messengers: list[Messenger]) -> list[Directory]:
-    from bot.delivery import Directory
+    from bot.core.delivery import Directory
 
     return [m for m in messengers if isinstance(m, Directory)]
 
 
 def deliverer(settings: Settings, store: Store) -> Deliverer:
     """A deliverer over every platform the settings enable, with their member directories."""
-    from bot.delivery import Deliverer
+    from bot.core.delivery import Deliverer
     from bot.web.server import platform_messengers
 
     messengers = platform_messengers(settings, store)

@@ -11,7 +11,7 @@ import typer
 from bot.cli.common import fail, load_settings, now, one_session, open_store, out
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from digests.digest import Week
     from storage.db import Store
 
@@ -61,7 +61,7 @@ def digest_command(
 
 def post_digest(settings: Settings, store: Store, week: Week) -> None:
     """Owe the digest of `week` to the digest channel (once: its key is the week) and send."""
-    from bot.delivery import Deliverer
+    from bot.core.delivery import Deliverer
     from bot.web.server import platform_messengers
     from digests.outbox import SendReport
     from digests.scheduler import for_settings

@@ -11,8 +11,8 @@ from rich.progress import Progress
 from bot.cli.common import FormatOption, fail, load_settings, now, open_store, out, print_rows
 
 if TYPE_CHECKING:
-    from bot.delivery import Deliverer
-    from bot.settings import Settings
+    from bot.core.delivery import Deliverer
+    from bot.core.settings import Settings
     from storage.db import Store
 
 outbox_cli = typer.Typer(help="Messages Liaison owes: list and retry.", invoke_without_command=True)

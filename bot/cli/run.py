@@ -29,7 +29,7 @@ from bot.cli.common import (
 
 if TYPE_CHECKING:
     from bot.console.chat import ConsoleMessenger
-    from bot.delivery import Bot
+    from bot.core.delivery import Bot
     from digests.scheduler import PassReport
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -79,7 +79,7 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
 
 def socket(ctx: typer.Context) -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
-    from bot.delivery import Bot
+    from bot.core.delivery import Bot
     from bot.slack.app import SlackMessenger, run_socket_mode
     from digests.click_updates import ClickUpdates
     from digests.scheduler import for_settings
@@ -112,7 +112,7 @@ def console(
 ) -> None:
     """A local chat in the terminal: act as any member, press buttons, fill forms."""
     from bot.console.chat import run_console
-    from bot.delivery import Bot, Deliverer
+    from bot.core.delivery import Bot, Deliverer
     from digests.scheduler import for_settings
 
     settings = load_settings()

@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-from bot.buttons import decode
-from bot.delivery import Bot, Posted
-from bot.effects import Effect, FormErrors
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Button, Card, Form, Input, InputKind, Report, card_from_dict
-from bot.text import text_for, when
+from bot.core.buttons import decode
+from bot.core.delivery import Bot, Posted
+from bot.core.effects import Effect, FormErrors
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Button, Card, Form, Input, InputKind, Report, card_from_dict
+from bot.core.text import text_for, when
 from digests.outbox import held_since
 from storage import queries
 from storage.db import Store

@@ -28,13 +28,15 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.buttons import decode
-from bot.delivery import Bot, LookupFailed, Posted
-from bot.effects import FormErrors
-from bot.idempotency import METADATA_EVENT, OUTBOX_KEY
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, Form, Report
-from bot.settings import Settings
+from bot.core.buttons import decode
+from bot.core.delivery import Bot, LookupFailed, Posted
+from bot.core.effects import FormErrors
+from bot.core.idempotency import METADATA_EVENT, OUTBOX_KEY
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Card, Form, Report
+from bot.core.settings import Settings
+from bot.core.tasks import Background
+from bot.core.text import text_for
 from bot.slack.blocks import (
     card_blocks,
     fallback,
@@ -47,8 +49,6 @@ from bot.slack.blocks import (
 )
 from bot.slack.client import PacedWebClient
 from bot.slack.shapes import checked_body, form_state
-from bot.tasks import Background
-from bot.text import text_for
 from storage import queries, verdicts
 from storage.db import Store, unavailable
 from storage.models import CardLocation, Member

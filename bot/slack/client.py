@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from digests.pacing import MethodGate
+from bot.core.pacing import MethodGate
 
 # Paced per conversation by the outbox, not app-wide.
 PER_CONVERSATION = frozenset({"chat.postMessage"})

@@ -12,10 +12,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.checks import PREFLIGHT_TIMEOUT, Check
+from bot.core.checks import PREFLIGHT_TIMEOUT, Check
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 # The bot scopes of manifests/slack.yaml (tests/test_manifests.py keeps the two the same).
 SCOPES = frozenset(

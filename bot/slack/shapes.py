@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.jsonlimits import loads_bounded
+from bot.core.jsonlimits import loads_bounded
 
 MAX_DEPTH = 64  # Slack's deepest payloads (rich text in a modal's state) nest about 12 deep
 NonEmpty = Annotated[str, Field(min_length=1)]

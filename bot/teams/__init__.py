@@ -8,7 +8,7 @@ through `/api/messages`, Adaptive Cards out through the connector.
 - `messenger`: proactive sends, channel posts and in-place card updates
 - `cards`: the neutral message model as Adaptive Cards; `trust`: pure rules (no SDK)
 
-The names below are imported on first use: `bot.settings` needs only `trust`, and a process
+The names below are imported on first use: `bot.core.settings` needs only `trust`, and a process
 that never touches Teams (the CLI, a Slack-only server) does not pay for importing the SDK.
 """
 

@@ -29,6 +29,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase, UserTok
 from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
+from bot.core.text import text_for
 from bot.teams.auth import (
     BOT_FRAMEWORK,
     SigningKeys,
@@ -38,11 +39,10 @@ from bot.teams.auth import (
     configuration,
 )
 from bot.teams.trust import TeamsMode, service_url_problem, tenant_problem
-from bot.text import text_for
 from storage.db import unavailable
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from msal import (  # type: ignore[import-untyped]
 )
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 BOT_FRAMEWORK = "https://api.botframework.com"  # the connector's audience
 BOT_FRAMEWORK_SCOPE = f"{BOT_FRAMEWORK}/.default"

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from bot.messages import (
+from bot.core.messages import (
     Button,
     Card,
     Field_,

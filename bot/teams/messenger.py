@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 from microsoft_agents.activity import Activity, ActivityTypes, Attachment, ConversationReference
 from microsoft_agents.hosting.core import TurnContext
 
-from bot.delivery import Posted
-from bot.messages import Card, Report
+from bot.core.delivery import Posted
+from bot.core.messages import Card, Report
+from bot.core.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from bot.teams.adapter import TeamsAdapter, dump_reference, load_reference
 from bot.teams.cards import card_attachment, plain, report_card
-from digests.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class TeamsMessenger:
         self.adapter = adapter
         self.tenant_id = settings.microsoft_app_tenant_id
         self.store = store
-        # Teams' per-app limit, kept across all conversations (see digests.pacing).
+        # Teams' per-app limit, kept across all conversations (see bot.core.pacing).
         self.spacing = Spacing(TEAMS_APP_RATE, TEAMS_APP_BURST)
 
     async def _channel(self, channel: str) -> ConversationReference:

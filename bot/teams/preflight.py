@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 import requests
 
-from bot.checks import PREFLIGHT_TIMEOUT, Check
+from bot.core.checks import PREFLIGHT_TIMEOUT, Check
 from bot.teams.adapter import load_reference
 from bot.teams.auth import BOT_FRAMEWORK, BOT_FRAMEWORK_SCOPE, TimedMsalAuth, Where, configuration
 from bot.teams.messenger import SERVICE_KEY
 from bot.teams.trust import TeamsMode
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.core.settings import Settings
     from storage.db import Store
 
 NO_ANSWER = (aiohttp.ClientError, requests.RequestException, TimeoutError, OSError)

@@ -13,8 +13,8 @@ from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import ClaimsIdentity
 from pydantic import ValidationError
 
-from bot.delivery import Bot
-from bot.jsonlimits import loads_bounded
+from bot.core.delivery import Bot
+from bot.core.jsonlimits import loads_bounded
 from bot.teams.adapter import TeamsAdapter, TokenUnavailable
 from bot.teams.auth import KeysUnavailable
 from bot.teams.trust import same_host

@@ -24,11 +24,13 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.buttons import decode
-from bot.delivery import Bot
-from bot.effects import Effect, FormErrors, Notify, Owed, Post, Reply, UpdateCards
-from bot.interaction import Interaction, Kind, Where
-from bot.messages import Card, Form, Report
+from bot.core.buttons import decode
+from bot.core.delivery import Bot
+from bot.core.effects import Effect, FormErrors, Notify, Owed, Post, Reply, UpdateCards
+from bot.core.interaction import Interaction, Kind, Where
+from bot.core.messages import Card, Form, Report
+from bot.core.owing import write_to_outbox
+from bot.core.text import text_for
 from bot.teams.adapter import TeamsAdapter, dump_reference
 from bot.teams.cards import (
     CARD_KEY,
@@ -42,8 +44,6 @@ from bot.teams.cards import (
     report_card,
 )
 from bot.teams.messenger import PLATFORM, SERVICE_KEY, card_message, message, refresh_users
-from bot.text import text_for
-from digests.owing import write_to_outbox
 from storage import queries
 from storage.db import Store
 from storage.models import Member, Role

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.jsonlimits import JsonRefused, loads_bounded
-from bot.settings import Settings
-from bot.tasks import Background
+from bot.core.jsonlimits import JsonRefused, loads_bounded
+from bot.core.settings import Settings
+from bot.core.tasks import Background
 from handlers.ingest import Ingestor
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from random import Random
 from sqlalchemy import Table
 from sqlmodel import Session, SQLModel
 
-from digests.business_time import Company
-from digests.calendars import calendar_of
+from bot.core.business_time import Company
 from storage import queries
 from storage.bulk import BulkWriter
+from storage.calendars import calendar_of
 from storage.demo import extras as demo_extras
 from storage.demo import reads as stored
 from storage.demo.history import (

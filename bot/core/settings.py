@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core.business_time import Company, Schedule, parse_hours, parse_workdays
 from bot.teams.trust import TeamsMode, teams_mode
-from digests.business_time import Company, Schedule, parse_hours, parse_workdays
 
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")  # where Liaison posts
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from sqlmodel import Session
 
-from digests.business_time import Calendar, Company, Span, parse_clock
+from bot.core.business_time import Calendar, Company, Span, parse_clock
 from storage import queries
 from storage.models import Member
 

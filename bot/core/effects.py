@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.messages import Card, Form, Report
+from bot.core.messages import Card, Form, Report
 from storage.models import CardLocation
 
 
@@ -20,7 +20,7 @@ class Notify:
     """A direct message to a member; `lead_id` + `purpose` record where the card lives.
 
     With `in_thread`, it goes on the thread of that lead's handoff card instead. A DM to
-    anyone but the person who acted is owed through the outbox (see `digests.owing`);
+    anyone but the person who acted is owed through the outbox (see `bot.core.owing`);
     `key`, when given, makes owing it twice impossible.
 
     A message a person caused for someone else (a handoff card, a relayed question or
@@ -49,7 +49,7 @@ class Post:
 @dataclass(frozen=True)
 class Leased:
     """A card update owed and, in the same transaction, leased to this process's outbox
-    sender (`digests.owing.UpdateLease`): the click's own task sends it at once, and the
+    sender (`bot.core.owing.UpdateLease`): the click's own task sends it at once, and the
     outbox row is the fallback (a failed send is retried, a lost lease taken over)."""
 
     message_id: int

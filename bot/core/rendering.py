@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot.messages import Card, card_from_dict
-from digests.business_time import Company
+from bot.core.business_time import Company
+from bot.core.messages import Card, card_from_dict
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from bot.delivery import Posted
+from bot.core.delivery import Posted
 from storage.models import Member
 
 # The outbox key of the message being delivered in this task, if any.

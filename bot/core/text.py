@@ -1,4 +1,4 @@
-"""Every sentence a person reads comes from a Jinja2 template in `bot/templates/`.
+"""Every sentence a person reads comes from a Jinja2 template in `bot/core/templates/`.
 
 Templates produce plain text; the platform renderers escape it. `text_for("name", ...)`
 calls the macro `name`, from whichever template file defines it.
@@ -54,7 +54,7 @@ def environment() -> Environment:
 
 @cache
 def macros() -> dict[str, Any]:
-    """Every macro of every template file in `bot/templates/`, by name (one file per
+    """Every macro of every template file in `bot/core/templates/`, by name (one file per
     capability: messages.j2, feedback.j2, approvals.j2, …); a name may be defined once."""
     found: dict[str, Any] = {}
     for path in sorted(TEMPLATES.glob("*.j2")):

@@ -11,10 +11,10 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.effects import Effect, FormErrors
-from bot.interaction import Interaction, Kind
-from digests.business_time import Company
-from digests.owing import UpdateLease, write_to_outbox
+from bot.core.business_time import Company
+from bot.core.effects import Effect, FormErrors
+from bot.core.interaction import Interaction, Kind
+from bot.core.owing import UpdateLease, write_to_outbox
 from storage import queries
 from storage.db import Store
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import Session
 
-from bot.effects import (
+from bot.core.effects import (
     Effect,
     FormErrors,
     Notify,
@@ -24,10 +24,10 @@ from bot.effects import (
     ShowReport,
     UpdateCards,
 )
-from bot.interaction import Interaction
-from bot.messages import Card, Form, Report
-from bot.router import Router
-from digests.owing import UpdateLease
+from bot.core.interaction import Interaction
+from bot.core.messages import Card, Form, Report
+from bot.core.owing import UpdateLease
+from bot.core.router import Router
 from storage import queries
 from storage.db import Store
 from storage.models import CardLocation, Member
@@ -204,7 +204,7 @@ class Deliverer:
                 if await self.updates.send(effect):
                     return len(leased)
             case UpdateCards():
-                pass  # owed with the handler's facts (`digests.owing`), sent by the outbox
+                pass  # owed with the handler's facts (`bot.core.owing`), sent by the outbox
             case _:
                 log.warning("effect %s has nobody to answer", type(effect).__name__)
         return 0

@@ -4,7 +4,7 @@ crash or a platform outage never loses one.
 
 A message a person caused for someone else goes out at once; only a nudge waits for its
 recipient's working hours. A card about a lead is owed as an intent and rendered when it
-is sent (`bot.rendering`), so it shows the lead as it is then."""
+is sent (`bot.core.rendering`), so it shows the lead as it is then."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot import rendering
-from bot.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
-from bot.logs import request_id
-from bot.messages import card_to_dict
-from digests.business_time import Company, next_working_moment
-from digests.calendars import Calendars
+from bot.core import rendering
+from bot.core.business_time import Company, next_working_moment
+from bot.core.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
+from bot.core.logs import request_id
+from bot.core.messages import card_to_dict
 from storage import queries, verdicts
+from storage.calendars import Calendars
 from storage.models import Member, NewMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
