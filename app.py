@@ -16,7 +16,6 @@ __all__ = ["build_router", "cli", "main", "out"]
 
 def build_router(company: Company | None = None, channels: dict[str, str] | None = None) -> Router:
     """Every capability, registered explicitly; `channels` are the settings' defaults."""
-    from bot.core.business_time import Company
     from bot.core.router import Router
     from handlers import (
         approvals,
@@ -34,7 +33,7 @@ def build_router(company: Company | None = None, channels: dict[str, str] | None
         wins,
     )
 
-    router = Router(company=company or Company(), channels=dict(channels or {}))
+    router = Router.made(company, channels)
     for capability in (
         general,
         leads,

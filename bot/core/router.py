@@ -57,6 +57,11 @@ class Router:
     company: Company = field(default_factory=Company)
     channels: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def made(cls, company: Company | None = None, channels: dict[str, str] | None = None) -> Router:
+        """An empty router for `company` (the defaults when None) and channel settings."""
+        return cls(company=company or Company(), channels=dict(channels or {}))
+
     def command(self, name: str, handler: Handler, *, summary: str, usage: str = "") -> None:
         self.routes[(Kind.command, name)] = Route(handler, summary, usage or f"/{name}")
 
