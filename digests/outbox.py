@@ -53,7 +53,8 @@ from bot.core.business_time import Company
 from bot.core.delivery import Deliverer, Parts, Posted, remember_card
 from bot.core.effects import Notify
 from bot.core.idempotency import OUTBOX_KEY, Probe, Recall
-from bot.core.messages import Card, card_from_dict, report_from_dict
+from bot.core.interaction import Person
+from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
 from digests import outbox_alerts
 from digests.metrics import OutboxMetrics
 from storage import queries
@@ -1125,11 +1126,12 @@ class Sender:
             found = queries.locations_of(session, lead_id=message.lead_id, purpose="handoff")
             return [t for t in found if t.member_id == message.member_id]
 
-    def _member(self, member_id: int | None) -> Member | None:
+    def _member(self, member_id: int | None) -> Person | None:
         if member_id is None:
             return None
         with self.store.session() as session:
-            return session.get(Member, member_id)
+            found = session.get(Member, member_id)
+            return Person.of(found) if found is not None else None
 
     async def _card(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         """The card as it goes out now: rendered from the lead's state, or as stored."""
@@ -1163,7 +1165,7 @@ class Sender:
                 session, message, member_id=member_id, now=now, company=self.company
             )
 
-    def _update_of(self, message: OutboxMessage, now: datetime) -> tuple[CardLocation, Card]:
+    def _update_of(self, message: OutboxMessage, now: datetime) -> tuple[CardPlace, Card]:
         with self.books_session() as session:
             location = session.get(CardLocation, message.location_id)
             if location is None:
@@ -1174,8 +1176,7 @@ class Sender:
             card = rendering.card_of(
                 session, message, member_id=location.member_id, now=now, company=self.company
             )
-            session.expunge(location)
-            return location, card
+            return CardPlace.of(location), card
 
     async def _update(
         self, message: OutboxMessage, now: datetime, in_flight: asyncio.Semaphore
@@ -1223,7 +1224,7 @@ class Sender:
         if message.member_id is not None:
             card = await self._card(message, message.member_id, now)
 
-            async def remember(_: Notify, __: Member, platform: str, posted: Posted) -> None:
+            async def remember(_: Notify, __: Person, platform: str, posted: Posted) -> None:
                 cards.append((platform, posted))  # recorded with the outcome, in its batch
 
             async with in_flight:
@@ -1236,7 +1237,7 @@ class Sender:
                         in_thread=message.in_thread,
                     ),
                     parts,
-                    member=claimed.member,
+                    member=Person.of(claimed.member) if claimed.member is not None else None,
                     record=remember,
                 )
         async with in_flight:

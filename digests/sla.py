@@ -36,9 +36,9 @@ from storage.models import (
     EventKind,
     Lead,
     Member,
-    NewMessage,
     SlaPolicy,
 )
+from storage.values import NewMessage
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -614,8 +614,15 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
+class Someone(Protocol):
+    """Who did something (a stored member or the person acting): their member id."""
+
+    @property
+    def id(self) -> int | None: ...
+
+
 def snooze(
-    session: Session, clock: Clock, *, until: datetime, reason: str, by: Member, now: datetime
+    session: Session, clock: Clock, *, until: datetime, reason: str, by: Someone, now: datetime
 ) -> None:
     """Pause a clock until `until`, recorded with its reason; the next tick re-plans it."""
     clock.snoozes = [*clock.snoozes, [now.isoformat(), until.isoformat(), reason]]

@@ -23,7 +23,8 @@ from storage import digest as figures
 from storage import queries
 from storage.calendars import Calendars
 from storage.db import Store
-from storage.models import DigestRun, Member, NewMessage
+from storage.models import DigestRun, Member
+from storage.values import NewMessage
 
 log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=24)  # after downtime, a late digest still goes out this long

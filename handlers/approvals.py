@@ -15,7 +15,7 @@ import re
 from sqlmodel import Session
 
 from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
-from bot.core.interaction import Interaction
+from bot.core.interaction import Interaction, Person
 from bot.core.messages import Card, Field_, Form, Input, InputKind
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
@@ -237,7 +237,7 @@ def submit_decision(ctx: Context, interaction: Interaction) -> list[Effect]:
     return approved_so_far(ctx, interaction, request)
 
 
-def _others(ctx: Context, request: ApprovalRequest, actor: Member) -> list[Member]:
+def _others(ctx: Context, request: ApprovalRequest, actor: Person) -> list[Member]:
     """Everyone the request concerns (proposer and approvers), except the actor, once."""
     people: dict[int, Member] = {}
     if request.proposed_by is not None:
@@ -371,7 +371,7 @@ def into_force(ctx: Context, interaction: Interaction, request: ApprovalRequest)
     return effects
 
 
-def _side_of(session: Session, request: ApprovalRequest, member: Member) -> str:
+def _side_of(session: Session, request: ApprovalRequest, member: Person | Member) -> str:
     signoff = approvals.signoff_of(session, request_id=request.id or 0, member_id=member.id or 0)
     return signoff.side if signoff else ""
 

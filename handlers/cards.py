@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from bot.core import rendering
 from bot.core.business_time import Calendar, Company
+from bot.core.interaction import Person
 from bot.core.messages import Button, Card, Field_, Refresh, Style
 from bot.core.text import text_for, when
 from digests import sla
@@ -301,7 +302,7 @@ def _deciders(owner: OwnerFacts | None) -> tuple[int, ...]:
 
 
 def lead_card_for(
-    session: Session, lead: Lead, viewer: Member, now: datetime, company: Company
+    session: Session, lead: Lead, viewer: Person, now: datetime, company: Company
 ) -> Card:
     """The handoff card as `viewer` should see it: the owner with its buttons, the owner's
     manager with them too (an override) and a line saying so, anyone else the state only."""

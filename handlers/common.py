@@ -7,9 +7,10 @@ import uuid
 from sqlmodel import Session
 
 from bot.core.effects import Effect, Reply
+from bot.core.interaction import Person
 from bot.core.messages import Card
 from bot.core.text import text_for
-from storage.models import Lead, Member, Role
+from storage.models import Lead, Role
 from storage.queries import get_member
 
 
@@ -30,7 +31,7 @@ def load_lead(session: Session, raw: str) -> Lead | None:
     return session.get(Lead, int(raw))
 
 
-def may_act_on(session: Session, lead: Lead, actor: Member) -> bool:
+def may_act_on(session: Session, lead: Lead, actor: Person) -> bool:
     """Only the lead's owner, or the owner's manager, may act on it."""
     if lead.owner_id is None:
         return False
@@ -50,7 +51,7 @@ def unknown_lead() -> list[Effect]:
     return private(text_for("lead_not_found"))
 
 
-def refuse_unless(actor: Member, *roles: Role, action: str) -> list[Effect] | None:
+def refuse_unless(actor: Person, *roles: Role, action: str) -> list[Effect] | None:
     """None when `actor` holds one of `roles` (admins may do anything), else the private
     answer that says who may, and how to get the role."""
     if actor.role == Role.admin or actor.role in roles:

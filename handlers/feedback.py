@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
-from bot.core.interaction import Interaction
+from bot.core.interaction import Interaction, Person
 from bot.core.messages import Button, Card, Field_, Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
@@ -76,7 +76,7 @@ def command(ctx: Context, interaction: Interaction) -> list[Effect]:
     return private(text_for("feedback_usage"))
 
 
-def _tz(ctx: Context, member: Member | None) -> str:
+def _tz(ctx: Context, member: Person | Member | None) -> str:
     return (member.timezone if member else None) or ctx.company.tz
 
 
@@ -143,7 +143,7 @@ def _value(request_id: int | None) -> str:
     return f"request={request_id}"
 
 
-def _request_inputs(ctx: Context, actor: Member) -> tuple[Input, ...]:
+def _request_inputs(ctx: Context, actor: Person) -> tuple[Input, ...]:
     about = tuple(Option(a.value, text_for(f"feedback_about_{a.value}")) for a in FeedbackAbout)
     kinds = tuple(Option(k.value, text_for(f"feedback_kind_{k.value}")) for k in QuestionKind)
     inputs = [
@@ -283,7 +283,7 @@ def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
 
 
 def _sent_card(
-    ctx: Context, request: FeedbackRequest, draft: Draft, count: int, actor: Member
+    ctx: Context, request: FeedbackRequest, draft: Draft, count: int, actor: Person
 ) -> Card:
     audience = text_for(
         "feedback_audience_words",

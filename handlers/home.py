@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.core.effects import Effect, Reply
-from bot.core.interaction import Interaction
+from bot.core.interaction import Interaction, Person
 from bot.core.messages import Button, Card, Field_
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
@@ -21,7 +21,7 @@ from storage import approvals as approval_store
 from storage import feedback as feedback_store
 from storage import insights as insight_store
 from storage import queries
-from storage.models import ClockKind, Lead, Member, Role
+from storage.models import ClockKind, Lead, Role
 
 SHOWN = 8  # items per section; the rest are counted
 BUTTONS = 4  # buttons for the first items that wait, across sections
@@ -45,13 +45,13 @@ def register(router: Router) -> None:
     router.action("home.refresh", show_home)
 
 
-def _mine(ctx: Context, lead: Lead, me: Member) -> str:
+def _mine(ctx: Context, lead: Lead, me: Person) -> str:
     """The lead's SLA clocks that I owe, with their business time left."""
     lines = sla.status_lines(ctx.session, lead, ctx.now, ctx.company, owner_id=me.id)
     return "; ".join(lines)
 
 
-def leads_section(ctx: Context, me: Member) -> Section:
+def leads_section(ctx: Context, me: Person) -> Section:
     """Leads that wait for my verdict, or whose follow-up is mine to run."""
     leads = queries.open_leads_of(ctx.session, member_id=me.id or 0, limit=SHOWN)
     total = queries.count_open_leads(ctx.session, member_id=me.id or 0)
@@ -67,7 +67,7 @@ def leads_section(ctx: Context, me: Member) -> Section:
     return Section(text_for("home_leads"), lines, total, text_for("home_count_leads", n=total))
 
 
-def questions_section(ctx: Context, me: Member) -> Section:
+def questions_section(ctx: Context, me: Person) -> Section:
     """Reps' questions about leads that wait for my answer (marketers)."""
     clocks = queries.open_clocks_of(ctx.session, owner_id=me.id or 0, kind=ClockKind.info_answer)
     lines = []
@@ -79,7 +79,7 @@ def questions_section(ctx: Context, me: Member) -> Section:
     return Section(text_for("home_questions"), lines, len(clocks), count)
 
 
-def feedback_section(ctx: Context, me: Member) -> Section:
+def feedback_section(ctx: Context, me: Person) -> Section:
     """Feedback requests that wait for my answer (they block nothing)."""
     waiting = feedback_store.waiting_for(ctx.session, member_id=me.id or 0, now=ctx.now)
     tz = me.timezone or ctx.company.tz
@@ -106,7 +106,7 @@ def feedback_section(ctx: Context, me: Member) -> Section:
     return Section(text_for("home_feedback_label"), lines, len(waiting), count, buttons)
 
 
-def approvals_section(ctx: Context, me: Member) -> Section:
+def approvals_section(ctx: Context, me: Person) -> Section:
     """Sign-offs that wait for me (these block a new version until I decide)."""
     waiting = approval_store.waiting_for(ctx.session, member_id=me.id or 0)
     tz = me.timezone or ctx.company.tz
@@ -128,7 +128,7 @@ def approvals_section(ctx: Context, me: Member) -> Section:
     return Section(text_for("home_approvals_label"), lines, len(waiting), count, buttons)
 
 
-def insights_section(ctx: Context, me: Member) -> Section:
+def insights_section(ctx: Context, me: Person) -> Section:
     """Insights I raised that marketing has not answered yet; for marketing, those nobody
     has claimed and those I claimed."""
     if me.role in (Role.marketer, Role.admin):
@@ -154,7 +154,7 @@ def insights_section(ctx: Context, me: Member) -> Section:
     return Section(text_for("home_insights_label"), lines, len(open_), count, buttons)
 
 
-SECTIONS: tuple[Callable[[Context, Member], Section], ...] = (
+SECTIONS: tuple[Callable[[Context, Person], Section], ...] = (
     leads_section,
     questions_section,
     feedback_section,
@@ -163,7 +163,7 @@ SECTIONS: tuple[Callable[[Context, Member], Section], ...] = (
 )
 
 
-def home_card(ctx: Context, me: Member) -> Card:
+def home_card(ctx: Context, me: Person) -> Card:
     """Every section with something in it; a calm note when nothing waits."""
     sections = [section(ctx, me) for section in SECTIONS]
     fields: list[Field_] = []

@@ -36,18 +36,8 @@ from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
 from storage.db import Store
-from storage.models import (
-    Away,
-    Campaign,
-    EventKind,
-    Lead,
-    LeadDefinition,
-    LeadState,
-    Member,
-    NewEvent,
-    NewLead,
-    Role,
-)
+from storage.models import Away, Campaign, EventKind, Lead, LeadDefinition, LeadState, Member, Role
+from storage.values import NewEvent, NewLead
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -36,17 +36,14 @@ from storage.models import (
     LeadRejection,
     LeadState,
     Member,
-    NewEvent,
-    NewLead,
-    NewMessage,
     OutboxMessage,
     OutboxStatus,
     ProcessedRequest,
     Role,
     SlaPolicy,
-    StoredLead,
     ToneRule,
 )
+from storage.values import NewEvent, NewLead, NewMessage, StoredLead
 
 log = logging.getLogger(__name__)
 
@@ -758,6 +755,32 @@ def record_location_once(session: Session, *, location: CardLocation) -> bool:
     return _insert_or_none(session, table, values) is not None
 
 
+def record_card_place(
+    session: Session,
+    *,
+    lead_id: int,
+    purpose: str,
+    member_id: int | None,
+    platform: str,
+    channel: str,
+    message_id: str,
+    reference: dict[str, Any] | None,
+    at: datetime,
+) -> bool:
+    """`record_location_once` from the place's parts."""
+    location = CardLocation(
+        lead_id=lead_id,
+        purpose=purpose,
+        member_id=member_id,
+        platform=platform,
+        channel=channel,
+        message_id=message_id,
+        reference=reference,
+        created_at=at,
+    )
+    return record_location_once(session, location=location)
+
+
 def locations_of(session: Session, *, lead_id: int, purpose: str) -> Sequence[CardLocation]:
     return session.exec(
         select(CardLocation)
@@ -1001,6 +1024,22 @@ def enqueue(session: Session, *, message: OutboxMessage) -> bool:
     if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == message.key)).first():
         return False
     return _add_once(session, message)
+
+
+def owe_post(
+    session: Session,
+    *,
+    key: str,
+    target: str,
+    card: dict[str, Any],
+    now: datetime,
+    request_id: str | None,
+) -> bool:
+    """Owe a channel post (due now); False when one with the same key is owed already."""
+    message = OutboxMessage(
+        key=key, target=target, card=card, not_before=now, created_at=now, request_id=request_id
+    )
+    return enqueue(session, message=message)
 
 
 def update_key(location_id: int) -> str:

@@ -139,7 +139,7 @@ async def test_a_lease_never_used_runs_out_and_the_outbox_sends_the_card(
         Where("slack", card["channel"]),
         args={"lead_id": str(outcome.lead_id)},
     )
-    effects = bot.core.router.dispatch(any_store, interaction, now, UpdateLease("dead:1", 60))
+    effects = bot.router.dispatch(any_store, interaction, now, UpdateLease("dead:1", 60))
     (change,) = [e for e in effects if isinstance(e, UpdateCards)]
     assert len(change.leased) == 1  # … and never sent: its process is gone
 

@@ -22,7 +22,8 @@ from digests.outbox import MAX_ATTEMPTS, Sender
 from digests.weekly import digest_message
 from storage import queries
 from storage.db import Store
-from storage.models import DigestRun, Lead, LeadState, NewMessage, OutboxMessage
+from storage.models import DigestRun, Lead, LeadState, OutboxMessage
+from storage.values import NewMessage
 from tests.blockkit import block_errors
 from tests.slack_standin import SlackStandIn
 from tests.support import make_settings

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from app import cli
 from bot import teams
-from bot.teams.trust import TeamsMode, emulator_bind_problem, service_url_problem, teams_mode
+from bot.core.settings import TeamsMode, teams_mode
+from bot.teams.trust import emulator_bind_problem, service_url_problem
 from bot.web.server import platform_messengers
 from storage import approvals as approval_store
 from storage import queries
@@ -724,13 +725,13 @@ def test_each_credential_setting_picks_the_sdks_credential_kind() -> None:
 
 
 def test_the_cli_and_settings_do_not_load_the_teams_sdk() -> None:
-    """`bot.core.settings` needs only the Teams trust rules; the Agents SDK (seconds to import on
+    """`bot.core.settings` needs no Teams code; the Agents SDK (seconds to import on
     a busy machine) is loaded only by what talks to Teams."""
     import subprocess
     import sys
 
     code = (
-        "import sys, app, bot.settings\n"
+        "import sys, app, bot.core.settings\n"
         "assert not [m for m in sys.modules if m.startswith('microsoft_agents')]\n"
         "from bot import teams\n"
         "assert teams.make_adapter and 'microsoft_agents.hosting.core' in sys.modules\n"

@@ -17,15 +17,8 @@ from digests import sla
 from handlers.ingest import LeadIn, store_leads
 from storage import queries
 from storage.db import Store
-from storage.models import (
-    Away,
-    Clock,
-    ClockStage,
-    Lead,
-    Member,
-    NewMessage,
-    OutboxMessage,
-)
+from storage.models import Away, Clock, ClockStage, Lead, Member, OutboxMessage
+from storage.values import NewMessage
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 REPS = 10

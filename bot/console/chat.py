@@ -21,13 +21,21 @@ from rich.panel import Panel
 from bot.core.buttons import decode
 from bot.core.delivery import Bot, Posted
 from bot.core.effects import Effect, FormErrors
-from bot.core.interaction import Interaction, Kind, Where
-from bot.core.messages import Button, Card, Form, Input, InputKind, Report, card_from_dict
+from bot.core.interaction import Interaction, Kind, Person, Where
+from bot.core.messages import (
+    Button,
+    Card,
+    CardPlace,
+    Form,
+    Input,
+    InputKind,
+    Report,
+    card_from_dict,
+)
 from bot.core.text import text_for, when
 from digests.outbox import held_since
 from storage import queries
 from storage.db import Store
-from storage.models import CardLocation, Member
 
 PLATFORM = "console"
 Tick = Callable[[datetime], Awaitable[object]]
@@ -95,14 +103,14 @@ class ConsoleMessenger:
     def __init__(
         self,
         screen: ConsoleScreen,
-        current: Callable[[], Member | None],
+        current: Callable[[], Person | None],
         chart_dir: Path = Path("."),
     ) -> None:
         self.screen = screen
         self.current = current
         self.chart_dir = chart_dir
 
-    def _to(self, member: Member) -> str:
+    def _to(self, member: Person) -> str:
         me = self.current()
         if me is not None and me.id == member.id:
             return text_for("console_to_you")
@@ -110,10 +118,10 @@ class ConsoleMessenger:
             "console_to_member", name=member.name, handle=member.handle, role=member.role
         )
 
-    def reaches(self, member: Member) -> bool:
+    def reaches(self, member: Person) -> bool:
         return True
 
-    async def send(self, member: Member, card: Card) -> Posted:
+    async def send(self, member: Person, card: Card) -> Posted:
         key = f"{member.id}:{card.title}:{self.screen.next_card}"
         message_id = self.screen.show(card, heading=self._to(member), card_key=key)
         return Posted(channel=member.handle, message_id=message_id)
@@ -138,14 +146,14 @@ class ConsoleMessenger:
         self.screen.next_card += 1
         return Posted(channel=channel, message_id=message_id)
 
-    async def update(self, location: CardLocation, card: Card) -> None:
+    async def update(self, location: CardPlace, card: Card) -> None:
         key = f"location:{location.message_id}"
         self.screen.cards.setdefault(key, int(location.message_id.lstrip("c")))
         self.screen.show(
             card, heading=text_for("console_updated", number=location.message_id[1:]), card_key=key
         )
 
-    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+    async def reply_in_thread(self, location: CardPlace, card: Card) -> Posted:
         heading = text_for(
             "console_in_thread", number=location.message_id[1:], channel=location.channel
         )
@@ -193,10 +201,10 @@ class ConsoleChat:
         self.screen = screen
         self.ask = ask
         self.tick = tick
-        self.me: Member | None = None
+        self.me: Person | None = None
         self.held_seen = 0  # the last held outbox message announced
 
-    def current(self) -> Member | None:
+    def current(self) -> Person | None:
         return self.me
 
     def switch(self, handle: str) -> bool:
@@ -209,7 +217,7 @@ class ConsoleChat:
             missing = text_for("console_no_such_member", handle=handle, known=known)
             self.screen.out.print(f"[red]{escape(missing)}[/red]")
             return False
-        self.me = member
+        self.me = Person.of(member)
         with self.store.session() as session:
             waiting = queries.count_open_leads(session, member_id=member.id or 0)
         you = text_for("console_you_are", name=member.name, role=member.role, waiting=waiting)

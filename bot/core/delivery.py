@@ -24,13 +24,12 @@ from bot.core.effects import (
     ShowReport,
     UpdateCards,
 )
-from bot.core.interaction import Interaction
-from bot.core.messages import Card, Form, Report
+from bot.core.interaction import Interaction, Person
+from bot.core.messages import Card, CardPlace, Form, Report
 from bot.core.owing import UpdateLease
 from bot.core.router import Router
 from storage import queries
 from storage.db import Store
-from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Posted:
 
 PartDone = Callable[[str, Posted], Awaitable[None]]
 # Records where a card of a Notify went (the outbox batches these with its other writes).
-RecordCard = Callable[[Notify, Member, str, Posted], Awaitable[None]]
+RecordCard = Callable[[Notify, Person, str, Posted], Awaitable[None]]
 
 
 class Parts:
@@ -108,15 +107,15 @@ class Messenger(Protocol):
 
     platform: str
 
-    def reaches(self, member: Member) -> bool: ...
+    def reaches(self, member: Person) -> bool: ...
 
-    async def send(self, member: Member, card: Card) -> Posted: ...
+    async def send(self, member: Person, card: Card) -> Posted: ...
 
     async def post(self, channel: str, card: Card) -> Posted: ...
 
-    async def update(self, location: CardLocation, card: Card) -> None: ...
+    async def update(self, location: CardPlace, card: Card) -> None: ...
 
-    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted: ...
+    async def reply_in_thread(self, location: CardPlace, card: Card) -> Posted: ...
 
     async def post_report(self, channel: str, report: Report) -> Posted: ...
 
@@ -214,7 +213,7 @@ class Deliverer:
         effect: Notify,
         parts: Parts | None = None,
         *,
-        member: Member | None = None,
+        member: Person | None = None,
         record: RecordCard | None = None,
     ) -> list[tuple[str, Posted]]:
         """Send a DM (or a thread reply) to a member on every platform that reaches them,
@@ -303,7 +302,7 @@ class Deliverer:
             await parts.once(f"{platform}:chart", partial(messenger.post_chart, posted, report))
         return platform, posted
 
-    async def _look_up(self, member: Member) -> Member:
+    async def _look_up(self, member: Person) -> Person:
         """Find a member known only by email in the platform directories (a directory that
         cannot answer raises `LookupFailed`: the outbox retries the message)."""
         for directory in self.directories:
@@ -312,15 +311,17 @@ class Deliverer:
                 return found or member
         return member
 
-    def _member(self, member_id: int) -> Member | None:
+    def _member(self, member_id: int) -> Person | None:
         with self.store.session() as session:
-            return queries.get_member(session, member_id=member_id)
+            found = queries.get_member(session, member_id=member_id)
+            return Person.of(found) if found is not None else None
 
-    def _locations(self, lead_id: int, purpose: str) -> list[CardLocation]:
+    def _locations(self, lead_id: int, purpose: str) -> list[CardPlace]:
         with self.store.session() as session:
-            return list(queries.locations_of(session, lead_id=lead_id, purpose=purpose))
+            found = queries.locations_of(session, lead_id=lead_id, purpose=purpose)
+            return [CardPlace.of(location) for location in found]
 
-    def _record(self, effect: Notify, member: Member, platform: str, posted: Posted) -> None:
+    def _record(self, effect: Notify, member: Person, platform: str, posted: Posted) -> None:
         with self.store.session() as session:
             remember_card(
                 session,
@@ -344,18 +345,16 @@ def remember_card(
     at: datetime,
 ) -> None:
     """Record where a card about a lead was posted (once), so it can be updated in place."""
-    queries.record_location_once(
+    queries.record_card_place(
         session,
-        location=CardLocation(
-            lead_id=lead_id,
-            purpose=purpose,
-            member_id=member_id,
-            platform=platform,
-            channel=posted.channel,
-            message_id=posted.message_id,
-            reference=posted.reference,
-            created_at=at,
-        ),
+        lead_id=lead_id,
+        purpose=purpose,
+        member_id=member_id,
+        platform=platform,
+        channel=posted.channel,
+        message_id=posted.message_id,
+        reference=posted.reference,
+        at=at,
     )
 
 

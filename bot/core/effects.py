@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.core.messages import Card, Form, Report
-from storage.models import CardLocation
+from bot.core.messages import Card, CardPlace, Form, Report
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Leased:
     message_id: int
     key: str
     revision: int  # the state `UpdateCards.card` shows; a newer one is sent after it
-    location: CardLocation
+    location: CardPlace
 
 
 @dataclass(frozen=True)

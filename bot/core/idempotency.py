@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from bot.core.delivery import Posted
-from storage.models import Member
+from bot.core.interaction import Person
 
 # The outbox key of the message being delivered in this task, if any.
 OUTBOX_KEY: ContextVar[str | None] = ContextVar("liaison_outbox_key", default=None)
@@ -32,7 +32,7 @@ class Recall(Protocol):
         self,
         *,
         key: str,
-        member: Member | None,
+        member: Person | None,
         channel: str | None,
         since: datetime,
         thread: str | None = None,

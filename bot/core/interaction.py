@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-
-from storage.models import Member
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -13,6 +12,35 @@ class Kind(StrEnum):
     action = "action"
     form = "form"
     message = "message"
+
+
+@dataclass(frozen=True)
+class Person:
+    """A member as the core and the handlers see them: who they are, how each platform
+    reaches them and when they work. A plain value read from the `members` row, so a
+    handler can neither change the row by accident nor load more of it lazily."""
+
+    id: int
+    name: str
+    role: str
+    handle: str = ""
+    email: str | None = None
+    team: str | None = None
+    manager_id: int | None = None
+    timezone: str | None = None
+    slack_user_id: str | None = None
+    slack_dm_channel: str | None = None
+    teams_user_id: str | None = None
+    teams_reference: dict[str, Any] | None = None
+    work_start: str | None = None
+    work_end: str | None = None
+    workdays: str | None = None
+    weekly_digest: bool = False
+
+    @classmethod
+    def of(cls, row: Any) -> Person:
+        """The person a stored member (anything with a member's fields) is."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -30,7 +58,7 @@ class Interaction:
 
     kind: Kind
     name: str
-    actor: Member
+    actor: Person
     where: Where
     args: dict[str, str] = field(default_factory=dict)
     values: dict[str, list[str]] = field(default_factory=dict)

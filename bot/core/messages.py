@@ -7,7 +7,7 @@ Adaptive Card markdown, console markup), so user text can never format, link or 
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -231,3 +231,23 @@ def report_from_dict(data: dict[str, Any]) -> Report:
         chart=base64.b64decode(chart) if chart else None,
         chart_alt=data.get("chart_alt", ""),
     )
+
+
+@dataclass(frozen=True)
+class CardPlace:
+    """Where a card about a lead was posted (a `card_locations` row as the core sees it), so
+    it can be updated in place or answered on its thread."""
+
+    id: int
+    lead_id: int
+    purpose: str
+    member_id: int | None
+    platform: str
+    channel: str
+    message_id: str
+    reference: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> CardPlace:
+        """The place a stored location (anything with a location's fields) names."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})

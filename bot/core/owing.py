@@ -20,10 +20,10 @@ from bot.core import rendering
 from bot.core.business_time import Company, next_working_moment
 from bot.core.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
 from bot.core.logs import request_id
-from bot.core.messages import card_to_dict
+from bot.core.messages import CardPlace, card_to_dict
 from storage import queries, verdicts
-from storage.calendars import Calendars
-from storage.models import Member, NewMessage, OutboxMessage
+from storage.calendars import Calendars, WorkingWeek
+from storage.values import NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ def _key(given: str) -> str:
     return given or f"fx:{uuid.uuid4().hex}"
 
 
-def _dm(effect: Notify, member: Member, now: datetime, calendars: Calendars | None) -> NewMessage:
+def _dm(
+    effect: Notify, member: WorkingWeek, now: datetime, calendars: Calendars | None
+) -> NewMessage:
     return NewMessage(
         key=_key(effect.key),
         member_id=member.id,
@@ -111,7 +113,7 @@ def _write(session: Session, messages: Sequence[NewMessage]) -> int:
 
 
 def _not_before(
-    effect: Notify, member: Member, now: datetime, calendars: Calendars | None
+    effect: Notify, member: WorkingWeek, now: datetime, calendars: Calendars | None
 ) -> datetime:
     """At once, unless it is a nudge: then at the recipient's next working moment."""
     if not effect.nudge or calendars is None:
@@ -151,17 +153,18 @@ def _owe_updates(
             now=now,
         )
         key = queries.update_key(location.id or 0)
-        owed.append(Leased(message_id, key, revision, location) if leased else None)
+        place = CardPlace.of(location)
+        owed.append(Leased(message_id, key, revision, place) if leased else None)
     return owed
 
 
 def _owe_post(session: Session, effect: Post, now: datetime) -> int:
-    message = OutboxMessage(
+    owed = queries.owe_post(
+        session,
         key=_key(effect.key),
         target=effect.target,
         card=card_to_dict(effect.card),
-        not_before=now,
-        created_at=now,
+        now=now,
         request_id=request_id.get(),
     )
-    return int(queries.enqueue(session, message=message))
+    return int(owed)

@@ -13,13 +13,12 @@ import logging
 from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
 from bot.core.business_time import Company
 from bot.core.messages import Card, card_from_dict
-from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +106,24 @@ def render(session: Session, intent: Intent) -> Card:
     return card
 
 
+class OwedCard(Protocol):
+    """What of an owed message (an outbox row) says which card it sends."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def lead_id(self) -> int | None: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def render(self) -> str: ...
+    @property
+    def card(self) -> dict[str, Any]: ...
+
+
 def card_of(
     session: Session,
-    message: OutboxMessage,
+    message: OwedCard,
     *,
     member_id: int | None,
     now: datetime,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -9,11 +10,26 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.business_time import Company, Schedule, parse_hours, parse_workdays
-from bot.teams.trust import TeamsMode, teams_mode
 
 CHANNEL_KINDS = ("digest", "wins", "insights", "handoff", "admin")  # where Liaison posts
 
 APP_TYPES = ("SingleTenant", "MultiTenant", "UserAssignedMSI")
+
+
+class TeamsMode(StrEnum):
+    """How `/api/messages` is served: not at all, without authentication, or with it."""
+
+    off = "off"
+    emulator = "emulator"
+    authenticated = "authenticated"
+
+
+def teams_mode(*, app_id: str, emulator: bool) -> TeamsMode:
+    """An app id always means authentication; no app id means off unless emulator mode is
+    asked for explicitly (an empty credential never turns authentication off by itself)."""
+    if app_id.strip():
+        return TeamsMode.authenticated
+    return TeamsMode.emulator if emulator else TeamsMode.off
 
 
 class Settings(BaseSettings):

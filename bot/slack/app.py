@@ -32,8 +32,8 @@ from bot.core.buttons import decode
 from bot.core.delivery import Bot, LookupFailed, Posted
 from bot.core.effects import FormErrors
 from bot.core.idempotency import METADATA_EVENT, OUTBOX_KEY
-from bot.core.interaction import Interaction, Kind, Where
-from bot.core.messages import Card, Form, Report
+from bot.core.interaction import Interaction, Kind, Person, Where
+from bot.core.messages import Card, CardPlace, Form, Report
 from bot.core.settings import Settings
 from bot.core.tasks import Background
 from bot.core.text import text_for
@@ -51,7 +51,6 @@ from bot.slack.client import PacedWebClient
 from bot.slack.shapes import checked_body, form_state
 from storage import queries, verdicts
 from storage.db import Store, unavailable
-from storage.models import CardLocation, Member
 
 log = logging.getLogger(__name__)
 PLATFORM = "slack"
@@ -107,10 +106,10 @@ class SlackMessenger:
     def from_settings(cls, settings: Settings, store: Store) -> SlackMessenger:
         return cls(make_client(settings), store, settings.lookup_timeout_seconds)
 
-    def reaches(self, member: Member) -> bool:
+    def reaches(self, member: Person) -> bool:
         return member.slack_user_id is not None
 
-    async def send(self, member: Member, card: Card) -> Posted:
+    async def send(self, member: Person, card: Card) -> Posted:
         return await self.post(member.slack_user_id or "", card)
 
     async def post(self, channel: str, card: Card) -> Posted:
@@ -126,7 +125,7 @@ class SlackMessenger:
             self.dm_of[channel] = posted.channel
         return posted
 
-    async def update(self, location: CardLocation, card: Card) -> None:
+    async def update(self, location: CardPlace, card: Card) -> None:
         await self.client.chat_update(
             channel=location.channel,
             ts=location.message_id,
@@ -134,7 +133,7 @@ class SlackMessenger:
             blocks=card_blocks(card),
         )
 
-    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+    async def reply_in_thread(self, location: CardPlace, card: Card) -> Posted:
         response = await self.client.chat_postMessage(
             channel=location.channel,
             thread_ts=location.message_id,
@@ -172,7 +171,7 @@ class SlackMessenger:
         self,
         *,
         key: str,
-        member: Member | None,
+        member: Person | None,
         channel: str | None,
         since: datetime,
         thread: str | None = None,
@@ -320,12 +319,13 @@ class HomeTab(SlackResponder):
         )
 
 
-def known_member(store: Store, user_id: str) -> Member | None:
+def known_member(store: Store, user_id: str) -> Person | None:
     with store.reading() as session:
-        return verdicts.member_by_slack_id(session, user_id=user_id)
+        found = verdicts.member_by_slack_id(session, user_id=user_id)
+        return Person.of(found) if found is not None else None
 
 
-async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any]) -> Member:
+async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any]) -> Person:
     """The member behind a Slack user; on first sight, `users.info` supplies email and name
     so someone already known by email (e.g. `liaison members set`) is the same member."""
     member = await asyncio.to_thread(known_member, store, user["id"])
@@ -341,9 +341,9 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
         log.warning("users.info failed: %s", slack_error(error))
     name = name or user.get("name") or user.get("username") or user["id"]
 
-    def save() -> Member:
+    def save() -> Person:
         with store.session() as session:
-            return queries.upsert_member(
+            saved = queries.upsert_member(
                 session,
                 now=datetime.now(UTC),
                 slack_user_id=user["id"],
@@ -351,6 +351,7 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
                 name=name,
                 timezone=tz,
             )
+            return Person.of(saved)
 
     return await asyncio.to_thread(save)
 
@@ -369,7 +370,7 @@ def build_bolt_app(
         raise_error_for_unhandled_request=False,
     )
 
-    async def actor(user: dict[str, Any]) -> Member:
+    async def actor(user: dict[str, Any]) -> Person:
         return await member_for(client, store, user)
 
     async def run(interaction_of: Any, responder: SlackResponder) -> None:

@@ -29,6 +29,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase, UserTok
 from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
+from bot.core.settings import TeamsMode
 from bot.core.text import text_for
 from bot.teams.auth import (
     BOT_FRAMEWORK,
@@ -38,7 +39,7 @@ from bot.teams.auth import (
     Where,
     configuration,
 )
-from bot.teams.trust import TeamsMode, service_url_problem, tenant_problem
+from bot.teams.trust import service_url_problem, tenant_problem
 from storage.db import unavailable
 
 if TYPE_CHECKING:

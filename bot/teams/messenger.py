@@ -13,13 +13,14 @@ from microsoft_agents.activity import Activity, ActivityTypes, Attachment, Conve
 from microsoft_agents.hosting.core import TurnContext
 
 from bot.core.delivery import Posted
-from bot.core.messages import Card, Report
+from bot.core.interaction import Person
+from bot.core.messages import Card, CardPlace, Report
 from bot.core.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from bot.teams.adapter import TeamsAdapter, dump_reference, load_reference
 from bot.teams.cards import card_attachment, plain, report_card
 from storage import queries
 from storage.db import Store
-from storage.models import CardLocation, Member
+from storage.models import Member
 
 if TYPE_CHECKING:
     from bot.core.settings import Settings
@@ -134,10 +135,10 @@ class TeamsMessenger:
         with self.store.session() as session:
             return queries.get_setting(session, key=SERVICE_KEY)
 
-    def reaches(self, member: Member) -> bool:
+    def reaches(self, member: Person) -> bool:
         return member.teams_reference is not None
 
-    async def send(self, member: Member, card: Card) -> Posted:
+    async def send(self, member: Person, card: Card) -> Posted:
         if member.teams_reference is None:
             raise LookupError(f"member {member.id} has no Teams conversation with the bot")
         return await self._deliver(load_reference(member.teams_reference), card)
@@ -155,7 +156,7 @@ class TeamsMessenger:
         )
         return Posted(reference.conversation.id, message_id, dump_reference(reference))
 
-    async def update(self, location: CardLocation, card: Card) -> None:
+    async def update(self, location: CardPlace, card: Card) -> None:
         await self.spacing.acquire()
         await update_in(
             self.adapter,
@@ -164,12 +165,12 @@ class TeamsMessenger:
             await card_message(self.store, card),
         )
 
-    async def reply_in_thread(self, location: CardLocation, card: Card) -> Posted:
+    async def reply_in_thread(self, location: CardPlace, card: Card) -> Posted:
         return await self._deliver(
             await self._reference(location), card, reply_to=location.message_id
         )
 
-    async def _reference(self, location: CardLocation) -> ConversationReference:
+    async def _reference(self, location: CardPlace) -> ConversationReference:
         if location.reference:
             return load_reference(location.reference)
         return await self._channel(location.channel)

@@ -12,10 +12,10 @@ import aiohttp
 import requests
 
 from bot.core.checks import PREFLIGHT_TIMEOUT, Check
+from bot.core.settings import TeamsMode
 from bot.teams.adapter import load_reference
 from bot.teams.auth import BOT_FRAMEWORK, BOT_FRAMEWORK_SCOPE, TimedMsalAuth, Where, configuration
 from bot.teams.messenger import SERVICE_KEY
-from bot.teams.trust import TeamsMode
 
 if TYPE_CHECKING:
     from bot.core.settings import Settings

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Mapping
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+
+from bot.core.settings import TeamsMode
 
 # The connector hosts Microsoft's clouds hand bots as `serviceUrl` (public, GCC, GCC High,
 # DoD, China), as the Teams SDK's service URL validation lists them, plus Bot Framework's.
@@ -25,22 +26,6 @@ MICROSOFT_SERVICE_HOSTS = frozenset(
     }
 )
 MICROSOFT_SERVICE_SUFFIXES = (".botframework.com", ".botframework.us")
-
-
-class TeamsMode(StrEnum):
-    """How `/api/messages` is served: not at all, without authentication, or with it."""
-
-    off = "off"
-    emulator = "emulator"
-    authenticated = "authenticated"
-
-
-def teams_mode(*, app_id: str, emulator: bool) -> TeamsMode:
-    """An app id always means authentication; no app id means off unless emulator mode is
-    asked for explicitly (an empty credential never turns authentication off by itself)."""
-    if app_id.strip():
-        return TeamsMode.authenticated
-    return TeamsMode.emulator if emulator else TeamsMode.off
 
 
 def is_loopback(host: str) -> bool:

@@ -27,7 +27,7 @@ from sqlmodel import Session
 from bot.core.buttons import decode
 from bot.core.delivery import Bot
 from bot.core.effects import Effect, FormErrors, Notify, Owed, Post, Reply, UpdateCards
-from bot.core.interaction import Interaction, Kind, Where
+from bot.core.interaction import Interaction, Kind, Person, Where
 from bot.core.messages import Card, Form, Report
 from bot.core.owing import write_to_outbox
 from bot.core.text import text_for
@@ -156,7 +156,7 @@ def form_labels(value: Mapping[str, Any]) -> dict[str, str]:
 
 
 def to_interaction(
-    activity: Any, actor: Member, pressed: Mapping[str, Any] | None = None
+    activity: Any, actor: Person, pressed: Mapping[str, Any] | None = None
 ) -> Interaction:
     """A message activity as the neutral bot sees it: a command, a button or a form
     (`pressed`: the data of a Universal Action, instead of a submit's `value`)."""
@@ -340,7 +340,7 @@ class LiaisonTeamsBot(ActivityHandler):
                 people.setdefault(account.id, account)
         return list(people.values())
 
-    async def meet(self, turn_context: TurnContext, account: ChannelAccount) -> Member:
+    async def meet(self, turn_context: TurnContext, account: ChannelAccount) -> Person:
         """Create or refresh the member behind `account`, with email and 1:1 reference."""
         known = await asyncio.to_thread(self._known, account.id)
         email = known.email if known else None
@@ -353,7 +353,7 @@ class LiaisonTeamsBot(ActivityHandler):
         if self.owed and self.bot.deliverer.on_owed is not None:
             self.owed = False
             self.bot.deliverer.on_owed()
-        return member
+        return Person.of(member)
 
     def _known(self, teams_user_id: str) -> Member | None:
         with self.store.session() as session:
