@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bot.core.business_time import Calendar, Company, add_business, next_working_moment
-from bot.core.messages import Button, Card, Field_, Style, card_to_dict
+from bot.core.messages import Button, Card, Fact, Style, card_to_dict
 from bot.core.text import text_for, when
 from digests.sla import TickReport
 from storage import approvals, queries
@@ -45,30 +45,30 @@ def sla_value(name: str, value: Any) -> str:
     return f"{number:g}"
 
 
-def change_fields(request: ApprovalRequest) -> tuple[Field_, ...]:
+def change_fields(request: ApprovalRequest) -> tuple[Fact, ...]:
     """What the request changes against the version it was proposed on."""
     payload = request.payload
     if request.subject == ApprovalSubject.sla:
         return tuple(
-            Field_(
+            Fact(
                 text_for(f"approvals_sla_{name}"),
                 text_for("approvals_edited", old=sla_value(name, old), new=sla_value(name, new)),
             )
             for name, old, new in payload.get("changed", [])
         )
     fields = [
-        Field_(text_for("approvals_label_added", key=key), text)
+        Fact(text_for("approvals_label_added", key=key), text)
         for key, text in payload.get("added", [])
     ]
     fields += [
-        Field_(
+        Fact(
             text_for("approvals_label_edited", key=key),
             text_for("approvals_edited", old=old, new=new),
         )
         for key, old, new in payload.get("edited", [])
     ]
     fields += [
-        Field_(text_for("approvals_label_retired", key=key), text)
+        Fact(text_for("approvals_label_retired", key=key), text)
         for key, text in payload.get("retired", [])
     ]
     return tuple(fields)

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.core.business_time import Company, next_working_moment
-from bot.core.messages import Button, Card, Field_, Style, card_to_dict
+from bot.core.messages import Button, Card, Fact, Style, card_to_dict
 from bot.core.text import text_for, when
 from digests.sla import TickReport
 from storage import feedback as records
@@ -84,13 +84,13 @@ def ask_card(
     else:
         title = text_for("feedback_ask_title", requester=requester_name, subject=request.subject)
         text = text_for("feedback_ask_text", about=about, deadline=deadline)
-    fields = [Field_(text_for("feedback_label_link"), request.link)] if request.link else []
+    fields = [Fact(text_for("feedback_label_link"), request.link)] if request.link else []
     if request.campaign_id and request.about != "campaign":
         campaign = session.get(Campaign, request.campaign_id)
         if campaign is not None:
-            fields.append(Field_(text_for("label_campaign"), campaign.name))
+            fields.append(Fact(text_for("label_campaign"), campaign.name))
     fields += [
-        Field_(
+        Fact(
             text_for("feedback_question_field", n=q.position),
             text_for("feedback_question_with_hint", text=q.text, kind=q.kind, options=q.options),
         )
@@ -149,9 +149,9 @@ def summary_card(
     with `actions`, an open request offers Close now."""
     is_open = summary.closed_at is None and (now is None or now < summary.deadline)
     rate = summary.response_rate
-    fields = [Field_(text_for("feedback_label_link"), summary.link)] if summary.link else []
+    fields = [Fact(text_for("feedback_label_link"), summary.link)] if summary.link else []
     fields += [
-        Field_(text_for("feedback_summary_question", n=q.position, text=q.text), _answers_line(q))
+        Fact(text_for("feedback_summary_question", n=q.position, text=q.text), _answers_line(q))
         for q in summary.questions
     ]
     buttons: tuple[Button, ...] = ()

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bot.core.messages import Field_, Report, Section
+from bot.core.messages import Fact, Report, Section
 from bot.core.text import TEMPLATES, text_for
 from digests.digest import CONVERSION_WEEKS, SHOWN_CAMPAIGNS, SHOWN_REJECTIONS, Digest
 
@@ -31,14 +31,14 @@ def funnel_section(d: Digest) -> Section:
     return Section(
         text_for("digest_funnel_heading"),
         facts=(
-            Field_(text_for("digest_generated"), f"{f.generated} {change}".strip()),
-            Field_(text_for("digest_handed_off"), str(f.handed_off)),
-            Field_(text_for("digest_accepted"), str(f.accepted)),
-            Field_(text_for("digest_not_a_fit"), str(f.not_a_fit)),
-            Field_(text_for("digest_waiting"), str(f.waiting)),
-            Field_(text_for("digest_first_touches"), str(f.first_touched)),
-            Field_(text_for("digest_attempts"), text_for("digest_attempts_value", f=f)),
-            Field_(text_for("digest_outcomes"), text_for("digest_outcomes_value", o=f.outcomes)),
+            Fact(text_for("digest_generated"), f"{f.generated} {change}".strip()),
+            Fact(text_for("digest_handed_off"), str(f.handed_off)),
+            Fact(text_for("digest_accepted"), str(f.accepted)),
+            Fact(text_for("digest_not_a_fit"), str(f.not_a_fit)),
+            Fact(text_for("digest_waiting"), str(f.waiting)),
+            Fact(text_for("digest_first_touches"), str(f.first_touched)),
+            Fact(text_for("digest_attempts"), text_for("digest_attempts_value", f=f)),
+            Fact(text_for("digest_outcomes"), text_for("digest_outcomes_value", o=f.outcomes)),
         ),
     )
 
@@ -48,11 +48,11 @@ def marketing_section(d: Digest) -> Section:
     return Section(
         text_for("digest_marketing_heading"),
         facts=(
-            Field_(
+            Fact(
                 text_for("digest_leads_target"),
                 text_for("digest_leads_target_value", t=m.leads, before=d.previous.leads),
             ),
-            Field_(
+            Fact(
                 text_for("digest_acceptance"),
                 text_for(
                     "digest_acceptance_value",
@@ -60,7 +60,7 @@ def marketing_section(d: Digest) -> Section:
                     before=d.previous.acceptance_rate,
                 ),
             ),
-            Field_(text_for("digest_info"), text_for("digest_info_value", m=m)),
+            Fact(text_for("digest_info"), text_for("digest_info_value", m=m)),
         ),
     )
 
@@ -93,8 +93,8 @@ def sales_section(d: Digest) -> Section:
     return Section(
         text_for("digest_sales_heading"),
         facts=(
-            Field_(text_for("digest_first_touch"), text_for("digest_first_touch_value", s=s)),
-            Field_(
+            Fact(text_for("digest_first_touch"), text_for("digest_first_touch_value", s=s)),
+            Fact(
                 text_for("digest_first_touch_in_time", s=s),
                 text_for(
                     "digest_share_value",
@@ -102,11 +102,11 @@ def sales_section(d: Digest) -> Section:
                     before=d.previous.first_touch_in_time,
                 ),
             ),
-            Field_(
+            Fact(
                 text_for("digest_attempts_per_lead"),
                 text_for("digest_attempts_per_lead_value", s=s),
             ),
-            Field_(
+            Fact(
                 text_for("digest_reached", s=s),
                 text_for(
                     "digest_share_value",
@@ -114,7 +114,7 @@ def sales_section(d: Digest) -> Section:
                     before=d.previous.reached_attempts,
                 ),
             ),
-            Field_(
+            Fact(
                 text_for("digest_verdicts_in_time", s=s),
                 text_for("digest_share_value", t=s.verdicts_in_time, before=None),
             ),
@@ -135,11 +135,11 @@ def feedback_section(d: Digest) -> Section:
     return Section(
         text_for("digest_feedback_heading"),
         facts=(
-            Field_(
+            Fact(
                 text_for("digest_feedback_sent"),
                 text_for("digest_feedback_sent_value", f=d.feedback),
             ),
-            Field_(text_for("digest_feedback_closed"), str(d.feedback.closed)),
+            Fact(text_for("digest_feedback_closed"), str(d.feedback.closed)),
         ),
         lines=lines,
     )
@@ -149,7 +149,7 @@ def approvals_section(d: Digest) -> Section:
     return Section(
         text_for("digest_approvals_heading"),
         facts=(
-            Field_(
+            Fact(
                 text_for("digest_approvals_label"),
                 text_for("digest_approvals_value", a=d.approvals),
             ),
@@ -161,7 +161,7 @@ def insights_section(d: Digest) -> Section:
     return Section(
         text_for("digest_insights_heading"),
         facts=(
-            Field_(
+            Fact(
                 text_for("digest_insights_label"), text_for("digest_insights_value", i=d.insights)
             ),
         ),

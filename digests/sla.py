@@ -23,7 +23,7 @@ from bot.core.business_time import (
     business_seconds,
     next_working_moment,
 )
-from bot.core.messages import Button, Card, Field_, card_to_dict
+from bot.core.messages import Button, Card, Fact, card_to_dict
 from bot.core.text import text_for, when
 from storage import queries, verdicts
 from storage.calendars import Calendars, calendar_in
@@ -491,7 +491,7 @@ class Notes:
                 due=when(self.steps.due, tz),
                 progress=self._progress(),
             ),
-            fields=(Field_(text_for("label_company"), self.lead.company),)
+            fields=(Fact(text_for("label_company"), self.lead.company),)
             if self.lead.company
             else (),
             context=text_for("lead_context_short", lead_id=self.lead.id),

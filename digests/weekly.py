@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.core.business_time import Company, Schedule, next_working_moment
-from bot.core.messages import Card, Field_, Report, card_to_dict, report_to_dict
+from bot.core.messages import Card, Fact, Report, card_to_dict, report_to_dict
 from bot.core.text import hours, percent, text_for
 from digests.digest import Week, build
 from digests.report import report
@@ -154,8 +154,8 @@ def your_week_notes(
 def your_week_card(member: Member, week: Week, mine: figures.MemberWeek) -> Card:
     touch, answers = mine.first_touch, mine.answers
     fields = [
-        Field_(text_for("your_week_leads"), text_for("your_week_leads_value", m=mine)),
-        Field_(
+        Fact(text_for("your_week_leads"), text_for("your_week_leads_value", m=mine)),
+        Fact(
             text_for("your_week_first_touch"),
             text_for(
                 "your_week_clock_value",
@@ -164,11 +164,11 @@ def your_week_card(member: Member, week: Week, mine: figures.MemberWeek) -> Card
                 median=hours(touch.median_seconds / 3600) if touch.median_seconds else "",
             ),
         ),
-        Field_(text_for("your_week_attempts"), str(mine.attempts)),
+        Fact(text_for("your_week_attempts"), str(mine.attempts)),
     ]
     if answers.closed:
         fields.append(
-            Field_(
+            Fact(
                 text_for("your_week_answers"),
                 text_for(
                     "your_week_clock_value",

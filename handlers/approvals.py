@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.core.interaction import Interaction, Person
-from bot.core.messages import Card, Field_, Form, Input, InputKind
+from bot.core.messages import Card, Fact, Form, Input, InputKind
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from digests.approvals import ask_card, change_fields, decision_buttons, proposer_of, subject_name
@@ -403,14 +403,14 @@ def overview(ctx: Context, interaction: Interaction) -> list[Effect]:
     mine = approvals.proposed_by(ctx.session, member_id=actor.id or 0)
     names = approvals.approver_names(ctx.session)
     fields = [
-        Field_(
+        Fact(
             text_for("approvals_label_side", side=side),
             ", ".join(names[side]) or text_for("approvals_none_set"),
         )
         for side in approvals.SIDES
     ]
     fields += [
-        Field_(
+        Fact(
             text_for("approvals_label_request", id=r.id, subject=subject_name(r.subject)),
             status_line(ctx.session, r, tz),
         )
@@ -450,7 +450,7 @@ def history(ctx: Context, interaction: Interaction, request_id: int) -> list[Eff
     tz = actor.timezone or ctx.company.tz
     signoffs = approvals.signoffs_of(ctx.session, request_id=request_id)
     lines = [
-        Field_(
+        Fact(
             text_for("approvals_named", name=m.name, side=s.side),
             text_for(
                 "approvals_signoff_line",

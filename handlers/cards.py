@@ -13,7 +13,7 @@ from sqlmodel import Session
 from bot.core import rendering
 from bot.core.business_time import Calendar, Company
 from bot.core.interaction import Person
-from bot.core.messages import Button, Card, Field_, Refresh, Style
+from bot.core.messages import Button, Card, Fact, Refresh, Style
 from bot.core.text import text_for, when
 from digests import sla
 from storage import cards, queries
@@ -153,7 +153,7 @@ def _verdict_line(
     )
 
 
-def _questions(name_of: NameOf, events: Sequence[EventFacts], tz: str | None) -> list[Field_]:
+def _questions(name_of: NameOf, events: Sequence[EventFacts], tz: str | None) -> list[Fact]:
     answers = {e.data.get("question_id"): e for e in events if e.kind == EventKind.info_answered}
     fields = []
     for asked in (e for e in events if e.kind == EventKind.info_requested):
@@ -169,16 +169,16 @@ def _questions(name_of: NameOf, events: Sequence[EventFacts], tz: str | None) ->
                 marketer=marketer,
                 at=when(answer.at, tz),
             )
-        fields.append(Field_(text_for("label_question"), value))
+        fields.append(Fact(text_for("label_question"), value))
     return fields
 
 
-def _attempts(events: Sequence[EventFacts], tz: str | None) -> Field_ | None:
+def _attempts(events: Sequence[EventFacts], tz: str | None) -> Fact | None:
     attempts = [e for e in events if e.kind == EventKind.attempt_logged]
     if not attempts:
         return None
     last = attempts[-1]
-    return Field_(
+    return Fact(
         text_for("label_attempts"),
         text_for(
             "attempts_summary",
@@ -237,7 +237,7 @@ def lead_card_of(
     if attempts:
         fields.append(attempts)
     fields += _questions(name_of, events, tz)
-    fields += [Field_(text_for("label_sla"), line) for line in sla_lines]
+    fields += [Fact(text_for("label_sla"), line) for line in sla_lines]
     text = _verdict_line(name_of, lead, events, tz)
     return _lead_card(lead, fields, text, owner, version)
 
@@ -254,13 +254,13 @@ def new_lead_card(
     from what the caller read for a whole batch (its clocks' `sla_lines` too) rather than
     a few queries per lead."""
     fields = _lead_fields(lead, campaign)
-    fields += [Field_(text_for("label_sla"), line) for line in sla_lines]
+    fields += [Fact(text_for("label_sla"), line) for line in sla_lines]
     return _lead_card(lead, fields, _state_line(lead), owner, version)
 
 
-def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
+def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Fact]:
     fields = [
-        Field_(label, value)
+        Fact(label, value)
         for label, value in (
             (text_for("label_company"), lead.company),
             (text_for("label_title"), lead.title),
@@ -271,11 +271,11 @@ def _lead_fields(lead: LeadFacts, campaign: str | None) -> list[Field_]:
         if value
     ]
     shown = ((str(k), attribute_text(v)) for k, v in sorted(lead.attributes.items()))
-    return fields + [Field_(label, text) for label, text in shown if text]
+    return fields + [Fact(label, text) for label, text in shown if text]
 
 
 def _lead_card(
-    lead: LeadFacts, fields: list[Field_], text: str, owner: OwnerFacts | None, version: int | str
+    lead: LeadFacts, fields: list[Fact], text: str, owner: OwnerFacts | None, version: int | str
 ) -> Card:
     tz = owner.timezone if owner else None
     return Card(
@@ -340,9 +340,9 @@ def _buttons(lead: LeadFacts) -> tuple[Button, ...]:
 def question_card(session: Session, lead: Lead, asked: LeadEvent, answer: LeadEvent | None) -> Card:
     """What the campaign's marketer sees: the rep's question and an Answer button."""
     rep = member_name(session, asked.member_id)
-    fields = [Field_(text_for("label_question"), asked.data["question"])]
+    fields = [Fact(text_for("label_question"), asked.data["question"])]
     if answer is not None:
-        fields.append(Field_(text_for("label_answer"), answer.data["answer"]))
+        fields.append(Fact(text_for("label_answer"), answer.data["answer"]))
     buttons: tuple[Button, ...] = ()
     if answer is None:
         value = f"question={lead.id}:{asked.data['question_id']}"

@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from bot.core.effects import Effect, FormErrors, Reply, ShowForm
 from bot.core.interaction import Interaction
-from bot.core.messages import Card, Field_, Form, Input, InputKind, Option
+from bot.core.messages import Card, Fact, Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for
 from handlers.common import nonce, refuse_unless
@@ -52,9 +52,9 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
-def content_field(item: ContentItem) -> Field_:
+def content_field(item: ContentItem) -> Fact:
     """One item: its title linking to it, then stage, tags and the description's start."""
-    return Field_(
+    return Fact(
         item.title,
         text_for(
             "content_line",

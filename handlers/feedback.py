@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.core.interaction import Interaction, Person
-from bot.core.messages import Button, Card, Field_, Form, Input, InputKind, Option
+from bot.core.messages import Button, Card, Fact, Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from digests import feedback as loop
@@ -112,7 +112,7 @@ def _refuse_non_marketer(ctx: Context, interaction: Interaction) -> list[Effect]
     card = Card(
         text=why + "\n" + text_for("feedback_waiting_for_you", count=len(waiting)),
         fields=tuple(
-            Field_(
+            Fact(
                 text_for("feedback_list_label", id=w.request_id, subject=w.subject),
                 text_for(
                     "feedback_waiting_line",
@@ -656,7 +656,7 @@ def list_requests(ctx: Context, interaction: Interaction) -> list[Effect]:
         return private(text_for("feedback_list_empty"))
     tz = _tz(ctx, interaction.actor)
     fields = tuple(
-        Field_(
+        Fact(
             text_for("feedback_list_label", id=line.request_id, subject=line.subject),
             text_for(
                 "feedback_list_line",

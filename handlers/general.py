@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.effects import Effect, Reply
 from bot.core.interaction import Interaction
-from bot.core.messages import Card, Field_
+from bot.core.messages import Card, Fact
 from bot.core.router import Context, Handler, Router
 from bot.core.text import text_for
 from storage import queries
@@ -18,7 +18,7 @@ def register(router: Router) -> None:
 
 def help_card(router: Router, platform: str) -> Card:
     prefix = "/liaison " if platform == "slack" else ("" if platform == "teams" else "/")
-    fields = tuple(Field_(f"{prefix}{name}", route.summary) for name, route in router.commands())
+    fields = tuple(Fact(f"{prefix}{name}", route.summary) for name, route in router.commands())
     return Card(
         title=text_for("help_title"),
         text=text_for("help_intro"),
@@ -50,7 +50,7 @@ def show_definition(ctx: Context, interaction: Interaction) -> list[Effect]:
             Card(
                 title=text_for("leaddef_title", version=definition.version),
                 text=text_for("leaddef_intro", note=definition.note),
-                fields=tuple(Field_(c.key, c.text) for c in criteria),
+                fields=tuple(Fact(c.key, c.text) for c in criteria),
                 context=text_for(
                     "leaddef_context", by=definition.created_by, at=definition.created_at
                 ),

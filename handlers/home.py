@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.core.effects import Effect, Reply
 from bot.core.interaction import Interaction, Person
-from bot.core.messages import Button, Card, Field_
+from bot.core.messages import Button, Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from digests import sla
@@ -166,13 +166,13 @@ SECTIONS: tuple[Callable[[Context, Person], Section], ...] = (
 def home_card(ctx: Context, me: Person) -> Card:
     """Every section with something in it; a calm note when nothing waits."""
     sections = [section(ctx, me) for section in SECTIONS]
-    fields: list[Field_] = []
+    fields: list[Fact] = []
     for section in sections:
         for line in section.lines:
-            fields.append(Field_(section.label, line))
+            fields.append(Fact(section.label, line))
         if section.total > len(section.lines):
             more = section.total - len(section.lines)
-            fields.append(Field_(section.label, text_for("home_more", count=more)))
+            fields.append(Fact(section.label, text_for("home_more", count=more)))
     waiting = [s for s in sections if s.total]
     return Card(
         title=text_for("home_title", name=me.name),

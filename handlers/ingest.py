@@ -27,7 +27,7 @@ from sqlmodel import Session
 from bot.core.business_time import Company
 from bot.core.delivery import Deliverer, Directory
 from bot.core.effects import Effect, Notify, Owed, Post
-from bot.core.messages import Card, Field_
+from bot.core.messages import Card, Fact
 from bot.core.owing import write_to_outbox
 from bot.core.tasks import Background
 from bot.core.text import text_for, when
@@ -486,7 +486,7 @@ def _report_unassigned(
         title=text_for("unassigned_title", count=len(leads)),
         text=text_for("unassigned_intro"),
         fields=tuple(
-            Field_(
+            Fact(
                 f"Lead #{lead.id}",
                 text_for("unassigned_line", name=lead.name, owner_email=lead.owner_email),
             )

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from bot.core.effects import Effect, FormErrors, Notify, Post, Reply, ShowForm
 from bot.core.interaction import Interaction
-from bot.core.messages import Button, Card, Field_, Form, Input, InputKind, Option, Style
+from bot.core.messages import Button, Card, Fact, Form, Input, InputKind, Option, Style
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from handlers import tone
@@ -251,7 +251,7 @@ def insight_card(
     lead = session.get(Lead, insight.lead_id) if insight.lead_id else None
     campaign = session.get(Campaign, insight.campaign_id) if insight.campaign_id else None
     fields = [
-        Field_(label, value)
+        Fact(label, value)
         for label, value in (
             (text_for("insight_label_lead"), text_for("insight_lead", lead=lead) if lead else ""),
             (text_for("insight_label_campaign"), campaign.name if campaign else ""),
@@ -261,7 +261,7 @@ def insight_card(
         if value
     ]
     if insight.answer:
-        fields.append(Field_(text_for("insight_label_answer"), insight.answer))
+        fields.append(Fact(text_for("insight_label_answer"), insight.answer))
     item = content.get(session, content_id=insight.content_id) if insight.content_id else None
     if item is not None:
         fields.append(content_field(item))

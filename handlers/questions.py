@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.effects import Effect, FormErrors, Notify, ShowForm, UpdateCards
 from bot.core.interaction import Interaction
-from bot.core.messages import Card, Field_, Form, Input, InputKind
+from bot.core.messages import Card, Fact, Form, Input, InputKind
 from bot.core.router import Context, Router
 from bot.core.text import text_for
 from digests import sla
@@ -173,8 +173,8 @@ def _answer_card(ctx: Context, lead: Lead, asked: LeadEvent, answered: LeadEvent
             lead=lead.name,
         ),
         fields=(
-            Field_(text_for("label_question"), asked.data["question"]),
-            Field_(text_for("label_answer"), answered.data["answer"]),
+            Fact(text_for("label_question"), asked.data["question"]),
+            Fact(text_for("label_answer"), answered.data["answer"]),
         ),
         context=text_for("lead_context_short", lead_id=lead.id),
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.core.effects import Effect, Reply
 from bot.core.interaction import Interaction
-from bot.core.messages import Card, Field_
+from bot.core.messages import Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from handlers.common import private
@@ -82,9 +82,9 @@ def policy_card(policy: SlaPolicy) -> Card:
         title=text_for("sla_title", version=policy.version),
         text=text_for("sla_intro"),
         fields=(
-            Field_(text_for("sla_sales"), text_for("sla_sales_terms", p=policy)),
-            Field_(text_for("sla_marketing"), text_for("sla_marketing_terms", p=policy)),
-            Field_(text_for("sla_reminders"), text_for("sla_reminder_terms", p=policy)),
+            Fact(text_for("sla_sales"), text_for("sla_sales_terms", p=policy)),
+            Fact(text_for("sla_marketing"), text_for("sla_marketing_terms", p=policy)),
+            Fact(text_for("sla_reminders"), text_for("sla_reminder_terms", p=policy)),
         ),
         context=text_for(
             "sla_context", by=policy.created_by, at=when(policy.created_at), note=policy.note

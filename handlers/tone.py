@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from bot.core.effects import Effect, Reply
 from bot.core.interaction import Interaction
-from bot.core.messages import Card, Field_
+from bot.core.messages import Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for
 from handlers.common import private, refuse_unless
@@ -136,6 +136,6 @@ def _rules_card(session: Session) -> Card:
     return Card(
         title=text_for("tone_title", count=len(rules)),
         text=text_for("tone_intro"),
-        fields=tuple(Field_(rule.phrase, f"{rule.kind}: {rule.suggestion}") for rule in rules),
+        fields=tuple(Fact(rule.phrase, f"{rule.kind}: {rule.suggestion}") for rule in rules),
         context=text_for("tone_context"),
     )

@@ -151,13 +151,13 @@ async def test_console_forms_re_ask_after_a_mistake(sqlite_store: Store) -> None
 
 
 async def test_cards_with_selects_and_user_text_render_safely() -> None:
-    from bot.core.messages import Button, Card, Field_, Option, Select
+    from bot.core.messages import Button, Card, Fact, Option, Select
 
     buffer = io.StringIO()
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
     card = Card(
         title="[bold]Lead[/bold]",
-        fields=(Field_("Name", "[red]x[/red] <!channel>"),),
+        fields=(Fact("Name", "[red]x[/red] <!channel>"),),
         buttons=(Button("Accept", "lead.accept", "lead_id=1"),),
         selects=(Select("Snooze", "lead.snooze", (Option("1h", "1 hour"), Option("1d", "1 day"))),),
     )

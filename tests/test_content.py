@@ -323,12 +323,12 @@ def test_linked_labels_render_safely_on_every_platform() -> None:
     from rich.console import Console
 
     from bot.console.chat import ConsoleScreen
-    from bot.core.messages import Card, Field_
+    from bot.core.messages import Card, Fact
 
     card = Card(
         fields=(
-            Field_("Guide <!channel> *bold*", "v", link="https://e.com/a|b>c(d)"),
-            Field_("Not a link", "v", link="javascript:alert(1)"),
+            Fact("Guide <!channel> *bold*", "v", link="https://e.com/a|b>c(d)"),
+            Fact("Not a link", "v", link="javascript:alert(1)"),
         )
     )
     slack = str(card_blocks(card))

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.messages import (
     Button,
     Card,
-    Field_,
+    Fact,
     Form,
     Input,
     InputKind,
@@ -137,7 +137,7 @@ def huge_card() -> Card:
     return Card(
         title="T" * 5000,
         text="x" * 50_000,
-        fields=tuple(Field_(f"Field {n}", "v" * 1500) for n in range(120)),
+        fields=tuple(Fact(f"Field {n}", "v" * 1500) for n in range(120)),
         context="c" * 5000,
         buttons=tuple(Button("B" * 100, f"b.{n}", f"n={n}") for n in range(40)),
         selects=(Select("Pick", "pick", options(150)), Select("More", "more", options(3))),
@@ -158,7 +158,7 @@ async def test_a_card_of_any_size_is_posted_within_the_limits(slack: SlackStandI
     assert len(actions[-1]["elements"][-2]["options"]) == 100
     sections = "\n".join(b["text"]["text"] for b in blocks if b["type"] == "section")
     assert "*Field 0*" in sections and "more" in sections.splitlines()[-1]
-    small = Card(title="t", fields=tuple(Field_(f"F{n}", "v" * 150) for n in range(25)))
+    small = Card(title="t", fields=tuple(Fact(f"F{n}", "v" * 150) for n in range(25)))
     lines = "\n".join(b["text"]["text"] for b in card_blocks(small) if b["type"] == "section")
     assert all(f"*F{n}*: {'v' * 150}" in lines for n in range(25))
 
@@ -182,7 +182,7 @@ async def test_forms_and_reports_of_any_size_fit(slack: SlackStandIn) -> None:
         title="R" * 400,
         intro="i" * 4000,
         sections=tuple(
-            Section(f"Part {n}", lines=("l" * 500,) * 20, facts=(Field_("f", "v" * 2000),))
+            Section(f"Part {n}", lines=("l" * 500,) * 20, facts=(Fact("f", "v" * 2000),))
             for n in range(60)
         ),
         footer="f" * 4000,

@@ -22,7 +22,7 @@ from bot import teams
 from bot.core.messages import (
     Button,
     Card,
-    Field_,
+    Fact,
     Form,
     Input,
     InputKind,
@@ -752,7 +752,7 @@ def test_card_rendering() -> None:
     card = Card(
         title="T",
         text="body",
-        fields=(Field_("Company", "Acme"),),
+        fields=(Fact("Company", "Acme"),),
         context="ctx",
         buttons=(
             Button("Go", "lead.accept", "lead_id=1", Style.primary),

@@ -44,8 +44,9 @@ class Select:
 
 
 @dataclass(frozen=True)
-class Field_:
-    """A label and its value; with `link` (an http(s) URL), the label links there."""
+class Fact:
+    """A label and its value (a Block Kit field, an Adaptive Card fact); with `link` (an
+    http(s) URL), the label links there."""
 
     label: str
     value: str
@@ -98,7 +99,7 @@ class Card:
 
     title: str = ""
     text: str = ""
-    fields: tuple[Field_, ...] = ()
+    fields: tuple[Fact, ...] = ()
     context: str = ""
     buttons: tuple[Button, ...] = ()
     selects: tuple[Select, ...] = ()
@@ -154,7 +155,7 @@ def card_from_dict(data: dict[str, Any]) -> Card:
     return Card(
         title=data.get("title", ""),
         text=data.get("text", ""),
-        fields=tuple(Field_(**f) for f in data.get("fields", ())),
+        fields=tuple(Fact(**f) for f in data.get("fields", ())),
         context=data.get("context", ""),
         buttons=tuple(
             Button(b["label"], b["action"], b.get("value", ""), Style(b.get("style", "default")))
@@ -181,7 +182,7 @@ class Section:
 
     heading: str
     lines: tuple[str, ...] = ()
-    facts: tuple[Field_, ...] = ()
+    facts: tuple[Fact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def report_from_dict(data: dict[str, Any]) -> Report:
             Section(
                 s.get("heading", ""),
                 tuple(s.get("lines", ())),
-                tuple(Field_(**f) for f in s.get("facts", ())),
+                tuple(Fact(**f) for f in s.get("facts", ())),
             )
             for s in data.get("sections", ())
         ),

@@ -8,7 +8,7 @@ from typing import Any
 from bot.core.messages import (
     Button,
     Card,
-    Field_,
+    Fact,
     Form,
     Input,
     InputKind,
@@ -42,7 +42,7 @@ def slack_url(url: str) -> str:
     return mrkdwn_escape(url).replace("|", "%7C")
 
 
-def field_line(f: Field_) -> str:
+def field_line(f: Fact) -> str:
     """`*label*: value`, the label linked when the field carries a web link."""
     label = mrkdwn_escape(f.label)
     link = web_link(f.link)

@@ -18,7 +18,7 @@ from typing import Any
 from bot.core.messages import (
     Button,
     Card,
-    Field_,
+    Fact,
     Form,
     Input,
     InputKind,
@@ -76,14 +76,14 @@ def text_block(
 _URL_UNSAFE = str.maketrans({c: f"%{ord(c):02X}" for c in "()<>[]\\\"'` "})
 
 
-def fact_title(f: Field_) -> str:
+def fact_title(f: Fact) -> str:
     """The fact's label, as a markdown link when the field carries a web link."""
     link = web_link(f.link)
     label = escape_md(f.label)
     return f"[{label}]({link.translate(_URL_UNSAFE)})" if link else label
 
 
-def fact_set(fields: Iterable[Field_]) -> dict[str, Any]:
+def fact_set(fields: Iterable[Fact]) -> dict[str, Any]:
     facts = [{"title": fact_title(f), "value": escape_md(f.value)} for f in fields]
     return {"type": "FactSet", "facts": facts}
 
