@@ -55,8 +55,8 @@ from bot.core.effects import Notify
 from bot.core.idempotency import OUTBOX_KEY, Probe, Recall
 from bot.core.interaction import Person
 from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
+from bot.core.metrics import OutboxMetrics
 from digests import outbox_alerts
-from digests.metrics import OutboxMetrics
 from storage import queries
 from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable

@@ -18,9 +18,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
+from bot.core.metrics import ServiceMetrics, instance_name
 from bot.core.settings import Settings
 from digests import approvals, feedback, sla
-from digests.metrics import ServiceMetrics, instance_name
 from digests.outbox import Sender, SendReport, due_count, held_by_count
 from storage.db import Outage, Store, unavailable
 

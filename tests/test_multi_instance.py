@@ -145,7 +145,7 @@ class Server:
 
     @property
     def instance(self) -> str:
-        """The name its outbox leases carry (digests.metrics.instance_name)."""
+        """The name its outbox leases carry (bot.core.metrics.instance_name)."""
         return f"{socket.gethostname()}:{self.pid}"
 
     def output(self) -> str:

@@ -17,13 +17,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.delivery import Bot, Deliverer, Directory, Messenger
 from bot.core.logs import new_request_id
+from bot.core.metrics import CONTENT_TYPE, OutboxMetrics, ServiceMetrics
 from bot.core.router import Router
 from bot.core.settings import Settings, TeamsMode
 from bot.core.tasks import Background
 from bot.core.text import text_for
 from bot.web.webhook import make_handler
 from digests.click_updates import ClickUpdates
-from digests.metrics import CONTENT_TYPE, OutboxMetrics, ServiceMetrics
 from digests.outbox import depth
 from digests.scheduler import Scheduler, for_settings
 from handlers.ingest import Ingestor
