@@ -12,16 +12,16 @@ from typer.testing import CliRunner
 
 import app
 from bot.core.messages import Card, card_to_dict
+from bot.web.server import SCHEDULER
 from storage import queries
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.slack_standin import SlackStandIn
+from tests.support import LiveServer, slack_settings
 
 
-async def test_a_tick_sends_its_messages_on_one_connection(
-    tmp_path: Path, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = f"sqlite:///{tmp_path / 't.db'}"
+def owe_two_notes(url: str) -> None:
+    """Two DMs to a rep who always works, due now."""
     store = Store.open(url)
     now = datetime.now(UTC)
     with store.session() as session:
@@ -48,6 +48,13 @@ async def test_a_tick_sends_its_messages_on_one_connection(
                 ),
             )
     store.engine.dispose()
+
+
+async def test_a_tick_sends_its_messages_on_one_connection(
+    tmp_path: Path, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    owe_two_notes(url)
     monkeypatch.chdir(tmp_path)
     for name, value in {
         "LIAISON_DATABASE_URL": url,
@@ -61,3 +68,23 @@ async def test_a_tick_sends_its_messages_on_one_connection(
     assert "2 sent" in result.output
     assert [p["text"] for p in slack.of("chat.postMessage")] == ["Note 0", "Note 1"]
     assert len(slack.peers) >= 2 and len(set(slack.peers)) == 1, slack.peers
+
+
+async def test_the_server_sends_on_one_connection_and_closes_it_when_stopped(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    Store.open(url).engine.dispose()  # the schema, then the notes
+    owe_two_notes(url)
+    server = await LiveServer(slack_settings(url, slack)).start()
+    client = server.app[SCHEDULER].sender.deliverer.messengers["slack"].client
+    try:
+        server.app[SCHEDULER].wake()
+        await server.settle()
+        assert [p["text"] for p in slack.of("chat.postMessage")] == ["Note 0", "Note 1"]
+        assert len(slack.peers) >= 2 and len(set(slack.peers)) == 1, slack.peers
+        session = client.session
+        assert session is not None and not session.closed
+    finally:
+        await server.stop()
+    assert session.closed and client.session is None

@@ -165,20 +165,13 @@ WIDE = 1_000  # columns of a piped table: wide enough that no cell is cut
 
 @asynccontextmanager
 async def one_session(sender: Deliverer, settings: Settings) -> AsyncIterator[None]:
-    """All of a command's Slack Web API calls on one HTTP session, so they reuse connections
-    (without one, slack_sdk opens a session, and a TLS connection, per call)."""
-    import aiohttp
-
+    """All of a command's Slack Web API calls on one HTTP session (`shared_session`)."""
     from bot.slack.app import SlackMessenger
+    from bot.slack.client import shared_session
 
     slack = sender.messengers.get("slack")
-    if not isinstance(slack, SlackMessenger) or slack.client.session is not None:
+    if not isinstance(slack, SlackMessenger):
         yield
         return
-    timeout = aiohttp.ClientTimeout(total=settings.call_timeout)
-    slack.client.session = aiohttp.ClientSession(timeout=timeout)
-    try:
+    async with shared_session(slack.client, settings.call_timeout):
         yield
-    finally:
-        await slack.client.session.close()
-        slack.client.session = None

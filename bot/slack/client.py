@@ -11,8 +11,11 @@ messages back in line for when the wait is over and lookups are retried later. A
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -70,3 +73,20 @@ class Throttled(SlackApiError):
         )
         message = f"{method} is rate limited for {seconds:.1f} s more"
         super().__init__(message, response)  # type: ignore[no-untyped-call]
+
+
+@asynccontextmanager
+async def shared_session(client: AsyncWebClient, timeout: float) -> AsyncIterator[None]:
+    """All of `client`'s Web API calls meanwhile on one HTTP session, so they reuse
+    connections (without one, slack_sdk opens a session, and a TLS connection, per call).
+    slack_sdk applies its own timeout only to sessions it makes: this one carries `timeout`
+    (seconds), so no call outlives an outbox lease. A client that has a session keeps it."""
+    if client.session is not None:
+        yield
+        return
+    client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+    try:
+        yield
+    finally:
+        await client.session.close()
+        client.session = None

@@ -7,10 +7,9 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,6 +58,7 @@ def build_web_app(
     GET /metrics."""
     from bot import teams
     from bot.slack import app as slack
+    from bot.slack.client import shared_session
 
     background = Background()
     messengers = platform_messengers(settings, store)
@@ -111,11 +111,6 @@ def build_web_app(
         # Handler work runs in threads; a shorter GIL switch interval (default 5 ms) lets
         # the event loop take the GIL back sooner to ack the next request.
         sys.setswitchinterval(0.001)
-        if slack_messenger is not None:
-            # slack_sdk applies its own timeout only to sessions it makes: this shared one
-            # carries it, so no Web API call outlives an outbox lease.
-            timeout = aiohttp.ClientTimeout(total=settings.call_timeout)
-            slack_messenger.client.session = aiohttp.ClientSession(timeout=timeout)
         # Delivery always runs; `scheduler` adds the SLA tick (off with --no-scheduler).
         clockwork.start(ticks=scheduler)
 
@@ -127,9 +122,17 @@ def build_web_app(
         ingestor.close()
         if teams_messenger is not None:
             await teams_messenger.adapter.connector_clients.close()
-        if slack_messenger is not None and slack_messenger.client.session is not None:
-            await slack_messenger.client.session.close()
 
+    if slack_messenger is not None:
+        # One HTTP session for every Web API call while the server runs (opened before
+        # `_start` starts the scheduler, closed after `_drain`).
+        client = slack_messenger.client
+
+        async def _slack_session(_: web.Application) -> AsyncIterator[None]:
+            async with shared_session(client, settings.call_timeout):
+                yield
+
+        app.cleanup_ctx.append(_slack_session)
     app.on_startup.append(_start)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
