@@ -54,14 +54,39 @@ def serve(
     refuse_to_start(settings, store)
     router = router_factory(ctx)(settings.company, settings.channels())
     try:
-        web.run_app(
-            build_web_app(settings, store, router, scheduler=not no_scheduler),
-            host=host,
-            port=port,
-            print=lambda msg: logging.getLogger("liaison").info("%s", msg),
-        )
+        sockets = listen_on(host, port)
     except OSError as error:
         fail(bind_problem(error, host, port), code=1)
+    logging.getLogger("liaison").info("listening on http://%s:%d", host, port)
+    web.run_app(
+        build_web_app(settings, store, router, scheduler=not no_scheduler),
+        sock=sockets,
+        print=None,
+    )
+
+
+def listen_on(host: str, port: int) -> list[socket_module.socket]:
+    """Listening sockets on every address `host` names (as asyncio binds them), made before
+    the server starts so a bind failure is told apart from anything the server raises."""
+    found = socket_module.getaddrinfo(
+        host, port, type=socket_module.SOCK_STREAM, flags=socket_module.AI_PASSIVE
+    )
+    sockets: list[socket_module.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            listening = socket_module.socket(family, kind, proto)
+            sockets.append(listening)
+            listening.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
+            if family == socket_module.AF_INET6:
+                listening.setsockopt(socket_module.IPPROTO_IPV6, socket_module.IPV6_V6ONLY, 1)
+            listening.bind(address)
+            listening.listen(128)
+            listening.setblocking(False)
+    except OSError:
+        for listening in sockets:
+            listening.close()
+        raise
+    return sockets
 
 
 def bind_problem(error: OSError, host: str, port: int) -> str:
