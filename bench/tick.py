@@ -90,6 +90,7 @@ from bot.core.business_time import Company as Defaults  # noqa: E402
 from digests import sla  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.calendars import calendar_of  # noqa: E402
+from storage.clocks import HOUR  # noqa: E402
 from storage.db import Store  # noqa: E402
 from storage.models import (  # noqa: E402
     Away,
@@ -180,17 +181,17 @@ class Budgets:
 
     @classmethod
     def from_policy(cls, policy: SlaPolicy) -> Budgets:
-        grace = policy.escalate_after_hours * sla.HOUR
+        grace = policy.escalate_after_hours * HOUR
         return cls(
             policy.version,
             {
                 ClockKind.first_touch.value: (
-                    policy.first_touch_hours * sla.HOUR,
+                    policy.first_touch_hours * HOUR,
                     policy.remind_share,
                     grace,
                 ),
                 ClockKind.verdict.value: (
-                    policy.verdict_hours * sla.HOUR,
+                    policy.verdict_hours * HOUR,
                     policy.remind_share,
                     grace,
                 ),

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from bot.core.business_time import Calendar, Company, add_business, next_working_moment
 from bot.core.messages import Button, Card, Fact, Style, card_to_dict
 from bot.core.text import text_for, when
-from digests.sla import TickReport
+from handlers.clocks import TickReport
 from storage import approvals, queries
 from storage.calendars import Calendars
 from storage.db import Store

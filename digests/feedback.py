@@ -18,7 +18,7 @@ from sqlmodel import Session
 from bot.core.business_time import Company, next_working_moment
 from bot.core.messages import Button, Card, Fact, Style, card_to_dict
 from bot.core.text import text_for, when
-from digests.sla import TickReport
+from handlers.clocks import TickReport
 from storage import feedback as records
 from storage import queries
 from storage.calendars import Calendars

@@ -18,7 +18,7 @@ from bot.core.messages import Card, Fact, Report, card_to_dict, report_to_dict
 from bot.core.text import hours, percent, text_for
 from digests.digest import Week, build
 from digests.report import report
-from digests.sla import TickReport
+from handlers.clocks import TickReport
 from storage import digest as figures
 from storage import queries
 from storage.calendars import Calendars
