@@ -1,6 +1,8 @@
 """SLA clocks as people see them: the lines a lead's card shows of its open clocks (worked
 out at handoff for the clocks it starts), and snoozing a clock, with a reason, from a
-reminder card. The clocks' rows are storage/clocks.py's; their steps, digests/sla.py's."""
+reminder card; and `TickReport`, what a pass of due work did (the SLA tick's, the other
+scheduled passes', and ingest's retry of owner lookups). The clocks' rows are
+storage/clocks.py's; their steps, digests/sla.py's."""
 
 from __future__ import annotations
 
