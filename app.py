@@ -17,11 +17,11 @@ __all__ = ["build_router", "cli", "main", "out"]
 def build_router(company: Company | None = None, channels: dict[str, str] | None = None) -> Router:
     """Every capability, registered explicitly; `channels` are the settings' defaults."""
     from bot.core.router import Router
+    from digests import preview
     from handlers import (
         approvals,
         clocks,
         content,
-        digest,
         feedback,
         general,
         home,
@@ -42,7 +42,7 @@ def build_router(company: Company | None = None, channels: dict[str, str] | None
         clocks,
         tone,
         home,
-        digest,
+        preview,
         approvals,
         feedback,
         content,

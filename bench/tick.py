@@ -88,8 +88,10 @@ from sqlalchemy import DateTime, Engine, bindparam, event, insert, text  # noqa:
 from bot.core.business_time import Calendar, add_business  # noqa: E402
 from bot.core.business_time import Company as Defaults  # noqa: E402
 from digests import sla  # noqa: E402
+from handlers.clocks import TickReport  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.calendars import calendar_of  # noqa: E402
+from storage.clocks import HOUR  # noqa: E402
 from storage.db import Store  # noqa: E402
 from storage.models import (  # noqa: E402
     Away,
@@ -180,17 +182,17 @@ class Budgets:
 
     @classmethod
     def from_policy(cls, policy: SlaPolicy) -> Budgets:
-        grace = policy.escalate_after_hours * sla.HOUR
+        grace = policy.escalate_after_hours * HOUR
         return cls(
             policy.version,
             {
                 ClockKind.first_touch.value: (
-                    policy.first_touch_hours * sla.HOUR,
+                    policy.first_touch_hours * HOUR,
                     policy.remind_share,
                     grace,
                 ),
                 ClockKind.verdict.value: (
-                    policy.verdict_hours * sla.HOUR,
+                    policy.verdict_hours * HOUR,
                     policy.remind_share,
                     grace,
                 ),
@@ -542,7 +544,7 @@ def bare_query(engine: Engine) -> Callable[[datetime], tuple[float, int]]:
     return run
 
 
-def timed_tick(store: Store, now: datetime) -> tuple[float, sla.TickReport]:
+def timed_tick(store: Store, now: datetime) -> tuple[float, TickReport]:
     started = time.perf_counter()
     report = sla.tick(store, now=now, company=Defaults())
     return time.perf_counter() - started, report

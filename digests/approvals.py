@@ -1,5 +1,5 @@
-"""Approval requests as people see them (the sign-off card, its changes), and the scheduled
-pass that reminds approvers who have not decided.
+"""The scheduled pass that reminds approvers who have not decided on an approval request
+(the request and its card: handlers/approvals.py, handlers/approval_cards.py).
 
 A pending request carries `remind_at`: one business day (the company's working week, without
 holidays) after it was proposed, then once per business day, at most `MAX_REMINDERS` times.
@@ -11,143 +11,20 @@ key that makes it impossible to owe the same reminder twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.core.business_time import Calendar, Company, add_business, next_working_moment
-from bot.core.messages import Button, Card, Fact, Style, card_to_dict
-from bot.core.text import text_for, when
-from digests.sla import TickReport
+from bot.core.business_time import Company, next_working_moment
+from bot.core.messages import card_to_dict
+from handlers.approval_cards import MAX_REMINDERS, ask_card
+from handlers.clocks import TickReport
 from storage import approvals, queries
-from storage.calendars import Calendars
+from storage.calendars import Calendars, one_business_day_after
 from storage.db import Store
-from storage.models import ApprovalRequest, ApprovalSubject, Member, OutboxMessage
+from storage.models import ApprovalRequest, Member, OutboxMessage
 
 log = logging.getLogger(__name__)
-MAX_REMINDERS = 3
-PERCENT_FIELDS = frozenset({"acceptance_rate"})
-
-# ---------------------------------------------------------------- words for a request
-
-
-def subject_name(subject: str) -> str:
-    """`lead definition` or `SLA`."""
-    return text_for(f"approvals_subject_{subject}")
-
-
-def sla_value(name: str, value: Any) -> str:
-    """A value of an SLA field as a person writes it in the form (60%, 4, 0.75)."""
-    number = float(value)
-    if name in PERCENT_FIELDS:
-        return f"{number * 100:g}%"
-    return f"{number:g}"
-
-
-def change_fields(request: ApprovalRequest) -> tuple[Fact, ...]:
-    """What the request changes against the version it was proposed on."""
-    payload = request.payload
-    if request.subject == ApprovalSubject.sla:
-        return tuple(
-            Fact(
-                text_for(f"approvals_sla_{name}"),
-                text_for("approvals_edited", old=sla_value(name, old), new=sla_value(name, new)),
-            )
-            for name, old, new in payload.get("changed", [])
-        )
-    fields = [
-        Fact(text_for("approvals_label_added", key=key), text)
-        for key, text in payload.get("added", [])
-    ]
-    fields += [
-        Fact(
-            text_for("approvals_label_edited", key=key),
-            text_for("approvals_edited", old=old, new=new),
-        )
-        for key, old, new in payload.get("edited", [])
-    ]
-    fields += [
-        Fact(text_for("approvals_label_retired", key=key), text)
-        for key, text in payload.get("retired", [])
-    ]
-    return tuple(fields)
-
-
-def proposer_of(session: Session, request: ApprovalRequest) -> str:
-    if request.proposed_by is not None:
-        member = session.get(Member, request.proposed_by)
-        if member is not None:
-            return member.name
-    return request.proposer_label or "?"
-
-
-def decision_buttons(request: ApprovalRequest) -> tuple[Button, ...]:
-    value = f"request={request.id}"
-    return (
-        Button(text_for("approvals_button_approve"), "approval.approve", value, Style.primary),
-        Button(text_for("approvals_button_reject"), "approval.reject", value, Style.danger),
-    )
-
-
-def ask_card(
-    session: Session, request: ApprovalRequest, *, tz: str | None, reminder: int = 0
-) -> Card:
-    """The card an approver decides on: the change, why, who else signs, two buttons."""
-    waiting = [m.name for m in approvals.undecided(session, request_id=request.id or 0)]
-    title = "approvals_reminder_title" if reminder else "approvals_ask_title"
-    return Card(
-        title=text_for(
-            title,
-            id=request.id,
-            subject=subject_name(request.subject),
-            proposer=proposer_of(session, request),
-        ),
-        text=text_for(
-            "approvals_ask_text",
-            subject=subject_name(request.subject),
-            base=request.payload.get("base_version"),
-            note=request.note,
-            at=when(request.created_at, tz),
-            reminder=reminder,
-            max_reminders=MAX_REMINDERS,
-        ),
-        fields=change_fields(request),
-        context=text_for("approvals_ask_context", id=request.id, waiting=waiting),
-        buttons=decision_buttons(request),
-    )
-
-
-# ---------------------------------------------------------------- when reminders are due
-
-
-def company_calendar(session: Session, company: Company) -> Calendar:
-    """The company's working week (its hours, weekdays and holidays) that business days of
-    approvals are counted in."""
-    return Calendar(
-        tz=company.tz,
-        start=company.start,
-        end=company.end,
-        weekdays=company.weekdays,
-        holidays=frozenset(queries.holidays(session)),
-    )
-
-
-def one_business_day_after(session: Session, moment: datetime, company: Company) -> datetime:
-    """The same time on the next business day (as business time: a working day's length)."""
-    calendar = company_calendar(session, company)
-    opens = timedelta(hours=calendar.start.hour, minutes=calendar.start.minute)
-    closes = timedelta(
-        hours=calendar.end.hour,
-        minutes=calendar.end.minute,
-        seconds=calendar.end.second,
-        microseconds=calendar.end.microsecond,
-    )
-    try:
-        return add_business(calendar, moment, (closes - opens).total_seconds())
-    except ValueError:  # a company week without any working time: a calendar day then
-        return moment + timedelta(days=1)
-
 
 # ---------------------------------------------------------------- the scheduled pass
 
@@ -178,11 +55,10 @@ def remind(
     request.reminders += 1
     for member in approvals.undecided(session, request_id=request.id or 0):
         _owe(session, request, member, now, calendars, report)
-    if request.reminders >= MAX_REMINDERS:
-        request.remind_at = None
-    else:
-        request.remind_at = one_business_day_after(session, now, company)
-    session.add(request)
+    last = request.reminders >= MAX_REMINDERS
+    approvals.remind_again(
+        session, request=request, at=None if last else one_business_day_after(session, now, company)
+    )
 
 
 def _owe(

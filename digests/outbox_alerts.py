@@ -8,75 +8,32 @@ owe each notice once.
 
 Messages that failed for good (the platform refused them, or their recipient is reachable
 nowhere) are not retried on their own; the admin hears of each new batch of them once
-(`review_refused`), so nothing is given up silently."""
+(`review_refused`), so nothing is given up silently. The state and the counts are read and
+written by storage/outbox_alerts.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from bot.core.messages import Card, card_to_dict
 from bot.core.text import text_for
 from storage import queries
-from storage.models import CompanySetting, OutboxMessage, OutboxStatus, Role
+from storage.models import CompanySetting, OutboxMessage, Role
+from storage.outbox_alerts import (
+    KEY_PREFIX,
+    STATE_KEY,
+    delivered_since,
+    locked_state,
+    outstanding,
+    refused_after,
+    save_state,
+)
 
 log = logging.getLogger(__name__)
-
-STATE_KEY = "outbox_alert"
-KEY_PREFIX = "outbox-alert:"
-
-
-def _state(session: Session) -> CompanySetting:
-    """The episode state, created once and locked for this transaction."""
-    if session.get(CompanySetting, STATE_KEY) is None:
-        try:
-            with session.begin_nested():
-                session.add(CompanySetting(key=STATE_KEY, value=json.dumps({"episode": 0})))
-        except IntegrityError:
-            pass  # another sender created it first
-    row = session.get(CompanySetting, STATE_KEY, with_for_update=True, populate_existing=True)
-    assert row is not None
-    return row
-
-
-def _not_alerts() -> Any:
-    return ~col(OutboxMessage.key).startswith(KEY_PREFIX)
-
-
-def outstanding(
-    session: Session, *, now: datetime, retry_for: timedelta
-) -> tuple[int, datetime | None]:
-    """How many parked messages are not delivered yet and still being tried, and when the
-    first of them was parked."""
-    expired = (col(OutboxMessage.status) == OutboxStatus.failed) & (
-        col(OutboxMessage.created_at) <= now - retry_for
-    )
-    count, first = session.exec(
-        select(func.count(), func.min(OutboxMessage.parked_at)).where(
-            col(OutboxMessage.parked_at).is_not(None),
-            col(OutboxMessage.status) != OutboxStatus.sent,
-            ~expired,
-            _not_alerts(),
-        )
-    ).one()
-    return int(count), first
-
-
-def _delivered_since(session: Session, *, since: datetime) -> int:
-    return session.exec(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
-            col(OutboxMessage.parked_at) >= since,
-            col(OutboxMessage.status) == OutboxStatus.sent,
-            _not_alerts(),
-        )
-    ).one()
 
 
 def review(
@@ -88,7 +45,7 @@ def review(
     episode_open = seen is not None and json.loads(seen.value).get("since") is not None
     if episode_open == bool(parked):
         return  # no change (nothing parked, nothing ever was): no lock taken, nothing written
-    state = _state(session)
+    state = locked_state(session)
     value = json.loads(state.value)
     since = value.get("since")
     if since is None and parked:
@@ -100,7 +57,7 @@ def review(
         )
         _tell(session, card, f"{KEY_PREFIX}{value['episode']}:parked", now, admin_channel)
     elif since is not None and not parked:
-        delivered = _delivered_since(session, since=datetime.fromisoformat(since))
+        delivered = delivered_since(session, since=datetime.fromisoformat(since))
         if delivered:
             card = Card(
                 title=text_for("outbox_recovered_title", count=delivered),
@@ -112,20 +69,19 @@ def review(
         value = {**value, "since": None}
     else:
         return
-    state.value = json.dumps(value)
-    session.add(state)
+    save_state(session, state=state, value=value)
 
 
 def review_refused(session: Session, *, now: datetime, admin_channel: str | None) -> None:
     """Owe the admin one notice for the messages that failed for good since the last one."""
     seen = session.get(CompanySetting, STATE_KEY)
     upto = int(json.loads(seen.value).get("refused_upto", 0)) if seen is not None else 0
-    if not _refused_after(session, after=upto):
+    if not refused_after(session, after=upto):
         return  # nothing new: no lock taken, nothing written
-    state = _state(session)
+    state = locked_state(session)
     value = json.loads(state.value)
     upto = int(value.get("refused_upto", 0))
-    rows = _refused_after(session, after=upto)
+    rows = refused_after(session, after=upto)
     if not rows:
         return  # another sender told the admin meanwhile
     newest = max(row.id or 0 for row in rows)
@@ -134,24 +90,7 @@ def review_refused(session: Session, *, now: datetime, admin_channel: str | None
         text=text_for("outbox_refused_text", reason=(rows[-1].last_error or "")[:200]),
     )
     _tell(session, card, f"{KEY_PREFIX}refused:{newest}", now, admin_channel)
-    state.value = json.dumps({**value, "refused_upto": newest})
-    session.add(state)
-
-
-def _refused_after(session: Session, *, after: int) -> list[OutboxMessage]:
-    """Messages failed for good (not parked to be tried again) with an id above `after`."""
-    return list(
-        session.exec(
-            select(OutboxMessage)
-            .where(
-                col(OutboxMessage.status) == OutboxStatus.failed,
-                col(OutboxMessage.parked_at).is_(None),
-                col(OutboxMessage.id) > after,
-                _not_alerts(),
-            )
-            .order_by(col(OutboxMessage.id))
-        ).all()
-    )
+    save_state(session, state=state, value={**value, "refused_upto": newest})
 
 
 def _tell(session: Session, card: Card, key: str, now: datetime, admin_channel: str | None) -> None:

@@ -22,6 +22,7 @@ from bot.core.metrics import ServiceMetrics, instance_name
 from bot.core.settings import Settings
 from digests import approvals, feedback, sla
 from digests.outbox import Sender, SendReport, due_count, held_by_count
+from handlers.clocks import TickReport
 from storage.db import Outage, Store, unavailable
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ BACKOFF_CAP = 60.0  # seconds: the longest a loop waits between tries while the 
 
 @dataclass
 class PassReport:
-    tick: sla.TickReport
+    tick: TickReport
     sent: SendReport
 
 
@@ -77,7 +78,7 @@ class Backoff:
 class DueWork(Protocol):
     """One kind of scheduled work: claim what is due at `now`, owe its messages."""
 
-    def __call__(self, store: Store, *, now: datetime, company: Company) -> sla.TickReport: ...
+    def __call__(self, store: Store, *, now: datetime, company: Company) -> TickReport: ...
 
 
 # Every pass runs these, in order: each claims its own due rows in its own transactions.
@@ -88,7 +89,7 @@ class AsyncDueWork(Protocol):
     """Due work that asks the outside world (a directory) on the event loop: retrying the
     owner lookups of `routing` leads (`handlers.ingest.Ingestor.retry_routing`)."""
 
-    async def __call__(self, *, now: datetime) -> sla.TickReport: ...
+    async def __call__(self, *, now: datetime) -> TickReport: ...
 
 
 class Scheduler:
@@ -149,9 +150,9 @@ class Scheduler:
         self._log(now, report, sent)
         return PassReport(report, sent)
 
-    async def tick(self, now: datetime) -> sla.TickReport:
+    async def tick(self, now: datetime) -> TickReport:
         """The scheduled work due at `now`: SLA clocks, feedback and approval reminders…"""
-        total = sla.TickReport()
+        total = TickReport()
         loop = asyncio.get_running_loop()
         for work in self.work:
             report = await loop.run_in_executor(
@@ -168,7 +169,7 @@ class Scheduler:
         return total
 
     @staticmethod
-    def _log(now: datetime, report: sla.TickReport, sent: SendReport) -> None:
+    def _log(now: datetime, report: TickReport, sent: SendReport) -> None:
         if report.messages or sent.sent or sent.failed:
             log.info(
                 "pass at %s: %d clocks, %d messages owed, %d sent, %d retried, %d failed",
@@ -258,7 +259,7 @@ class Scheduler:
             log.exception("outbox drain failed; retrying in %.0f s", self.interval)
             return self.interval
         self.send_backoff.succeeded()
-        self._log(now, sla.TickReport(), sent)
+        self._log(now, TickReport(), sent)
         return self.interval
 
     async def settled(self) -> None:

@@ -1,4 +1,5 @@
-"""SLA clocks: started and closed by what happens to a lead, advanced by the scheduler tick.
+"""SLA clocks advanced by the scheduler tick (their rows start and close as a lead moves:
+storage/clocks.py).
 
 A clock is a row. The tick claims the clocks whose next step is due, decides with `now`
 passed in (reminder at a share of the window, breach at the deadline, escalation to the
@@ -9,342 +10,25 @@ same transaction, so a step is taken — and its message owed — exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from sqlmodel import Session
 
-from bot.core.business_time import (
-    Calendar,
-    Company,
-    add_business,
-    business_seconds,
-    next_working_moment,
-)
+from bot.core.business_time import Calendar, Company, add_business, next_working_moment
 from bot.core.messages import Button, Card, Fact, card_to_dict
 from bot.core.text import text_for, when
-from storage import queries, verdicts
-from storage.calendars import Calendars, calendar_in
+from handlers.clocks import TickReport
+from storage import queries
+from storage.calendars import Calendars
+from storage.clocks import ClockFacts, with_snoozes
 from storage.db import Store
-from storage.models import (
-    Clock,
-    ClockChange,
-    ClockKind,
-    ClockStage,
-    EventKind,
-    Lead,
-    Member,
-    SlaPolicy,
-)
+from storage.models import Clock, ClockChange, ClockKind, ClockStage, Lead, Member
 from storage.values import NewMessage
 
 log = logging.getLogger(__name__)
-HOUR = 3600.0
-
-
-# ---------------------------------------------------------------- starting and closing
-
-
-def _clock(
-    lead: Lead,
-    kind: ClockKind,
-    owner_id: int,
-    policy: SlaPolicy,
-    budget: float,
-    now: datetime,
-    ref: str = "",
-) -> Clock:
-    return Clock(**_clock_row(lead.id or 0, kind, owner_id, policy, budget, now, ref))
-
-
-class PolicyFacts(Protocol):
-    """What a new clock takes from the SLA policy: a stored `SlaPolicy`, or a row of it."""
-
-    @property
-    def version(self) -> int: ...
-    @property
-    def remind_share(self) -> float: ...
-    @property
-    def escalate_after_hours(self) -> float: ...
-
-
-def _clock_row(
-    lead_id: int,
-    kind: ClockKind,
-    owner_id: int,
-    policy: PolicyFacts,
-    budget: float,
-    now: datetime,
-    ref: str = "",
-) -> dict[str, Any]:
-    """A new clock's `sla_clocks` columns."""
-    return {
-        "lead_id": lead_id,
-        "kind": kind.value,
-        "ref": ref,
-        "owner_id": owner_id,
-        "policy_version": policy.version,
-        "started_at": now,
-        "budget_seconds": budget,
-        "remind_share": policy.remind_share,
-        "grace_seconds": policy.escalate_after_hours * HOUR,
-        "stage": ClockStage.running.value,
-        "snoozes": [],
-        "next_at": now,
-    }
-
-
-def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
-    """A lead reached its owner: the first-touch and verdict clocks start."""
-    if lead.owner_id is None:
-        return
-    policy = queries.current_policy(session)
-    for kind, hours in (
-        (ClockKind.first_touch, policy.first_touch_hours),
-        (ClockKind.verdict, policy.verdict_hours),
-    ):
-        queries.start_clock(
-            session, clock=_clock(lead, kind, lead.owner_id, policy, hours * HOUR, now)
-        )
-
-
-def on_handoffs(
-    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime, company: Company
-) -> dict[int, list[str]]:
-    """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
-    clocks start, written in one statement (`on_handoff`, in bulk). Returns each lead's
-    clock lines as `status_lines` shows them now, worked out once per owner: clocks that
-    start together in one owner's business time end together."""
-    if not handoffs:
-        return {}
-    policy = queries.current_policy(session)
-    kinds = (
-        (ClockKind.first_touch, policy.first_touch_hours * HOUR),
-        (ClockKind.verdict, policy.verdict_hours * HOUR),
-    )
-    # Plain rows, not Clock objects: building thousands of those costs more than writing.
-    queries.start_clocks(
-        session,
-        rows=[
-            {
-                "lead_id": lead_id,
-                "kind": kind.value,
-                "ref": "",
-                "owner_id": owner.id or 0,
-                "policy_version": policy.version,
-                "started_at": now,
-                "budget_seconds": budget,
-                "remind_share": policy.remind_share,
-                "grace_seconds": policy.escalate_after_hours * HOUR,
-                "stage": ClockStage.running.value,
-                "snoozes": [],
-                "next_at": now,
-            }
-            for lead_id, owner in handoffs
-            for kind, budget in kinds
-        ],
-    )
-    owners = {owner.id or 0: owner for _, owner in handoffs}
-    calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
-    # Owners on the same calendar (most of a team) share their lines: worked out once.
-    same: dict[Calendar, list[str]] = {}
-    lines: dict[int, list[str]] = {}
-    for owner_id, owner in owners.items():
-        calendar = calendars.of(owner)
-        if calendar not in same:
-            same[calendar] = [
-                _status_line(
-                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
-                )
-                for kind, budget in kinds
-            ]
-        lines[owner_id] = same[calendar]
-    return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
-
-
-def _status_line(
-    kind: ClockKind, due: datetime, budget: float, now: datetime, company: Company, tz: str
-) -> str:
-    """`status_lines`' line for a clock that starts now: all its business time is left."""
-    what, at = text_for(f"clock_{kind.value}"), when(due, tz or company.tz)
-    if now >= due:
-        return text_for("clock_status_late", what=what, due=at)
-    return text_for("clock_status_left", what=what, due=at, left=_duration(budget))
-
-
-def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:
-    """Accepting ends the verdict clock and starts the attempts clock."""
-    close(session, lead, [ClockKind.verdict], now, company)
-    if lead.owner_id is None:
-        return
-    policy = queries.current_policy(session)
-    owner = session.get(Member, lead.owner_id)
-    if owner is None:
-        return
-    calendar = calendar_in(session, owner, company)
-    day = calendar.day_seconds
-    queries.start_clock(
-        session,
-        clock=_clock(
-            lead, ClockKind.attempts, lead.owner_id, policy, policy.attempts_days * day, now
-        ),
-    )
-
-
-def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) -> None:
-    """A verdict of not a fit ends the verdict clock; the other sales clocks are cancelled."""
-    close(session, lead, [ClockKind.verdict], now, company)
-    for clock in queries.open_clocks(
-        session, lead_id=lead.id or 0, kinds=[ClockKind.first_touch, ClockKind.attempts]
-    ):
-        _finish(session, clock, now, "cancelled")
-
-
-def on_attempt(
-    session: Session, lead: Lead, now: datetime, company: Company, outcome: str = ""
-) -> None:
-    """An attempt is a touch; enough of them meet the attempts commitment. A buyer's answer
-    (a meeting, an opportunity, a win, a no) ends the follow-up before that: "ended"."""
-    close(session, lead, [ClockKind.first_touch], now, company)
-    policy = queries.current_policy(session)
-    if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
-        close(session, lead, [ClockKind.attempts], now, company)
-    elif outcome in queries.DECISIVE:
-        for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
-            _finish(session, clock, now, "ended")
-
-
-def on_question(
-    session: Session, lead: Lead, marketer_id: int, question_id: str, now: datetime
-) -> None:
-    """A rep's question starts the marketer's answer clock."""
-    policy = queries.current_policy(session)
-    queries.start_clock(
-        session,
-        clock=_clock(
-            lead,
-            ClockKind.info_answer,
-            marketer_id,
-            policy,
-            policy.info_answer_hours * HOUR,
-            now,
-            ref=question_id,
-        ),
-    )
-
-
-def on_answer(
-    session: Session, lead: Lead, question_id: str, now: datetime, company: Company
-) -> None:
-    close(session, lead, [ClockKind.info_answer], now, company, ref=question_id)
-
-
-def close(
-    session: Session,
-    lead: Lead,
-    kinds: list[ClockKind],
-    now: datetime,
-    company: Company,
-    ref: str | None = None,
-) -> None:
-    """Close open clocks as met (before their deadline) or missed (after it)."""
-    for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=kinds, ref=ref):
-        owner = session.get(Member, clock.owner_id)
-        if owner is None:
-            _finish(session, clock, now, "cancelled")
-            continue
-        outcome, clock.business_seconds = closing(clock, calendar_in(session, owner, company), now)
-        _finish(session, clock, now, outcome)
-
-
-def closing(clock: ClockFacts, calendar: Calendar, now: datetime) -> tuple[str, float]:
-    """How a clock closed at `now` ends, in its owner's `calendar`: met or missed, and the
-    business time it ran (what the digest reports: median and 90th percentile)."""
-    calendar = _with_snoozes(calendar, clock)
-    due = add_business(calendar, clock.started_at, clock.budget_seconds)  # as `Steps.of`
-    seconds = business_seconds(calendar, clock.started_at, now)
-    return ("met" if now <= due else "missed"), seconds
-
-
-def accepted(
-    session: Session,
-    lead: verdicts.LeadRow,
-    clocks: Sequence[verdicts.ClockRow],
-    calendar_of: Callable[[int], Calendar | None],
-    now: datetime,
-) -> list[verdicts.ClockRow]:
-    """`on_accepted` on the lead's open clocks read already (`calendar_of` a member, None
-    when there is no such member): the verdict clock closes, the attempts clock starts.
-    Returns the lead's clocks open now, by id."""
-    closed = [clock for clock in clocks if clock.kind == ClockKind.verdict]
-    for clock in closed:
-        calendar = calendar_of(clock.owner_id)
-        if calendar is None:
-            clock.outcome = "cancelled"
-        else:
-            clock.outcome, clock.business_seconds = closing(clock, calendar, now)
-        clock.closed_at, clock.next_at = now, None
-    verdicts.close_clocks(session, clocks=closed)
-    still = [clock for clock in clocks if clock.kind != ClockKind.verdict]
-    calendar = calendar_of(lead.owner_id) if lead.owner_id is not None else None
-    if lead.owner_id is None or calendar is None:
-        return still
-    policy = verdicts.policy(session)
-    budget = policy.attempts_days * calendar.day_seconds
-    row = _clock_row(lead.id or 0, ClockKind.attempts, lead.owner_id, policy, budget, now)
-    new_id = verdicts.start_clock(session, row=row)
-    if new_id is not None:  # else it ran before: shown if still open (it is in `clocks`)
-        still.append(
-            verdicts.ClockRow(
-                id=new_id,
-                kind=row["kind"],
-                owner_id=lead.owner_id,
-                started_at=now,
-                budget_seconds=budget,
-                remind_share=row["remind_share"],
-                grace_seconds=row["grace_seconds"],
-                snoozes=[],
-            )
-        )
-    return still
-
-
-def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:
-    clock.closed_at, clock.outcome, clock.next_at = now, outcome, None
-    session.add(clock)
-
 
 # ---------------------------------------------------------------- the steps of a clock
-
-
-class ClockFacts(Protocol):
-    """What a clock's steps are worked out from: a stored `Clock`, or a row of its columns."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def owner_id(self) -> int: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def budget_seconds(self) -> float: ...
-    @property
-    def remind_share(self) -> float: ...
-    @property
-    def grace_seconds(self) -> float: ...
-    @property
-    def snoozes(self) -> list[list[str]]: ...
-
-
-def _with_snoozes(calendar: Calendar, clock: ClockFacts) -> Calendar:
-    """A snoozed clock does not count its snoozes, as if its owner were away."""
-    snoozed = tuple(
-        (datetime.fromisoformat(entry[0]), datetime.fromisoformat(entry[1]))
-        for entry in clock.snoozes
-    )
-    return replace(calendar, away=calendar.away + snoozed)
 
 
 @dataclass(frozen=True)
@@ -357,7 +41,7 @@ class Steps:
 
     @classmethod
     def of(cls, clock: ClockFacts, calendar: Calendar) -> Steps:
-        calendar = _with_snoozes(calendar, clock)
+        calendar = with_snoozes(calendar, clock)
         start, budget = clock.started_at, clock.budget_seconds
         due = add_business(calendar, start, budget)
         return cls(
@@ -373,13 +57,6 @@ class Steps:
             ClockStage.breached: self.escalate,
         }
         return pending.get(ClockStage(stage))
-
-
-@dataclass
-class TickReport:
-    looked_at: int = 0
-    messages: int = 0
-    keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -539,100 +216,3 @@ class Notes:
                 created_at=self.now,
             )
         )
-
-
-# ---------------------------------------------------------------- what a card shows
-
-
-def status_lines(
-    session: Session,
-    lead: Lead,
-    now: datetime,
-    company: Company,
-    owner_id: int | None = None,
-) -> list[str]:
-    """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
-    and the business time left."""
-    clocks = queries.open_clocks(session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False)
-    if owner_id is not None:
-        clocks = [clock for clock in clocks if clock.owner_id == owner_id]
-
-    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
-        owner = session.get(Member, member_id)
-        if owner is None:
-            return None
-        return owner.timezone, calendar_in(session, owner, company)
-
-    return lines_of(clocks, owner_of, now, company)
-
-
-def clock_lines(
-    clocks: Sequence[ClockFacts],
-    owners: Mapping[int, Member | None],
-    calendars: Mapping[int, Calendar],
-    now: datetime,
-    company: Company,
-) -> list[str]:
-    """`status_lines` of these open clocks, from their owners and calendars as read (no SQL);
-    a clock whose owner is gone shows nothing."""
-
-    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
-        owner = owners.get(member_id)
-        return None if owner is None else (owner.timezone, calendars[member_id])
-
-    return lines_of(clocks, owner_of, now, company)
-
-
-def lines_of(
-    clocks: Sequence[ClockFacts],
-    owner_of: Callable[[int], tuple[str | None, Calendar] | None],
-    now: datetime,
-    company: Company,
-) -> list[str]:
-    """`status_lines` of these open clocks (by id); `owner_of` gives each owner's time zone
-    and calendar (None: the owner is gone, and the clock is not shown)."""
-    lines = []
-    for clock in clocks:
-        found = owner_of(clock.owner_id)
-        if found is None:
-            continue
-        tz, calendar = found
-        calendar = _with_snoozes(calendar, clock)
-        deadline = add_business(calendar, clock.started_at, clock.budget_seconds)  # `Steps.of`
-        due = when(deadline, tz or company.tz)
-        what = text_for(f"clock_{clock.kind}")
-        if now >= deadline:
-            lines.append(text_for("clock_status_late", what=what, due=due))
-        else:
-            left = business_seconds(calendar, now, deadline)
-            lines.append(text_for("clock_status_left", what=what, due=due, left=_duration(left)))
-    return lines
-
-
-def _duration(seconds: float) -> str:
-    hours, minutes = divmod(int(seconds // 60), 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
-
-
-class Someone(Protocol):
-    """Who did something (a stored member or the person acting): their member id."""
-
-    @property
-    def id(self) -> int | None: ...
-
-
-def snooze(
-    session: Session, clock: Clock, *, until: datetime, reason: str, by: Someone, now: datetime
-) -> None:
-    """Pause a clock until `until`, recorded with its reason; the next tick re-plans it."""
-    clock.snoozes = [*clock.snoozes, [now.isoformat(), until.isoformat(), reason]]
-    clock.next_at = now
-    session.add(clock)
-    queries.add_event(
-        session,
-        lead_id=clock.lead_id,
-        kind=EventKind.clock_snoozed,
-        now=now,
-        member_id=by.id,
-        data={"clock": clock.kind, "until": until.isoformat(), "reason": reason},
-    )

@@ -10,17 +10,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bot.core.business_time import Company, Schedule, next_working_moment
 from bot.core.messages import Card, Fact, Report, card_to_dict, report_to_dict
 from bot.core.text import hours, percent, text_for
 from digests.digest import Week, build
 from digests.report import report
-from digests.sla import TickReport
+from handlers.clocks import TickReport
 from storage import digest as figures
-from storage import queries
+from storage import digest_runs, queries
 from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import DigestRun, Member
@@ -75,9 +74,9 @@ class Digests:
             due = self.schedule.due(week.end)
         if now - due <= CATCH_UP:  # a digest missed for longer is posted by hand only
             with store.session() as session:
-                _plan(session, week=week, due=due, now=now)
+                digest_runs.plan_run(session, week=week.label, due=due, now=now)
         with store.session() as session:
-            for run in _claim_due(session, now=now):
+            for run in digest_runs.claim_due_runs(session, now=now):
                 self._post(session, run, now, company, report_)
         return report_
 
@@ -95,40 +94,17 @@ class Digests:
             log.warning("the %s digest is due but no digest channel is set", run.week)
         messages += your_week_notes(session, week, now, company)
         keys = queries.enqueue_many(session, messages=messages)
-        run.status, run.posted_at, run.target = "posted", now, target
-        session.add(run)
+        digest_runs.mark_posted(session, run=run, target=target, now=now)
         out.looked_at += 1
         out.messages += len(keys)
         out.keys += keys
-
-
-def _plan(session: Session, *, week: Week, due: datetime, now: datetime) -> None:
-    """The row for `week`'s digest, once (a concurrent instance may write it first)."""
-    if session.get(DigestRun, week.label) is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(DigestRun(week=week.label, due_at=due, created_at=now))
-    except IntegrityError:
-        log.info("digest run %s was planned by another instance", week.label)
-
-
-def _claim_due(session: Session, *, now: datetime) -> list[DigestRun]:
-    return list(
-        session.exec(
-            select(DigestRun)
-            .where(DigestRun.status == "pending", col(DigestRun.due_at) <= now)
-            .order_by(col(DigestRun.due_at))
-            .with_for_update(skip_locked=True)
-        ).all()
-    )
 
 
 def your_week_notes(
     session: Session, week: Week, now: datetime, company: Company
 ) -> list[NewMessage]:
     """A private note with their own figures for each member who opted in."""
-    members = session.exec(select(Member).where(col(Member.weekly_digest).is_(True))).all()
+    members = digest_runs.opted_in(session)
     calendars = Calendars(session, company)
     notes = []
     for member in members:

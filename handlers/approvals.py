@@ -19,8 +19,14 @@ from bot.core.interaction import Interaction, Person
 from bot.core.messages import Card, Fact, Form, Input, InputKind
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
-from digests.approvals import ask_card, change_fields, decision_buttons, proposer_of, subject_name
 from handlers import proposals, tone
+from handlers.approval_cards import (
+    ask_card,
+    change_fields,
+    decision_buttons,
+    proposer_of,
+    subject_name,
+)
 from handlers.common import nonce, private, refuse_unless
 from storage import approvals, queries
 from storage.models import (

@@ -15,7 +15,7 @@ from bot.core.business_time import Calendar, Company
 from bot.core.interaction import Person
 from bot.core.messages import Button, Card, Fact, Refresh, Style
 from bot.core.text import text_for, when
-from digests import sla
+from handlers.clocks import clock_lines, status_lines
 from storage import cards, queries
 from storage.calendars import Calendars
 from storage.models import (
@@ -213,7 +213,7 @@ def lead_card(
         version=definition.version if definition else "?",
         events=events,
         sla_lines=(
-            sla.status_lines(session, lead, now, company or Company()) if now is not None else ()
+            status_lines(session, lead, now, company or Company()) if now is not None else ()
         ),
         name_of=name_of,
     )
@@ -450,7 +450,7 @@ def draw_handoff(facts: HandoffFacts, intent: rendering.Intent) -> Card:
     owners: dict[int, Member | None] = {
         c.owner_id: facts.members.get(c.owner_id) for c in facts.clocks
     }
-    lines = sla.clock_lines(facts.clocks, owners, facts.calendars, intent.now, intent.company)
+    lines = clock_lines(facts.clocks, owners, facts.calendars, intent.now, intent.company)
     return lead_card_of(
         facts.lead,
         owner=facts.owner,

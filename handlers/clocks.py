@@ -1,27 +1,167 @@
-"""Snoozing an SLA clock, with a reason, from a reminder card."""
+"""SLA clocks as people see them: the lines a lead's card shows of its open clocks (worked
+out at handoff for the clocks it starts), and snoozing a clock, with a reason, from a
+reminder card; and `TickReport`, what a pass of due work did (the SLA tick's, the other
+scheduled passes', and ingest's retry of owner lookups). The clocks' rows are
+storage/clocks.py's; their steps, digests/sla.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.core.business_time import next_working_moment
+from sqlmodel import Session
+
+from bot.core.business_time import (
+    Calendar,
+    Company,
+    add_business,
+    business_seconds,
+    next_working_moment,
+)
 from bot.core.effects import Effect, FormErrors, ShowForm
 from bot.core.interaction import Interaction
 from bot.core.messages import Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
-from digests import sla
 from handlers.common import nonce, private
-from storage.calendars import calendar_of
-from storage.models import Clock, Lead
+from storage import clocks as clock_store
+from storage import queries
+from storage.calendars import Calendars, calendar_in, calendar_of
+from storage.clocks import ClockFacts, with_snoozes
+from storage.models import Clock, ClockKind, Lead, Member
 
 MAX_SNOOZE = timedelta(days=7)
+
+
+@dataclass
+class TickReport:
+    """What one pass over due work did (the SLA clocks', and the scheduler's other passes):
+    rows looked at, messages owed to the outbox and their keys."""
+
+    looked_at: int = 0
+    messages: int = 0
+    keys: list[str] = field(default_factory=list)
 
 
 def register(router: Router) -> None:
     router.action("clock.snooze", open_snooze)
     router.form("clock.snooze", submit_snooze)
+
+
+# ---------------------------------------------------------------- what a card shows
+
+
+def on_handoffs(
+    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime, company: Company
+) -> dict[int, list[str]]:
+    """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
+    clocks start (`clock_store.on_handoffs`). Returns each lead's clock lines as `status_lines`
+    shows them now, worked out once per owner: clocks that start together in one owner's
+    business time end together."""
+    if not handoffs:
+        return {}
+    kinds = clock_store.on_handoffs(session, handoffs, now)
+    owners = {owner.id or 0: owner for _, owner in handoffs}
+    calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    # Owners on the same calendar (most of a team) share their lines: worked out once.
+    same: dict[Calendar, list[str]] = {}
+    lines: dict[int, list[str]] = {}
+    for owner_id, owner in owners.items():
+        calendar = calendars.of(owner)
+        if calendar not in same:
+            same[calendar] = [
+                _status_line(
+                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
+                )
+                for kind, budget in kinds
+            ]
+        lines[owner_id] = same[calendar]
+    return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
+
+
+def _status_line(
+    kind: ClockKind, due: datetime, budget: float, now: datetime, company: Company, tz: str
+) -> str:
+    """`status_lines`' line for a clock that starts now: all its business time is left."""
+    what, at = text_for(f"clock_{kind.value}"), when(due, tz or company.tz)
+    if now >= due:
+        return text_for("clock_status_late", what=what, due=at)
+    return text_for("clock_status_left", what=what, due=at, left=_duration(budget))
+
+
+def status_lines(
+    session: Session,
+    lead: Lead,
+    now: datetime,
+    company: Company,
+    owner_id: int | None = None,
+) -> list[str]:
+    """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
+    and the business time left."""
+    clocks = queries.open_clocks(session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False)
+    if owner_id is not None:
+        clocks = [clock for clock in clocks if clock.owner_id == owner_id]
+
+    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
+        owner = session.get(Member, member_id)
+        if owner is None:
+            return None
+        return owner.timezone, calendar_in(session, owner, company)
+
+    return lines_of(clocks, owner_of, now, company)
+
+
+def clock_lines(
+    clocks: Sequence[ClockFacts],
+    owners: Mapping[int, Member | None],
+    calendars: Mapping[int, Calendar],
+    now: datetime,
+    company: Company,
+) -> list[str]:
+    """`status_lines` of these open clocks, from their owners and calendars as read (no SQL);
+    a clock whose owner is gone shows nothing."""
+
+    def owner_of(member_id: int) -> tuple[str | None, Calendar] | None:
+        owner = owners.get(member_id)
+        return None if owner is None else (owner.timezone, calendars[member_id])
+
+    return lines_of(clocks, owner_of, now, company)
+
+
+def lines_of(
+    clocks: Sequence[ClockFacts],
+    owner_of: Callable[[int], tuple[str | None, Calendar] | None],
+    now: datetime,
+    company: Company,
+) -> list[str]:
+    """`status_lines` of these open clocks (by id); `owner_of` gives each owner's time zone
+    and calendar (None: the owner is gone, and the clock is not shown)."""
+    lines = []
+    for clock in clocks:
+        found = owner_of(clock.owner_id)
+        if found is None:
+            continue
+        tz, calendar = found
+        calendar = with_snoozes(calendar, clock)
+        deadline = add_business(calendar, clock.started_at, clock.budget_seconds)  # `sla.Steps.of`
+        due = when(deadline, tz or company.tz)
+        what = text_for(f"clock_{clock.kind}")
+        if now >= deadline:
+            lines.append(text_for("clock_status_late", what=what, due=due))
+        else:
+            left = business_seconds(calendar, now, deadline)
+            lines.append(text_for("clock_status_left", what=what, due=due, left=_duration(left)))
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(int(seconds // 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+# ---------------------------------------------------------------- snoozing
 
 
 def _clock(ctx: Context, interaction: Interaction) -> Clock | list[Effect]:
@@ -108,6 +248,6 @@ def submit_snooze(ctx: Context, interaction: Interaction) -> list[Effect]:
         return [FormErrors({"until": text_for("snooze_until_past")})]
     if until - ctx.now > MAX_SNOOZE:
         return [FormErrors({"until": text_for("snooze_too_long")})]
-    sla.snooze(ctx.session, clock, until=until, reason=reason, by=me, now=ctx.now)
+    clock_store.snooze(ctx.session, clock, until=until, reason=reason, by=me, now=ctx.now)
     what = text_for(f"clock_{clock.kind}")
     return private(text_for("snooze_done", what=what, until=when(until, calendar.tz)))

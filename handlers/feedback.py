@@ -17,8 +17,7 @@ from bot.core.interaction import Interaction, Person
 from bot.core.messages import Button, Card, Fact, Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
-from digests import feedback as loop
-from handlers import tone
+from handlers import feedback_cards, tone
 from handlers.common import nonce, private, refuse_unless
 from storage import feedback as records
 from storage import queries
@@ -263,7 +262,7 @@ def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
         campaign_id=campaign_id,
         audience=draft.audience,
         deadline=draft.deadline,
-        remind_at=loop.remind_at(ctx.now, draft.deadline),
+        remind_at=feedback_cards.remind_at(ctx.now, draft.deadline),
         questions=draft.questions,
         recipients=recipients,
         now=ctx.now,
@@ -272,8 +271,8 @@ def submit_request(ctx: Context, interaction: Interaction) -> list[Effect]:
     effects: list[Effect] = [
         Notify(
             member.id or 0,
-            loop.ask_card(ctx.session, request, questions, _tz(ctx, member)),
-            key=loop.ask_key(request.id or 0, member.id or 0),
+            feedback_cards.ask_card(ctx.session, request, questions, _tz(ctx, member)),
+            key=feedback_cards.ask_key(request.id or 0, member.id or 0),
             nudge=True,
         )
         for member in records.members(ctx.session, ids=recipients)
@@ -615,9 +614,9 @@ def show_summary(ctx: Context, interaction: Interaction, raw: str) -> list[Effec
         return found
     summary = records.summary(ctx.session, request_id=found.id or 0)
     assert summary is not None
-    about = loop.about_words(ctx.session, found)
+    about = feedback_cards.about_words(ctx.session, found)
     tz = _tz(ctx, interaction.actor)
-    return [Reply(loop.summary_card(summary, about, tz, now=ctx.now, actions=True))]
+    return [Reply(feedback_cards.summary_card(summary, about, tz, now=ctx.now, actions=True))]
 
 
 def summary_button(ctx: Context, interaction: Interaction) -> list[Effect]:
@@ -637,8 +636,8 @@ def close(ctx: Context, interaction: Interaction, raw: str) -> list[Effect]:
     if closed is None:
         when_closed = when(found.closed_at or found.deadline, tz)
         return private(text_for("feedback_already_closed", id=request_id, at=when_closed))
-    card = loop.final_summary_card(ctx.session, closed, ctx.company)
-    summary = Notify(closed.requester_id, card, key=loop.summary_key(request_id))
+    card = feedback_cards.final_summary_card(ctx.session, closed, ctx.company)
+    summary = Notify(closed.requester_id, card, key=feedback_cards.summary_key(request_id))
     if by == "requester":
         return [summary, *private(text_for("feedback_closed_now", id=request_id))]
     requester = _name(ctx, closed.requester_id)

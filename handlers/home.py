@@ -14,8 +14,8 @@ from bot.core.interaction import Interaction, Person
 from bot.core.messages import Button, Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
-from digests import sla
 from handlers.cards import member_name
+from handlers.clocks import status_lines
 from handlers.leads import my_leads
 from storage import approvals as approval_store
 from storage import feedback as feedback_store
@@ -47,7 +47,7 @@ def register(router: Router) -> None:
 
 def _mine(ctx: Context, lead: Lead, me: Person) -> str:
     """The lead's SLA clocks that I owe, with their business time left."""
-    lines = sla.status_lines(ctx.session, lead, ctx.now, ctx.company, owner_id=me.id)
+    lines = status_lines(ctx.session, lead, ctx.now, ctx.company, owner_id=me.id)
     return "; ".join(lines)
 
 

@@ -31,7 +31,7 @@ from bot.core.messages import Card, Fact
 from bot.core.owing import write_to_outbox
 from bot.core.tasks import Background
 from bot.core.text import text_for, when
-from digests import sla
+from handlers import clocks as sla
 from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries

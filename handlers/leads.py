@@ -8,7 +8,6 @@ from bot.core.interaction import Interaction
 from bot.core.messages import Form, Input, InputKind, Option
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
-from digests import sla
 from handlers import tone
 from handlers.cards import (
     ATTEMPT_CHANNELS,
@@ -19,6 +18,7 @@ from handlers.cards import (
     lead_card_for,
     lead_card_of,
 )
+from handlers.clocks import lines_of
 from handlers.common import (
     load_lead,
     may_act_on,
@@ -27,6 +27,7 @@ from handlers.common import (
     refuse_not_owner,
     unknown_lead,
 )
+from storage import clocks as clock_store
 from storage import queries, verdicts
 from storage.calendars import Calendars, remember_calendars
 from storage.models import Campaign, EventKind, Lead, LeadState, Member
@@ -104,7 +105,7 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     queries.record_verdict(
         ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
     )
-    sla.on_accepted(ctx.session, lead, ctx.now, ctx.company)
+    clock_store.on_accepted(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
 
 
@@ -140,14 +141,14 @@ def accepted(ctx: Context, done: verdicts.Accepted, actor_id: int) -> UpdateCard
         member = members.get(member_id) if member_id else None
         return member.name if member is not None else "someone"
 
-    still_open = sla.accepted(session, lead, clocks, calendar_of, ctx.now)
+    still_open = clock_store.accepted(session, lead, clocks, calendar_of, ctx.now)
     card = lead_card_of(
         lead,
         owner=members.get(lead.owner_id) if lead.owner_id else None,
         campaign=done.campaign,
         version=done.version if done.version is not None else "?",
         events=events,
-        sla_lines=sla.lines_of(still_open, owner_of, ctx.now, ctx.company),
+        sla_lines=lines_of(still_open, owner_of, ctx.now, ctx.company),
         name_of=name_of,
     )
     return UpdateCards(lead_id, HANDOFF, card)
@@ -216,7 +217,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
         definition_version=definition.version,
         comment=comment,
     )
-    sla.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company)
+    clock_store.on_not_a_fit(ctx.session, lead, ctx.now, ctx.company)
     return [refresh(ctx, lead)]
 
 
@@ -280,7 +281,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
         outcome=outcome,
         note=note,
     )
-    sla.on_attempt(ctx.session, lead, ctx.now, ctx.company, outcome)
+    clock_store.on_attempt(ctx.session, lead, ctx.now, ctx.company, outcome)
     return [refresh(ctx, lead)]
 
 

@@ -19,11 +19,12 @@ from bot.core.interaction import Interaction
 from bot.core.messages import Form, Input, InputKind
 from bot.core.router import Context
 from bot.core.text import text_for, when
-from digests.approvals import ask_card, one_business_day_after, proposer_of, sla_value, subject_name
 from handlers import tone
+from handlers.approval_cards import ask_card, proposer_of, sla_value, subject_name
 from handlers.common import nonce, private, refuse_unless
 from handlers.sla import MarketingTerms, ReminderTerms, SalesTerms, SlaFile
 from storage import approvals, queries
+from storage.calendars import one_business_day_after
 from storage.models import ApprovalStatus, ApprovalSubject, Role
 
 KEY_LIMIT = 32

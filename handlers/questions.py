@@ -7,11 +7,11 @@ from bot.core.interaction import Interaction
 from bot.core.messages import Card, Fact, Form, Input, InputKind
 from bot.core.router import Context, Router
 from bot.core.text import text_for
-from digests import sla
 from handlers import tone
 from handlers.cards import member_name, question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
 from handlers.leads import campaign_marketer, checked_lead, refresh
+from storage import clocks as clock_store
 from storage import queries
 from storage.models import EventKind, Lead, LeadEvent, Member, Role
 
@@ -71,7 +71,7 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"question_id": question_id, "question": question, "marketer_id": marketer.id},
     )
-    sla.on_question(ctx.session, lead, marketer.id or 0, question_id, ctx.now)
+    clock_store.on_question(ctx.session, lead, marketer.id or 0, question_id, ctx.now)
     return [
         Notify(
             marketer.id or 0,
@@ -149,7 +149,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
         now=ctx.now,
         data={"question_id": asked.data["question_id"], "answer": text},
     )
-    sla.on_answer(ctx.session, lead, asked.data["question_id"], ctx.now, ctx.company)
+    clock_store.on_answer(ctx.session, lead, asked.data["question_id"], ctx.now, ctx.company)
     rep_id = asked.member_id or lead.owner_id or 0
     purpose = question_purpose(asked.data["question_id"])
     return [

@@ -251,6 +251,12 @@ def due_reminders(session: Session, *, now: datetime, limit: int) -> list[Approv
     )
 
 
+def remind_again(session: Session, *, request: ApprovalRequest, at: datetime | None) -> None:
+    """The request's next reminder is due `at` (None: it has had its last one)."""
+    request.remind_at = at
+    session.add(request)
+
+
 def undecided(session: Session, *, request_id: int) -> list[Member]:
     """The approvers of a request who have not decided yet, sales first, then by name."""
     return list(

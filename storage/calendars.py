@@ -1,14 +1,15 @@
-"""Each member's business-time calendar, from their settings, holidays and time away."""
+"""Business-time calendars: each member's, from their settings, holidays and time away; and
+the company's working week, that business days of approvals are counted in."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from sqlmodel import Session
 
-from bot.core.business_time import Calendar, Company, Span, parse_clock
+from bot.core.business_time import Calendar, Company, Span, add_business, parse_clock
 from storage import queries
 from storage.models import Member
 
@@ -121,3 +122,31 @@ def _calendar(
             away if away is not None else queries.away_spans(session, member_id=member.id or 0)
         ),
     )
+
+
+def company_calendar(session: Session, company: Company) -> Calendar:
+    """The company's working week (its hours, weekdays and holidays) that business days of
+    approvals are counted in."""
+    return Calendar(
+        tz=company.tz,
+        start=company.start,
+        end=company.end,
+        weekdays=company.weekdays,
+        holidays=frozenset(queries.holidays(session)),
+    )
+
+
+def one_business_day_after(session: Session, moment: datetime, company: Company) -> datetime:
+    """The same time on the next business day (as business time: a working day's length)."""
+    calendar = company_calendar(session, company)
+    opens = timedelta(hours=calendar.start.hour, minutes=calendar.start.minute)
+    closes = timedelta(
+        hours=calendar.end.hour,
+        minutes=calendar.end.minute,
+        seconds=calendar.end.second,
+        microseconds=calendar.end.microsecond,
+    )
+    try:
+        return add_business(calendar, moment, (closes - opens).total_seconds())
+    except ValueError:  # a company week without any working time: a calendar day then
+        return moment + timedelta(days=1)

@@ -1,11 +1,24 @@
-"""Aggregates over the SLA clocks."""
+"""The SLA clocks' rows as a lead moves: started at handoff, acceptance and a rep's question,
+closed (met, missed, ended or cancelled) by verdicts, attempts and answers, snoozed by their
+owner; and counted by stage. The scheduler's tick (digests/sla.py) takes their steps, and
+the cards show them (handlers/clocks.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from storage.models import Clock, ClockStage
+from bot.core.business_time import Calendar, Company, add_business, business_seconds
+from storage import queries, verdicts
+from storage.calendars import calendar_in
+from storage.models import Clock, ClockKind, ClockStage, EventKind, Lead, Member, SlaPolicy
+
+HOUR = 3600.0
 
 
 def open_by_stage(session: Session) -> dict[str, int]:
@@ -16,3 +29,305 @@ def open_by_stage(session: Session) -> dict[str, int]:
         .group_by(col(Clock.stage))
     )
     return {ClockStage(stage).name: int(n) for stage, n in session.exec(query).all()}
+
+
+# ---------------------------------------------------------------- starting and closing
+
+
+def _clock(
+    lead: Lead,
+    kind: ClockKind,
+    owner_id: int,
+    policy: SlaPolicy,
+    budget: float,
+    now: datetime,
+    ref: str = "",
+) -> Clock:
+    return Clock(**_clock_row(lead.id or 0, kind, owner_id, policy, budget, now, ref))
+
+
+class PolicyFacts(Protocol):
+    """What a new clock takes from the SLA policy: a stored `SlaPolicy`, or a row of it."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def remind_share(self) -> float: ...
+    @property
+    def escalate_after_hours(self) -> float: ...
+
+
+def _clock_row(
+    lead_id: int,
+    kind: ClockKind,
+    owner_id: int,
+    policy: PolicyFacts,
+    budget: float,
+    now: datetime,
+    ref: str = "",
+) -> dict[str, Any]:
+    """A new clock's `sla_clocks` columns."""
+    return {
+        "lead_id": lead_id,
+        "kind": kind.value,
+        "ref": ref,
+        "owner_id": owner_id,
+        "policy_version": policy.version,
+        "started_at": now,
+        "budget_seconds": budget,
+        "remind_share": policy.remind_share,
+        "grace_seconds": policy.escalate_after_hours * HOUR,
+        "stage": ClockStage.running.value,
+        "snoozes": [],
+        "next_at": now,
+    }
+
+
+def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
+    """A lead reached its owner: the first-touch and verdict clocks start."""
+    if lead.owner_id is None:
+        return
+    policy = queries.current_policy(session)
+    for kind, hours in (
+        (ClockKind.first_touch, policy.first_touch_hours),
+        (ClockKind.verdict, policy.verdict_hours),
+    ):
+        queries.start_clock(
+            session, clock=_clock(lead, kind, lead.owner_id, policy, hours * HOUR, now)
+        )
+
+
+def on_handoffs(
+    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime
+) -> tuple[tuple[ClockKind, float], ...]:
+    """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
+    clocks start, written in one statement (`on_handoff`, in bulk). Returns the kind and
+    budget (business seconds) of the clocks each lead got."""
+    policy = queries.current_policy(session)
+    kinds = (
+        (ClockKind.first_touch, policy.first_touch_hours * HOUR),
+        (ClockKind.verdict, policy.verdict_hours * HOUR),
+    )
+    # Plain rows, not Clock objects: building thousands of those costs more than writing.
+    queries.start_clocks(
+        session,
+        rows=[
+            {
+                "lead_id": lead_id,
+                "kind": kind.value,
+                "ref": "",
+                "owner_id": owner.id or 0,
+                "policy_version": policy.version,
+                "started_at": now,
+                "budget_seconds": budget,
+                "remind_share": policy.remind_share,
+                "grace_seconds": policy.escalate_after_hours * HOUR,
+                "stage": ClockStage.running.value,
+                "snoozes": [],
+                "next_at": now,
+            }
+            for lead_id, owner in handoffs
+            for kind, budget in kinds
+        ],
+    )
+    return kinds
+
+
+def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:
+    """Accepting ends the verdict clock and starts the attempts clock."""
+    close(session, lead, [ClockKind.verdict], now, company)
+    if lead.owner_id is None:
+        return
+    policy = queries.current_policy(session)
+    owner = session.get(Member, lead.owner_id)
+    if owner is None:
+        return
+    calendar = calendar_in(session, owner, company)
+    day = calendar.day_seconds
+    queries.start_clock(
+        session,
+        clock=_clock(
+            lead, ClockKind.attempts, lead.owner_id, policy, policy.attempts_days * day, now
+        ),
+    )
+
+
+def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) -> None:
+    """A verdict of not a fit ends the verdict clock; the other sales clocks are cancelled."""
+    close(session, lead, [ClockKind.verdict], now, company)
+    for clock in queries.open_clocks(
+        session, lead_id=lead.id or 0, kinds=[ClockKind.first_touch, ClockKind.attempts]
+    ):
+        _finish(session, clock, now, "cancelled")
+
+
+def on_attempt(
+    session: Session, lead: Lead, now: datetime, company: Company, outcome: str = ""
+) -> None:
+    """An attempt is a touch; enough of them meet the attempts commitment. A buyer's answer
+    (a meeting, an opportunity, a win, a no) ends the follow-up before that: "ended"."""
+    close(session, lead, [ClockKind.first_touch], now, company)
+    policy = queries.current_policy(session)
+    if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
+        close(session, lead, [ClockKind.attempts], now, company)
+    elif outcome in queries.DECISIVE:
+        for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
+            _finish(session, clock, now, "ended")
+
+
+def on_question(
+    session: Session, lead: Lead, marketer_id: int, question_id: str, now: datetime
+) -> None:
+    """A rep's question starts the marketer's answer clock."""
+    policy = queries.current_policy(session)
+    queries.start_clock(
+        session,
+        clock=_clock(
+            lead,
+            ClockKind.info_answer,
+            marketer_id,
+            policy,
+            policy.info_answer_hours * HOUR,
+            now,
+            ref=question_id,
+        ),
+    )
+
+
+def on_answer(
+    session: Session, lead: Lead, question_id: str, now: datetime, company: Company
+) -> None:
+    close(session, lead, [ClockKind.info_answer], now, company, ref=question_id)
+
+
+def close(
+    session: Session,
+    lead: Lead,
+    kinds: list[ClockKind],
+    now: datetime,
+    company: Company,
+    ref: str | None = None,
+) -> None:
+    """Close open clocks as met (before their deadline) or missed (after it)."""
+    for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=kinds, ref=ref):
+        owner = session.get(Member, clock.owner_id)
+        if owner is None:
+            _finish(session, clock, now, "cancelled")
+            continue
+        outcome, clock.business_seconds = closing(clock, calendar_in(session, owner, company), now)
+        _finish(session, clock, now, outcome)
+
+
+def closing(clock: ClockFacts, calendar: Calendar, now: datetime) -> tuple[str, float]:
+    """How a clock closed at `now` ends, in its owner's `calendar`: met or missed, and the
+    business time it ran (what the digest reports: median and 90th percentile)."""
+    calendar = with_snoozes(calendar, clock)
+    due = add_business(calendar, clock.started_at, clock.budget_seconds)  # as `sla.Steps.of`
+    seconds = business_seconds(calendar, clock.started_at, now)
+    return ("met" if now <= due else "missed"), seconds
+
+
+def accepted(
+    session: Session,
+    lead: verdicts.LeadRow,
+    clocks: Sequence[verdicts.ClockRow],
+    calendar_of: Callable[[int], Calendar | None],
+    now: datetime,
+) -> list[verdicts.ClockRow]:
+    """`on_accepted` on the lead's open clocks read already (`calendar_of` a member, None
+    when there is no such member): the verdict clock closes, the attempts clock starts.
+    Returns the lead's clocks open now, by id."""
+    closed = [clock for clock in clocks if clock.kind == ClockKind.verdict]
+    for clock in closed:
+        calendar = calendar_of(clock.owner_id)
+        if calendar is None:
+            clock.outcome = "cancelled"
+        else:
+            clock.outcome, clock.business_seconds = closing(clock, calendar, now)
+        clock.closed_at, clock.next_at = now, None
+    verdicts.close_clocks(session, clocks=closed)
+    still = [clock for clock in clocks if clock.kind != ClockKind.verdict]
+    calendar = calendar_of(lead.owner_id) if lead.owner_id is not None else None
+    if lead.owner_id is None or calendar is None:
+        return still
+    policy = verdicts.policy(session)
+    budget = policy.attempts_days * calendar.day_seconds
+    row = _clock_row(lead.id or 0, ClockKind.attempts, lead.owner_id, policy, budget, now)
+    new_id = verdicts.start_clock(session, row=row)
+    if new_id is not None:  # else it ran before: shown if still open (it is in `clocks`)
+        still.append(
+            verdicts.ClockRow(
+                id=new_id,
+                kind=row["kind"],
+                owner_id=lead.owner_id,
+                started_at=now,
+                budget_seconds=budget,
+                remind_share=row["remind_share"],
+                grace_seconds=row["grace_seconds"],
+                snoozes=[],
+            )
+        )
+    return still
+
+
+def _finish(session: Session, clock: Clock, now: datetime, outcome: str) -> None:
+    clock.closed_at, clock.outcome, clock.next_at = now, outcome, None
+    session.add(clock)
+
+
+# ---------------------------------------------------------------- what a clock is made of
+
+
+class ClockFacts(Protocol):
+    """What a clock's steps are worked out from: a stored `Clock`, or a row of its columns."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def budget_seconds(self) -> float: ...
+    @property
+    def remind_share(self) -> float: ...
+    @property
+    def grace_seconds(self) -> float: ...
+    @property
+    def snoozes(self) -> list[list[str]]: ...
+
+
+def with_snoozes(calendar: Calendar, clock: ClockFacts) -> Calendar:
+    """A snoozed clock does not count its snoozes, as if its owner were away."""
+    snoozed = tuple(
+        (datetime.fromisoformat(entry[0]), datetime.fromisoformat(entry[1]))
+        for entry in clock.snoozes
+    )
+    return replace(calendar, away=calendar.away + snoozed)
+
+
+# ---------------------------------------------------------------- snoozing
+
+
+class Someone(Protocol):
+    """Who did something (a stored member or the person acting): their member id."""
+
+    @property
+    def id(self) -> int | None: ...
+
+
+def snooze(
+    session: Session, clock: Clock, *, until: datetime, reason: str, by: Someone, now: datetime
+) -> None:
+    """Pause a clock until `until`, recorded with its reason; the next tick re-plans it."""
+    clock.snoozes = [*clock.snoozes, [now.isoformat(), until.isoformat(), reason]]
+    clock.next_at = now
+    session.add(clock)
+    queries.add_event(
+        session,
+        lead_id=clock.lead_id,
+        kind=EventKind.clock_snoozed,
+        now=now,
+        member_id=by.id,
+        data={"clock": clock.kind, "until": until.isoformat(), "reason": reason},
+    )

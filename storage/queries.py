@@ -248,6 +248,15 @@ def upsert_member(
     return member
 
 
+def set_teams_reference(
+    session: Session, *, member: Member, reference: dict[str, Any] | None
+) -> None:
+    """Keep the Teams conversation reference the member's private messages go to (None:
+    forget it, the bot was removed from their chat)."""
+    member.teams_reference = reference
+    session.add(member)
+
+
 # ---------------------------------------------------------------- lead definition
 
 

@@ -289,7 +289,7 @@ def _check_leads_against_events(s: Session) -> None:
 
 
 def _check_clocks(s: Session) -> None:
-    """Closed clocks: outcome and business time as `sla.close` gives them, at the event
+    """Closed clocks: outcome and business time as `clocks.close` gives them, at the event
     that closes them; open ones: the stage and next step the tick would give them."""
     company = Company()
     owners = {m.id: m for m in s.exec(select(Member)).all()}

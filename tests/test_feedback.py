@@ -17,6 +17,7 @@ from bot.core.effects import Effect, FormErrors, Notify, Owed, Reply, ShowForm
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import Card, card_from_dict
 from digests import feedback as loop
+from handlers import feedback_cards
 from storage import feedback as records
 from storage import queries
 from storage.db import Store
@@ -718,7 +719,7 @@ def test_the_summary_figures_by_hand(any_store: Store) -> None:
     assert choice.answered == 3 and choice.choices == (("Yes", 2), ("No", 1), ("Maybe", 0))
     assert text.answered == 2 and text.quotes == ("They asked for pricing", "Too long")
     assert (rating.quotes, choice.mean, text.ratings) == ((), None, ())
-    card = loop.summary_card(summary, "a message", "Europe/London")
+    card = feedback_cards.summary_card(summary, "a message", "Europe/London")
     assert card.text == "3 of 4 answered (75%). Open until Fri 27 Nov 17:00 GMT."
     assert [f.value for f in card.fields] == [
         "1: 0 · 2: 0 · 3: 0 · 4: 2 · 5: 1 · mean 4.3 of 5 (3 answers)",

@@ -31,8 +31,14 @@ from storage.models import (
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-FEEDBACK = ("handlers.feedback", "storage.feedback", "digests.feedback")
-APPROVALS = ("handlers.approvals", "handlers.proposals", "storage.approvals", "digests.approvals")
+FEEDBACK = ("handlers.feedback", "handlers.feedback_cards", "storage.feedback", "digests.feedback")
+APPROVALS = (
+    "handlers.approvals",
+    "handlers.approval_cards",
+    "handlers.proposals",
+    "storage.approvals",
+    "digests.approvals",
+)
 FEEDBACK_TABLES = (FeedbackAnswer, FeedbackQuestion, FeedbackRecipient, FeedbackRequest)
 APPROVAL_TABLES = (ApprovalSignoff, ApprovalRequest, Approver)
 

@@ -16,9 +16,9 @@ from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
 from bot.core.messages import Card
 from bot.core.owing import write_to_outbox
-from digests import sla
 from digests.outbox import FRESH_FOR, Claimed, Sender
 from handlers.ingest import LeadIn, store_leads
+from storage import clocks as clock_store
 from storage import queries
 from storage.db import Store
 from storage.models import Away, EventKind, Lead, Member
@@ -89,7 +89,7 @@ def accept(store: Store, lead_id: int, by: Member, at: datetime) -> None:
         queries.record_verdict(session, lead=lead, member_id=by.id, now=at, accepted=True)
         lead.state = "accepted"
         session.add(lead)
-        sla.on_accepted(session, lead, at, COMPANY)
+        clock_store.on_accepted(session, lead, at, COMPANY)
 
 
 async def claimed_cards(sender: Sender) -> dict[int, Claimed]:
@@ -115,7 +115,7 @@ async def test_a_claims_cards_are_drawn_as_rendered_alone_without_sql(
         queries.record_attempt(
             session, lead=lead, member_id=rep.id, now=NOW, channel="call", outcome="no_answer"
         )
-        sla.on_attempt(session, lead, NOW, COMPANY, "no_answer")
+        clock_store.on_attempt(session, lead, NOW, COMPANY, "no_answer")
         queries.add_event(
             session,
             lead_id=busy,

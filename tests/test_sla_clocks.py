@@ -13,8 +13,8 @@ import pytest
 from sqlmodel import select
 
 from bot.core.business_time import Company
-from digests import sla
 from handlers.ingest import LeadIn, store_leads
+from storage import clocks as clock_store
 from storage import queries
 from storage.db import Store
 from storage.models import Away, Clock, Lead, OutboxMessage
@@ -130,7 +130,7 @@ async def test_an_attempt_stops_the_first_touch_clock(company: Store, slack: Sla
             channel="call",
             outcome="no_answer",
         )
-        sla.on_attempt(s, lead, MONDAY_9 + timedelta(hours=1), Company("Europe/London"))
+        clock_store.on_attempt(s, lead, MONDAY_9 + timedelta(hours=1), Company("Europe/London"))
     await tick(company, slack, MONDAY_9 + timedelta(hours=5))
     with company.session() as s:
         first_touch = s.exec(select(Clock).where(Clock.kind == "first_touch")).one()

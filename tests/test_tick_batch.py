@@ -15,6 +15,7 @@ from sqlmodel import select
 from bot.core.business_time import Company
 from digests import sla
 from handlers.ingest import LeadIn, store_leads
+from storage import clocks as clock_store
 from storage import queries
 from storage.db import Store
 from storage.models import Away, Clock, ClockStage, Lead, Member, OutboxMessage
@@ -86,7 +87,7 @@ def hand_off(store: Store, first: int, count: int, accepted: int) -> None:
         for outcome in outcomes[:accepted]:
             lead = s.get(Lead, outcome.lead_id)
             assert lead is not None
-            sla.on_accepted(s, lead, then, Company())
+            clock_store.on_accepted(s, lead, then, Company())
             queries.record_attempt(
                 s,
                 lead=lead,
@@ -104,7 +105,7 @@ def snooze_some(store: Store, count: int) -> None:
             rep = s.get(Member, clock.owner_id)
             assert rep is not None
             until, at = NOW + timedelta(days=1), NOW - timedelta(minutes=1)
-            sla.snooze(s, clock, until=until, reason="travel", by=rep, now=at)
+            clock_store.snooze(s, clock, until=until, reason="travel", by=rep, now=at)
 
 
 def test_a_tick_sends_as_many_statements_for_50_due_clocks_as_for_10(any_store: Store) -> None:

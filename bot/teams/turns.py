@@ -385,8 +385,7 @@ class LiaisonTeamsBot(ActivityHandler):
                 session, now=now, teams_user_id=teams_user_id, name=name, email=email
             )
             if reference is not None and member.teams_reference != reference:
-                member.teams_reference = reference
-                session.add(member)
+                queries.set_teams_reference(session, member=member, reference=reference)
             if email and member.email != email.strip().lower():
                 self._tell_admins(session, teams_user_id, email, now)
             return member
@@ -414,5 +413,4 @@ class LiaisonTeamsBot(ActivityHandler):
         with self.store.session() as session:
             member = queries.member_by(session, teams_user_id=teams_user_id)
             if member is not None:
-                member.teams_reference = None
-                session.add(member)
+                queries.set_teams_reference(session, member=member, reference=None)

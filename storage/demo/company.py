@@ -472,7 +472,7 @@ def _rep(session: Session, rng: Random, member: Member, work: WorkTime, policy: 
     away = tuple(
         (micros(lo), micros(hi)) for lo, hi in queries.away_spans(session, member_id=member.id or 0)
     )
-    day = work.calendar.day_seconds  # as `sla.on_accepted` sizes the attempts window
+    day = work.calendar.day_seconds  # as `clocks.on_accepted` sizes the attempts window
     return Rep(
         member_id=member.id or 0,
         email=member.email or "",

@@ -9,8 +9,8 @@ to the campaign's marketer, the verdict, attempts and their outcomes — and the
 `now`: what would happen later has not happened yet, so recent leads wait and their SLA
 clocks run, with the stage and next step the tick would have given them. The events are
 the facts; the lead's projections (verdict time, first touch, attempts, best outcome), its
-rejected criteria and its clocks are derived from the same plan, as the handlers and
-`digests.sla` would have written them."""
+rejected criteria and its clocks are derived from the same plan, as the handlers,
+`storage.clocks` and the tick (`digests.sla`) would have written them."""
 
 from __future__ import annotations
 
@@ -657,7 +657,7 @@ class History:
 
     def _clocks(self, plan: Plan, lead_id: int, out: Rows) -> None:
         """The rep's clocks: first touch and verdict from the handoff, attempts from the
-        acceptance; closed as `digests.sla` closes them, else running."""
+        acceptance; closed as `storage.clocks` closes them, else running."""
         now, rep, budgets = self.now, plan.rep, self.budgets
         rejected = plan.rejected if plan.rejected is not None and plan.rejected <= now else None
         touched = plan.attempts[0][0] if plan.attempts and plan.attempts[0][0] <= now else None
@@ -721,9 +721,9 @@ class History:
         ended: bool = False,
         ref: str = "",
     ) -> None:
-        """One clock as `digests.sla` leaves it at now: closed at `end` — met or missed,
-        with its business time, or cancelled — else open, with the stage the tick gives it
-        (`sla.Steps.of`) and its next step."""
+        """One clock as `storage.clocks` and the tick leave it at now: closed at `end` — met
+        or missed, with its business time, or cancelled — else open, with the stage the tick
+        gives it (`sla.Steps.of`) and its next step."""
         budgets, time = self.budgets, owner.time
         remind = round(budget * budgets.remind_share)
         next_at = closed = outcome = seconds = None

@@ -1,5 +1,6 @@
 """`/digest preview` (the digest so far, privately, for anyone) and `/digest me on|off`
-(a private "your week" note every Monday)."""
+(a private "your week" note every Monday): the one command of the digests, registered on
+the router by the composition root as a handler's is."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from bot.core.text import text_for
 from digests.digest import Week
 from digests.weekly import digest_report
 from handlers.common import private
+from storage import digest_runs
 from storage.models import Member
 
 
@@ -32,8 +34,7 @@ def digest(ctx: Context, interaction: Interaction) -> list[Effect]:
         me = ctx.session.get(Member, interaction.actor.id)
         if me is None:
             return private(text_for("digest_usage"))
-        me.weekly_digest = words[1] == "on"
-        ctx.session.add(me)
+        digest_runs.set_weekly_note(ctx.session, member=me, on=words[1] == "on")
         return private(text_for("digest_me_on" if me.weekly_digest else "digest_me_off"))
     return private(text_for("digest_usage"))
 
