@@ -19,10 +19,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.core.messages import Card, card_to_dict
+from bot.core.business_time import Company
+from bot.core.messages import Card
+from bot.core.owing import for_admins, write_to_outbox
 from bot.core.text import text_for
 from storage import queries
-from storage.models import CompanySetting, OutboxMessage, Role
+from storage.models import CompanySetting
 from storage.outbox_alerts import (
     KEY_PREFIX,
     STATE_KEY,
@@ -94,34 +96,14 @@ def review_refused(session: Session, *, now: datetime, admin_channel: str | None
 
 
 def _tell(session: Session, card: Card, key: str, now: datetime, admin_channel: str | None) -> None:
-    """Owe `card` to every admin (a DM) and to the admin channel, if one is set."""
-    told = 0
-    for admin in queries.members_with_role(session, role=Role.admin):
-        told += queries.enqueue(
-            session,
-            message=OutboxMessage(
-                key=f"{key}:member:{admin.id}",
-                member_id=admin.id,
-                card=card_to_dict(card),
-                not_before=now,
-                created_at=now,
-            ),
-        )
+    """Owe `card` to every admin (a DM) and to the admin channel, if one is set, at once."""
     target = queries.channel_target(session, kind="admin") or admin_channel
-    if target:
-        told += queries.enqueue(
-            session,
-            message=OutboxMessage(
-                key=f"{key}:channel",
-                target=target,
-                card=card_to_dict(card),
-                not_before=now,
-                created_at=now,
-            ),
-        )
-    if not told and not target and not queries.members_with_role(session, role=Role.admin):
+    effects = for_admins(session, card, key=key, channel=target)
+    if not effects:
         log.warning(
             "outbox: %s, and no admin to tell; set one with `liaison members set EMAIL "
             "--role admin`",
             card.title,
         )
+    # Not a nudge: it goes at once, whatever the company's working hours.
+    write_to_outbox(session, effects, actor_id=None, now=now, company=Company())

@@ -26,9 +26,9 @@ from sqlmodel import Session
 
 from bot.core.business_time import Company
 from bot.core.delivery import Deliverer, Directory
-from bot.core.effects import Effect, Notify, Owed, Post
+from bot.core.effects import Effect, Notify, Owed
 from bot.core.messages import Card, Fact
-from bot.core.owing import write_to_outbox
+from bot.core.owing import for_admins, write_to_outbox
 from bot.core.tasks import Background
 from bot.core.text import text_for, when
 from handlers import clocks as sla
@@ -36,7 +36,7 @@ from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
 from storage.db import Store
-from storage.models import Away, Campaign, EventKind, Lead, LeadDefinition, LeadState, Member, Role
+from storage.models import Away, Campaign, EventKind, Lead, LeadDefinition, LeadState, Member
 from storage.values import NewEvent, NewLead
 
 log = logging.getLogger(__name__)
@@ -493,13 +493,8 @@ def _report_unassigned(
             for lead in leads[:20]
         ),
     )
-    effects: list[Effect] = [
-        Notify(admin.id or 0, card, nudge=True)
-        for admin in queries.members_with_role(session, role=Role.admin)
-    ]
     target = queries.channel_target(session, kind="admin") or admin_channel
-    if target:
-        effects.append(Post(target, card))
+    effects = for_admins(session, card, nudge=True, channel=target)
     if not effects:
         log.warning(
             "%d unassigned leads and no admin to tell; set one with "

@@ -95,6 +95,12 @@ def members_with_role(session: Session, *, role: str) -> Sequence[Member]:
     return session.exec(select(Member).where(Member.role == role).order_by(col(Member.id))).all()
 
 
+def admin_ids(session: Session) -> list[int]:
+    """The members who administer Liaison, oldest first."""
+    query = select(Member.id).where(Member.role == Role.admin.value).order_by(col(Member.id))
+    return [member_id for member_id in session.exec(query).all() if member_id is not None]
+
+
 def all_members(session: Session) -> Sequence[Member]:
     return session.exec(select(Member).order_by(col(Member.name))).all()
 

@@ -41,6 +41,7 @@ ADA = Person("ada", "Ada", "Admin")  # the company's admin, on Slack
 ALICE = Person("alice", "Alice", "Adams")  # a rep, on Slack
 MALLORY = Person("mallory", "Mallory", "Made-Up", domain="evil.example")
 MALLET = Person("mallet", "Mallet", "Made-Up", domain="evil.example")
+BEA = Person("bea", "Bea", "Boss")  # a second admin
 BOB_ELSEWHERE = Person("bob", "Bob", "Brown")
 
 
@@ -425,6 +426,42 @@ async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
         assert newcomer is not None and newcomer.id != alice.id and newcomer.email is None
     finally:
         await server.stop()
+
+
+async def test_every_admin_hears_of_a_claimed_email_once(tmp_path: Path) -> None:
+    """With two admins, each gets the notice (one was keyed for all of them, so only the
+    first heard it), and a repeated activity tells nobody twice."""
+    standin = await connector_with((ALICE, ADA, BEA))
+    server = await LiveServer(teams_settings(f"sqlite:///{tmp_path / 'liaison.db'}")).start()
+    try:
+        for person in (ALICE, ADA, BEA):
+            assert await post(server.url, activity("personal_message", person, standin.service_url))
+        with server.store.session() as session:
+            for person in (ADA, BEA):
+                admin = queries.member_by(session, teams_user_id=person.user_id)
+                assert admin is not None
+                admin.role = "admin"
+                session.add(admin)
+        template = standin.members[ALICE.user_id]
+        standin.add_member(
+            MALLORY.user_id, "Alice", "Adams", ALICE.email, template, MALLORY.conversation
+        )
+        for _ in range(2):
+            status, _ = await post(
+                server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
+            )
+            assert status == 202
+        await server.settle()
+        for admin in (ADA, BEA):
+            notices = [
+                c
+                for c in standin.of("send", admin.conversation)
+                if "claimed a member's email" in json.dumps(c.card)
+            ]
+            assert len(notices) == 1, admin
+    finally:
+        await server.stop()
+        await standin.stop()
 
 
 def test_upsert_member_refuses_to_rebind_a_platform_id(

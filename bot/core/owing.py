@@ -20,7 +20,7 @@ from bot.core import rendering
 from bot.core.business_time import Company, next_working_moment
 from bot.core.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
 from bot.core.logs import request_id
-from bot.core.messages import CardPlace, card_to_dict
+from bot.core.messages import Card, CardPlace, card_to_dict
 from storage import queries, verdicts
 from storage.calendars import Calendars, WorkingWeek
 from storage.values import NewMessage
@@ -85,6 +85,21 @@ def write_to_outbox(
     if owed:
         kept.append(Owed(owed))
     return kept
+
+
+def for_admins(
+    session: Session, card: Card, *, key: str = "", nudge: bool = False, channel: str | None = None
+) -> list[Effect]:
+    """`card` privately to every admin, and to `channel` (the admin channel) when given: the
+    effects to owe it. With `key`, each is keyed apart (`<key>:member:<id>`, `<key>:channel`),
+    so telling them twice is impossible and no admin's notice stands in for another's."""
+    effects: list[Effect] = [
+        Notify(admin_id, card, key=f"{key}:member:{admin_id}" if key else "", nudge=nudge)
+        for admin_id in queries.admin_ids(session)
+    ]
+    if channel:
+        effects.append(Post(channel, card, key=f"{key}:channel" if key else ""))
+    return effects
 
 
 def _key(given: str) -> str:

@@ -29,7 +29,7 @@ from bot.core.delivery import Bot
 from bot.core.effects import Effect, FormErrors, Notify, Owed, Post, Reply, UpdateCards
 from bot.core.interaction import Interaction, Kind, Person, Where
 from bot.core.messages import Card, Form, Report
-from bot.core.owing import write_to_outbox
+from bot.core.owing import for_admins, write_to_outbox
 from bot.core.text import text_for
 from bot.teams.adapter import TeamsAdapter, dump_reference
 from bot.teams.cards import (
@@ -46,7 +46,7 @@ from bot.teams.cards import (
 from bot.teams.messenger import PLATFORM, SERVICE_KEY, card_message, message, refresh_users
 from storage import queries
 from storage.db import Store
-from storage.models import Member, Role
+from storage.models import Member
 
 log = logging.getLogger(__name__)
 
@@ -400,10 +400,7 @@ class LiaisonTeamsBot(ActivityHandler):
             title=text_for("identity_claimed_title"),
             text=text_for("identity_claimed_text", platform="Teams", name=owner.name),
         )
-        notices: list[Effect] = [
-            Notify(admin.id or 0, card, key=f"identity-claim:teams:{teams_user_id}:{owner.id}")
-            for admin in queries.members_with_role(session, role=Role.admin)
-        ]
+        notices = for_admins(session, card, key=f"identity-claim:teams:{teams_user_id}:{owner.id}")
         if write_to_outbox(
             session, notices, actor_id=None, now=now, company=self.bot.router.company
         ):
