@@ -56,7 +56,7 @@ from bot.core.idempotency import OUTBOX_KEY, Probe, Recall
 from bot.core.interaction import Person
 from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
 from bot.core.metrics import OutboxMetrics
-from digests import outbox_alerts
+from bot.outbox import alerts as outbox_alerts
 from storage import queries
 from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable

@@ -17,8 +17,8 @@ from sqlmodel import select
 from bot.core.effects import Owed, UpdateCards
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.owing import UpdateLease
+from bot.outbox.click_updates import ClickUpdates
 from bot.web.server import SCHEDULER
-from digests.click_updates import ClickUpdates
 from digests.outbox import Sender
 from handlers.ingest import Ingestor, LeadIn
 from storage.db import Store

@@ -105,8 +105,8 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
 def socket(ctx: typer.Context) -> None:
     """Slack Socket Mode (needs SLACK_APP_TOKEN)."""
     from bot.core.delivery import Bot
+    from bot.outbox.click_updates import ClickUpdates
     from bot.slack.app import SlackMessenger, run_socket_mode
-    from digests.click_updates import ClickUpdates
     from digests.scheduler import for_settings
 
     settings = load_settings()

@@ -21,8 +21,8 @@ from bot.core.router import Router
 from bot.core.settings import Settings, TeamsMode
 from bot.core.tasks import Background
 from bot.core.text import text_for
+from bot.outbox.click_updates import ClickUpdates
 from bot.web.webhook import make_handler
-from digests.click_updates import ClickUpdates
 from digests.outbox import depth
 from digests.scheduler import Scheduler, for_settings
 from handlers.ingest import Ingestor
