@@ -21,6 +21,7 @@ from bot.text import text_for, when
 from digests.business_time import (
     Calendar,
     Company,
+    Span,
     add_business,
     business_seconds,
     next_working_moment,
@@ -111,12 +112,20 @@ def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
 
 
 def on_handoffs(
-    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime, company: Company
+    session: Session,
+    handoffs: Sequence[tuple[int, Member]],
+    now: datetime,
+    company: Company,
+    away: Mapping[int, Sequence[Span]] | None = None,
 ) -> dict[int, list[str]]:
     """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
     clocks start, written in one statement (`on_handoff`, in bulk). Returns each lead's
     clock lines as `status_lines` shows them now, worked out once per owner: clocks that
-    start together in one owner's business time end together."""
+    start together in one owner's business time end together. `away`: the owners' time
+    away, when the caller read it already.
+
+    Each clock's first look (`next_at`) is its reminder, worked out here as the tick would
+    on its first look at it, so a burst of handoffs costs the tick nothing until then."""
     if not handoffs:
         return {}
     policy = queries.current_policy(session)
@@ -124,6 +133,30 @@ def on_handoffs(
         (ClockKind.first_touch, policy.first_touch_hours * HOUR),
         (ClockKind.verdict, policy.verdict_hours * HOUR),
     )
+    grace = policy.escalate_after_hours * HOUR
+    owners = {owner.id or 0: owner for _, owner in handoffs}
+    if away is None:
+        away = queries.away_spans_of(session, member_ids=owners)
+    calendars = Calendars(session, company, away)
+    # Owners on the same calendar (most of a team) share their steps and lines: worked
+    # out once.
+    same: dict[Calendar, tuple[list[Steps], list[str]]] = {}
+    starts: dict[int, tuple[list[Steps], list[str]]] = {}
+    for owner_id, owner in owners.items():
+        calendar = calendars.of(owner)
+        if calendar not in same:
+            ahead = [
+                Steps.starting(calendar, now, budget, policy.remind_share, grace)
+                for _, budget in kinds
+            ]
+            same[calendar] = (
+                ahead,
+                [
+                    _status_line(kind, step.due, budget, now, company, calendar.tz)
+                    for (kind, budget), step in zip(kinds, ahead, strict=True)
+                ],
+            )
+        starts[owner_id] = same[calendar]
     # Plain rows, not Clock objects: building thousands of those costs more than writing.
     queries.start_clocks(
         session,
@@ -137,31 +170,16 @@ def on_handoffs(
                 "started_at": now,
                 "budget_seconds": budget,
                 "remind_share": policy.remind_share,
-                "grace_seconds": policy.escalate_after_hours * HOUR,
+                "grace_seconds": grace,
                 "stage": ClockStage.running.value,
                 "snoozes": [],
-                "next_at": now,
+                "next_at": step.next_after(ClockStage.running.value),
             }
             for lead_id, owner in handoffs
-            for kind, budget in kinds
+            for (kind, budget), step in zip(kinds, starts[owner.id or 0][0], strict=True)
         ],
     )
-    owners = {owner.id or 0: owner for _, owner in handoffs}
-    calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
-    # Owners on the same calendar (most of a team) share their lines: worked out once.
-    same: dict[Calendar, list[str]] = {}
-    lines: dict[int, list[str]] = {}
-    for owner_id, owner in owners.items():
-        calendar = calendars.of(owner)
-        if calendar not in same:
-            same[calendar] = [
-                _status_line(
-                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
-                )
-                for kind, budget in kinds
-            ]
-        lines[owner_id] = same[calendar]
-    return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
+    return {lead_id: starts[owner.id or 0][1] for lead_id, owner in handoffs}
 
 
 def _status_line(
@@ -357,13 +375,24 @@ class Steps:
 
     @classmethod
     def of(cls, clock: ClockFacts, calendar: Calendar) -> Steps:
-        calendar = _with_snoozes(calendar, clock)
-        start, budget = clock.started_at, clock.budget_seconds
+        return cls.starting(
+            _with_snoozes(calendar, clock),
+            clock.started_at,
+            clock.budget_seconds,
+            clock.remind_share,
+            clock.grace_seconds,
+        )
+
+    @classmethod
+    def starting(
+        cls, calendar: Calendar, start: datetime, budget: float, remind_share: float, grace: float
+    ) -> Steps:
+        """The steps of a clock of `budget` seconds started at `start` (no snoozes)."""
         due = add_business(calendar, start, budget)
         return cls(
-            remind=add_business(calendar, start, budget * clock.remind_share),
+            remind=add_business(calendar, start, budget * remind_share),
             due=due,
-            escalate=add_business(calendar, due, clock.grace_seconds),
+            escalate=add_business(calendar, due, grace),
         )
 
     def next_after(self, stage: int) -> datetime | None:

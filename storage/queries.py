@@ -263,6 +263,19 @@ def current_definition(session: Session) -> tuple[LeadDefinition, list[Criterion
     return definition, criteria_of(session, definition_id=definition.id or 0)
 
 
+def definition_in_force(session: Session) -> tuple[int, int]:
+    """The id and version of the lead definition in force (its criteria not read)."""
+    table = LeadDefinition.__table__  # type: ignore[attr-defined]
+    row = (
+        session.connection()
+        .execute(sa_select(table.c.id, table.c.version).order_by(table.c.version.desc()).limit(1))
+        .first()
+    )
+    if row is None:
+        raise LookupError("no lead definition: run `liaison db upgrade`")
+    return int(row[0]), int(row[1])
+
+
 def criteria_of(session: Session, *, definition_id: int) -> list[Criterion]:
     return list(
         session.exec(
