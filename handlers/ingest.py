@@ -350,14 +350,15 @@ def store_batch(
     company: Company,
     routing: Collection[str] = frozenset(),
     route_unknown: bool = False,
-    campaigns: Mapping[str, int] | None = None,
 ) -> Stored:
-    """`store_leads`, saying which members it read. `campaigns`: the ids of the batch's
-    campaigns, when the caller ensured them already (else they are ensured here)."""
-    definition_id, version = queries.definition_in_force(session)
+    """`store_leads`, saying which members it read.
+
+    Campaigns come first, in name order, then leads in key order: batches racing to create
+    the same new campaign or lead wait for each other, never deadlock (a campaign that
+    exists already is never waited for)."""
     names = {item.campaign for item in leads if item.campaign}
-    if campaigns is None or not names <= campaigns.keys():
-        campaigns = queries.ensure_campaigns(session, names=names)
+    campaigns = queries.ensure_campaigns(session, names=names)
+    definition_id, version = queries.definition_in_force(session)
     emails = {str(item.owner_email).lower() for item in leads if item.owner_email}
     owners = queries.members_by_email(session, emails=emails)
     rows = [
@@ -785,14 +786,6 @@ class Ingestor:
         return problems if problems else self._store(good, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> Accepted:
-        names = {item.campaign for item in leads if item.campaign}
-        campaigns: dict[str, int] | None = None
-        if names and self.store.engine.dialect.name != "sqlite":
-            # New campaigns first, in a short transaction of their own: batches sharing one
-            # then do not wait for each other's whole batch to commit (SQLite writes one
-            # transaction at a time anyway: there, it would only cost a second one).
-            with self.store.session() as session:
-                campaigns = queries.ensure_campaigns(session, names=names)
         with self.store.session() as session:
             stored = store_batch(
                 session,
@@ -801,7 +794,6 @@ class Ingestor:
                 admin_channel=self.admin_channel,
                 company=self.company,
                 route_unknown=bool(self.directories),
-                campaigns=campaigns,
             )
             owed = write_to_outbox(
                 session,

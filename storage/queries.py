@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Insert, and_, bindparam, case, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -368,17 +369,39 @@ def _insert_campaigns_statement(dialect: str) -> Insert:
     return insert_(table).on_conflict_do_nothing()
 
 
+# One statement: insert the names nobody has, in name order, and read every one's id. A name
+# a racer committed after the statement began is left out (its insert waited, then did
+# nothing; the statement's snapshot cannot see it): read again after.
+_ENSURE_CAMPAIGNS = sql_text(
+    "WITH wanted AS (SELECT unnest(CAST(:names AS varchar[])) AS name), "
+    "added AS (INSERT INTO campaigns (name) SELECT name FROM wanted ORDER BY name "
+    "ON CONFLICT DO NOTHING RETURNING id, name) "
+    "SELECT name, id FROM added "
+    "UNION ALL SELECT campaigns.name, campaigns.id FROM campaigns JOIN wanted USING (name)"
+)
+
+
 def ensure_campaigns(session: Session, *, names: Collection[str]) -> dict[str, int]:
     """The id of each campaign of these names, creating those nobody has (in name order, so
-    concurrent callers wait for each other rather than deadlock; each name gets one row)."""
+    concurrent callers wait for each other rather than deadlock; each name gets one row).
+    On PostgreSQL one statement, usually."""
     ordered = sorted(set(names))
     if not ordered:
         return {}
     connection = session.connection()
-    statement = _insert_campaigns_statement(connection.dialect.name)
-    connection.execute(statement, [{"name": name} for name in ordered])
-    rows = session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.name).in_(ordered)))
-    return {name: campaign_id or 0 for campaign_id, name in rows.all()}
+    found: dict[str, int] = {}
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(_ENSURE_CAMPAIGNS, {"names": ordered})
+        found = {str(name): int(campaign_id) for name, campaign_id in rows.all()}
+        if len(found) == len(ordered):
+            return found
+    else:
+        statement = _insert_campaigns_statement(connection.dialect.name)
+        connection.execute(statement, [{"name": name} for name in ordered])
+    missing = [name for name in ordered if name not in found]
+    again = session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.name).in_(missing)))
+    found.update({name: campaign_id or 0 for campaign_id, name in again.all()})
+    return found
 
 
 @cache
