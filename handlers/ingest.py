@@ -510,14 +510,12 @@ def route_found(
             mine.setdefault(owner.id or 0, []).append(lead)
     handed: list[tuple[Ingested, Member]] = []
     by_id = {owner.id: owner for owner in owners.values()}
+    moved = queries.hand_leads(
+        session,
+        owners={lead.id or 0: owner_id for owner_id, group in mine.items() for lead in group},
+        now=now,
+    )
     for owner_id, group in mine.items():
-        moved = queries.move_leads(
-            session,
-            lead_ids=[lead.id or 0 for lead in group],
-            to=LeadState.handed_off.value,
-            owner_id=owner_id,
-            now=now,
-        )
         for lead in group:
             if lead.id in moved:
                 lead.state, lead.owner_id, lead.handed_off_at = "handed_off", owner_id, now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import fields
 from datetime import date, datetime
 from functools import cache
@@ -574,6 +574,47 @@ def move_leads(
         )
         moved.update(int(row[0]) for row in result.all())
     return moved
+
+
+_HAND_LEADS = sql_text(
+    "UPDATE leads SET state = :to, owner_id = moves.owner_id, handed_off_at = :now "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:owners AS integer[])) AS moves (id, owner_id) "
+    "WHERE leads.id = moves.id AND leads.state = :routing RETURNING leads.id"
+)
+
+
+def hand_leads(session: Session, *, owners: Mapping[int, int], now: datetime) -> set[int]:
+    """Hand routing leads to their owners (`owners`: lead id → member id), each only if it
+    is still routing; the ids that moved. On PostgreSQL one statement for any number of
+    owners, elsewhere one per owner (`move_leads`)."""
+    if not owners:
+        return set()
+    if session.get_bind().dialect.name != "postgresql":
+        groups: dict[int, list[int]] = {}
+        for lead_id, owner_id in owners.items():
+            groups.setdefault(owner_id, []).append(lead_id)
+        moved: set[int] = set()
+        for owner_id, lead_ids in groups.items():
+            moved |= move_leads(
+                session,
+                lead_ids=lead_ids,
+                to=LeadState.handed_off.value,
+                owner_id=owner_id,
+                now=now,
+            )
+        return moved
+    ids = sorted(owners)
+    result = session.connection().execute(
+        _HAND_LEADS,
+        {
+            "to": LeadState.handed_off.value,
+            "now": now,
+            "ids": ids,
+            "owners": [owners[lead_id] for lead_id in ids],
+            "routing": LeadState.routing.value,
+        },
+    )
+    return {int(row[0]) for row in result.all()}
 
 
 def add_event(
