@@ -333,8 +333,8 @@ def store_leads(
 
 @dataclass(frozen=True)
 class Stored:
-    """What `store_batch` did: each lead's outcome, the effects to owe, and the members
-    it read who are owed messages (so owing them reads them no second time)."""
+    """What `store_batch` did: each lead's outcome, the effects to owe, and the owners it
+    read, by id (owing their cards reads them no second time)."""
 
     outcomes: list[Outcome]
     effects: list[Effect]

@@ -526,19 +526,6 @@ def start_clocks(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
     connection.execute(_insert_clocks_statement(connection.dialect.name), list(rows))
 
 
-def away_now(session: Session, *, member_ids: Collection[int], now: datetime) -> dict[int, Away]:
-    """Who of these members is away at `now`, with their time away, in one query."""
-    found: dict[int, Away] = {}
-    for chunk in _chunks(sorted(member_ids)):
-        rows = session.exec(
-            select(Away).where(
-                col(Away.member_id).in_(chunk), Away.starts_at <= now, Away.until > now
-            )
-        ).all()
-        found.update({row.member_id: row for row in rows})
-    return found
-
-
 def take_routing(session: Session, *, emails: Collection[str]) -> list[Lead]:
     """The `routing` leads of these owner emails, oldest first, locked for this transaction.
 
