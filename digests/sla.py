@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.core.business_time import Calendar, Company, add_business, next_working_moment
+from bot.core.business_time import Company, next_working_moment
 from bot.core.messages import Button, Card, Fact, card_to_dict
 from bot.core.text import text_for, when
 from handlers.clocks import TickReport
 from storage import queries
 from storage.calendars import Calendars
-from storage.clocks import ClockFacts, with_snoozes
+from storage.clocks import Steps
 from storage.db import Store
 from storage.models import Clock, ClockChange, ClockKind, ClockStage, Lead, Member
 from storage.values import NewMessage
@@ -29,34 +29,6 @@ from storage.values import NewMessage
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the steps of a clock
-
-
-@dataclass(frozen=True)
-class Steps:
-    """When a clock reminds, breaches and escalates, in its owner's business time."""
-
-    remind: datetime
-    due: datetime
-    escalate: datetime
-
-    @classmethod
-    def of(cls, clock: ClockFacts, calendar: Calendar) -> Steps:
-        calendar = with_snoozes(calendar, clock)
-        start, budget = clock.started_at, clock.budget_seconds
-        due = add_business(calendar, start, budget)
-        return cls(
-            remind=add_business(calendar, start, budget * clock.remind_share),
-            due=due,
-            escalate=add_business(calendar, due, clock.grace_seconds),
-        )
-
-    def next_after(self, stage: int) -> datetime | None:
-        pending = {
-            ClockStage.running: self.remind,
-            ClockStage.reminded: self.due,
-            ClockStage.breached: self.escalate,
-        }
-        return pending.get(ClockStage(stage))
 
 
 @dataclass

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from bot.core.business_time import (
     Calendar,
     Company,
+    Span,
     add_business,
     business_seconds,
     next_working_moment,
@@ -28,7 +29,7 @@ from bot.core.text import text_for, when
 from handlers.common import nonce, private
 from storage import clocks as clock_store
 from storage import queries
-from storage.calendars import Calendars, calendar_in, calendar_of
+from storage.calendars import calendar_in, calendar_of
 from storage.clocks import ClockFacts, with_snoozes
 from storage.models import Clock, ClockKind, Lead, Member
 
@@ -54,31 +55,26 @@ def register(router: Router) -> None:
 
 
 def on_handoffs(
-    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime, company: Company
+    session: Session,
+    handoffs: Sequence[tuple[int, Member]],
+    now: datetime,
+    company: Company,
+    away: Mapping[int, Sequence[Span]] | None = None,
 ) -> dict[int, list[str]]:
     """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
-    clocks start (`clock_store.on_handoffs`). Returns each lead's clock lines as `status_lines`
-    shows them now, worked out once per owner: clocks that start together in one owner's
-    business time end together."""
-    if not handoffs:
-        return {}
-    kinds = clock_store.on_handoffs(session, handoffs, now)
-    owners = {owner.id or 0: owner for _, owner in handoffs}
-    calendars = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
-    # Owners on the same calendar (most of a team) share their lines: worked out once.
+    clocks start (`clock_store.on_handoffs`). Returns each lead's clock lines as
+    `status_lines` shows them now, worked out once per calendar. `away`: the owners' time
+    away, when the caller read it already."""
+    started = clock_store.on_handoffs(session, handoffs, now, company, away)
     same: dict[Calendar, list[str]] = {}
-    lines: dict[int, list[str]] = {}
-    for owner_id, owner in owners.items():
-        calendar = calendars.of(owner)
-        if calendar not in same:
-            same[calendar] = [
-                _status_line(
-                    kind, add_business(calendar, now, budget), budget, now, company, calendar.tz
-                )
-                for kind, budget in kinds
+    for owned in started.values():
+        if owned.calendar not in same:
+            tz = owned.calendar.tz
+            same[owned.calendar] = [
+                _status_line(kind, steps.due, budget, now, company, tz)
+                for kind, budget, steps in owned.clocks
             ]
-        lines[owner_id] = same[calendar]
-    return {lead_id: lines[owner.id or 0] for lead_id, owner in handoffs}
+    return {lead_id: same[started[owner.id or 0].calendar] for lead_id, owner in handoffs}
 
 
 def _status_line(

@@ -6,9 +6,10 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar
@@ -22,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 from sqlmodel import Session
 
 from bot.core.business_time import Company
@@ -36,7 +38,7 @@ from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
 from storage import queries
 from storage.db import Store
-from storage.models import Away, Campaign, EventKind, Lead, LeadDefinition, LeadState, Member
+from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadState, Member
 from storage.values import NewEvent, NewLead
 
 log = logging.getLogger(__name__)
@@ -65,12 +67,43 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
 
-@lru_cache(maxsize=10_000)
+# An address whose part before the @ is lower-case letters, digits and `_+-` between dots,
+# and whose domain is plain ASCII: most addresses a batch holds. For these the full check
+# below comes down to the domain's, which is remembered (a batch has a few domains).
+PLAIN_EMAIL = re.compile(r"([a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*)@([A-Za-z0-9.-]+)")
+MAX_PLAIN_EMAIL = 254  # email-validator's limit on the whole address, in bytes
+
+
 def email_address(value: str) -> str:
-    """`value` checked and normalised as pydantic's `EmailStr` does (the same errors),
-    remembered: a batch names the same few owners again and again, and the check is
-    most of a lead's validation."""
+    """`value` checked and normalised as pydantic's `EmailStr` does (the same errors).
+
+    A plain address (`PLAIN_EMAIL`, within the length limit) is checked by its domain,
+    remembered: the rest of the full check cannot fail for it and changes nothing of it.
+    Anything else, and any address whose domain is refused, gets the full check, so every
+    error reads as the full check words it."""
+    plain = PLAIN_EMAIL.fullmatch(value)
+    if plain is not None and len(value) <= MAX_PLAIN_EMAIL:
+        domain = _plain_domain(plain.group(2))
+        if domain is not None:
+            return f"{plain.group(1)}@{domain}"
+    return _checked_email(value)
+
+
+@lru_cache(maxsize=10_000)
+def _checked_email(value: str) -> str:
+    """The full check, remembered: a batch names the same few owners again and again."""
     return validate_email(value)[1]
+
+
+@lru_cache(maxsize=1_000)
+def _plain_domain(domain: str) -> str | None:
+    """The normalised form of an ASCII domain the full check accepts (as the domain of a
+    plain address, whose length it keeps), else None."""
+    try:
+        checked = validate_email(f"x@{domain}")[1].partition("@")[2]
+    except PydanticCustomError:
+        return None
+    return checked if len(checked) == len(domain) and checked.isascii() else None
 
 
 def text_problem(value: str) -> str | None:
@@ -277,14 +310,50 @@ def store_leads(
     Leads are written in one order (by source and id) whatever the order given, so two
     batches racing on the same rows wait for each other instead of deadlocking; a row a
     racer wrote first is read back, reported as a duplicate."""
-    definition, _ = queries.current_definition(session)
-    campaigns = queries.ensure_campaigns(
-        session, names={item.campaign for item in leads if item.campaign}
+    stored = store_batch(
+        session,
+        leads,
+        now=now,
+        admin_channel=admin_channel,
+        company=company,
+        routing=routing,
+        route_unknown=route_unknown,
     )
+    return stored.outcomes, stored.effects
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `store_batch` did: each lead's outcome, the effects to owe, and the owners it
+    read, by id (owing their cards reads them no second time)."""
+
+    outcomes: list[Outcome]
+    effects: list[Effect]
+    members: dict[int, Member]
+
+
+def store_batch(
+    session: Session,
+    leads: Sequence[LeadIn],
+    *,
+    now: datetime,
+    admin_channel: str | None,
+    company: Company,
+    routing: Collection[str] = frozenset(),
+    route_unknown: bool = False,
+) -> Stored:
+    """`store_leads`, saying which members it read.
+
+    Campaigns come first, in name order, then leads in key order: batches racing to create
+    the same new campaign or lead wait for each other, never deadlock (a campaign that
+    exists already is never waited for)."""
+    names = {item.campaign for item in leads if item.campaign}
+    campaigns = queries.ensure_campaigns(session, names=names)
+    definition_id, version = queries.definition_in_force(session)
     emails = {str(item.owner_email).lower() for item in leads if item.owner_email}
     owners = queries.members_by_email(session, emails=emails)
     rows = [
-        _new_lead(item, owners, campaigns, definition.id or 0, now, routing, route_unknown)
+        _new_lead(item, owners, campaigns, definition_id, now, routing, route_unknown)
         for item in leads
     ]
     stored = queries.add_leads(session, leads=rows)
@@ -297,37 +366,33 @@ def store_leads(
             Outcome(item.external_id, item.source, found.id, status, found.owner_email, routed)
         )
         if found.created:
-            created.append(
-                Created(**{f.name: getattr(row, f.name) for f in fields(row)}, id=found.id)
-            )
-    queries.add_events(
-        session,
-        events=[
-            NewEvent(
-                lead.id or 0,
-                EventKind.ingested,
-                now,
-                data={"source": lead.source, "owner_email": lead.owner_email},
-            )
-            for lead in created
-        ],
-    )
-    names = {campaign_id: name for name, campaign_id in campaigns.items()}
+            created.append(Created(**vars(row), id=found.id))
+    ingested = [
+        NewEvent(
+            lead.id,
+            EventKind.ingested,
+            now,
+            data={"source": lead.source, "owner_email": lead.owner_email},
+        )
+        for lead in created
+    ]
+    names_of = {campaign_id: name for name, campaign_id in campaigns.items()}
     handed: list[tuple[Ingested, Member]] = [
         (lead, owners[lead.owner_email or ""]) for lead in created if lead.owner_id
     ]
-    versions = {definition.id or 0: definition.version}
-    effects = _hand_off(session, handed, now, company, names, versions)
+    effects = _hand_off(
+        session, handed, now, company, names_of, {definition_id: version}, events=ingested
+    )
     unassigned = [lead for lead in created if lead.state == LeadState.unassigned]
     if unassigned:
         effects += _report_unassigned(session, unassigned, admin_channel)
-    return outcomes, effects
+    return Stored(outcomes, effects, {owner.id or 0: owner for owner in owners.values()})
 
 
 def _new_lead(
     item: LeadIn,
     owners: dict[str, Member],
-    campaigns: dict[str, int],
+    campaigns: Mapping[str, int],
     definition_id: int,
     now: datetime,
     routing: Collection[str],
@@ -363,23 +428,35 @@ def _hand_off(
     company: Company,
     campaigns: dict[int, str],
     versions: dict[int, int],
+    events: Sequence[NewEvent] = (),
 ) -> list[Effect]:
     """Leads just handed to their owners: the events and SLA clocks, in bulk, and the
     effects to owe: each owner's card (once per lead) and, for an owner who is away, a
-    note to their manager."""
+    note to their manager. `events`: others of the batch's, written with these."""
     if not handed:
+        queries.add_events(session, events=events)
         return []
     queries.add_events(
         session,
         events=[
-            NewEvent(lead.id or 0, EventKind.handed_off, now, member_id=owner.id)
-            for lead, owner in handed
+            *events,
+            *(
+                NewEvent(lead.id or 0, EventKind.handed_off, now, member_id=owner.id)
+                for lead, owner in handed
+            ),
         ],
     )
+    owner_ids = {owner.id or 0 for _, owner in handed}
+    spans = queries.away_spans_of(session, member_ids=owner_ids)
     lines = sla.on_handoffs(
-        session, [(lead.id or 0, owner) for lead, owner in handed], now, company
+        session, [(lead.id or 0, owner) for lead, owner in handed], now, company, away=spans
     )
-    away = queries.away_now(session, member_ids={owner.id or 0 for _, owner in handed}, now=now)
+    away = {
+        owner_id: until
+        for owner_id, owned in spans.items()
+        for starts_at, until in owned
+        if starts_at <= now < until
+    }
     effects: list[Effect] = []
     for lead, owner in handed:
         card = new_lead_card(
@@ -424,14 +501,12 @@ def route_found(
             mine.setdefault(owner.id or 0, []).append(lead)
     handed: list[tuple[Ingested, Member]] = []
     by_id = {owner.id: owner for owner in owners.values()}
+    moved = queries.hand_leads(
+        session,
+        owners={lead.id or 0: owner_id for owner_id, group in mine.items() for lead in group},
+        now=now,
+    )
     for owner_id, group in mine.items():
-        moved = queries.move_leads(
-            session,
-            lead_ids=[lead.id or 0 for lead in group],
-            to=LeadState.handed_off.value,
-            owner_id=owner_id,
-            now=now,
-        )
         for lead in group:
             if lead.id in moved:
                 lead.state, lead.owner_id, lead.handed_off_at = "handed_off", owner_id, now
@@ -467,9 +542,9 @@ def _names_and_versions(
     return names, versions
 
 
-def _away_flag(lead: Ingested, owner: Member, away: Away) -> Notify:
+def _away_flag(lead: Ingested, owner: Member, away_until: datetime) -> Notify:
     """A lead handed to someone who is away: their manager hears of it, privately."""
-    until = when(away.until, owner.timezone)
+    until = when(away_until, owner.timezone)
     card = Card(
         title=text_for("away_flag_title", who=owner.name),
         text=text_for("away_flag_text", who=owner.name, until=until, lead=lead.name),
@@ -695,15 +770,8 @@ class Ingestor:
         return problems if problems else self._store(good, now)
 
     def _store(self, leads: Sequence[LeadIn], now: datetime) -> Accepted:
-        names = {item.campaign for item in leads if item.campaign}
-        if names and self.store.engine.dialect.name != "sqlite":
-            # New campaigns first, in a short transaction of their own: batches sharing one
-            # then do not wait for each other's whole batch to commit (SQLite writes one
-            # transaction at a time anyway: there, it would only cost a second one).
-            with self.store.session() as session:
-                queries.ensure_campaigns(session, names=names)
         with self.store.session() as session:
-            outcomes, effects = store_leads(
+            stored = store_batch(
                 session,
                 leads,
                 now=now,
@@ -711,8 +779,15 @@ class Ingestor:
                 company=self.company,
                 route_unknown=bool(self.directories),
             )
-            owed = write_to_outbox(session, effects, actor_id=None, now=now, company=self.company)
-            return Accepted(outcomes, owed)
+            owed = write_to_outbox(
+                session,
+                stored.effects,
+                actor_id=None,
+                now=now,
+                company=self.company,
+                members=stored.members,
+            )
+            return Accepted(stored.outcomes, owed)
 
     def _routing_emails(self) -> list[str]:
         with self.store.session() as session:

@@ -5,17 +5,17 @@ the cards show them (handlers/clocks.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot.core.business_time import Calendar, Company, add_business, business_seconds
+from bot.core.business_time import Calendar, Company, Span, add_business, business_seconds
 from storage import queries, verdicts
-from storage.calendars import calendar_in
+from storage.calendars import Calendars, calendar_in
 from storage.models import Clock, ClockKind, ClockStage, EventKind, Lead, Member, SlaPolicy
 
 HOUR = 3600.0
@@ -97,17 +97,56 @@ def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Started:
+    """The clocks a handoff started for one owner, as their calendar has them: each clock's
+    kind, budget (business seconds) and steps."""
+
+    calendar: Calendar
+    clocks: tuple[tuple[ClockKind, float, Steps], ...]
+
+
 def on_handoffs(
-    session: Session, handoffs: Sequence[tuple[int, Member]], now: datetime
-) -> tuple[tuple[ClockKind, float], ...]:
+    session: Session,
+    handoffs: Sequence[tuple[int, Member]],
+    now: datetime,
+    company: Company,
+    away: Mapping[int, Sequence[Span]] | None = None,
+) -> dict[int, Started]:
     """Leads reached their owners (`(lead id, owner)` each): their first-touch and verdict
-    clocks start, written in one statement (`on_handoff`, in bulk). Returns the kind and
-    budget (business seconds) of the clocks each lead got."""
+    clocks start, written in one statement (`on_handoff`, in bulk). Returns, by owner id,
+    the clocks started, worked out once per calendar: clocks that start together in one
+    owner's business time end together. `away`: the owners' time away, when the caller read
+    it already.
+
+    Each clock's first look (`next_at`) is its reminder, worked out here as the tick would
+    on its first look at it, so a burst of handoffs costs the tick nothing until then."""
+    if not handoffs:
+        return {}
     policy = queries.current_policy(session)
     kinds = (
         (ClockKind.first_touch, policy.first_touch_hours * HOUR),
         (ClockKind.verdict, policy.verdict_hours * HOUR),
     )
+    share, grace = policy.remind_share, policy.escalate_after_hours * HOUR
+    owners = {owner.id or 0: owner for _, owner in handoffs}
+    if away is None:
+        away = queries.away_spans_of(session, member_ids=owners)
+    calendars = Calendars(session, company, away)
+    # Owners on the same calendar (most of a team) share their steps: worked out once.
+    same: dict[Calendar, Started] = {}
+    started: dict[int, Started] = {}
+    for owner_id, owner in owners.items():
+        calendar = calendars.of(owner)
+        if calendar not in same:
+            same[calendar] = Started(
+                calendar,
+                tuple(
+                    (kind, budget, Steps.starting(calendar, now, budget, share, grace))
+                    for kind, budget in kinds
+                ),
+            )
+        started[owner_id] = same[calendar]
     # Plain rows, not Clock objects: building thousands of those costs more than writing.
     queries.start_clocks(
         session,
@@ -121,16 +160,55 @@ def on_handoffs(
                 "started_at": now,
                 "budget_seconds": budget,
                 "remind_share": policy.remind_share,
-                "grace_seconds": policy.escalate_after_hours * HOUR,
+                "grace_seconds": grace,
                 "stage": ClockStage.running.value,
                 "snoozes": [],
-                "next_at": now,
+                "next_at": steps.next_after(ClockStage.running.value),
             }
             for lead_id, owner in handoffs
-            for kind, budget in kinds
+            for kind, budget, steps in started[owner.id or 0].clocks
         ],
     )
-    return kinds
+    return started
+
+
+@dataclass(frozen=True)
+class Steps:
+    """When a clock reminds, breaches and escalates, in its owner's business time."""
+
+    remind: datetime
+    due: datetime
+    escalate: datetime
+
+    @classmethod
+    def of(cls, clock: ClockFacts, calendar: Calendar) -> Steps:
+        return cls.starting(
+            with_snoozes(calendar, clock),
+            clock.started_at,
+            clock.budget_seconds,
+            clock.remind_share,
+            clock.grace_seconds,
+        )
+
+    @classmethod
+    def starting(
+        cls, calendar: Calendar, start: datetime, budget: float, remind_share: float, grace: float
+    ) -> Steps:
+        """The steps of a clock of `budget` seconds started at `start` (no snoozes)."""
+        due = add_business(calendar, start, budget)
+        return cls(
+            remind=add_business(calendar, start, budget * remind_share),
+            due=due,
+            escalate=add_business(calendar, due, grace),
+        )
+
+    def next_after(self, stage: int) -> datetime | None:
+        pending = {
+            ClockStage.running: self.remind,
+            ClockStage.reminded: self.due,
+            ClockStage.breached: self.escalate,
+        }
+        return pending.get(ClockStage(stage))
 
 
 def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -> None:

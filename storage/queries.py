@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import fields
 from datetime import date, datetime
 from functools import cache
@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Insert, and_, bindparam, case, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -275,6 +276,19 @@ def current_definition(session: Session) -> tuple[LeadDefinition, list[Criterion
     return definition, criteria_of(session, definition_id=definition.id or 0)
 
 
+def definition_in_force(session: Session) -> tuple[int, int]:
+    """The id and version of the lead definition in force (its criteria not read)."""
+    table = LeadDefinition.__table__  # type: ignore[attr-defined]
+    row = (
+        session.connection()
+        .execute(sa_select(table.c.id, table.c.version).order_by(table.c.version.desc()).limit(1))
+        .first()
+    )
+    if row is None:
+        raise LookupError("no lead definition: run `liaison db upgrade`")
+    return int(row[0]), int(row[1])
+
+
 def criteria_of(session: Session, *, definition_id: int) -> list[Criterion]:
     return list(
         session.exec(
@@ -367,17 +381,39 @@ def _insert_campaigns_statement(dialect: str) -> Insert:
     return insert_(table).on_conflict_do_nothing()
 
 
+# One statement: insert the names nobody has, in name order, and read every one's id. A name
+# a racer committed after the statement began is left out (its insert waited, then did
+# nothing; the statement's snapshot cannot see it): read again after.
+_ENSURE_CAMPAIGNS = sql_text(
+    "WITH wanted AS (SELECT unnest(CAST(:names AS varchar[])) AS name), "
+    "added AS (INSERT INTO campaigns (name) SELECT name FROM wanted ORDER BY name "
+    "ON CONFLICT DO NOTHING RETURNING id, name) "
+    "SELECT name, id FROM added "
+    "UNION ALL SELECT campaigns.name, campaigns.id FROM campaigns JOIN wanted USING (name)"
+)
+
+
 def ensure_campaigns(session: Session, *, names: Collection[str]) -> dict[str, int]:
     """The id of each campaign of these names, creating those nobody has (in name order, so
-    concurrent callers wait for each other rather than deadlock; each name gets one row)."""
+    concurrent callers wait for each other rather than deadlock; each name gets one row).
+    On PostgreSQL one statement, usually."""
     ordered = sorted(set(names))
     if not ordered:
         return {}
     connection = session.connection()
-    statement = _insert_campaigns_statement(connection.dialect.name)
-    connection.execute(statement, [{"name": name} for name in ordered])
-    rows = session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.name).in_(ordered)))
-    return {name: campaign_id or 0 for campaign_id, name in rows.all()}
+    found: dict[str, int] = {}
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(_ENSURE_CAMPAIGNS, {"names": ordered})
+        found = {str(name): int(campaign_id) for name, campaign_id in rows.all()}
+        if len(found) == len(ordered):
+            return found
+    else:
+        statement = _insert_campaigns_statement(connection.dialect.name)
+        connection.execute(statement, [{"name": name} for name in ordered])
+    missing = [name for name in ordered if name not in found]
+    again = session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.name).in_(missing)))
+    found.update({name: campaign_id or 0 for campaign_id, name in again.all()})
+    return found
 
 
 @cache
@@ -502,19 +538,6 @@ def start_clocks(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
     connection.execute(_insert_clocks_statement(connection.dialect.name), list(rows))
 
 
-def away_now(session: Session, *, member_ids: Collection[int], now: datetime) -> dict[int, Away]:
-    """Who of these members is away at `now`, with their time away, in one query."""
-    found: dict[int, Away] = {}
-    for chunk in _chunks(sorted(member_ids)):
-        rows = session.exec(
-            select(Away).where(
-                col(Away.member_id).in_(chunk), Away.starts_at <= now, Away.until > now
-            )
-        ).all()
-        found.update({row.member_id: row for row in rows})
-    return found
-
-
 def take_routing(session: Session, *, emails: Collection[str]) -> list[Lead]:
     """The `routing` leads of these owner emails, oldest first, locked for this transaction.
 
@@ -550,6 +573,47 @@ def move_leads(
         )
         moved.update(int(row[0]) for row in result.all())
     return moved
+
+
+_HAND_LEADS = sql_text(
+    "UPDATE leads SET state = :to, owner_id = moves.owner_id, handed_off_at = :now "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:owners AS integer[])) AS moves (id, owner_id) "
+    "WHERE leads.id = moves.id AND leads.state = :routing RETURNING leads.id"
+)
+
+
+def hand_leads(session: Session, *, owners: Mapping[int, int], now: datetime) -> set[int]:
+    """Hand routing leads to their owners (`owners`: lead id → member id), each only if it
+    is still routing; the ids that moved. On PostgreSQL one statement for any number of
+    owners, elsewhere one per owner (`move_leads`)."""
+    if not owners:
+        return set()
+    if session.get_bind().dialect.name != "postgresql":
+        groups: dict[int, list[int]] = {}
+        for lead_id, owner_id in owners.items():
+            groups.setdefault(owner_id, []).append(lead_id)
+        moved: set[int] = set()
+        for owner_id, lead_ids in groups.items():
+            moved |= move_leads(
+                session,
+                lead_ids=lead_ids,
+                to=LeadState.handed_off.value,
+                owner_id=owner_id,
+                now=now,
+            )
+        return moved
+    ids = sorted(owners)
+    result = session.connection().execute(
+        _HAND_LEADS,
+        {
+            "to": LeadState.handed_off.value,
+            "now": now,
+            "ids": ids,
+            "owners": [owners[lead_id] for lead_id in ids],
+            "routing": LeadState.routing.value,
+        },
+    )
+    return {int(row[0]) for row in result.all()}
 
 
 def add_event(

@@ -216,13 +216,13 @@ def stuck(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """A fault: storing leads waits (on whatever thread stores them) until the event is
     set, as a database that has stopped answering writes would."""
     go = threading.Event()
-    original: Callable[..., Any] = handlers.ingest.store_leads
+    original: Callable[..., Any] = handlers.ingest.store_batch
 
-    def store_leads(*args: Any, **kwargs: Any) -> Any:
+    def store_batch(*args: Any, **kwargs: Any) -> Any:
         assert go.wait(timeout=60), "never released"
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(handlers.ingest, "store_leads", store_leads)
+    monkeypatch.setattr(handlers.ingest, "store_batch", store_batch)
     yield go
     go.set()
 

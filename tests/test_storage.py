@@ -157,3 +157,34 @@ def test_the_migrations_build_exactly_the_models(any_store: Store) -> None:
             connection, opts={"include_object": include_in_autogenerate}
         )
         assert compare_metadata(context, SQLModel.metadata) == []
+
+
+def test_routing_leads_are_handed_to_their_owners_once(any_store: Store) -> None:
+    """Leads of several owners move in one call, each only while it is still routing."""
+    items = [
+        LeadIn(external_id=f"R{n}", name=f"P{n}", owner_email=f"o{n % 2}@x.com")  # type: ignore[call-arg]
+        for n in range(4)
+    ]
+    with any_store.session() as s:
+        outcomes, _ = store_leads(
+            s, items, now=NOW, admin_channel=None, company=Company(), route_unknown=True
+        )
+        owners = [
+            queries.upsert_member(s, now=NOW, email=f"o{n}@x.com", name=f"O{n}") for n in range(2)
+        ]
+    ids = [o.lead_id for o in outcomes]
+    with any_store.session() as s:
+        assert queries.move_leads(s, lead_ids=ids[3:], to="unassigned", owner_id=None, now=NOW)
+        moved = queries.hand_leads(
+            s, owners={lead_id: owners[n % 2].id or 0 for n, lead_id in enumerate(ids)}, now=NOW
+        )
+    assert moved == set(ids[:3])
+    with any_store.session() as s:
+        leads = [s.get(Lead, lead_id) for lead_id in ids]
+        assert [(lead.state, lead.owner_id) for lead in leads if lead] == [
+            ("handed_off", owners[0].id),
+            ("handed_off", owners[1].id),
+            ("handed_off", owners[0].id),
+            ("unassigned", None),
+        ]
+        assert all(lead.handed_off_at is not None for lead in leads[:3] if lead)

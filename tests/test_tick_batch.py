@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.core.business_time import Company
 from digests import sla
@@ -101,7 +101,13 @@ def hand_off(store: Store, first: int, count: int, accepted: int) -> None:
 def snooze_some(store: Store, count: int) -> None:
     """Snooze `count` escalated clocks, as a rep would: the next tick re-plans them."""
     with store.session() as s:
-        for clock in s.exec(select(Clock).where(Clock.stage == ClockStage.escalated).limit(count)):
+        open_escalated = (
+            select(Clock)
+            .where(Clock.stage == ClockStage.escalated, col(Clock.closed_at).is_(None))
+            .order_by(col(Clock.id))
+            .limit(count)
+        )
+        for clock in s.exec(open_escalated):
             rep = s.get(Member, clock.owner_id)
             assert rep is not None
             until, at = NOW + timedelta(days=1), NOW - timedelta(minutes=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -46,17 +46,22 @@ def write_to_outbox(
     now: datetime,
     company: Company,
     lease: UpdateLease | None = None,
+    members: Mapping[int, WorkingWeek] | None = None,
 ) -> list[Effect]:
     """Write DMs to anyone but `actor_id`, channel posts and card updates to the outbox;
     return the effects still to deliver at once, with an `Owed` marker when anything was
     written. Consecutive DMs are written with one statement (a batch of handoff cards),
     in the order given. With `lease`, the card updates due now are leased to its owner and
-    listed on the `UpdateCards` effect (`leased`) for the caller to send."""
+    listed on the `UpdateCards` effect (`leased`) for the caller to send. `members`: those
+    of the recipients the caller read in this transaction already (not read again)."""
     calendars: Calendars | None = None
     kept: list[Effect] = []
     owed = 0
     dms = [e for e in effects if isinstance(e, Notify) and e.member_id != actor_id]
-    members = queries.members_by_id(session, ids={e.member_id for e in dms})
+    known = members or {}
+    recipients = {e.member_id for e in dms}
+    members = {m: known[m] for m in recipients if m in known}
+    members.update(queries.members_by_id(session, ids=recipients - members.keys()))
     waiting: list[NewMessage] = []
     for effect in effects:
         if isinstance(effect, Notify) and effect.member_id != actor_id:
