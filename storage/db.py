@@ -15,6 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, event, exc, make_url, text
 from sqlmodel import Session, create_engine
 
+from storage import arrays
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection attempt fails
@@ -196,6 +198,9 @@ class Store:
         engine = make_engine(url)
         if migrate:
             upgrade(engine)
+            if engine.dialect.name == "postgresql":
+                with engine.connect() as connection:
+                    arrays.learn_column_types(connection)
         return cls(engine)
 
     def share(self, pool_size: int) -> Store:
