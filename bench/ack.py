@@ -160,7 +160,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
     from bot.core.settings import Settings
     from bot.web.server import BACKGROUND, SCHEDULER, build_web_app
     from bot.web.webhook import signature
-    from storage import queries
+    from storage import members
     from storage.db import Store
     from storage.models import CardLocation, EventKind, LeadEvent, Member
 
@@ -177,7 +177,7 @@ async def serve_liaison(api_url: str, max_seconds: float, leads: int, owners: in
         store = Store.open(settings.database_url)
         with store.session() as session:
             for user_id, email, name in people:
-                queries.upsert_member(
+                members.upsert_member(
                     session, now=datetime.now(UTC), email=email, name=name, slack_user_id=user_id
                 )
         app = build_web_app(settings, store, build_router())

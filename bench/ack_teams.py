@@ -144,7 +144,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
     from bot.web.server import SCHEDULER, build_web_app
     from bot.web.webhook import signature
     from handlers.cards import lead_card
-    from storage import queries
+    from storage import members
     from storage.db import Store
     from storage.models import CardLocation, EventKind, Lead, LeadEvent
 
@@ -169,7 +169,7 @@ async def serve_liaison(service_url: str, max_seconds: float) -> None:
             "user": {"id": owner.user_id, "name": owner.name},
         }
         with store.session() as session:
-            member = queries.upsert_member(
+            member = members.upsert_member(
                 session,
                 now=datetime.now(UTC),
                 email=owner.email,

@@ -45,7 +45,7 @@ from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
 from digests.outbox import Sender
 from handlers.ingest import Ingestor
-from storage import queries
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import OutboxMessage
 
@@ -77,7 +77,7 @@ def bodies(start: int, leads: int, reps: int, batch: int) -> list[bytes]:
 def seed(store: Store, reps: int, now: datetime) -> None:
     with store.session() as session:
         for r in range(reps):
-            queries.upsert_member(
+            stored_members.upsert_member(
                 session,
                 now=now,
                 email=f"rep{r + 1:04d}@example.com",

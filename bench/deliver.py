@@ -146,7 +146,7 @@ def owe_cards(url: str, cards: int, reps: int) -> None:
     from bot.core.business_time import Company, parse_hours, parse_workdays
     from bot.core.owing import write_to_outbox
     from handlers.ingest import LeadIn, store_leads
-    from storage import queries
+    from storage import members
     from storage.db import Store
 
     always = Company("UTC", *parse_hours("00:00-24:00"), parse_workdays("mon-sun"))
@@ -155,7 +155,7 @@ def owe_cards(url: str, cards: int, reps: int) -> None:
     try:
         with store.session() as s:
             for n in range(reps):
-                queries.upsert_member(
+                members.upsert_member(
                     s, now=now, email=f"rep{n}@x.com", name=f"Rep {n}", slack_user_id=f"U0R{n:05d}"
                 )
         with Progress(

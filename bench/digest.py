@@ -171,8 +171,12 @@ def child_sql(url: str, repeat: int) -> dict[str, Any]:
         "not_a_fit": verdicts.get("not_a_fit", 0),
         "waiting": results["waiting"][0][0],
         "attempts": results["attempts"][0][0],
-        "outcomes": {k: outcomes.get(k, 0) for k in ("meeting_booked", "opportunity", "won", "lost")},
-        "campaigns": len({r[0] for r in results["campaign_leads"]} | {r[0] for r in results["campaign_verdicts"]}),
+        "outcomes": {
+            k: outcomes.get(k, 0) for k in ("meeting_booked", "opportunity", "won", "lost")
+        },
+        "campaigns": len(
+            {r[0] for r in results["campaign_leads"]} | {r[0] for r in results["campaign_verdicts"]}
+        ),
         "rejections": sum(r[2] for r in results["rejections_campaign"]),
         "median_h": ranks[(total + 1) // 2] / 3600 if ranks else None,
         "p90_h": ranks[(9 * total + 9) // 10] / 3600 if ranks else None,
@@ -213,20 +217,33 @@ def database(size: int, reuse: bool) -> str:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     with psycopg.connect(admin, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
         if exists and reuse:
             return url
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "from app import main; main()", "demo", "--leads", str(size), "--seed", "20261201"],
+        [
+            sys.executable,
+            "-c",
+            "from app import main; main()",
+            "demo",
+            "--leads",
+            str(size),
+            "--seed",
+            "20261201",
+        ],
         cwd=ROOT,
         env={**os.environ, "LIAISON_DATABASE_URL": url},
         check=True,
     )
     print(f"  demo with {size:,} leads: {time.perf_counter() - started:.1f} s")
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as c:
         c.execute("VACUUM ANALYZE")
     return url
 
@@ -288,7 +305,9 @@ def main() -> None:
             )
         )
     print()
-    print("| leads | week | sql median s | liaison median / p90 s | ratio | ≤ 1.3× | < 3 s | peak MB sql / liaison | same figures |")
+    print(
+        "| leads | week | sql median s | liaison median / p90 s | ratio | ≤ 1.3× | < 3 s | peak MB sql / liaison | same figures |"
+    )
     print("|---:|---|---:|---:|---:|:-:|:-:|---:|:-:|")
     for size, week, bare, ours, ours90, ratio, mem_sql, mem_ours, same in rows:
         print(

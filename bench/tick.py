@@ -89,7 +89,9 @@ from bot.core.business_time import Calendar, add_business  # noqa: E402
 from bot.core.business_time import Company as Defaults  # noqa: E402
 from digests import sla  # noqa: E402
 from handlers.clocks import TickReport  # noqa: E402
-from storage import queries  # noqa: E402
+from storage import definitions, policies  # noqa: E402
+from storage import members as stored_members  # noqa: E402
+from storage import outbox as stored_outbox  # noqa: E402
 from storage.calendars import calendar_of  # noqa: E402
 from storage.clocks import HOUR  # noqa: E402
 from storage.db import Store  # noqa: E402
@@ -474,10 +476,11 @@ def load(store: Store, args: argparse.Namespace, progress: Progress) -> Company:
     insert_rows(store, Holiday.__table__, company.holidays, progress)  # type: ignore[attr-defined]
     insert_rows(store, Away.__table__, company.aways, progress)  # type: ignore[attr-defined]
     with store.session() as session:
-        budgets = Budgets.from_policy(queries.current_policy(session))
-        definition, _ = queries.current_definition(session)
+        budgets = Budgets.from_policy(policies.current_policy(session))
+        definition, _ = definitions.current_definition(session)
         calendars = {
-            m.id or 0: calendar_of(session, m, Defaults()) for m in queries.all_members(session)
+            m.id or 0: calendar_of(session, m, Defaults())
+            for m in stored_members.all_members(session)
         }
     leads_and_clocks(
         company,
@@ -799,7 +802,7 @@ async def outbox_throughput(url: str, database: str, recipients: list[int]) -> T
         with store.session() as session:
             session.execute(text("DELETE FROM outbox"))
             for i, member_id in enumerate(recipients):
-                queries.enqueue(
+                stored_outbox.enqueue(
                     session,
                     message=OutboxMessage(
                         key=f"bench:throughput:{i}",

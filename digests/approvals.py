@@ -19,7 +19,8 @@ from bot.core.business_time import Company, next_working_moment
 from bot.core.messages import card_to_dict
 from handlers.approval_cards import MAX_REMINDERS, ask_card
 from handlers.clocks import TickReport
-from storage import approvals, queries
+from storage import approvals
+from storage import outbox as stored_outbox
 from storage.calendars import Calendars, one_business_day_after
 from storage.db import Store
 from storage.models import ApprovalRequest, Member, OutboxMessage
@@ -76,7 +77,7 @@ def _owe(
         not_before = next_working_moment(calendars.of(member), now)
     except ValueError:  # no working time at all: better late at night than never
         not_before = now
-    if queries.enqueue(
+    if stored_outbox.enqueue(
         session,
         message=OutboxMessage(
             key=key,

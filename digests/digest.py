@@ -19,7 +19,7 @@ from storage import approvals as approval_store
 from storage import digest as figures
 from storage import feedback as feedback_store
 from storage import insights as insight_store
-from storage import queries
+from storage import policies
 from storage.models import ClockKind, QuestionKind, SlaPolicy
 from storage.wins import WinRow, wins_between
 
@@ -274,7 +274,7 @@ def _sales(session: Session, week: Week, policy: SlaPolicy) -> Sales:
 
 def build(session: Session, week: Week, *, now: datetime) -> Digest:
     """Every figure of `week`, the previous week, the trend and the agenda."""
-    policy = figures.policy_at(session, at=week.end) or queries.current_policy(session)
+    policy = figures.policy_at(session, at=week.end) or policies.current_policy(session)
     counts = figures.funnel(session, start=week.start, end=week.end)
     trend = [headline(session, week.before(n)) for n in range(TREND_WEEKS - 1, 0, -1)]
     digest = Digest(

@@ -20,7 +20,7 @@ from bot.core.messages import Card, card_to_dict
 from handlers.clocks import TickReport
 from handlers.feedback_cards import ask_card, final_summary_card, remind_key, summary_key
 from storage import feedback as records
-from storage import queries
+from storage import outbox as stored_outbox
 from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import FeedbackRequest, Member, OutboxMessage
@@ -117,6 +117,6 @@ def _owe(
     message = OutboxMessage(
         key=key, member_id=member.id, card=card_to_dict(card), not_before=not_before, created_at=now
     )
-    if queries.enqueue(session, message=message):
+    if stored_outbox.enqueue(session, message=message):
         report.messages += 1
         report.keys.append(key)

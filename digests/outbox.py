@@ -57,7 +57,7 @@ from bot.core.interaction import Person
 from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
 from bot.core.metrics import OutboxMetrics
 from bot.outbox import alerts as outbox_alerts
-from storage import queries
+from storage import places
 from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable
 from storage.models import CardLocation, Lead, Member, OutboxMessage, OutboxStatus
@@ -1123,7 +1123,7 @@ class Sender:
         if not message.in_thread or message.lead_id is None:
             return []
         with self.store.session() as session:
-            found = queries.locations_of(session, lead_id=message.lead_id, purpose="handoff")
+            found = places.locations_of(session, lead_id=message.lead_id, purpose="handoff")
             return [t for t in found if t.member_id == message.member_id]
 
     def _member(self, member_id: int | None) -> Person | None:

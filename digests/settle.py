@@ -6,7 +6,7 @@ from datetime import datetime
 
 from bot.core.business_time import Company
 from digests import sla
-from storage import queries
+from storage import outbox
 from storage.db import Store
 
 
@@ -15,4 +15,4 @@ def settle_history(store: Store, *, now: datetime, company: Company) -> int:
     recorded as delivered then, so only what happens from now on is sent."""
     report = sla.tick(store, now=now, company=company)
     with store.session() as session:
-        return queries.mark_history_delivered(session, now=now, keys=report.keys)
+        return outbox.mark_history_delivered(session, now=now, keys=report.keys)

@@ -19,7 +19,12 @@ from bot.core.business_time import Company, next_working_moment
 from bot.core.messages import Button, Card, Fact, card_to_dict
 from bot.core.text import text_for, when
 from handlers.clocks import TickReport
-from storage import queries
+from storage import away as stored_away
+from storage import clocks as clock_store
+from storage import leads as stored_leads
+from storage import members as stored_members
+from storage import outbox as stored_outbox
+from storage import policies
 from storage.calendars import Calendars
 from storage.clocks import Steps
 from storage.db import Store
@@ -45,13 +50,13 @@ class Batch:
 
     @classmethod
     def load(cls, session: Session, clocks: list[Clock], company: Company) -> Batch:
-        leads = queries.leads_by_id(session, ids={clock.lead_id for clock in clocks})
-        members = queries.members_by_id(session, ids={clock.owner_id for clock in clocks})
+        leads = stored_leads.leads_by_id(session, ids={clock.lead_id for clock in clocks})
+        members = stored_members.members_by_id(session, ids={clock.owner_id for clock in clocks})
         managers = {m.manager_id for m in members.values() if m.manager_id} - members.keys()
-        members.update(queries.members_by_id(session, ids=managers))
-        away = queries.away_spans_of(session, member_ids=members.keys())
+        members.update(stored_members.members_by_id(session, ids=managers))
+        away = stored_away.away_spans_of(session, member_ids=members.keys())
         following_up = any(clock.kind == ClockKind.attempts for clock in clocks)
-        wanted = queries.current_policy(session).attempts if following_up else 0
+        wanted = policies.current_policy(session).attempts if following_up else 0
         return cls(leads, members, Calendars(session, company, away=away), wanted)
 
 
@@ -99,12 +104,12 @@ def tick(store: Store, *, now: datetime, company: Company, batch: int = 500) -> 
     report = TickReport()
     while True:
         with store.session() as session:
-            if not queries.any_due_clock(session, now=now):
+            if not clock_store.any_due_clock(session, now=now):
                 return report
-            clocks = queries.due_clocks(session, now=now, limit=batch)
+            clocks = clock_store.due_clocks(session, now=now, limit=batch)
             due = Batch.load(session, clocks, company)
-            queries.update_clocks(session, changes=[advance(c, now, due) for c in clocks])
-            keys = queries.enqueue_many(session, messages=due.owed)
+            clock_store.update_clocks(session, changes=[advance(c, now, due) for c in clocks])
+            keys = stored_outbox.enqueue_many(session, messages=due.owed)
             report.looked_at += len(clocks)
             report.messages += len(keys)
             report.keys.extend(keys)

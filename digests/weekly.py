@@ -18,8 +18,9 @@ from bot.core.text import hours, percent, text_for
 from digests.digest import Week, build
 from digests.report import report
 from handlers.clocks import TickReport
+from storage import channels, digest_runs, policies
 from storage import digest as figures
-from storage import digest_runs, queries
+from storage import outbox as stored_outbox
 from storage.calendars import Calendars
 from storage.db import Store
 from storage.models import DigestRun, Member
@@ -34,7 +35,7 @@ def digest_report(session: Session, week: Week, now: datetime) -> Report:
     from digests.chart import chart_png  # matplotlib loads only when a digest is built
 
     digest = build(session, week, now=now)
-    version = queries.current_policy(session).version
+    version = policies.current_policy(session).version
     return report(digest, version=version, chart=chart_png(digest))
 
 
@@ -84,7 +85,7 @@ class Digests:
         self, session: Session, run: DigestRun, now: datetime, company: Company, out: TickReport
     ) -> None:
         week = Week.of(run.week, self.schedule.tz)
-        target = queries.channel_target(session, kind="digest") or self.default_target
+        target = channels.channel_target(session, kind="digest") or self.default_target
         messages = []
         if target:
             started = time.perf_counter()
@@ -93,7 +94,7 @@ class Digests:
         else:
             log.warning("the %s digest is due but no digest channel is set", run.week)
         messages += your_week_notes(session, week, now, company)
-        keys = queries.enqueue_many(session, messages=messages)
+        keys = stored_outbox.enqueue_many(session, messages=messages)
         digest_runs.mark_posted(session, run=run, target=target, now=now)
         out.looked_at += 1
         out.messages += len(keys)

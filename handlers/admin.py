@@ -17,8 +17,9 @@ from handlers import approvals, proposals
 from handlers.sla import SlaFile
 from storage import approvals as approval_store
 from storage import campaigns as campaign_store
+from storage import definitions, policies
 from storage import insights as insight_store
-from storage import queries
+from storage import members as stored_members
 from storage.models import ApprovalSubject, Member
 
 ROLES = ("rep", "marketer", "manager", "leader", "admin")
@@ -65,10 +66,12 @@ def set_lead_definition(
 ) -> NewVersion:
     """A new lead-definition version in force at once, recorded as a bootstrap approval."""
     check_criteria(given)
-    base, current = queries.current_definition(session)
+    base, current = definitions.current_definition(session)
     in_force = [(c.key, c.text) for c in current]
-    criteria = proposals.with_keys(given, current=in_force, used=queries.criterion_keys(session))
-    definition = queries.create_definition(
+    criteria = proposals.with_keys(
+        given, current=in_force, used=definitions.criterion_keys(session)
+    )
+    definition = definitions.create_definition(
         session, criteria=criteria, note=note, created_by=by, now=now
     )
     record = approval_store.record_bootstrap(
@@ -97,8 +100,8 @@ def set_lead_definition(
 def set_sla(session: Session, *, spec: SlaFile, by: str, now: datetime) -> NewVersion:
     """A new SLA version (what `spec` leaves out keeps its value), recorded as a bootstrap
     approval with the fields that changed."""
-    base = queries.current_policy(session)
-    policy = queries.create_policy(
+    base = policies.current_policy(session)
+    policy = policies.create_policy(
         session, fields=spec.fields(), note=spec.note, created_by=by, now=now
     )
     fields = {name: getattr(policy, name) for name in proposals.SLA_FIELDS}
@@ -181,10 +184,10 @@ def set_member(
     session: Session, fields: MemberFields, *, manager: str | None, now: datetime
 ) -> tuple[Member, Member | None]:
     """Create or update a member (and their manager, named by email); the member and manager."""
-    boss = queries.member_by(session, email=manager) if manager else None
+    boss = stored_members.member_by(session, email=manager) if manager else None
     if manager and boss is None:
         raise AdminError(f"No member with email {manager}; add the manager first.")
-    member = queries.upsert_member(
+    member = stored_members.upsert_member(
         session,
         now=now,
         email=fields.email,
@@ -212,7 +215,7 @@ def check_channel(kind: str, target: str) -> None:
 
 def set_campaign_marketer(session: Session, *, campaign: str, marketer: str) -> Member:
     """Name the marketer (by email) who answers reps' questions about a campaign's leads."""
-    member = queries.member_by(session, email=marketer)
+    member = stored_members.member_by(session, email=marketer)
     if member is None:
         raise AdminError(f"No member with email {marketer}.")
     campaign_store.set_marketer(session, name=campaign, marketer_id=member.id or 0)
@@ -222,7 +225,7 @@ def set_campaign_marketer(session: Session, *, campaign: str, marketer: str) -> 
 def on_insights_duty(session: Session) -> Member | None:
     """Who takes insights that have no campaign marketer, if anyone."""
     on_duty = insight_store.duty_member_id(session)
-    return queries.get_member(session, member_id=on_duty) if on_duty else None
+    return stored_members.get_member(session, member_id=on_duty) if on_duty else None
 
 
 def set_insights_duty(session: Session, *, email: str | None) -> Member | None:
@@ -230,7 +233,7 @@ def set_insights_duty(session: Session, *, email: str | None) -> Member | None:
     if email is None:
         insight_store.set_duty(session, member_id=None)
         return None
-    member = queries.member_by(session, email=email)
+    member = stored_members.member_by(session, email=email)
     if member is None:
         raise AdminError(f"No member with email {email}.")
     if member.role not in DUTY_ROLES:

@@ -28,7 +28,8 @@ from handlers.approval_cards import (
     subject_name,
 )
 from handlers.common import nonce, private, refuse_unless
-from storage import approvals, queries
+from storage import approvals, definitions, policies
+from storage import members as stored_members
 from storage.models import (
     ApprovalRequest,
     ApprovalSignoff,
@@ -79,7 +80,7 @@ def approver_lists(
         bad = [e for e in emails if not EMAIL.fullmatch(e)]
         if bad:
             return text_for("approvals_not_emails", emails=bad)
-        found = {e: queries.member_by(session, email=e) for e in emails}
+        found = {e: stored_members.member_by(session, email=e) for e in emails}
         unknown = [e for e, m in found.items() if m is None]
         if unknown:
             return text_for("approvals_unknown_emails", emails=unknown)
@@ -334,11 +335,11 @@ def into_force(ctx: Context, interaction: Interaction, request: ApprovalRequest)
     created_by = proposer_of(ctx.session, request)
     if request.subject == ApprovalSubject.leaddef:
         criteria = [(str(k), str(t)) for k, t in request.payload["criteria"]]
-        version = queries.create_definition(
+        version = definitions.create_definition(
             ctx.session, criteria=criteria, note=note, created_by=created_by, now=ctx.now
         ).version
     else:
-        version = queries.create_policy(
+        version = policies.create_policy(
             ctx.session,
             fields=dict(request.payload["fields"]),
             note=note,

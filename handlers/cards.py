@@ -16,7 +16,10 @@ from bot.core.interaction import Person
 from bot.core.messages import Button, Card, Fact, Refresh, Style
 from bot.core.text import text_for, when
 from handlers.clocks import clock_lines, status_lines
-from storage import cards, queries
+from storage import away as stored_away
+from storage import cards
+from storage import leads as stored_leads
+from storage import members as stored_members
 from storage.calendars import Calendars
 from storage.models import (
     Campaign,
@@ -201,7 +204,7 @@ def lead_card(
     owner = session.get(Member, lead.owner_id) if lead.owner_id else None
     campaign = session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     definition = session.get(LeadDefinition, lead.definition_id)
-    events = queries.events_of(session, lead_id=lead.id or 0)
+    events = stored_leads.events_of(session, lead_id=lead.id or 0)
 
     def name_of(member_id: int | None) -> str:
         return member_name(session, member_id)
@@ -369,7 +372,7 @@ def render_question(session: Session, intent: rendering.Intent) -> Card | None:
     if lead is None or not question_id:
         return None
     asked = answered = None
-    for event in queries.events_of(session, lead_id=intent.lead_id):
+    for event in stored_leads.events_of(session, lead_id=intent.lead_id):
         if event.data.get("question_id") != question_id:
             continue
         if event.kind == EventKind.info_requested:
@@ -403,7 +406,7 @@ def read_handoffs(
     """The facts of these leads' handoff cards, in a few queries for all of them: leads,
     events, open clocks, the members they name, campaigns, definitions, and each clock
     owner's calendar once (holidays once, time away in one query)."""
-    leads = queries.leads_by_id(session, ids=lead_ids)
+    leads = stored_leads.leads_by_id(session, ids=lead_ids)
     events = cards.events_by_lead(session, lead_ids=leads)
     clocks = cards.open_clocks_by_lead(session, lead_ids=leads)
     named = {lead.owner_id for lead in leads.values()}
@@ -411,7 +414,7 @@ def read_handoffs(
     for found_events in events.values():
         named |= {event.member_id for event in found_events}
         named |= {_named(event) for event in found_events}
-    members = queries.members_by_id(session, ids={m for m in named if isinstance(m, int)})
+    members = stored_members.members_by_id(session, ids={m for m in named if isinstance(m, int)})
     campaigns = cards.campaign_names(
         session, ids={lead.campaign_id for lead in leads.values() if lead.campaign_id}
     )
@@ -419,7 +422,7 @@ def read_handoffs(
         session, ids={lead.definition_id for lead in leads.values()}
     )
     owners = {clock.owner_id for found in clocks.values() for clock in found} & members.keys()
-    read = Calendars(session, company, queries.away_spans_of(session, member_ids=owners))
+    read = Calendars(session, company, stored_away.away_spans_of(session, member_ids=owners))
     calendars = {owner_id: read.of(members[owner_id]) for owner_id in owners}
     return {
         lead_id: HandoffFacts(

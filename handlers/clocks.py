@@ -28,7 +28,6 @@ from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from handlers.common import nonce, private
 from storage import clocks as clock_store
-from storage import queries
 from storage.calendars import calendar_in, calendar_of
 from storage.clocks import ClockFacts, with_snoozes
 from storage.models import Clock, ClockKind, Lead, Member
@@ -96,7 +95,9 @@ def status_lines(
 ) -> list[str]:
     """One line per open clock of the lead (only `owner_id`'s, if given): what is due when,
     and the business time left."""
-    clocks = queries.open_clocks(session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False)
+    clocks = clock_store.open_clocks(
+        session, lead_id=lead.id or 0, kinds=list(ClockKind), lock=False
+    )
     if owner_id is not None:
         clocks = [clock for clock in clocks if clock.owner_id == owner_id]
 

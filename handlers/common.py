@@ -10,8 +10,8 @@ from bot.core.effects import Effect, Reply
 from bot.core.interaction import Person
 from bot.core.messages import Card
 from bot.core.text import text_for
+from storage.members import get_member
 from storage.models import Lead, Role
-from storage.queries import get_member
 
 
 def private(text: str, *, title: str = "") -> list[Effect]:

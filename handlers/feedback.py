@@ -19,8 +19,8 @@ from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from handlers import feedback_cards, tone
 from handlers.common import nonce, private, refuse_unless
+from storage import campaigns as stored_campaigns
 from storage import feedback as records
-from storage import queries
 from storage.calendars import calendar_of
 from storage.models import (
     Campaign,
@@ -161,7 +161,7 @@ def _request_inputs(ctx: Context, actor: Person) -> tuple[Input, ...]:
             placeholder="https://",
         ),
     ]
-    campaigns = queries.all_campaigns(ctx.session)[:CAMPAIGN_CHOICES]
+    campaigns = stored_campaigns.all_campaigns(ctx.session)[:CAMPAIGN_CHOICES]
     if campaigns:
         inputs.append(
             Input(
@@ -373,7 +373,7 @@ def _campaign(ctx: Context, raw: str, errors: dict[str, str]) -> Campaign | None
     found = ctx.session.get(Campaign, int(raw)) if raw.isdigit() else None
     found = found or records.campaign_named(ctx.session, name=raw)
     if found is None:
-        known = [c.name for c in queries.all_campaigns(ctx.session)[:10]]
+        known = [c.name for c in stored_campaigns.all_campaigns(ctx.session)[:10]]
         errors["campaign"] = text_for("feedback_campaign_unknown", name=raw, known=known)
     return found
 

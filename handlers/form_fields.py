@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from bot.core.messages import Option
 from bot.core.text import text_for
-from storage import queries
+from storage import campaigns
 from storage.models import Campaign
 
 SELECT_LIMIT = 100  # Slack's static_select takes at most 100 options
@@ -19,7 +19,7 @@ LINK_LIMIT = 2000
 
 
 def campaign_options(session: Session) -> tuple[Option, ...]:
-    return tuple(Option(str(c.id), c.name) for c in queries.all_campaigns(session)[:SELECT_LIMIT])
+    return tuple(Option(str(c.id), c.name) for c in campaigns.all_campaigns(session)[:SELECT_LIMIT])
 
 
 def campaign_choice(session: Session, raw: str) -> Campaign | str | None:
@@ -32,10 +32,10 @@ def campaign_choice(session: Session, raw: str) -> Campaign | str | None:
         found = session.get(Campaign, int(raw))
         if found is not None:
             return found
-    for campaign in queries.all_campaigns(session):
+    for campaign in campaigns.all_campaigns(session):
         if campaign.name.casefold() == raw.casefold():
             return campaign
-    known = [c.name for c in queries.all_campaigns(session)[:10]]
+    known = [c.name for c in campaigns.all_campaigns(session)[:10]]
     return text_for("choice_unknown_campaign", name=raw, known=known)
 
 

@@ -7,7 +7,7 @@ from bot.core.interaction import Interaction
 from bot.core.messages import Card, Fact
 from bot.core.router import Context, Handler, Router
 from bot.core.text import text_for
-from storage import queries
+from storage import definitions
 
 
 def register(router: Router) -> None:
@@ -44,7 +44,7 @@ def make_unknown(router: Router) -> Handler:
 
 
 def show_definition(ctx: Context, interaction: Interaction) -> list[Effect]:
-    definition, criteria = queries.current_definition(ctx.session)
+    definition, criteria = definitions.current_definition(ctx.session)
     return [
         Reply(
             Card(

@@ -18,9 +18,10 @@ from handlers.cards import member_name
 from handlers.clocks import status_lines
 from handlers.leads import my_leads
 from storage import approvals as approval_store
+from storage import clocks as clock_store
 from storage import feedback as feedback_store
 from storage import insights as insight_store
-from storage import queries
+from storage import leads as stored_leads
 from storage.models import ClockKind, Lead, Role
 
 SHOWN = 8  # items per section; the rest are counted
@@ -53,8 +54,8 @@ def _mine(ctx: Context, lead: Lead, me: Person) -> str:
 
 def leads_section(ctx: Context, me: Person) -> Section:
     """Leads that wait for my verdict, or whose follow-up is mine to run."""
-    leads = queries.open_leads_of(ctx.session, member_id=me.id or 0, limit=SHOWN)
-    total = queries.count_open_leads(ctx.session, member_id=me.id or 0)
+    leads = stored_leads.open_leads_of(ctx.session, member_id=me.id or 0, limit=SHOWN)
+    total = stored_leads.count_open_leads(ctx.session, member_id=me.id or 0)
     lines = []
     for lead in leads:
         state = text_for(
@@ -69,7 +70,9 @@ def leads_section(ctx: Context, me: Person) -> Section:
 
 def questions_section(ctx: Context, me: Person) -> Section:
     """Reps' questions about leads that wait for my answer (marketers)."""
-    clocks = queries.open_clocks_of(ctx.session, owner_id=me.id or 0, kind=ClockKind.info_answer)
+    clocks = clock_store.open_clocks_of(
+        ctx.session, owner_id=me.id or 0, kind=ClockKind.info_answer
+    )
     lines = []
     for clock in clocks[:SHOWN]:
         lead = ctx.session.get(Lead, clock.lead_id)

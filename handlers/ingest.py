@@ -36,7 +36,9 @@ from bot.core.text import text_for, when
 from handlers import clocks as sla
 from handlers.cards import HANDOFF, LeadFacts, new_lead_card
 from handlers.owners import CACHE_SECONDS, Lookup, OwnerLookups
-from storage import queries
+from storage import away as stored_away
+from storage import channels, definitions
+from storage import leads as stored_leads
 from storage.db import Store
 from storage.models import Campaign, EventKind, Lead, LeadDefinition, LeadState, Member
 from storage.values import NewEvent, NewLead
@@ -348,15 +350,15 @@ def store_batch(
     the same new campaign or lead wait for each other, never deadlock (a campaign that
     exists already is never waited for)."""
     names = {item.campaign for item in leads if item.campaign}
-    campaigns = queries.ensure_campaigns(session, names=names)
-    definition_id, version = queries.definition_in_force(session)
+    campaigns = stored_leads.ensure_campaigns(session, names=names)
+    definition_id, version = definitions.definition_in_force(session)
     emails = {str(item.owner_email).lower() for item in leads if item.owner_email}
-    owners = queries.members_by_email(session, emails=emails)
+    owners = stored_leads.members_by_email(session, emails=emails)
     rows = [
         _new_lead(item, owners, campaigns, definition_id, now, routing, route_unknown)
         for item in leads
     ]
-    stored = queries.add_leads(session, leads=rows)
+    stored = stored_leads.add_leads(session, leads=rows)
     outcomes: list[Outcome] = []
     created: list[Created] = []
     for item, row, found in zip(leads, rows, stored, strict=True):
@@ -434,9 +436,9 @@ def _hand_off(
     effects to owe: each owner's card (once per lead) and, for an owner who is away, a
     note to their manager. `events`: others of the batch's, written with these."""
     if not handed:
-        queries.add_events(session, events=events)
+        stored_leads.add_events(session, events=events)
         return []
-    queries.add_events(
+    stored_leads.add_events(
         session,
         events=[
             *events,
@@ -447,7 +449,7 @@ def _hand_off(
         ],
     )
     owner_ids = {owner.id or 0 for _, owner in handed}
-    spans = queries.away_spans_of(session, member_ids=owner_ids)
+    spans = stored_away.away_spans_of(session, member_ids=owner_ids)
     lines = sla.on_handoffs(
         session, [(lead.id or 0, owner) for lead, owner in handed], now, company, away=spans
     )
@@ -487,8 +489,8 @@ def route_found(
     the owner it found, or unassigned (the admin told once) when nobody has that email.
     Each lead moves once, whichever pass or instance gets there first: the leads are
     locked (another instance's are skipped) and moved only while still routing."""
-    owners = queries.members_by_email(session, emails=found)
-    leads = queries.take_routing(session, emails={*found, *not_found})
+    owners = stored_leads.members_by_email(session, emails=found)
+    leads = stored_leads.take_routing(session, emails={*found, *not_found})
     for lead in leads:
         session.expunge(lead)  # moved by `move_leads`; the copies only describe them
     mine: dict[int, list[Lead]] = {}
@@ -501,7 +503,7 @@ def route_found(
             mine.setdefault(owner.id or 0, []).append(lead)
     handed: list[tuple[Ingested, Member]] = []
     by_id = {owner.id: owner for owner in owners.values()}
-    moved = queries.hand_leads(
+    moved = stored_leads.hand_leads(
         session,
         owners={lead.id or 0: owner_id for owner_id, group in mine.items() for lead in group},
         now=now,
@@ -512,7 +514,7 @@ def route_found(
                 lead.state, lead.owner_id, lead.handed_off_at = "handed_off", owner_id, now
                 handed.append((lead, by_id[owner_id]))
     effects = _hand_off(session, handed, now, company, *_names_and_versions(session, leads))
-    moved = queries.move_leads(
+    moved = stored_leads.move_leads(
         session,
         lead_ids=[lead.id or 0 for lead in nobody],
         to=LeadState.unassigned.value,
@@ -568,7 +570,7 @@ def _report_unassigned(
             for lead in leads[:20]
         ),
     )
-    target = queries.channel_target(session, kind="admin") or admin_channel
+    target = channels.channel_target(session, kind="admin") or admin_channel
     effects = for_admins(session, card, nudge=True, channel=target)
     if not effects:
         log.warning(
@@ -791,7 +793,7 @@ class Ingestor:
 
     def _routing_emails(self) -> list[str]:
         with self.store.session() as session:
-            return queries.routing_emails(session, limit=ROUTING_BATCH)
+            return stored_leads.routing_emails(session, limit=ROUTING_BATCH)
 
     def _route(self, found: set[str], not_found: set[str], now: datetime | None) -> list[Effect]:
         now = now or datetime.now(UTC)
@@ -808,4 +810,4 @@ class Ingestor:
 
     def _known(self, emails: set[str]) -> set[str]:
         with self.store.session() as session:
-            return set(queries.members_by_email(session, emails=emails))
+            return set(stored_leads.members_by_email(session, emails=emails))

@@ -17,7 +17,7 @@ from handlers.cards import member_name
 from handlers.common import load_lead, may_act_on, nonce, private, refuse_unless, unknown_lead
 from handlers.content import TITLE_LIMIT, content_field, new_item_errors
 from handlers.form_fields import LINK_LIMIT, campaign_choice, campaign_options, tags_of
-from storage import content, insights, queries
+from storage import content, insights, members
 from storage.models import Campaign, Insight, InsightStatus, Lead, Member, Role
 
 KINDS = ("question", "objection", "request", "other")
@@ -220,7 +220,7 @@ def _route(session: Session, campaign: Campaign | None) -> tuple[int | None, lis
     on_duty = _on_duty(session)
     if on_duty is not None:
         return on_duty.id, [on_duty], "duty"
-    return None, list(queries.members_with_role(session, role=Role.marketer.value)), "all"
+    return None, list(members.members_with_role(session, role=Role.marketer.value)), "all"
 
 
 def _on_duty(session: Session) -> Member | None:

@@ -28,7 +28,9 @@ from handlers.common import (
     unknown_lead,
 )
 from storage import clocks as clock_store
-from storage import queries, verdicts
+from storage import definitions, places, verdicts
+from storage import leads as stored_leads
+from storage import members as stored_members
 from storage.calendars import Calendars, remember_calendars
 from storage.models import Campaign, EventKind, Lead, LeadState, Member
 
@@ -58,7 +60,7 @@ def checked_lead(ctx: Context, interaction: Interaction) -> Lead | list[Effect]:
     if not may_act_on(ctx.session, lead, interaction.actor):
         return refuse_not_owner(ctx.session, lead)
     if lead.state == LeadState.not_a_fit:
-        last = queries.events_of(ctx.session, lead_id=lead.id or 0, kind=EventKind.not_a_fit)
+        last = stored_leads.events_of(ctx.session, lead_id=lead.id or 0, kind=EventKind.not_a_fit)
         who = ctx.session.get(Member, last[-1].member_id) if last else None
         at = when(last[-1].at, interaction.actor.timezone) if last else ""
         return private(
@@ -74,7 +76,7 @@ def view(ctx: Context, interaction: Interaction) -> list[Effect]:
     if lead is None:
         return unknown_lead()
     where = interaction.where
-    shown_here = queries.location_by_message(
+    shown_here = places.location_by_message(
         ctx.session, platform=where.platform, channel=where.channel, message_id=where.message_id
     )
     if not may_act_on(ctx.session, lead, interaction.actor) and (
@@ -97,12 +99,12 @@ def accept(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
-    if not queries.move_lead(
+    if not stored_leads.move_lead(
         ctx.session, lead=lead, to=LeadState.accepted, allowed_from=[LeadState.handed_off]
     ):
         return private(text_for("already_accepted", lead=lead.name))
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
-    queries.record_verdict(
+    stored_leads.record_verdict(
         ctx.session, lead=lead, member_id=interaction.actor.id, now=ctx.now, accepted=True
     )
     clock_store.on_accepted(ctx.session, lead, ctx.now, ctx.company)
@@ -158,7 +160,7 @@ def open_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
-    definition, criteria = queries.current_definition(ctx.session)
+    definition, criteria = definitions.current_definition(ctx.session)
     form = Form(
         name="lead.not_a_fit",
         title=text_for("not_a_fit_form_title"),
@@ -188,7 +190,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     lead = checked_lead(ctx, interaction)
     if isinstance(lead, list):
         return lead
-    definition, criteria = queries.current_definition(ctx.session)
+    definition, criteria = definitions.current_definition(ctx.session)
     texts = {c.key: c.text for c in criteria}
     picked = interaction.choices("criteria")
     comment = interaction.value("comment")
@@ -199,7 +201,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     held = tone.first_flag(ctx.session, {"comment": comment})
     if held:
         return [FormErrors(held)]
-    if not queries.move_lead(
+    if not stored_leads.move_lead(
         ctx.session,
         lead=lead,
         to=LeadState.not_a_fit,
@@ -207,7 +209,7 @@ def submit_not_a_fit(ctx: Context, interaction: Interaction) -> list[Effect]:
     ):
         return private(text_for("already_not_a_fit", lead=lead.name, who="", at=""))
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
-    queries.record_verdict(
+    stored_leads.record_verdict(
         ctx.session,
         lead=lead,
         member_id=interaction.actor.id,
@@ -272,7 +274,7 @@ def submit_log_attempt(ctx: Context, interaction: Interaction) -> list[Effect]:
     if errors:
         return [FormErrors(errors)]
     remember_calendars(ctx.session, ctx.company)  # read once for the clocks and the card
-    queries.record_attempt(
+    stored_leads.record_attempt(
         ctx.session,
         lead=lead,
         member_id=interaction.actor.id,
@@ -289,7 +291,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
     """`/leads`: the leads that wait for me, each as its card (re-posted privately), the
     newest `SHOWN_LEADS`; the rest are counted."""
     me = interaction.actor.id or 0
-    leads = queries.open_leads_of(ctx.session, member_id=me, limit=SHOWN_LEADS)
+    leads = stored_leads.open_leads_of(ctx.session, member_id=me, limit=SHOWN_LEADS)
     if not leads:
         return private(text_for("no_open_leads"))
     effects: list[Effect] = [
@@ -301,7 +303,7 @@ def my_leads(ctx: Context, interaction: Interaction) -> list[Effect]:
         )
         for lead in leads
     ]
-    total = queries.count_open_leads(ctx.session, member_id=me)
+    total = stored_leads.count_open_leads(ctx.session, member_id=me)
     if total > len(leads):
         effects += private(text_for("more_open_leads", shown=len(leads), total=total))
     return effects
@@ -312,5 +314,5 @@ def campaign_marketer(ctx: Context, lead: Lead) -> Member | None:
     campaign = ctx.session.get(Campaign, lead.campaign_id) if lead.campaign_id else None
     if campaign is not None and campaign.marketer_id is not None:
         return ctx.session.get(Member, campaign.marketer_id)
-    marketers = queries.members_with_role(ctx.session, role="marketer")
+    marketers = stored_members.members_with_role(ctx.session, role="marketer")
     return marketers[0] if marketers else None

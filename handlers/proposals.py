@@ -23,7 +23,7 @@ from handlers import tone
 from handlers.approval_cards import ask_card, proposer_of, sla_value, subject_name
 from handlers.common import nonce, private, refuse_unless
 from handlers.sla import MarketingTerms, ReminderTerms, SalesTerms, SlaFile
-from storage import approvals, queries
+from storage import approvals, definitions, policies
 from storage.calendars import one_business_day_after
 from storage.models import ApprovalStatus, ApprovalSubject, Role
 
@@ -94,7 +94,7 @@ def open_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effect
     refused = may_propose(ctx, interaction, ApprovalSubject.leaddef)
     if refused:
         return refused
-    definition, criteria = queries.current_definition(ctx.session)
+    definition, criteria = definitions.current_definition(ctx.session)
     lines = "\n".join(f"{c.key}: {c.text}" for c in criteria)
     form = Form(
         name="approval.propose_leaddef",
@@ -249,11 +249,11 @@ def submit_leaddef_proposal(ctx: Context, interaction: Interaction) -> list[Effe
     refused = may_propose(ctx, interaction, ApprovalSubject.leaddef)
     if refused:
         return refused
-    definition, current = queries.current_definition(ctx.session)
+    definition, current = definitions.current_definition(ctx.session)
     new, problems = parse_criteria(
         interaction.values.get("criteria", [""])[0],
         current=[(c.key, c.text) for c in current],
-        used=queries.criterion_keys(ctx.session),
+        used=definitions.criterion_keys(ctx.session),
     )
     note = interaction.value("note")
     errors = {}
@@ -289,7 +289,7 @@ def open_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
     refused = may_propose(ctx, interaction, ApprovalSubject.sla)
     if refused:
         return refused
-    policy = queries.current_policy(ctx.session)
+    policy = policies.current_policy(ctx.session)
     inputs = tuple(
         Input(
             name,
@@ -361,7 +361,7 @@ def submit_sla_proposal(ctx: Context, interaction: Interaction) -> list[Effect]:
         errors["note"] = problem
     if errors or isinstance(spec, dict):
         return [FormErrors(errors)]
-    policy = queries.current_policy(ctx.session)
+    policy = policies.current_policy(ctx.session)
     fields = spec.fields()
     changed = [
         [name, getattr(policy, name), fields[name]]

@@ -12,7 +12,7 @@ from handlers.cards import member_name, question_card, question_purpose
 from handlers.common import load_lead, nonce, private, unknown_lead
 from handlers.leads import campaign_marketer, checked_lead, refresh
 from storage import clocks as clock_store
-from storage import queries
+from storage import leads
 from storage.models import EventKind, Lead, LeadEvent, Member, Role
 
 TEXT_LIMIT = 2000
@@ -63,7 +63,7 @@ def submit_question(ctx: Context, interaction: Interaction) -> list[Effect]:
     if marketer is None:
         return private(text_for("no_marketer"))
     question_id = interaction.args.get("nonce") or nonce()
-    asked = queries.add_event(
+    asked = leads.add_event(
         ctx.session,
         lead_id=lead.id or 0,
         kind=EventKind.info_requested,
@@ -92,7 +92,7 @@ def _unanswered(ctx: Context, interaction: Interaction) -> tuple[Lead, LeadEvent
     if lead is None or not question_id:
         return unknown_lead()
     asked = answered = None
-    for event in queries.events_of(ctx.session, lead_id=lead.id or 0):
+    for event in leads.events_of(ctx.session, lead_id=lead.id or 0):
         if event.data.get("question_id") != question_id:
             continue
         if event.kind == EventKind.info_requested:
@@ -141,7 +141,7 @@ def submit_answer(ctx: Context, interaction: Interaction) -> list[Effect]:
     held = tone.first_flag(ctx.session, {"answer": text})
     if held:
         return [FormErrors(held)]
-    answered = queries.add_event(
+    answered = leads.add_event(
         ctx.session,
         lead_id=lead.id or 0,
         kind=EventKind.info_answered,

@@ -13,7 +13,8 @@ from bot.core.messages import Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for, when
 from handlers.common import private
-from storage import queries
+from storage import away as stored_away
+from storage import policies
 from storage.models import SlaPolicy
 
 MAX_AWAY_DAYS = 365
@@ -93,7 +94,7 @@ def policy_card(policy: SlaPolicy) -> Card:
 
 
 def show_policy(ctx: Context, interaction: Interaction) -> list[Effect]:
-    return [Reply(policy_card(queries.current_policy(ctx.session)))]
+    return [Reply(policy_card(policies.current_policy(ctx.session)))]
 
 
 def _parse_until(text: str) -> date | None:
@@ -119,11 +120,11 @@ def go_away(ctx: Context, interaction: Interaction) -> list[Effect]:
         return private(text_for("away_in_the_past", day=back_on.isoformat()))
     if until - ctx.now > timedelta(days=MAX_AWAY_DAYS):
         return private(text_for("away_too_long", days=MAX_AWAY_DAYS))
-    queries.set_away(ctx.session, member_id=interaction.actor.id or 0, until=until, now=ctx.now)
+    stored_away.set_away(ctx.session, member_id=interaction.actor.id or 0, until=until, now=ctx.now)
     return private(text_for("away_set", day=back_on.strftime("%a %d %b %Y")))
 
 
 def come_back(ctx: Context, interaction: Interaction) -> list[Effect]:
-    if queries.end_away(ctx.session, member_id=interaction.actor.id or 0, now=ctx.now):
+    if stored_away.end_away(ctx.session, member_id=interaction.actor.id or 0, now=ctx.now):
         return private(text_for("welcome_back"))
     return private(text_for("not_away"))

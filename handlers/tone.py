@@ -19,7 +19,7 @@ from bot.core.messages import Card, Fact
 from bot.core.router import Context, Router
 from bot.core.text import text_for
 from handlers.common import private, refuse_unless
-from storage import queries
+from storage import tone as stored_tone
 from storage.models import Role, ToneKind
 
 # Three or more words in capitals in a row, at least ten letters: shouting, not an acronym.
@@ -51,7 +51,7 @@ def _shouting(text: str) -> str | None:
 
 def check(session: Session, text: str) -> ToneFlag | None:
     """The first blaming, contemptuous or shouting phrase in `text`, or None."""
-    for rule in queries.tone_rules(session):
+    for rule in stored_tone.tone_rules(session):
         found = _pattern(rule.phrase).search(text)
         if found:
             return ToneFlag(found.group(0), rule.kind, rule.suggestion)
@@ -104,7 +104,7 @@ def tone(ctx: Context, interaction: Interaction) -> list[Effect]:
     if refused:
         return refused
     if verb == "remove":
-        if queries.remove_tone_rule(ctx.session, phrase=rest):
+        if stored_tone.remove_tone_rule(ctx.session, phrase=rest):
             return private(text_for("tone_removed", phrase=rest))
         return private(text_for("tone_unknown", phrase=rest))
     return _add(ctx, interaction, rest)
@@ -120,7 +120,7 @@ def _add(ctx: Context, interaction: Interaction, rest: str) -> list[Effect]:
             phrase, kind = phrase[: -len(f" as {candidate.value}")].strip(), candidate.value
     if not phrase or len(phrase) > PHRASE_LIMIT or len(suggestion) > SUGGESTION_LIMIT:
         return private(text_for("tone_usage"))
-    queries.add_tone_rule(
+    stored_tone.add_tone_rule(
         ctx.session,
         phrase=phrase,
         kind=kind,
@@ -132,7 +132,7 @@ def _add(ctx: Context, interaction: Interaction, rest: str) -> list[Effect]:
 
 
 def _rules_card(session: Session) -> Card:
-    rules = queries.tone_rules(session)
+    rules = stored_tone.tone_rules(session)
     return Card(
         title=text_for("tone_title", count=len(rules)),
         text=text_for("tone_intro"),

@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlmodel import Session
 
 from bot.core.business_time import Calendar, Company, Span, add_business, parse_clock
-from storage import queries
+from storage import away as stored_away
 from storage.models import Member
 
 
@@ -50,7 +50,7 @@ class Calendars:
     ) -> None:
         self.session = session
         self.company = company
-        self.holidays = frozenset(queries.holidays(session) if holidays is None else holidays)
+        self.holidays = frozenset(stored_away.holidays(session) if holidays is None else holidays)
         self.away = dict(away or {})
         self.known: dict[int, Calendar] = {}
 
@@ -117,9 +117,9 @@ def _calendar(
         start=parse_clock(member.work_start) if member.work_start else company.start,
         end=parse_clock(member.work_end) if member.work_end else company.end,
         weekdays=weekdays,
-        holidays=holidays if holidays is not None else frozenset(queries.holidays(session)),
+        holidays=holidays if holidays is not None else frozenset(stored_away.holidays(session)),
         away=tuple(
-            away if away is not None else queries.away_spans(session, member_id=member.id or 0)
+            away if away is not None else stored_away.away_spans(session, member_id=member.id or 0)
         ),
     )
 
@@ -132,7 +132,7 @@ def company_calendar(session: Session, company: Company) -> Calendar:
         start=company.start,
         end=company.end,
         weekdays=company.weekdays,
-        holidays=frozenset(queries.holidays(session)),
+        holidays=frozenset(stored_away.holidays(session)),
     )
 
 

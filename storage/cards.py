@@ -21,7 +21,7 @@ def _chunks(ids: Collection[int]) -> list[list[int]]:
 
 
 def events_by_lead(session: Session, *, lead_ids: Collection[int]) -> dict[int, list[LeadEvent]]:
-    """Each lead's events in the order `queries.events_of` gives them (an empty list for
+    """Each lead's events in the order `stored_leads.events_of` gives them (an empty list for
     none)."""
     found: dict[int, list[LeadEvent]] = {lead_id: [] for lead_id in lead_ids}
     for chunk in _chunks(lead_ids):
@@ -36,7 +36,7 @@ def events_by_lead(session: Session, *, lead_ids: Collection[int]) -> dict[int, 
 
 
 def open_clocks_by_lead(session: Session, *, lead_ids: Collection[int]) -> dict[int, list[Clock]]:
-    """Each lead's open clocks, of every kind, oldest first (`queries.open_clocks` without
+    """Each lead's open clocks, of every kind, oldest first (`stored_clocks.open_clocks` without
     a lock), in one query."""
     found: dict[int, list[Clock]] = {lead_id: [] for lead_id in lead_ids}
     for chunk in _chunks(lead_ids):

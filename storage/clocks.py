@@ -8,15 +8,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.core.business_time import Calendar, Company, Span, add_business, business_seconds
-from storage import queries, verdicts
+from storage import away as stored_away
+from storage import leads, policies, verdicts
 from storage.calendars import Calendars, calendar_in
-from storage.models import Clock, ClockKind, ClockStage, EventKind, Lead, Member, SlaPolicy
+from storage.models import (
+    Clock,
+    ClockChange,
+    ClockKind,
+    ClockStage,
+    EventKind,
+    Lead,
+    Member,
+    SlaPolicy,
+)
+from storage.sql import add_once
 
 HOUR = 3600.0
 
@@ -87,14 +101,12 @@ def on_handoff(session: Session, lead: Lead, now: datetime) -> None:
     """A lead reached its owner: the first-touch and verdict clocks start."""
     if lead.owner_id is None:
         return
-    policy = queries.current_policy(session)
+    policy = policies.current_policy(session)
     for kind, hours in (
         (ClockKind.first_touch, policy.first_touch_hours),
         (ClockKind.verdict, policy.verdict_hours),
     ):
-        queries.start_clock(
-            session, clock=_clock(lead, kind, lead.owner_id, policy, hours * HOUR, now)
-        )
+        start_clock(session, clock=_clock(lead, kind, lead.owner_id, policy, hours * HOUR, now))
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,7 @@ def on_handoffs(
     on its first look at it, so a burst of handoffs costs the tick nothing until then."""
     if not handoffs:
         return {}
-    policy = queries.current_policy(session)
+    policy = policies.current_policy(session)
     kinds = (
         (ClockKind.first_touch, policy.first_touch_hours * HOUR),
         (ClockKind.verdict, policy.verdict_hours * HOUR),
@@ -131,7 +143,7 @@ def on_handoffs(
     share, grace = policy.remind_share, policy.escalate_after_hours * HOUR
     owners = {owner.id or 0: owner for _, owner in handoffs}
     if away is None:
-        away = queries.away_spans_of(session, member_ids=owners)
+        away = stored_away.away_spans_of(session, member_ids=owners)
     calendars = Calendars(session, company, away)
     # Owners on the same calendar (most of a team) share their steps: worked out once.
     same: dict[Calendar, Started] = {}
@@ -148,7 +160,7 @@ def on_handoffs(
             )
         started[owner_id] = same[calendar]
     # Plain rows, not Clock objects: building thousands of those costs more than writing.
-    queries.start_clocks(
+    leads.start_clocks(
         session,
         rows=[
             {
@@ -216,13 +228,13 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -
     close(session, lead, [ClockKind.verdict], now, company)
     if lead.owner_id is None:
         return
-    policy = queries.current_policy(session)
+    policy = policies.current_policy(session)
     owner = session.get(Member, lead.owner_id)
     if owner is None:
         return
     calendar = calendar_in(session, owner, company)
     day = calendar.day_seconds
-    queries.start_clock(
+    start_clock(
         session,
         clock=_clock(
             lead, ClockKind.attempts, lead.owner_id, policy, policy.attempts_days * day, now
@@ -233,7 +245,7 @@ def on_accepted(session: Session, lead: Lead, now: datetime, company: Company) -
 def on_not_a_fit(session: Session, lead: Lead, now: datetime, company: Company) -> None:
     """A verdict of not a fit ends the verdict clock; the other sales clocks are cancelled."""
     close(session, lead, [ClockKind.verdict], now, company)
-    for clock in queries.open_clocks(
+    for clock in open_clocks(
         session, lead_id=lead.id or 0, kinds=[ClockKind.first_touch, ClockKind.attempts]
     ):
         _finish(session, clock, now, "cancelled")
@@ -245,11 +257,11 @@ def on_attempt(
     """An attempt is a touch; enough of them meet the attempts commitment. A buyer's answer
     (a meeting, an opportunity, a win, a no) ends the follow-up before that: "ended"."""
     close(session, lead, [ClockKind.first_touch], now, company)
-    policy = queries.current_policy(session)
-    if lead.attempts >= policy.attempts:  # counted by `queries.record_attempt`
+    policy = policies.current_policy(session)
+    if lead.attempts >= policy.attempts:  # counted by `leads.record_attempt`
         close(session, lead, [ClockKind.attempts], now, company)
-    elif outcome in queries.DECISIVE:
-        for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
+    elif outcome in leads.DECISIVE:
+        for clock in open_clocks(session, lead_id=lead.id or 0, kinds=[ClockKind.attempts]):
             _finish(session, clock, now, "ended")
 
 
@@ -257,8 +269,8 @@ def on_question(
     session: Session, lead: Lead, marketer_id: int, question_id: str, now: datetime
 ) -> None:
     """A rep's question starts the marketer's answer clock."""
-    policy = queries.current_policy(session)
-    queries.start_clock(
+    policy = policies.current_policy(session)
+    start_clock(
         session,
         clock=_clock(
             lead,
@@ -287,7 +299,7 @@ def close(
     ref: str | None = None,
 ) -> None:
     """Close open clocks as met (before their deadline) or missed (after it)."""
-    for clock in queries.open_clocks(session, lead_id=lead.id or 0, kinds=kinds, ref=ref):
+    for clock in open_clocks(session, lead_id=lead.id or 0, kinds=kinds, ref=ref):
         owner = session.get(Member, clock.owner_id)
         if owner is None:
             _finish(session, clock, now, "cancelled")
@@ -401,11 +413,115 @@ def snooze(
     clock.snoozes = [*clock.snoozes, [now.isoformat(), until.isoformat(), reason]]
     clock.next_at = now
     session.add(clock)
-    queries.add_event(
+    leads.add_event(
         session,
         lead_id=clock.lead_id,
         kind=EventKind.clock_snoozed,
         now=now,
         member_id=by.id,
         data={"clock": clock.kind, "until": until.isoformat(), "reason": reason},
+    )
+
+
+def start_clock(session: Session, *, clock: Clock) -> Clock | None:
+    """Store a new clock; None when this (lead, kind, ref) clock already exists."""
+    existing = session.exec(
+        select(Clock).where(
+            Clock.lead_id == clock.lead_id, Clock.kind == clock.kind, Clock.ref == clock.ref
+        )
+    ).first()
+    if existing is not None or not add_once(session, clock):
+        return None
+    return clock
+
+
+def open_clocks(
+    session: Session,
+    *,
+    lead_id: int,
+    kinds: Sequence[str],
+    ref: str | None = None,
+    lock: bool = True,
+) -> list[Clock]:
+    """The lead's open clocks of these kinds (locked for update unless `lock=False`)."""
+    query = select(Clock).where(
+        Clock.lead_id == lead_id, col(Clock.kind).in_(list(kinds)), col(Clock.closed_at).is_(None)
+    )
+    if ref is not None:
+        query = query.where(Clock.ref == ref)
+    if lock:
+        query = query.with_for_update()
+    return list(session.exec(query.order_by(col(Clock.id))).all())
+
+
+def open_clocks_of(session: Session, *, owner_id: int, kind: str) -> list[Clock]:
+    """A member's open clocks of one kind, oldest first (what waits for them)."""
+    return list(
+        session.exec(
+            select(Clock)
+            .where(Clock.owner_id == owner_id, Clock.kind == kind, col(Clock.closed_at).is_(None))
+            .order_by(col(Clock.started_at))
+        ).all()
+    )
+
+
+@cache
+def _due_clocks_query(limit: int) -> SelectOfScalar[Clock]:
+    """Built once per limit, with `now` as a parameter: a statement object keeps its cache
+    key, so an empty tick does not pay for building and keying the query every time."""
+    return (
+        select(Clock)
+        .where(col(Clock.next_at) <= bindparam("now"), col(Clock.closed_at).is_(None))
+        .order_by(col(Clock.next_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+_ANY_DUE = (
+    sa_select(Clock.__table__.c.id)  # type: ignore[attr-defined]
+    .where(Clock.__table__.c.next_at <= bindparam("now"))  # type: ignore[attr-defined]
+    .where(Clock.__table__.c.closed_at.is_(None))  # type: ignore[attr-defined]
+    .limit(1)
+)
+
+
+def any_due_clock(session: Session, *, now: datetime) -> bool:
+    """Whether any clock is due, as one plain indexed query: most ticks find nothing, and
+    then need neither the ORM nor row locks."""
+    return session.connection().execute(_ANY_DUE, {"now": now}).first() is not None
+
+
+def due_clocks(session: Session, *, now: datetime, limit: int) -> list[Clock]:
+    """Open clocks whose next step is due, locked for this transaction.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several instances tick at once, each
+    taking different rows; a crashed instance's locks vanish with its transaction.
+    """
+    return list(session.exec(_due_clocks_query(limit), params={"now": now}).all())
+
+
+_CLOCK_TABLE = Clock.__table__  # type: ignore[attr-defined]
+
+_UPDATE_CLOCKS = update(_CLOCK_TABLE).where(_CLOCK_TABLE.c.id == bindparam("clock_id"))
+
+
+def update_clocks(session: Session, *, changes: Sequence[ClockChange]) -> None:
+    """Write where a tick leaves its clocks (locked by `due_clocks`): one executemany UPDATE,
+    whatever each change is. The Clock objects in the session are not updated."""
+    if not changes:
+        return
+    session.connection().execute(
+        _UPDATE_CLOCKS,
+        [
+            {
+                "clock_id": change.clock_id,
+                "stage": change.stage,
+                "next_at": change.next_at,
+                "closed_at": change.closed_at,
+                "outcome": change.outcome,
+                "business_seconds": change.business_seconds,
+            }
+            for change in changes
+        ],
     )

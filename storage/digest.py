@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, distinct, func, or_, text
 from sqlmodel import Session, col, select
 
-from storage import queries
+from storage import leads as stored_leads
 from storage.models import (
     Campaign,
     Clock,
@@ -24,8 +24,8 @@ from storage.models import (
     SlaPolicy,
 )
 
-CONVERTED = queries.CONVERTED
-OUTCOMES = queries.DECISIVE
+CONVERTED = stored_leads.CONVERTED
+OUTCOMES = stored_leads.DECISIVE
 ATTEMPT_CAP = 7  # conversion by attempts groups 7 and more together
 # An attempts window ends met (the attempts made), missed (its time ran out) or ended (the
 # buyer answered first: a meeting, an opportunity, a win or a no).

@@ -422,7 +422,7 @@ def _due_condition() -> ColumnElement[bool]:
 
 @cache
 def _due_query(limit: int) -> SelectOfScalar[FeedbackRequest]:
-    """Built once per limit with `now` as a parameter (see queries._due_clocks_query)."""
+    """Built once per limit with `now` as a parameter (see clocks._due_clocks_query)."""
     return (
         select(FeedbackRequest)
         .where(_due_condition())

@@ -12,7 +12,7 @@ from storage.models import EventKind
 
 @dataclass(frozen=True)
 class NewMessage:
-    """A message to owe, as `queries.enqueue_many` writes it: a pending outbox row. A plain
+    """A message to owe, as `stored_outbox.enqueue_many` writes it: a pending outbox row. A plain
     value, so a tick's hundreds of them cost no ORM bookkeeping."""
 
     key: str
@@ -30,7 +30,7 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class NewLead:
-    """A lead to store, as `queries.add_leads` writes it (once per source and external id)."""
+    """A lead to store, as `stored_leads.add_leads` writes it (once per source and external id)."""
 
     source: str
     external_id: str
@@ -50,7 +50,7 @@ class NewLead:
 
 @dataclass(frozen=True)
 class StoredLead:
-    """What `queries.add_leads` says of one lead: its id, whether this call created it, and
+    """What `stored_leads.add_leads` says of one lead: its id, whether this call created it, and
     the owner email stored with it (the sender's, for a lead stored before)."""
 
     id: int
@@ -60,7 +60,7 @@ class StoredLead:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """A lead event to append, as `queries.add_events` writes it (many in one statement)."""
+    """A lead event to append, as `stored_leads.add_events` writes it (many in one statement)."""
 
     lead_id: int
     kind: EventKind

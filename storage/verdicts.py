@@ -196,7 +196,7 @@ _LOCATIONS_OF = (
 
 
 def member_by_slack_id(session: Session, *, user_id: str) -> Member | None:
-    """The member with this Slack user id (`queries.member_by`), read without the ORM."""
+    """The member with this Slack user id (`stored_members.member_by`), read without the ORM."""
     row = session.connection().execute(_MEMBER_BY_SLACK_ID, {"user_id": user_id}).first()
     if row is None:
         return None
@@ -287,7 +287,7 @@ def members(
     session: Session, *, ids: Collection[int]
 ) -> tuple[dict[int, MemberRow], dict[int, list[tuple[datetime, datetime]]]]:
     """These members by id (ids that match nobody are left out), and each one's time away
-    (`queries.away_spans_of`), in one query."""
+    (`stored_away.away_spans_of`), in one query."""
     found: dict[int, MemberRow] = {}
     away: dict[int, list[tuple[datetime, datetime]]] = {}
     if not ids:
@@ -307,7 +307,7 @@ def holidays(session: Session) -> list[date]:
 
 
 def policy(session: Session) -> PolicyRow:
-    """What new clocks take from the SLA policy in force (`queries.current_policy`)."""
+    """What new clocks take from the SLA policy in force (`policies.current_policy`)."""
     row = session.connection().execute(_POLICY).first()
     if row is None:
         raise LookupError("no SLA policy: run `liaison db upgrade`")
@@ -315,13 +315,13 @@ def policy(session: Session) -> PolicyRow:
 
 
 def events_of(session: Session, *, lead_id: int) -> list[EventRow]:
-    """The lead's events, oldest first (`queries.events_of`)."""
+    """The lead's events, oldest first (`leads.events_of`)."""
     rows = session.connection().execute(_EVENTS_OF, {"the_lead": lead_id})
     return [EventRow(*row) for row in rows]
 
 
 def locations_of(session: Session, *, lead_id: int, purpose: str) -> list[CardLocation]:
-    """Where cards of `purpose` about the lead were posted (`queries.locations_of`), as
+    """Where cards of `purpose` about the lead were posted (`places.locations_of`), as
     detached rows."""
     session.flush()  # a location this transaction recorded through the ORM counts too
     rows = session.connection().execute(_LOCATIONS_OF, {"the_lead": lead_id, "p": purpose})

@@ -16,7 +16,8 @@ from bot.core.interaction import Interaction, Kind, Where
 from bot.core.owing import UpdateLease
 from handlers.cards import lead_card
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import away as stored_away
+from storage import members, places
 from storage.db import Store
 from storage.models import CardLocation, Clock, Lead, LeadEvent, Member
 
@@ -28,16 +29,16 @@ def _company(store: Store) -> tuple[dict[str, Member], list[int]]:
     """A manager and three reps (one in Paris, one starting at 08:00 and away on Tuesday),
     a holiday on Wednesday, and one handed-off lead per rep with its card posted."""
     with store.session() as s:
-        boss = queries.upsert_member(s, now=NOW, email="boss@x.com", name="Boss")
+        boss = members.upsert_member(s, now=NOW, email="boss@x.com", name="Boss")
         reps = {}
         for i, (tz, start) in enumerate(((None, None), ("Europe/Paris", None), (None, "08:00"))):
-            rep = queries.upsert_member(s, now=NOW, email=f"r{i}@x.com", name=f"Rep {i}")
+            rep = members.upsert_member(s, now=NOW, email=f"r{i}@x.com", name=f"Rep {i}")
             rep.manager_id, rep.timezone, rep.work_start = boss.id, tz, start
             s.add(rep)
             reps[f"r{i}"] = rep
-        queries.add_holiday(s, day=(NOW + timedelta(days=2)).date(), name="Holiday")
+        stored_away.add_holiday(s, day=(NOW + timedelta(days=2)).date(), name="Holiday")
     with store.session() as s:
-        queries.set_away(
+        stored_away.set_away(
             s, member_id=reps["r2"].id or 0, until=NOW + timedelta(days=1, hours=8), now=NOW
         )
         outcomes, _ = store_leads(
@@ -60,7 +61,7 @@ def _company(store: Store) -> tuple[dict[str, Member], list[int]]:
         )
         ids = [outcome.lead_id for outcome in outcomes]
         for lead_id in ids:
-            queries.record_location(
+            places.record_location(
                 s,
                 location=CardLocation(
                     lead_id=lead_id,

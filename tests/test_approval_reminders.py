@@ -13,7 +13,7 @@ from bot.core.delivery import Deliverer
 from bot.core.messages import card_from_dict
 from digests import approvals as reminders
 from digests.scheduler import DUE_WORK, Scheduler
-from storage import approvals, queries
+from storage import approvals, away
 from storage.db import Store
 from storage.models import Member, OutboxMessage
 from tests.support import owed
@@ -93,7 +93,7 @@ def test_business_days_skip_weekends_and_holidays(
 ) -> None:
     friday_15 = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
     with any_store.session() as s:
-        queries.add_holiday(s, day=date(2026, 11, 30), name="Company day")  # the Monday
+        away.add_holiday(s, day=date(2026, 11, 30), name="Company day")  # the Monday
     form = the_form(command(any_store, people["carol"], "leaddef propose", at=friday_15))
     criteria = "budget: Budget approved\nneed: A need we solve\n"
     submit(any_store, people["carol"], form, at=friday_15, criteria=criteria, note="Simpler")

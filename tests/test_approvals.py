@@ -16,7 +16,8 @@ from bot.core.effects import Effect, FormErrors, Owed, Reply, ShowForm
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import Card, Form, card_from_dict
 from handlers.ingest import LeadIn, store_leads
-from storage import approvals, queries
+from storage import approvals, definitions, policies
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import (
     ApprovalRequest,
@@ -42,7 +43,9 @@ def company(store: Store) -> dict[str, Member]:
     rep, Olga a marketer who is not an approver, Eve the admin."""
     with store.session() as s:
         found = {
-            key: queries.upsert_member(s, now=NOW, email=f"{key}@x.com", name=name, role=role)
+            key: stored_members.upsert_member(
+                s, now=NOW, email=f"{key}@x.com", name=name, role=role
+            )
             for key, name, role in (
                 ("carol", "Carol Chen", "marketer"),
                 ("bob", "Bob Brown", "manager"),
@@ -151,7 +154,7 @@ def decide(
 
 def version_in_force(store: Store) -> int:
     with store.session() as s:
-        return queries.current_definition(s)[0].version
+        return definitions.current_definition(s)[0].version
 
 
 def the_request(store: Store, request_id: int = 1) -> ApprovalRequest:
@@ -214,7 +217,7 @@ def test_a_change_waits_for_both_sides_then_comes_into_force(
     request = the_request(sqlite_store)
     assert (request.status, request.version, request.remind_at) == ("approved", 2, None)
     with sqlite_store.session() as s:
-        definition, criteria = queries.current_definition(s)
+        definition, criteria = definitions.current_definition(s)
         assert [c.key for c in criteria] == [
             "budget",
             "authority",
@@ -455,10 +458,10 @@ def test_an_sla_proposal_comes_into_force_when_all_approve(
     assert "Verdict" not in body
     for key in ("bob", "sam", "dave"):
         with sqlite_store.session() as s:
-            assert queries.current_policy(s).version == 1
+            assert policies.current_policy(s).version == 1
         decide(sqlite_store, people[key], 1, "approve")
     with sqlite_store.session() as s:
-        policy = queries.current_policy(s)
+        policy = policies.current_policy(s)
         assert (policy.version, policy.first_touch_hours, policy.leads_per_week) == (2, 3, 45)
         assert policy.acceptance_rate == pytest.approx(0.65) and policy.verdict_hours == 24
         assert policy.created_by == "Olga Ortiz" and "approved by" in policy.note
@@ -499,7 +502,7 @@ def test_an_sla_rejection_keeps_the_sla(sqlite_store: Store, people: dict[str, M
     submit(sqlite_store, people["olga"], form, **sla_values(attempts="3"))
     decide(sqlite_store, people["sam"], 1, "reject", "Three attempts is too few for enterprise")
     with sqlite_store.session() as s:
-        assert queries.current_policy(s).attempts == 5
+        assert policies.current_policy(s).attempts == 5
     (told,) = [m for m in owed(sqlite_store, people["olga"].id) if ":rejected:" in m.key]
     assert "Sam Stone rejected the new SLA (#1)" in told.card["title"]
 

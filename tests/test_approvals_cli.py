@@ -14,7 +14,8 @@ import app
 from app import build_router, cli
 from bot.core.effects import Reply
 from bot.core.interaction import Interaction, Kind, Where
-from storage import approvals, queries
+from storage import approvals
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import ApprovalRequest, ApprovalSignoff
 
@@ -89,7 +90,7 @@ def test_approvers_list_when_none_are_named(db: str) -> None:
 def history(url: str, request_id: int) -> str:
     store = Store.open(url)
     with store.session() as s:
-        viewer = queries.member_by(s, email="alice@x.com")
+        viewer = stored_members.member_by(s, email="alice@x.com")
     assert viewer is not None
     interaction = Interaction(
         Kind.command, "approvals", viewer, Where("test"), text=str(request_id)
@@ -144,7 +145,7 @@ def test_a_bootstrap_mentions_what_still_waits(db: str, tmp_path: Path) -> None:
     runner.invoke(cli, ["approvers", "set", "--sales", "sam@x.com", "--marketing", "dave@x.com"])
     store = Store.open(db)
     with store.session() as s:
-        bob = queries.member_by(s, email="bob@x.com")
+        bob = stored_members.member_by(s, email="bob@x.com")
     assert bob is not None
     from tests.test_approvals import propose_leaddef
 

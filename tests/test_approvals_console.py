@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from storage import approvals, queries
+from storage import approvals, members
 from storage.db import Store
 from tests.test_console import make_chat, number_of
 
@@ -15,7 +15,7 @@ def people(store: Store) -> None:
     now = datetime.now(UTC)
     with store.session() as s:
         found = {
-            key: queries.upsert_member(s, now=now, email=f"{key}@x.com", name=name, role=role)
+            key: members.upsert_member(s, now=now, email=f"{key}@x.com", name=name, role=role)
             for key, name, role in (
                 ("carol", "Carol Chen", "marketer"),
                 ("bob", "Bob Brown", "manager"),

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from storage import approvals, queries
+from storage import approvals
+from storage import members as stored_members
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, fixture, slack_settings
 from tests.test_slack import (
@@ -55,7 +56,9 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
     now = datetime.now(UTC)
     with live.store.session() as session:
         members = {
-            user_id: queries.upsert_member(session, now=now, email=email, name=name, role=role)
+            user_id: stored_members.upsert_member(
+                session, now=now, email=email, name=name, role=role
+            )
             for user_id, name, email, role in PEOPLE
         }
         approvals.set_approvers(session, side="sales", member_ids=[members["U0BOB"].id or 0])

@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storage import approvals, queries
+from storage import approvals
+from storage import members as stored_members
 from tests.support import LiveServer, teams_settings
 from tests.teams_standin import Call, TeamsStandIn, connector_with
 from tests.test_teams import ALICE, BOB, CAROL, DAVE, Teams, card_text, titles
@@ -37,7 +38,7 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     now = datetime.now(UTC)
     with live.store.session() as session:
         members = {
-            person: queries.upsert_member(
+            person: stored_members.upsert_member(
                 session, now=now, email=person.email, name=person.name, role=role
             )
             for person, role in ROLES.items()

@@ -19,7 +19,7 @@ import app
 from bot.slack.preflight import SCOPES
 from bot.teams.adapter import dump_reference
 from bot.teams.messenger import SERVICE_KEY
-from storage import queries
+from storage import channels
 from storage.db import Store
 from storage.schema import revisions
 from tests.slack_scopes import manifest_scopes
@@ -109,14 +109,14 @@ async def test_a_missing_scope_and_channels_the_bot_cannot_use_are_named(
             ("handoff", "teams:19:handoff@thread.tacv2"),
             ("insights", "teams:19:removed@thread.tacv2"),
         ):
-            queries.set_channel(session, kind=kind, target=target)
+            channels.set_channel(session, kind=kind, target=target)
         reference = ConversationReference(
             channel_id="msteams",
             service_url=connector.service_url,
             agent=ChannelAccount(id=f"28:{APP_ID}"),
             conversation=ConversationAccount(id="19:handoff@thread.tacv2"),
         )  # as the bot keeps it from the last activity Teams sent
-        queries.set_setting(session, key=SERVICE_KEY, value=json.dumps(dump_reference(reference)))
+        channels.set_setting(session, key=SERVICE_KEY, value=json.dumps(dump_reference(reference)))
     store.engine.dispose()
     env = environment(
         url,

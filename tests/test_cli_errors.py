@@ -180,9 +180,9 @@ def test_the_outbox_names_the_member_a_message_is_for(tmp_path: Path) -> None:
     )
     store = Store.open(url)
     with store.session() as session:
-        from storage import queries
+        from storage import members as stored_members
 
-        ana = queries.member_by(session, email="ana@example.com")
+        ana = stored_members.member_by(session, email="ana@example.com")
         assert ana is not None
         session.add(
             OutboxMessage(

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import app
 from bot.core.messages import Card, card_to_dict
 from bot.web.server import SCHEDULER
-from storage import queries
+from storage import members, outbox
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.slack_standin import SlackStandIn
@@ -25,7 +25,7 @@ def owe_two_notes(url: str) -> None:
     store = Store.open(url)
     now = datetime.now(UTC)
     with store.session() as session:
-        rep = queries.upsert_member(
+        rep = members.upsert_member(
             session,
             now=now,
             email="rep@example.com",
@@ -37,7 +37,7 @@ def owe_two_notes(url: str) -> None:
         )
         session.flush()
         for n in range(2):
-            queries.enqueue(
+            outbox.enqueue(
                 session,
                 message=OutboxMessage(
                     key=f"note:{n}",

@@ -13,7 +13,7 @@ from bot.core.effects import ShowForm
 from bot.core.interaction import Kind
 from digests import sla
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import campaigns, members
 from storage.db import Store
 from storage.models import Clock, Member, OutboxMessage
 from tests import support
@@ -26,16 +26,16 @@ router = build_router(Company(TZ))
 @pytest.fixture
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
-        dave = queries.upsert_member(
+        dave = members.upsert_member(
             s, now=MONDAY_9, email="dave@x.com", name="Dave", role="manager", timezone=TZ
         )
-        maya = queries.upsert_member(
+        maya = members.upsert_member(
             s, now=MONDAY_9, email="maya@x.com", name="Maya", role="manager", timezone=TZ
         )
-        alice = queries.upsert_member(
+        alice = members.upsert_member(
             s, now=MONDAY_9, email="alice@x.com", name="Alice", timezone=TZ, manager_id=dave.id
         )
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             s,
             now=MONDAY_9,
             email="carol@x.com",
@@ -44,7 +44,7 @@ def people(sqlite_store: Store) -> dict[str, Member]:
             timezone=TZ,
             manager_id=maya.id,
         )
-        campaign = queries.ensure_campaign(s, name="Webinar")
+        campaign = campaigns.ensure_campaign(s, name="Webinar")
         campaign.marketer_id = carol.id
         s.add(campaign)
         store_leads(

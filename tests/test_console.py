@@ -58,9 +58,9 @@ def number_of(chat: ConsoleChat, label: str, value: str) -> int:
 
 def waiting_leads(store: Store, owner_handle: str) -> list[int]:
     with store.session() as s:
-        from storage import queries
+        from storage import members
 
-        owner = queries.member_by(s, handle=owner_handle)
+        owner = members.member_by(s, handle=owner_handle)
         assert owner is not None
         leads = s.exec(
             select(Lead).where(Lead.owner_id == owner.id, Lead.state == "handed_off")
@@ -173,11 +173,11 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
     from datetime import UTC, datetime, timedelta
 
     from handlers.ingest import LeadIn, store_leads
-    from storage import queries
+    from storage import members
 
     monday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     with sqlite_store.session() as s:
-        queries.upsert_member(
+        members.upsert_member(
             s, now=monday, email="alice@x.com", name="Alice", timezone="Europe/London"
         )
         store_leads(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from storage import content, queries
+from storage import campaigns, content
 from storage.db import Store
 from storage.demo.company import create_demo
 from storage.models import ContentItem, Insight
@@ -21,7 +21,7 @@ async def test_insight_to_content_in_the_console(sqlite_store: Store) -> None:
     chat, screen, typist = make_chat(sqlite_store)
     chat.switch("alice")
     with sqlite_store.session() as s:
-        names = [c.name for c in queries.all_campaigns(s)]
+        names = [c.name for c in campaigns.all_campaigns(s)]
     webinar = str(names.index("Webinar: Pipeline Hygiene") + 1)
     typist.lines.extend(
         [

@@ -13,7 +13,8 @@ from bot.core.interaction import Kind
 from bot.slack.blocks import card_blocks
 from bot.teams.cards import card_content
 from handlers.form_fields import web_link
-from storage import content, queries
+from storage import content
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import ContentItem, Member
 from tests.support import act
@@ -186,8 +187,8 @@ def test_links_are_web_links_in_one_normal_form(raw: str, normal: str) -> None:
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
         return {
-            "alice": queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
-            "carol": queries.upsert_member(
+            "alice": stored_members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
+            "carol": stored_members.upsert_member(
                 s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
             ),
         }

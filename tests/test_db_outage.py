@@ -33,7 +33,7 @@ from bot.core.text import text_for
 from bot.slack.app import database_down_ack
 from digests import sla
 from digests.scheduler import Scheduler
-from storage import queries
+from storage import campaigns, members
 from storage.db import Store, busy, make_engine, reason, unavailable
 from storage.models import EventKind, Lead, LeadEvent
 from tests.conftest import PG_ADMIN_URL
@@ -178,14 +178,14 @@ async def slack_server(pg_url: str, slack: SlackStandIn) -> AsyncIterator[LiveSe
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             session,
             now=datetime.now(UTC),
             email="carol@example.com",
             name="Carol Chen",
             role="marketer",
         )
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live
@@ -339,7 +339,7 @@ async def test_teams_activities_answer_503_while_the_database_is_away(
             status, _, _ = await post(message("help"))
             assert status == 202
             with live.store.session() as session:
-                alice = queries.member_by(session, teams_user_id=ALICE.user_id)
+                alice = members.member_by(session, teams_user_id=ALICE.user_id)
             assert alice is not None and alice.email == ALICE.email
             said = len(connector.calls)
 
@@ -361,7 +361,7 @@ async def test_teams_activities_answer_503_while_the_database_is_away(
             status, _, _ = await post(message("help"))
             assert status == 202
         with live.store.session() as session:
-            again = queries.member_by(session, teams_user_id=ALICE.user_id)
+            again = members.member_by(session, teams_user_id=ALICE.user_id)
         assert again is not None and (again.id, again.email) == (alice.id, alice.email)
     finally:
         await live.stop()

@@ -22,6 +22,7 @@ from storage.calendars import calendar_of
 from storage.db import Store
 from storage.demo import company as demo
 from storage.demo.company import MEMBERS, create_demo, staff
+from storage.leads import better_outcome
 from storage.models import (
     ApprovalRequest,
     ApprovalSignoff,
@@ -45,7 +46,6 @@ from storage.models import (
     SlaPolicy,
     Win,
 )
-from storage.queries import better_outcome
 
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday afternoon in London
 TABLES = (

@@ -15,7 +15,9 @@ from bot.teams.cards import TEXT_BUDGET, report_card
 from digests.chart import chart_png
 from digests.digest import Week, build
 from digests.report import document, report
-from storage import queries
+from storage import campaigns as stored_campaigns
+from storage import leads as stored_leads
+from storage import members
 from storage.db import Store
 from storage.models import (
     ApprovalRequest,
@@ -61,13 +63,13 @@ def lead(s: Session, name: str, campaign: Campaign, owner: Member, created: date
 def verdict(s: Session, row: Lead, when: datetime, *reasons: tuple[str, str]) -> None:
     accepted = not reasons
     row.state = (LeadState.accepted if accepted else LeadState.not_a_fit).value
-    queries.record_verdict(
+    stored_leads.record_verdict(
         s, lead=row, member_id=row.owner_id, now=when, accepted=accepted, reasons=reasons
     )
 
 
 def attempt(s: Session, row: Lead, when: datetime, outcome: str) -> None:
-    queries.record_attempt(
+    stored_leads.record_attempt(
         s, lead=row, member_id=row.owner_id, now=when, channel="call", outcome=outcome
     )
 
@@ -106,11 +108,11 @@ def history(any_store: Store) -> Store:
     older leads whose follow-up windows closed in W48; the figures below follow by hand."""
     with any_store.session() as s:
         now = at(1)
-        alice = queries.upsert_member(s, now=now, email="alice@x.com", name="Alice")
-        carol = queries.upsert_member(s, now=now, email="carol@x.com", name="Carol")
-        webinar = queries.ensure_campaign(s, name="Webinar")
-        paid = queries.ensure_campaign(s, name="Paid search")
-        queries.ensure_campaign(s, name="Empty campaign")  # no leads: shows nowhere
+        alice = members.upsert_member(s, now=now, email="alice@x.com", name="Alice")
+        carol = members.upsert_member(s, now=now, email="carol@x.com", name="Carol")
+        webinar = stored_campaigns.ensure_campaign(s, name="Webinar")
+        paid = stored_campaigns.ensure_campaign(s, name="Paid search")
+        stored_campaigns.ensure_campaign(s, name="Empty campaign")  # no leads: shows nowhere
         l1 = lead(s, "L1", webinar, alice, at(24))
         l2 = lead(s, "L2", webinar, alice, at(24, 11))
         l3 = lead(s, "L3", webinar, alice, at(24, 12))
@@ -168,7 +170,7 @@ def marketer_side(s: Session, alice: Member, carol: Member, webinar: Campaign, l
     """W48's feedback loop (a request to two reps, one answers, closed on Friday), its
     approvals (one proposed and approved, one waiting), an insight closed with content and
     one still open, and a win."""
-    bob = queries.upsert_member(s, now=at(1), email="bob@x.com", name="Bob")
+    bob = members.upsert_member(s, now=at(1), email="bob@x.com", name="Bob")
     request = FeedbackRequest(
         requester_id=carol.id or 0,
         about="asset",
@@ -345,9 +347,9 @@ def test_weeks_follow_the_local_calendar_across_dst() -> None:
 
 def test_rendering_fits_the_platforms_however_much_there_is(sqlite_store: Store) -> None:
     with sqlite_store.session() as s:
-        owner = queries.upsert_member(s, now=at(1), email="a@x.com", name="A")
+        owner = members.upsert_member(s, now=at(1), email="a@x.com", name="A")
         for n in range(120):
-            campaign = queries.ensure_campaign(s, name=f"Campaign {n:03d} " + "x" * 60)
+            campaign = stored_campaigns.ensure_campaign(s, name=f"Campaign {n:03d} " + "x" * 60)
             row = lead(s, f"C{n}", campaign, owner, at(24))
             verdict(s, row, at(25), (f"c{n}", f"Criterion {n} " + "y" * 80))
     with sqlite_store.session() as s:

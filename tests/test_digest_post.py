@@ -20,7 +20,10 @@ from bot.web.server import platform_messengers
 from digests.digest import Week
 from digests.outbox import MAX_ATTEMPTS, Sender
 from digests.weekly import digest_message
-from storage import queries
+from storage import campaigns
+from storage import leads as stored_leads
+from storage import members as stored_members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import DigestRun, Lead, LeadState, OutboxMessage
 from storage.values import NewMessage
@@ -38,13 +41,13 @@ ALICE = Person("alice", "Alice", "Adams", "x.com")
 def week_of_history(store: Store, alice_slack: str | None = None) -> None:
     """Three leads in W48: two accepted, one not a fit; Alice opted in to her own week."""
     with store.session() as s:
-        alice = queries.upsert_member(
+        alice = stored_members.upsert_member(
             s, now=MONDAY_0830, email=ALICE.email, name="Alice Adams", timezone="Europe/London"
         )
         alice.weekly_digest = True
         alice.slack_user_id = alice_slack
         s.add(alice)
-        campaign = queries.ensure_campaign(s, name="Webinar")
+        campaign = campaigns.ensure_campaign(s, name="Webinar")
         for n, accepted in enumerate([True, True, False]):
             created = datetime(2026, 11, 24 + n, 10, tzinfo=UTC)
             lead = Lead(
@@ -60,7 +63,7 @@ def week_of_history(store: Store, alice_slack: str | None = None) -> None:
             )
             s.add(lead)
             s.flush()
-            queries.record_verdict(
+            stored_leads.record_verdict(
                 s,
                 lead=lead,
                 member_id=alice.id,
@@ -216,7 +219,7 @@ def owe_the_digest(store: Store) -> None:
     with store.session() as s:
         week = Week.of("2026-W48", "Europe/London")
         message = digest_message(s, week, target="slack:C0DIGEST", now=MONDAY_0830)
-        assert queries.enqueue_many(s, messages=[message]) == ["digest:2026-W48"]
+        assert stored_outbox.enqueue_many(s, messages=[message]) == ["digest:2026-W48"]
 
 
 async def send_until(
@@ -290,11 +293,11 @@ async def test_a_dm_on_two_platforms_is_retried_only_where_it_failed(
         )
         await meet_the_bot(url, teams, [ALICE])
         with store.session() as s:
-            alice = queries.member_by(s, email=ALICE.email)
+            alice = stored_members.member_by(s, email=ALICE.email)
             assert alice is not None and alice.teams_reference is not None
             alice.slack_user_id = "U0ALICE"
             s.add(alice)
-            queries.enqueue_many(
+            stored_outbox.enqueue_many(
                 s,
                 messages=[
                     NewMessage(

@@ -18,8 +18,10 @@ from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import Card, card_from_dict
 from digests import feedback as loop
 from handlers import feedback_cards
+from storage import campaigns as stored_campaigns
+from storage import definitions
 from storage import feedback as records
-from storage import queries
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import (
     FeedbackAnswer,
@@ -51,7 +53,7 @@ def company_of(store: Store) -> dict[str, Member]:
     with store.session() as s:
 
         def member(name: str, **fields: Any) -> Member:
-            return queries.upsert_member(
+            return stored_members.upsert_member(
                 s, now=MONDAY_9, email=f"{name.lower()}@x.com", name=name, **fields
             )
 
@@ -63,9 +65,9 @@ def company_of(store: Store) -> dict[str, Member]:
             "dave": member("Dave", role="manager", timezone="Europe/London", team="sales"),
             "adam": member("Adam", role="admin", timezone="Europe/London"),
         }
-        webinar = queries.ensure_campaign(s, name="Webinar")
-        queries.ensure_campaign(s, name="Launch")
-        definition, _ = queries.current_definition(s)
+        webinar = stored_campaigns.ensure_campaign(s, name="Webinar")
+        stored_campaigns.ensure_campaign(s, name="Launch")
+        definition, _ = definitions.current_definition(s)
         s.add(
             Lead(
                 external_id="L1",
@@ -304,8 +306,10 @@ def test_bad_requests_are_refused_naming_the_field(
 
 def test_without_campaigns_the_form_has_no_campaign_input(sqlite_store: Store) -> None:
     with sqlite_store.session() as s:
-        carol = queries.upsert_member(s, now=MONDAY_9, email="c@x.com", name="C", role="marketer")
-        queries.upsert_member(s, now=MONDAY_9, email="a@x.com", name="A")
+        carol = stored_members.upsert_member(
+            s, now=MONDAY_9, email="c@x.com", name="C", role="marketer"
+        )
+        stored_members.upsert_member(s, now=MONDAY_9, email="a@x.com", name="A")
     (shown,) = act(router, sqlite_store, carol, Kind.command, "feedback", MONDAY_9)
     assert isinstance(shown, ShowForm)
     assert "campaign" not in [i.name for i in shown.form.inputs]
@@ -752,7 +756,7 @@ def test_several_instances_claim_different_due_requests(pg_store: Store) -> None
     """FOR UPDATE SKIP LOCKED: a second pass skips what a first one holds."""
     known_answers(pg_store)
     with pg_store.session() as s:
-        people = {m.name: m for m in queries.all_members(s)}
+        people = {m.name: m for m in stored_members.all_members(s)}
         records.create_request(
             s,
             requester_id=people["Carol"].id or 0,

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from storage import campaigns, members
 from storage import feedback as records
-from storage import queries
 from storage.models import FeedbackAnswer, FeedbackRequest
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, fixture, slack_settings
@@ -58,7 +58,7 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
             ("U0ALICE", "Alice Adams", "rep"),
             ("U0BOB", "Bob Brown", "rep"),
         ):
-            queries.upsert_member(
+            members.upsert_member(
                 s,
                 now=now,
                 email=f"{name.split()[0].lower()}@example.com",
@@ -67,7 +67,7 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
                 slack_user_id=user,
                 timezone="Europe/London",
             )
-        queries.ensure_campaign(s, name="Webinar")
+        campaigns.ensure_campaign(s, name="Webinar")
     yield live
     await live.stop()
 

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from storage import campaigns as stored_campaigns
 from storage import feedback as records
-from storage import queries
+from storage import members as stored_members
 from tests.support import LiveServer, eventually, teams_settings
 from tests.teams_standin import Call, Person, TeamsStandIn, connector_with
 from tests.test_teams import ALICE, BOB, CAROL, DAVE, Teams, card_text, titles
@@ -34,7 +35,7 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     )
     live = await LiveServer(settings).start()
     with live.store.session() as s:
-        queries.upsert_member(
+        stored_members.upsert_member(
             s,
             now=datetime.now(UTC),
             email=CAROL.email,
@@ -42,7 +43,7 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
             role="marketer",
             timezone="Europe/London",
         )
-        queries.ensure_campaign(s, name="Webinar")
+        stored_campaigns.ensure_campaign(s, name="Webinar")
     yield live
     await live.stop()
 

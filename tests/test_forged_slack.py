@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlmodel import SQLModel, func, select
 
-from storage import approvals, queries
+from storage import approvals, campaigns, members
 from storage import feedback as records
 from storage.models import ApprovalSignoff, FeedbackAnswer, Insight, Lead, LeadEvent, Member
 from tests.slack_standin import SlackStandIn
@@ -47,7 +47,7 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
     live = await LiveServer(settings).start()
     now = datetime.now(UTC)
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             session,
             now=now,
             email="carol@example.com",
@@ -55,10 +55,10 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
             role="marketer",
             slack_user_id="U0CAROL",
         )
-        queries.upsert_member(
+        members.upsert_member(
             session, now=now, email="bob@example.com", name="Bob Brown", slack_user_id="U0BOB"
         )
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live
@@ -76,7 +76,7 @@ async def alice_lead(server: LiveServer, slack: SlackStandIn) -> tuple[int, dict
 
 def member_id(server: LiveServer, slack_user_id: str) -> int:
     with server.store.session() as session:
-        member = queries.member_by(session, slack_user_id=slack_user_id)
+        member = members.member_by(session, slack_user_id=slack_user_id)
         assert member is not None
         return member.id or 0
 
@@ -205,8 +205,8 @@ def _feedback_and_approval(server: LiveServer) -> tuple[int, int]:
     """A feedback request Carol sent to Alice only, and an approval Carol must sign."""
     now = datetime.now(UTC)
     with server.store.session() as session:
-        carol = queries.member_by(session, slack_user_id="U0CAROL")
-        alice = queries.member_by(session, slack_user_id="U0ALICE")
+        carol = members.member_by(session, slack_user_id="U0CAROL")
+        alice = members.member_by(session, slack_user_id="U0ALICE")
         assert carol is not None and alice is not None
         request = records.create_request(
             session,

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from bot.teams.cards import FORM_KEY, INPUTS_KEY
-from storage import queries
+from storage import campaigns, members
 from storage.models import Insight
 from tests.support import LiveServer, teams_settings
 from tests.teams_standin import TeamsStandIn, connector_with
@@ -32,10 +32,10 @@ async def standin() -> AsyncIterator[TeamsStandIn]:
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     live = await LiveServer(teams_settings(f"sqlite:///{tmp_path / 'liaison.db'}")).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             session, now=datetime.now(UTC), email=CAROL.email, name=CAROL.name, role="marketer"
         )
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live

@@ -13,7 +13,8 @@ from bot.core.effects import FormErrors, Notify, Owed, Reply, ShowForm, UpdateCa
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import card_from_dict
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import campaigns, definitions, members
+from storage import leads as stored_leads
 from storage.db import Store
 from storage.models import EventKind, Lead, Member
 from tests.support import owed
@@ -25,15 +26,15 @@ router = build_router()
 @pytest.fixture
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
-        dave = queries.upsert_member(s, now=NOW, email="dave@x.com", name="Dave", role="manager")
-        alice = queries.upsert_member(
+        dave = members.upsert_member(s, now=NOW, email="dave@x.com", name="Dave", role="manager")
+        alice = members.upsert_member(
             s, now=NOW, email="alice@x.com", name="Alice", manager_id=dave.id
         )
-        bob = queries.upsert_member(s, now=NOW, email="bob@x.com", name="Bob")
-        carol = queries.upsert_member(
+        bob = members.upsert_member(s, now=NOW, email="bob@x.com", name="Bob")
+        carol = members.upsert_member(
             s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
         )
-        campaign = queries.ensure_campaign(s, name="Webinar")
+        campaign = campaigns.ensure_campaign(s, name="Webinar")
         campaign.marketer_id = carol.id
         s.add(campaign)
         return {"alice": alice, "bob": bob, "carol": carol, "dave": dave}
@@ -121,7 +122,7 @@ def test_accept_updates_the_card_once(sqlite_store: Store, people: dict[str, Mem
     (again,) = act(sqlite_store, people["alice"], Kind.action, "lead.accept", lead_id=str(lead_id))
     assert isinstance(again, Reply) and "already accepted" in again.card.text
     with sqlite_store.session() as s:
-        assert queries.count_events(s, lead_id=lead_id, kind=EventKind.accepted) == 1
+        assert stored_leads.count_events(s, lead_id=lead_id, kind=EventKind.accepted) == 1
 
 
 def test_strangers_are_told_whose_lead_it_is(
@@ -191,7 +192,7 @@ def test_a_new_definition_version_is_what_reps_pick_from(
     sqlite_store: Store, people: dict[str, Member]
 ) -> None:
     with sqlite_store.session() as s:
-        definition = queries.create_definition(
+        definition = definitions.create_definition(
             s,
             criteria=[("icp", "Matches the ideal customer profile")],
             note="v2",
@@ -293,7 +294,7 @@ def test_unassigned_leads_are_kept_and_reported(
     sqlite_store: Store, people: dict[str, Member]
 ) -> None:
     with sqlite_store.session() as s:
-        queries.upsert_member(s, now=NOW, email="erin@x.com", name="Erin", role="admin")
+        members.upsert_member(s, now=NOW, email="erin@x.com", name="Erin", role="admin")
         outcomes, effects = store_leads(
             s,
             [LeadIn(external_id="U1", name="Nobody's", owner_email="ghost@x.com")],  # type: ignore[call-arg]

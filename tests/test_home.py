@@ -9,7 +9,7 @@ from app import build_router
 from bot.core.buttons import decode
 from bot.core.effects import Reply, ShowForm
 from bot.core.interaction import Interaction, Kind, Where
-from storage import queries
+from storage import members
 from storage.db import Store
 from storage.models import (
     ApprovalRequest,
@@ -32,8 +32,8 @@ def run(store: Store, who: Member, kind: Kind, name: str, **args: str) -> list[o
 
 def test_home_shows_feedback_sign_offs_and_insights_that_wait(sqlite_store: Store) -> None:
     with sqlite_store.session() as s:
-        carol = queries.upsert_member(s, now=NOW, email="c@x.com", name="Carol", role="marketer")
-        alice = queries.upsert_member(s, now=NOW, email="a@x.com", name="Alice")
+        carol = members.upsert_member(s, now=NOW, email="c@x.com", name="Carol", role="marketer")
+        alice = members.upsert_member(s, now=NOW, email="a@x.com", name="Alice")
         request = FeedbackRequest(
             requester_id=carol.id or 0,
             about="asset",

@@ -26,7 +26,7 @@ from sqlmodel import select
 
 import handlers.ingest
 from bot.web.server import BACKGROUND, INGESTOR
-from storage import queries
+from storage import members
 from storage.models import Lead
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, signed_lead_headers, slack_settings
@@ -77,7 +77,7 @@ async def slack() -> AsyncIterator[HeldSlack]:
 
 def admin(live: LiveServer) -> None:
     with live.store.session() as session:
-        queries.upsert_member(
+        members.upsert_member(
             session,
             now=datetime.now(UTC),
             email="admin@example.com",

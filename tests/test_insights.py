@@ -15,7 +15,8 @@ from bot.core.effects import Effect, FormErrors, Notify, Reply, ShowForm
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import card_from_dict
 from handlers.ingest import LeadIn, store_leads
-from storage import content, insights, queries
+from storage import campaigns, channels, content, insights
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import Insight, InsightStatus, Member, OutboxMessage
 from tests.support import act, owed
@@ -28,22 +29,22 @@ ROUTER = build_router()
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
         found = {
-            "alice": queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
-            "bob": queries.upsert_member(s, now=NOW, email="bob@x.com", name="Bob"),
-            "carol": queries.upsert_member(
+            "alice": stored_members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
+            "bob": stored_members.upsert_member(s, now=NOW, email="bob@x.com", name="Bob"),
+            "carol": stored_members.upsert_member(
                 s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
             ),
-            "dave": queries.upsert_member(
+            "dave": stored_members.upsert_member(
                 s, now=NOW, email="dave@x.com", name="Dave", role="marketer"
             ),
-            "erin": queries.upsert_member(
+            "erin": stored_members.upsert_member(
                 s, now=NOW, email="erin@x.com", name="Erin", role="admin"
             ),
         }
-        webinar = queries.ensure_campaign(s, name="Webinar")
+        webinar = campaigns.ensure_campaign(s, name="Webinar")
         webinar.marketer_id = found["carol"].id
         s.add(webinar)
-        queries.ensure_campaign(s, name="Trade show")
+        campaigns.ensure_campaign(s, name="Trade show")
         return found
 
 
@@ -154,7 +155,7 @@ def test_the_insights_channel_gets_the_card_too(
     sqlite_store: Store, people: dict[str, Member]
 ) -> None:
     with sqlite_store.session() as s:
-        queries.set_channel(s, kind="insights", target="slack:C0INSIGHT")
+        channels.set_channel(s, kind="insights", target="slack:C0INSIGHT")
     effects = raise_insight(sqlite_store, people["alice"])
     (post,) = posted(sqlite_store)
     assert post.target == "slack:C0INSIGHT" and post.key.endswith(":posted")
@@ -188,7 +189,7 @@ def test_share_insight_on_a_lead_pre_fills_the_lead_and_its_campaign(
             admin_channel=None,
             company=Company(),
         )
-        webinar = queries.ensure_campaign(s, name="Webinar")
+        webinar = campaigns.ensure_campaign(s, name="Webinar")
     (form,) = run(
         sqlite_store, people["alice"], Kind.action, "insight.share", lead_id=str(outcome.lead_id)
     )
@@ -504,8 +505,8 @@ def test_someone_on_duty_who_left_marketing_is_skipped(
 
 def test_open_of_and_the_weeks_numbers(any_store: Store) -> None:
     with any_store.session() as s:
-        alice = queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
-        carol = queries.upsert_member(s, now=NOW, email="carol@x.com", name="Carol")
+        alice = stored_members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        carol = stored_members.upsert_member(s, now=NOW, email="carol@x.com", name="Carol")
         ids = []
         for n, day in enumerate((0, 1, 2, 9)):
             insight = insights.add(
@@ -560,8 +561,8 @@ def test_open_of_and_the_weeks_numbers(any_store: Store) -> None:
 def test_the_loop_on_both_databases(any_store: Store) -> None:
     """Raise, claim, answer with new content, hear back, find it: SQLite and PostgreSQL."""
     with any_store.session() as s:
-        alice = queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
-        carol = queries.upsert_member(
+        alice = stored_members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        carol = stored_members.upsert_member(
             s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
         )
         content.add(

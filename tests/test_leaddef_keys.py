@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from app import cli
-from storage import queries
+from storage import definitions
 from storage.db import Store
 from tests.test_approvals_console import people
 from tests.test_cli import db  # noqa: F401 (the fixture)
@@ -56,7 +56,7 @@ def test_leaddef_set_makes_keys_for_criteria_without_one(
     assert "Keys made from the text: uses_a_crm (Uses a CRM)" in result.output
     store = Store.open(db)
     with store.session() as session:
-        _, criteria = queries.current_definition(session)
+        _, criteria = definitions.current_definition(session)
         assert [(c.key, c.text) for c in criteria] == [
             ("budget", "Budget approved"),
             ("uses_a_crm", "Uses a CRM"),
@@ -68,7 +68,7 @@ def test_leaddef_set_makes_keys_for_criteria_without_one(
     result = runner.invoke(cli, ["leaddef", "set", str(spec)])
     assert result.exit_code == 0 and "in_territory (In territory)" in result.output
     with store.session() as session:
-        assert [c.key for c in queries.current_definition(session)[1]] == [
+        assert [c.key for c in definitions.current_definition(session)[1]] == [
             "uses_a_crm",
             "in_territory",
         ]

@@ -93,7 +93,7 @@ async def test_the_outbox_row_a_request_owes_carries_its_request_id(tmp_path: Pa
     import aiohttp
     from sqlmodel import select
 
-    from storage import queries
+    from storage import members
     from storage.models import OutboxMessage
     from tests.support import LiveServer, make_settings
 
@@ -101,7 +101,7 @@ async def test_the_outbox_row_a_request_owes_carries_its_request_id(tmp_path: Pa
     live = await LiveServer(settings).start()
     try:
         with live.store.session() as session:
-            queries.upsert_member(
+            members.upsert_member(
                 session,
                 now=datetime.now(UTC),
                 email="rep@example.com",

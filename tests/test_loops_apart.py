@@ -16,7 +16,7 @@ from bot.core.effects import Reply
 from bot.core.interaction import Interaction, Kind, Where
 from storage import approvals as approval_store
 from storage import feedback as feedback_store
-from storage import queries
+from storage import members
 from storage.db import Store
 from storage.models import (
     ApprovalRequest,
@@ -83,8 +83,8 @@ def test_neither_loop_touches_the_others_tables() -> None:
 
 def both_loops(store: Store) -> tuple[Member, Member]:
     with store.session() as s:
-        carol = queries.upsert_member(s, now=NOW, email="c@x.com", name="Carol", role="marketer")
-        alice = queries.upsert_member(s, now=NOW, email="a@x.com", name="Alice")
+        carol = members.upsert_member(s, now=NOW, email="c@x.com", name="Carol", role="marketer")
+        alice = members.upsert_member(s, now=NOW, email="a@x.com", name="Alice")
         feedback_store.create_request(
             s,
             requester_id=carol.id or 0,

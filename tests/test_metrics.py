@@ -19,7 +19,8 @@ from app import build_router
 from bot.core.messages import Card, card_to_dict
 from bot.web.server import SCHEDULER, build_web_app
 from digests.scheduler import Scheduler
-from storage import queries
+from storage import members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.loopback import serve_on_loopback
@@ -71,11 +72,11 @@ async def scrape(server: LiveServer) -> dict[str, float]:
 def owe_card(server: LiveServer) -> None:
     now = datetime.now(UTC)
     with server.store.session() as s:
-        member = queries.upsert_member(
+        member = members.upsert_member(
             s, now=now, email="rep@x.com", name="Rep", slack_user_id="U0REP"
         )
         s.flush()
-        queries.enqueue(
+        stored_outbox.enqueue(
             s,
             message=OutboxMessage(
                 key="card:1",
@@ -131,7 +132,7 @@ async def test_a_slack_command_a_teams_message_a_lead_and_a_tick_show_in_the_scr
     )
     store = Store.open(settings.database_url)
     with store.session() as session:  # a rep Liaison knows, reachable on Slack
-        queries.upsert_member(
+        members.upsert_member(
             session,
             now=datetime.now(UTC),
             email="rita@x.com",

@@ -35,7 +35,7 @@ from sqlmodel import select
 
 from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import members
 from storage.db import Store
 from storage.models import Clock, Member, OutboxMessage
 from tests.loopback import free_port
@@ -67,7 +67,7 @@ def make_company(store: Store, *, reps: int, leads: int) -> None:
     }
     with store.session() as s:
         for i in range(reps):
-            manager = queries.upsert_member(
+            manager = members.upsert_member(
                 s,
                 now=now,
                 email=f"manager{i}@example.com",
@@ -77,7 +77,7 @@ def make_company(store: Store, *, reps: int, leads: int) -> None:
                 **always,
             )
             s.flush()
-            queries.upsert_member(
+            members.upsert_member(
                 s,
                 now=now,
                 email=f"rep{i}@example.com",

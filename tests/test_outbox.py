@@ -20,7 +20,8 @@ from digests.outbox import (
     throttle_delay,
     transient,
 )
-from storage import queries
+from storage import members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
 from tests.support import about
@@ -68,8 +69,8 @@ class RefusingMessenger:
 
 def write_to_outbox(store: Store, created: datetime) -> None:
     with store.session() as s:
-        member = queries.upsert_member(s, now=created, email="a@x.com", name="A")
-        queries.enqueue(
+        member = members.upsert_member(s, now=created, email="a@x.com", name="A")
+        stored_outbox.enqueue(
             s,
             message=OutboxMessage(
                 key="k1",

@@ -28,7 +28,8 @@ from bot.core.owing import write_to_outbox
 from bot.slack.app import SlackMessenger
 from digests.outbox import LEASE, Sender
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
@@ -51,11 +52,11 @@ def owe_cards(store: Store, count: int, at: datetime = NOW) -> None:
     """`count` cards, one to each of `count` reps known on Slack."""
     with store.session() as s:
         for n in range(count):
-            member = queries.upsert_member(
+            member = members.upsert_member(
                 s, now=at, email=f"rep{n}@x.com", name=f"Rep {n}", slack_user_id=f"U0REP{n:03d}"
             )
             s.flush()
-            queries.enqueue(
+            stored_outbox.enqueue(
                 s,
                 message=OutboxMessage(
                     key=f"card:{n}",
@@ -117,10 +118,10 @@ async def test_a_lane_that_fails_unexpectedly_says_so_and_the_others_go_on(
     sqlite_store: Store, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     with sqlite_store.session() as s:
-        rep = queries.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
+        rep = members.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
         s.flush()
         for n in range(3):  # one conversation: one lane, in order
-            queries.enqueue(
+            stored_outbox.enqueue(
                 s,
                 message=OutboxMessage(
                     key=f"card:{n}",
@@ -186,7 +187,7 @@ async def test_a_ten_minute_outage_parks_then_delivers_everything_once_and_tells
 ) -> None:
     owe_cards(any_store, 3)
     with any_store.session() as s:
-        queries.upsert_member(
+        members.upsert_member(
             s, now=NOW, email="admin@x.com", name="Ada", slack_user_id="U0ADMIN", role="admin"
         )
     deliverer = slack_deliverer(any_store, slack)
@@ -267,7 +268,7 @@ async def test_a_thread_reply_whose_send_was_not_recorded_is_found_in_its_thread
     sqlite_store: Store, slack: SlackStandIn
 ) -> None:
     with sqlite_store.session() as s:
-        queries.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
+        members.upsert_member(s, now=NOW, email="r@x.com", name="R", slack_user_id="U0R")
     with sqlite_store.session() as s:
         lead = LeadIn(external_id="L1", name="Jordan Patel", owner_email="r@x.com")  # type: ignore[call-arg]
         _, effects = store_leads(s, [lead], now=NOW, admin_channel=None, company=ALWAYS)
@@ -277,7 +278,7 @@ async def test_a_thread_reply_whose_send_was_not_recorded_is_found_in_its_thread
     [card] = slack.posted_in("U0R")
     with sqlite_store.session() as s:
         handoff = s.exec(select(OutboxMessage)).one()
-        queries.enqueue(
+        stored_outbox.enqueue(
             s,
             message=OutboxMessage(
                 key="answer:1",
@@ -316,7 +317,7 @@ async def test_messages_refused_for_good_are_told_to_the_admin_once_per_batch(
     and the admin hears once, privately and in the admin channel, not at every pass."""
     owe_cards(any_store, 2)
     with any_store.session() as s:
-        queries.upsert_member(
+        members.upsert_member(
             s, now=NOW, email="admin@x.com", name="Ada", slack_user_id="U0ADMIN", role="admin"
         )
     deliverer = slack_deliverer(any_store, slack)

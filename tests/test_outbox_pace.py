@@ -28,7 +28,7 @@ from bot.slack.app import SlackMessenger, make_client
 from bot.slack.client import Throttled
 from digests.outbox import Sender
 from digests.scheduler import Scheduler
-from storage import queries
+from storage import members, outbox
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.slack_standin import Pace, SlackStandIn
@@ -57,12 +57,12 @@ def write_to_outbox(store: Store, reps: int, each: int, at: datetime = NOW) -> N
     """`each` cards to every one of `reps` reps on Slack, owed rep after rep."""
     with store.session() as s:
         for r in range(reps):
-            member = queries.upsert_member(
+            member = members.upsert_member(
                 s, now=at, email=f"rep{r}@x.com", name=f"Rep {r}", slack_user_id=f"U0R{r:03d}"
             )
             s.flush()
             for n in range(each):
-                queries.enqueue(
+                outbox.enqueue(
                     s,
                     message=OutboxMessage(
                         key=f"card:{r}:{n}",

@@ -25,7 +25,8 @@ from bot.slack.app import SlackMessenger
 from digests.outbox import Sender
 from digests.scheduler import Scheduler
 from handlers.ingest import Ingestor, LeadIn
-from storage import approvals, queries
+from storage import approvals, members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import CardLocation, Lead, OutboxMessage
 from tests.slack_standin import Pace, SlackStandIn
@@ -103,11 +104,11 @@ async def test_one_busy_rep_does_not_hold_up_the_others(
     sqlite_store: Store, slack: SlackStandIn, tmp_path: Path
 ) -> None:
     with sqlite_store.session() as s:
-        alice = queries.upsert_member(s, now=MONDAY_MORNING, email="a@x.com", name="Alice")
-        bob = queries.upsert_member(s, now=MONDAY_MORNING, email="b@x.com", name="Bob")
+        alice = members.upsert_member(s, now=MONDAY_MORNING, email="a@x.com", name="Alice")
+        bob = members.upsert_member(s, now=MONDAY_MORNING, email="b@x.com", name="Bob")
         alice.slack_user_id, bob.slack_user_id = "U0ALICE", "U0BOB"
         for n, member in enumerate([alice, alice, alice, alice, bob]):
-            queries.enqueue(
+            stored_outbox.enqueue(
                 s,
                 message=OutboxMessage(
                     key=f"m{n}",
@@ -176,10 +177,10 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
     now = datetime.now(UTC)
     tomorrow = (now.weekday() + 1) % 7
     with sqlite_store.session() as s:
-        queries.upsert_member(s, now=now, email="alice@x.com", name="Alice", role="rep")
-        dave = queries.upsert_member(s, now=now, email="dave@x.com", name="Dave", role="manager")
+        members.upsert_member(s, now=now, email="alice@x.com", name="Alice", role="rep")
+        dave = members.upsert_member(s, now=now, email="dave@x.com", name="Dave", role="manager")
         # Carol works round the clock, but only tomorrow.
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             s,
             now=now,
             email="carol@x.com",

@@ -24,7 +24,7 @@ from sqlmodel import select
 
 from bot.web.server import SCHEDULER
 from handlers.owners import LOOKUPS_AT_ONCE
-from storage import queries
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import Lead
 from tests.slack_standin import Call, SlackStandIn
@@ -80,7 +80,7 @@ async def server(db_url: str, slack: FlakySlack) -> AsyncIterator[LiveServer]:
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        queries.upsert_member(
+        stored_members.upsert_member(
             session,
             now=datetime.now(UTC),
             email="admin@example.com",
@@ -256,7 +256,7 @@ async def test_an_owner_set_up_during_the_outage_gets_the_lead(
     slack.lookups = "500"
     await send(server, [{"external_id": "M1", "name": "Noor", "owner_email": "alice@example.com"}])
     with server.store.session() as session:
-        queries.upsert_member(
+        stored_members.upsert_member(
             session,
             now=datetime.now(UTC),
             email="alice@example.com",

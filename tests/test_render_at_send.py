@@ -25,7 +25,7 @@ from bot.core.owing import write_to_outbox
 from bot.slack.app import SlackMessenger
 from digests.outbox import Sender
 from handlers.ingest import Ingestor, LeadIn, store_leads
-from storage import queries
+from storage import members, places
 from storage.db import Store
 from storage.models import CardLocation, Member, OutboxMessage
 from tests.slack_standin import SlackStandIn
@@ -122,7 +122,7 @@ def slack_bot(store: Store, slack: SlackStandIn, tmp_path: Path) -> tuple[Bot, M
     messenger = SlackMessenger.from_settings(settings, store)
     deliverer = Deliverer(store, [messenger], [messenger])
     with store.session() as s:
-        alice = queries.upsert_member(
+        alice = members.upsert_member(
             s, now=datetime.now(UTC), email="alice@example.com", name="Alice"
         )
         alice.slack_user_id = "U0ALICE"
@@ -211,10 +211,10 @@ def test_updates_of_one_card_coalesce_into_one_row(any_store: Store) -> None:
     row is due again; in flight, it stays in flight and its revision says a newer state came."""
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     with any_store.session() as s:
-        queries.upsert_member(s, now=now, email="alice@example.com", name="Alice")
+        members.upsert_member(s, now=now, email="alice@example.com", name="Alice")
         lead = LeadIn(external_id="L5", name="Ann Lee", owner_email="alice@example.com")  # type: ignore[call-arg]
         (outcome,), _ = store_leads(s, [lead], now=now, admin_channel=None, company=ALWAYS)
-        queries.record_location(
+        places.record_location(
             s,
             location=CardLocation(
                 lead_id=outcome.lead_id,
@@ -273,7 +273,7 @@ async def test_an_update_owed_during_a_paced_drain_does_not_wait_for_it(
     rep (Slack: one a second): the update goes out before that lane is done, not after."""
     bot, alice = slack_bot(sqlite_store, slack, tmp_path)
     with sqlite_store.session() as s:
-        bob = queries.upsert_member(s, now=datetime.now(UTC), email="bob@example.com", name="Bob")
+        bob = members.upsert_member(s, now=datetime.now(UTC), email="bob@example.com", name="Bob")
         bob.slack_user_id = "U0BOB"
         s.add(bob)
     monkeypatch.setattr("digests.outbox.POLL", 60.0)  # only a wake-up can end the wait early

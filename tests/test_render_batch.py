@@ -19,7 +19,8 @@ from bot.core.owing import write_to_outbox
 from digests.outbox import FRESH_FOR, Claimed, Sender
 from handlers.ingest import LeadIn, store_leads
 from storage import clocks as clock_store
-from storage import queries
+from storage import leads as stored_leads
+from storage import members
 from storage.db import Store
 from storage.models import Away, EventKind, Lead, Member
 
@@ -50,10 +51,10 @@ def statements(any_store: Store) -> Iterator[list[str]]:
 def handed_off(store: Store, count: int) -> tuple[Member, Member, list[int]]:
     """A rep with `count` leads handed off (their cards owed), and a marketer."""
     with store.session() as session:
-        rep = queries.upsert_member(
+        rep = members.upsert_member(
             session, now=NOW, email="rep@x.com", name="Rita Rep", slack_user_id="U0REP"
         )
-        marketer = queries.upsert_member(
+        marketer = members.upsert_member(
             session, now=NOW, email="mark@x.com", name="Mark Eter", slack_user_id="U0MARK"
         )
         session.add(  # the rep's calendar has time away: drawn cards must see it too
@@ -86,7 +87,7 @@ def accept(store: Store, lead_id: int, by: Member, at: datetime) -> None:
     with store.session() as session:
         lead = session.get(Lead, lead_id)
         assert lead is not None
-        queries.record_verdict(session, lead=lead, member_id=by.id, now=at, accepted=True)
+        stored_leads.record_verdict(session, lead=lead, member_id=by.id, now=at, accepted=True)
         lead.state = "accepted"
         session.add(lead)
         clock_store.on_accepted(session, lead, at, COMPANY)
@@ -112,11 +113,11 @@ async def test_a_claims_cards_are_drawn_as_rendered_alone_without_sql(
     with any_store.session() as session:
         lead = session.get(Lead, busy)
         assert lead is not None
-        queries.record_attempt(
+        stored_leads.record_attempt(
             session, lead=lead, member_id=rep.id, now=NOW, channel="call", outcome="no_answer"
         )
         clock_store.on_attempt(session, lead, NOW, COMPANY, "no_answer")
-        queries.add_event(
+        stored_leads.add_event(
             session,
             lead_id=busy,
             kind=EventKind.info_requested,

@@ -14,7 +14,9 @@ from bot.core.business_time import Company, add_business, is_working
 from bot.core.effects import Reply
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.settings import Settings
-from storage import queries
+from storage import away as stored_away
+from storage import members as stored_members
+from storage import policies as stored_policies
 from storage.calendars import calendar_of
 from storage.db import Store
 from storage.models import Member
@@ -33,7 +35,7 @@ def say_to_bot(store: Store, member: Member, command: str, text: str = "") -> st
 @pytest.fixture
 def alice(sqlite_store: Store) -> Member:
     with sqlite_store.session() as s:
-        return queries.upsert_member(
+        return stored_members.upsert_member(
             s, now=NOW, email="alice@x.com", name="Alice", timezone="America/New_York"
         )
 
@@ -52,7 +54,7 @@ def test_away_pauses_the_clock_until_the_local_morning(sqlite_store: Store, alic
         sqlite_store, alice, "away", "until 2026-12-02"
     )
     with sqlite_store.session() as s:
-        away = queries.current_away(s, member_id=alice.id or 0, now=NOW)
+        away = stored_away.current_away(s, member_id=alice.id or 0, now=NOW)
         assert away is not None
         assert away.until == datetime(2026, 12, 2, 5, 0, tzinfo=UTC)  # midnight in New York
         cal = calendar_of(s, alice, Company("Europe/London"))
@@ -78,7 +80,7 @@ def test_away_explains_bad_input(
 ) -> None:
     assert answer in say_to_bot(sqlite_store, alice, "away", text)
     with sqlite_store.session() as s:
-        assert queries.current_away(s, member_id=alice.id or 0, now=NOW) is None
+        assert stored_away.current_away(s, member_id=alice.id or 0, now=NOW) is None
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_sla_set_makes_a_new_version_and_keeps_what_it_leaves_out(
     assert result.exit_code == 0, result.output
     assert "SLA v2 is now in force" in result.output
     with db.session() as s:
-        policy = queries.current_policy(s)
+        policy = stored_policies.current_policy(s)
     assert (policy.version, policy.first_touch_hours, policy.acceptance_rate) == (2, 2, 0.65)
     assert (policy.leads_per_week, policy.attempts, policy.note) == (55, 5, "tighter first touch")
 
@@ -122,7 +124,7 @@ def test_sla_set_names_what_is_wrong(db: Store, tmp_path: Path, content: str, na
     result = runner.invoke(cli, ["sla", "set", str(spec)])
     assert result.exit_code == 2 and named in result.output
     with db.session() as s:
-        assert queries.current_policy(s).version == 1
+        assert stored_policies.current_policy(s).version == 1
 
 
 def test_holidays_and_working_hours_shape_the_calendar(db: Store) -> None:
@@ -151,7 +153,7 @@ def test_holidays_and_working_hours_shape_the_calendar(db: Store) -> None:
         runner.invoke(cli, ["members", "set", "omar@x.com", "--workdays", "funday"]).exit_code == 2
     )
     with db.session() as s:
-        omar = queries.member_by(s, email="omar@x.com")
+        omar = stored_members.member_by(s, email="omar@x.com")
         assert omar is not None
         cal = calendar_of(s, omar, Company())
     assert cal.weekdays == frozenset({6, 0, 1, 2, 3})
@@ -170,8 +172,8 @@ def test_company_working_week_applies_to_members_without_their_own(sqlite_store:
     )
     company = settings.company
     with sqlite_store.session() as s:
-        omar = queries.upsert_member(s, now=NOW, email="omar@x.com", name="Omar")
-        nina = queries.upsert_member(
+        omar = stored_members.upsert_member(s, now=NOW, email="omar@x.com", name="Omar")
+        nina = stored_members.upsert_member(
             s,
             now=NOW,
             email="nina@x.com",

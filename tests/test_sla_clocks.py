@@ -15,7 +15,7 @@ from sqlmodel import select
 from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
 from storage import clocks as clock_store
-from storage import queries
+from storage import leads, members
 from storage.db import Store
 from storage.models import Away, Clock, Lead, OutboxMessage
 from tests.slack_standin import SlackStandIn
@@ -29,7 +29,7 @@ MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 09:00 in London (GMT)
 def company(tmp_path: Path) -> Store:
     store = Store.open(f"sqlite:///{tmp_path / 'sla.db'}")
     with store.session() as s:
-        dave = queries.upsert_member(
+        dave = members.upsert_member(
             s,
             now=MONDAY_9,
             email="dave@x.com",
@@ -38,7 +38,7 @@ def company(tmp_path: Path) -> Store:
             slack_user_id="U0DAVE",
             timezone="Europe/London",
         )
-        queries.upsert_member(
+        members.upsert_member(
             s,
             now=MONDAY_9,
             email="alice@x.com",
@@ -122,7 +122,7 @@ async def test_reminder_breach_and_escalation_at_business_times(
 async def test_an_attempt_stops_the_first_touch_clock(company: Store, slack: SlackStandIn) -> None:
     with company.session() as s:
         lead = s.exec(select(Lead)).one()
-        queries.record_attempt(
+        leads.record_attempt(
             s,
             lead=lead,
             member_id=lead.owner_id,
@@ -144,7 +144,7 @@ async def test_an_attempt_stops_the_first_touch_clock(company: Store, slack: Sla
 
 async def test_time_away_pauses_the_clock(company: Store, slack: SlackStandIn) -> None:
     with company.session() as s:
-        alice = queries.member_by(s, email="alice@x.com")
+        alice = members.member_by(s, email="alice@x.com")
         assert alice is not None
         # Away from Monday 10:00 until Wednesday: one hour of the window has run.
         s.add(

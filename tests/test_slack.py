@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from storage import queries
+from storage import campaigns, members
 from storage.models import EventKind, Lead, LeadEvent, Member
 from tests.slack_standin import SlackStandIn
 from tests.support import (
@@ -45,10 +45,10 @@ async def server(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[LiveServe
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = members.upsert_member(
             session, now=_now(), email="carol@example.com", name="Carol Chen", role="marketer"
         )
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live
@@ -330,8 +330,8 @@ async def test_only_the_owner_or_manager_may_act(server: LiveServer, slack: Slac
     assert not events(server, EventKind.accepted)
     # Alice's manager may act.
     with server.store.session() as session:
-        bob = queries.member_by(session, slack_user_id="U0BOB")
-        alice = queries.member_by(session, slack_user_id="U0ALICE")
+        bob = members.member_by(session, slack_user_id="U0BOB")
+        alice = members.member_by(session, slack_user_id="U0ALICE")
         assert bob is not None and alice is not None
         alice.manager_id = bob.id
         session.add(alice)
@@ -376,7 +376,7 @@ async def test_unknown_owner_is_kept_and_admins_told(
 ) -> None:
     slack.add_user("U0ERIN", "Erin Ellis", "erin@example.com")
     with server.store.session() as session:
-        queries.upsert_member(
+        members.upsert_member(
             session,
             now=_now(),
             email="erin@example.com",
@@ -485,7 +485,7 @@ async def test_digest_preview_and_your_week_opt_in(server: LiveServer, slack: Sl
     await server.settle()
     assert "private note with your own figures" in text_of(slack.of("response_url")[-1])
     with server.store.session() as session:
-        carol = queries.member_by(session, email="carol@example.com")
+        carol = members.member_by(session, email="carol@example.com")
         assert carol is not None and carol.weekly_digest
     form.update(text="digest sometimes", response_url=slack.response_url("bad"))
     await post_slack(server, urlencode(form).encode(), "application/x-www-form-urlencoded")

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlmodel import select
 
-from storage import queries
+from storage import campaigns as stored_campaigns
+from storage import members as stored_members
 from storage.models import ContentItem, Insight, Win
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, fixture, make_settings
@@ -66,12 +67,14 @@ async def start(tmp_path: Path, slack: SlackStandIn) -> AsyncIterator[Factory]:
                 ("carol@example.com", "Carol Chen"),
                 ("dave@example.com", "Dave Davis"),
             ):
-                queries.upsert_member(session, now=_now(), email=email, name=name, role="marketer")
-            carol = queries.member_by(session, email="carol@example.com")
-            campaign = queries.ensure_campaign(session, name="Webinar")
+                stored_members.upsert_member(
+                    session, now=_now(), email=email, name=name, role="marketer"
+                )
+            carol = stored_members.member_by(session, email="carol@example.com")
+            campaign = stored_campaigns.ensure_campaign(session, name="Webinar")
             campaign.marketer_id = carol.id if carol else None
             session.add(campaign)
-            queries.ensure_campaign(session, name="Trade show")
+            stored_campaigns.ensure_campaign(session, name="Trade show")
         return live
 
     yield make

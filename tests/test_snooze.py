@@ -15,7 +15,7 @@ from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import card_from_dict
 from digests import sla
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import members
 from storage.db import Store
 from storage.models import Clock, LeadEvent, Member, OutboxMessage
 from tests import support
@@ -28,7 +28,7 @@ router = build_router(LONDON)
 @pytest.fixture
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
-        dave = queries.upsert_member(
+        dave = members.upsert_member(
             s,
             now=MONDAY_9,
             email="dave@x.com",
@@ -36,7 +36,7 @@ def people(sqlite_store: Store) -> dict[str, Member]:
             role="manager",
             timezone="Europe/London",
         )
-        alice = queries.upsert_member(
+        alice = members.upsert_member(
             s,
             now=MONDAY_9,
             email="alice@x.com",
@@ -44,7 +44,7 @@ def people(sqlite_store: Store) -> dict[str, Member]:
             timezone="Europe/London",
             manager_id=dave.id,
         )
-        bob = queries.upsert_member(s, now=MONDAY_9, email="bob@x.com", name="Bob")
+        bob = members.upsert_member(s, now=MONDAY_9, email="bob@x.com", name="Bob")
     return {"alice": alice, "bob": bob, "dave": dave}
 
 

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import members
 from storage.db import Store
 from storage.models import EventKind, Lead, LeadEvent
 from tests.slack_standin import SlackStandIn
@@ -131,7 +131,7 @@ def seed_lead(db_url: str) -> int:
     now = datetime.now(UTC)
     try:
         with store.session() as session:
-            queries.upsert_member(
+            members.upsert_member(
                 session,
                 now=now,
                 email="alice@example.com",

@@ -10,7 +10,8 @@ from sqlmodel import select
 
 from bot.core.business_time import Company
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import definitions, members, requests
+from storage import leads as stored_leads
 from storage.db import Store
 from storage.models import Lead, LeadEvent
 
@@ -19,7 +20,7 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 def test_fresh_database_has_the_default_definition(any_store: Store) -> None:
     with any_store.session() as s:
-        definition, criteria = queries.current_definition(s)
+        definition, criteria = definitions.current_definition(s)
     assert definition.version == 1
     assert [c.key for c in criteria] == [
         "budget",
@@ -33,12 +34,12 @@ def test_fresh_database_has_the_default_definition(any_store: Store) -> None:
 
 def test_new_definition_versions_count_up(any_store: Store) -> None:
     with any_store.session() as s:
-        queries.create_definition(s, criteria=[("a", "A")], note="", created_by="t", now=NOW)
-        second = queries.create_definition(
+        definitions.create_definition(s, criteria=[("a", "A")], note="", created_by="t", now=NOW)
+        second = definitions.create_definition(
             s, criteria=[("b", "B")], note="", created_by="t", now=NOW
         )
     with any_store.session() as s:
-        current, criteria = queries.current_definition(s)
+        current, criteria = definitions.current_definition(s)
     assert second.version == current.version == 3 and [c.key for c in criteria] == ["b"]
 
 
@@ -88,7 +89,7 @@ def test_a_request_id_is_claimed_once_even_by_racing_workers(any_store: Store) -
         try:
             with any_store.session() as s:
                 results.append(
-                    queries.claim_request(s, platform="slack", request_id="Ev1", now=NOW)
+                    requests.claim_request(s, platform="slack", request_id="Ev1", now=NOW)
                 )
         except Exception:  # the loser of a commit race: the row already exists
             results.append(False)
@@ -108,7 +109,7 @@ def test_racing_verdicts_on_one_lead_have_one_winner(any_store: Store) -> None:
     from storage.models import Member
 
     with any_store.session() as s:
-        queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
         (outcome,), _ = store_leads(
             s,
             [LeadIn(external_id="R1", name="Race", owner_email="alice@x.com")],  # type: ignore[call-arg]
@@ -170,12 +171,12 @@ def test_routing_leads_are_handed_to_their_owners_once(any_store: Store) -> None
             s, items, now=NOW, admin_channel=None, company=Company(), route_unknown=True
         )
         owners = [
-            queries.upsert_member(s, now=NOW, email=f"o{n}@x.com", name=f"O{n}") for n in range(2)
+            members.upsert_member(s, now=NOW, email=f"o{n}@x.com", name=f"O{n}") for n in range(2)
         ]
     ids = [o.lead_id for o in outcomes]
     with any_store.session() as s:
-        assert queries.move_leads(s, lead_ids=ids[3:], to="unassigned", owner_id=None, now=NOW)
-        moved = queries.hand_leads(
+        assert stored_leads.move_leads(s, lead_ids=ids[3:], to="unassigned", owner_id=None, now=NOW)
+        moved = stored_leads.hand_leads(
             s, owners={lead_id: owners[n % 2].id or 0 for n, lead_id in enumerate(ids)}, now=NOW
         )
     assert moved == set(ids[:3])

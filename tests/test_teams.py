@@ -33,7 +33,9 @@ from bot.core.messages import (
 )
 from bot.core.text import text_for
 from bot.teams.cards import card_attachment, escape_md, form_attachment
-from storage import queries
+from storage import campaigns
+from storage import leads as stored_leads
+from storage import members as stored_members
 from storage.models import CardLocation, EventKind, Lead, LeadEvent, Member
 from tests.support import (
     LiveServer,
@@ -243,10 +245,10 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = stored_members.upsert_member(
             session, now=now(), email=CAROL.email, name=CAROL.name, role="marketer"
         )
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live
@@ -261,7 +263,7 @@ async def chat(server: LiveServer, standin: TeamsStandIn) -> AsyncIterator[Teams
 
 def member(server: LiveServer, person: Person) -> Member | None:
     with server.store.session() as session:
-        return queries.member_by(session, teams_user_id=person.user_id)
+        return stored_members.member_by(session, teams_user_id=person.user_id)
 
 
 def lead_named(server: LiveServer, name: str) -> Lead:
@@ -272,7 +274,7 @@ def lead_named(server: LiveServer, name: str) -> Lead:
 
 def events(server: LiveServer, lead: Lead, kind: EventKind) -> list[LeadEvent]:
     with server.store.session() as session:
-        return queries.events_of(session, lead_id=lead.id or 0, kind=kind)
+        return stored_leads.events_of(session, lead_id=lead.id or 0, kind=kind)
 
 
 # ---------------------------------------------------------------- meeting people
@@ -498,8 +500,8 @@ async def test_each_viewer_sees_the_card_for_them(
     await chat.say(CAROL, "hi")
     await chat.say(BOB, "hi")
     with server.store.session() as session:
-        carol = queries.member_by(session, teams_user_id=CAROL.user_id)
-        alice = queries.member_by(session, teams_user_id=ALICE.user_id)
+        carol = stored_members.member_by(session, teams_user_id=CAROL.user_id)
+        alice = stored_members.member_by(session, teams_user_id=ALICE.user_id)
         assert carol is not None and alice is not None
         alice.manager_id = carol.id
         session.add(alice)
@@ -881,7 +883,7 @@ async def test_a_reference_botbuilder_stored_still_reaches_the_member(
     stored["serviceUrl"] = standin.service_url
     tenant = stored["conversation"]["tenantID"]
     with server.store.session() as session:
-        alice = queries.upsert_member(
+        alice = stored_members.upsert_member(
             session, now=now(), email=ALICE.email, name=ALICE.name, teams_user_id=ALICE.user_id
         )
         alice.teams_reference = stored

@@ -26,7 +26,9 @@ from bot.core.settings import TeamsMode, teams_mode
 from bot.teams.trust import emulator_bind_problem, service_url_problem
 from bot.web.server import platform_messengers
 from storage import approvals as approval_store
-from storage import queries
+from storage import channels
+from storage import members as stored_members
+from storage import tone as stored_tone
 from storage.models import Lead, Member
 from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, fixture, make_settings, signed_lead_headers, teams_settings
@@ -86,15 +88,15 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tu
 def seed_company(server: LiveServer) -> None:
     """Ada (admin) and Alice (rep) on Slack, Ada approving both sides, one tone rule."""
     with server.store.session() as session:
-        ada = queries.upsert_member(
+        ada = stored_members.upsert_member(
             session, now=now(), email=ADA.email, name=ADA.name, slack_user_id="U0ADA", role="admin"
         )
-        queries.upsert_member(
+        stored_members.upsert_member(
             session, now=now(), email=ALICE.email, name=ALICE.name, slack_user_id="U0ALICE"
         )
         for side in ("sales", "marketing"):
             approval_store.set_approvers(session, side=side, member_ids=[ada.id or 0])
-        queries.add_tone_rule(
+        stored_tone.add_tone_rule(
             session,
             phrase="your fault",
             kind="blame",
@@ -129,9 +131,9 @@ def snapshot(server: LiveServer) -> dict[str, Any]:
         return {
             "members": members,
             "approvers": approval_store.approver_names(session),
-            "tone": [r.phrase for r in queries.tone_rules(session)],
+            "tone": [r.phrase for r in stored_tone.tone_rules(session)],
             "lead": lead.state,
-            "service": queries.get_setting(session, key=teams.SERVICE_KEY),
+            "service": channels.get_setting(session, key=teams.SERVICE_KEY),
         }
 
 
@@ -285,7 +287,7 @@ async def test_every_token_problem_is_a_401_with_no_side_effect(
         await server.settle()
         with server.store.session() as session:
             assert session.exec(select(Member)).all() == []
-            assert queries.get_setting(session, key=teams.SERVICE_KEY) is None
+            assert channels.get_setting(session, key=teams.SERVICE_KEY) is None
         assert standin.calls == []
     finally:
         await server.stop()
@@ -395,7 +397,7 @@ async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
         assert await post(server.url, activity("personal_message", ALICE, standin.service_url))
         assert await post(server.url, activity("personal_message", ADA, standin.service_url))
         with server.store.session() as session:
-            ada = queries.member_by(session, teams_user_id=ADA.user_id)
+            ada = stored_members.member_by(session, teams_user_id=ADA.user_id)
             assert ada is not None
             ada.role = "admin"
             session.add(ada)
@@ -418,8 +420,8 @@ async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
         ]
         assert "Alice Adams is already linked" in json.dumps(notice.card)
         with server.store.session() as session:
-            alice = queries.member_by(session, email=ALICE.email)
-            newcomer = queries.member_by(session, teams_user_id=MALLORY.user_id)
+            alice = stored_members.member_by(session, email=ALICE.email)
+            newcomer = stored_members.member_by(session, teams_user_id=MALLORY.user_id)
         assert alice is not None and alice.teams_user_id == ALICE.user_id
         assert alice.teams_reference is not None
         assert alice.teams_reference["conversation"]["id"] == ALICE.conversation
@@ -438,7 +440,7 @@ async def test_every_admin_hears_of_a_claimed_email_once(tmp_path: Path) -> None
             assert await post(server.url, activity("personal_message", person, standin.service_url))
         with server.store.session() as session:
             for person in (ADA, BEA):
-                admin = queries.member_by(session, teams_user_id=person.user_id)
+                admin = stored_members.member_by(session, teams_user_id=person.user_id)
                 assert admin is not None
                 admin.role = "admin"
                 session.add(admin)
@@ -473,24 +475,26 @@ def test_upsert_member_refuses_to_rebind_a_platform_id(
     store = Store.open(server_store.database_url)
     try:
         with store.session() as session:
-            ada = queries.upsert_member(
+            ada = stored_members.upsert_member(
                 session, now=now(), email=ADA.email, slack_user_id="U0ADA", teams_user_id="29:ada"
             )
             ada_id = ada.id
-        with caplog.at_level(logging.WARNING, logger="storage.queries"), store.session() as s:
-            teams_claim = queries.upsert_member(
+        with caplog.at_level(logging.WARNING, logger="storage.members"), store.session() as s:
+            teams_claim = stored_members.upsert_member(
                 s, now=now(), email=ADA.email.upper(), teams_user_id="29:mallory", name="Ada"
             )
-            slack_claim = queries.upsert_member(
+            slack_claim = stored_members.upsert_member(
                 s, now=now(), email=ADA.email, slack_user_id="U0MALLORY", name="Ada"
             )
             assert {teams_claim.id, slack_claim.id}.isdisjoint({ada_id})
             assert teams_claim.email is None and slack_claim.email is None
             # Found by its own id, the newcomer still cannot take the email.
-            again = queries.upsert_member(s, now=now(), email=ADA.email, teams_user_id="29:mallory")
+            again = stored_members.upsert_member(
+                s, now=now(), email=ADA.email, teams_user_id="29:mallory"
+            )
             assert again.id == teams_claim.id and again.email is None
         with store.session() as session:
-            kept = queries.member_by(session, email=ADA.email)
+            kept = stored_members.member_by(session, email=ADA.email)
             assert kept is not None and kept.id == ada_id
             assert (kept.slack_user_id, kept.teams_user_id) == ("U0ADA", "29:ada")
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -498,8 +502,8 @@ def test_upsert_member_refuses_to_rebind_a_platform_id(
         assert not any(ADA.email in w for w in warnings)  # no personal data in the log
         # A member known only by email is bound on first sight, as before.
         with store.session() as session:
-            queries.upsert_member(session, now=now(), email=ALICE.email, name=ALICE.name)
-            bound = queries.upsert_member(
+            stored_members.upsert_member(session, now=now(), email=ALICE.email, name=ALICE.name)
+            bound = stored_members.upsert_member(
                 session, now=now(), email=ALICE.email, teams_user_id="29:alice"
             )
             assert bound.email == ALICE.email and bound.teams_user_id == "29:alice"
@@ -536,7 +540,7 @@ async def test_an_activity_from_another_tenant_is_refused(
         status, _ = await post(server.url, activity("personal_message", ALICE, standin.service_url))
         assert status == 202
         with server.store.session() as session:
-            assert queries.member_by(session, teams_user_id=ALICE.user_id) is not None
+            assert stored_members.member_by(session, teams_user_id=ALICE.user_id) is not None
     finally:
         await server.stop()
 
@@ -572,7 +576,7 @@ async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_to
         status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url)})
         assert status == 202
         with server.store.session() as session:
-            alice = queries.member_by(session, teams_user_id=ALICE.user_id)
+            alice = stored_members.member_by(session, teams_user_id=ALICE.user_id)
         assert alice is not None and alice.email == ALICE.email  # looked up with the token
         [reply] = standin.of("reply", ALICE.conversation)
         assert reply.activity_id == said["id"]
@@ -593,7 +597,7 @@ async def test_a_signed_activity_gets_in_and_every_call_back_carries_the_bots_to
             assert status == 401, (header, answer)
         assert len(standin.calls) == calls
         with server.store.session() as session:
-            assert queries.member_by(session, teams_user_id=MALLORY.user_id) is None
+            assert stored_members.member_by(session, teams_user_id=MALLORY.user_id) is None
 
         # A signed activity naming a connector that is not Microsoft's: refused, not called.
         stray = activity("personal_message", BOB_ELSEWHERE, "https://evil.example/x/")
@@ -652,7 +656,7 @@ async def test_entra_tokens_of_this_tenant_only_and_no_forged_signature(
         assert standin.calls == []
         with server.store.session() as session:
             assert session.exec(select(Member)).all() == []
-            assert queries.get_setting(session, key=teams.SERVICE_KEY) is None
+            assert channels.get_setting(session, key=teams.SERVICE_KEY) is None
 
         said = activity("personal_message", ALICE, url, text="help")
         status, _ = await post(server.url, said, {"Authorization": microsoft.sign(url, entra=True)})

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from bot.core.business_time import Company
 from digests.outbox import MAX_ATTEMPTS
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import OutboxMessage
 from tests.support import LiveServer, about, fixture, teams_settings
@@ -94,7 +94,7 @@ async def company(tmp_path: Path, standin: TeamsStandIn) -> AsyncIterator[Store]
     url = f"sqlite:///{tmp_path / 'sla.db'}"
     store = Store.open(url)
     with store.session() as s:
-        dave = queries.upsert_member(
+        dave = stored_members.upsert_member(
             s,
             now=MONDAY_9,
             email=DAVE.email,
@@ -102,7 +102,7 @@ async def company(tmp_path: Path, standin: TeamsStandIn) -> AsyncIterator[Store]
             role="manager",
             timezone="Europe/London",
         )
-        queries.upsert_member(
+        stored_members.upsert_member(
             s,
             now=MONDAY_9,
             email=ALICE.email,
@@ -113,7 +113,7 @@ async def company(tmp_path: Path, standin: TeamsStandIn) -> AsyncIterator[Store]
     await meet_the_bot(url, standin, [ALICE, DAVE])
     with store.session() as s:
         for person in (ALICE, DAVE):
-            member = queries.member_by(s, email=person.email)
+            member = stored_members.member_by(s, email=person.email)
             assert member is not None and member.teams_user_id == person.user_id
             assert member.name == person.name and member.slack_user_id is None
             reference = member.teams_reference

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from storage import queries
+from storage import campaigns
+from storage import members as stored_members
 from storage.models import ContentItem, Insight, Win
 from tests.support import LiveServer, eventually, teams_settings
 from tests.teams_standin import Call, TeamsStandIn, connector_with
@@ -39,11 +40,13 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     )
     live = await LiveServer(settings).start()
     with live.store.session() as session:
-        carol = queries.upsert_member(
+        carol = stored_members.upsert_member(
             session, now=now(), email=CAROL.email, name=CAROL.name, role="marketer"
         )
-        queries.upsert_member(session, now=now(), email=DAVE.email, name=DAVE.name, role="marketer")
-        campaign = queries.ensure_campaign(session, name="Webinar")
+        stored_members.upsert_member(
+            session, now=now(), email=DAVE.email, name=DAVE.name, role="marketer"
+        )
+        campaign = campaigns.ensure_campaign(session, name="Webinar")
         campaign.marketer_id = carol.id
         session.add(campaign)
     yield live

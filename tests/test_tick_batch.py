@@ -15,8 +15,11 @@ from sqlmodel import col, select
 from bot.core.business_time import Company
 from digests import sla
 from handlers.ingest import LeadIn, store_leads
+from storage import away as stored_away
 from storage import clocks as clock_store
-from storage import queries
+from storage import leads as stored_leads
+from storage import members
+from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import Away, Clock, ClockStage, Lead, Member, OutboxMessage
 from storage.values import NewMessage
@@ -50,13 +53,13 @@ def make_reps(store: Store) -> None:
     """Ten reps working round the clock, two to each of five managers; one rep was away."""
     with store.session() as s:
         managers = [
-            queries.upsert_member(
+            members.upsert_member(
                 s, now=NOW, email=f"m{i}@x.com", name=f"Manager {i}", role="manager", **ALWAYS
             )
             for i in range(REPS // 2)
         ]
         for i in range(REPS):
-            rep = queries.upsert_member(
+            rep = members.upsert_member(
                 s,
                 now=NOW,
                 email=f"r{i}@x.com",
@@ -88,7 +91,7 @@ def hand_off(store: Store, first: int, count: int, accepted: int) -> None:
             lead = s.get(Lead, outcome.lead_id)
             assert lead is not None
             clock_store.on_accepted(s, lead, then, Company())
-            queries.record_attempt(
+            stored_leads.record_attempt(
                 s,
                 lead=lead,
                 member_id=lead.owner_id,
@@ -149,7 +152,7 @@ def test_a_message_already_owed_is_not_written_or_reported_again(any_store: Stor
         first = s.exec(select(Clock).order_by(Clock.id)).first()
         assert first is not None
         key = f"clock:{first.id}:breach"
-        assert queries.enqueue(
+        assert stored_outbox.enqueue(
             s,
             message=OutboxMessage(
                 key=key, member_id=1, card={"title": "x"}, not_before=NOW, created_at=NOW
@@ -173,7 +176,7 @@ def test_a_failed_outbox_write_leaves_the_clocks_as_they_were(
     def refuse(*_: Any, **__: Any) -> list[str]:
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr(queries, "enqueue_many", refuse)
+    monkeypatch.setattr(stored_outbox, "enqueue_many", refuse)
     with pytest.raises(RuntimeError):
         sla.tick(any_store, now=NOW, company=Company())
     with any_store.session() as s:
@@ -197,9 +200,9 @@ def row(key: str, member_id: int, title: str) -> OutboxMessage:
 def test_enqueue_many_writes_each_key_once_and_says_which(any_store: Store) -> None:
     make_reps(any_store)
     with any_store.session() as s:
-        assert queries.enqueue(s, message=row("b", 1, "first b"))
+        assert stored_outbox.enqueue(s, message=row("b", 1, "first b"))
     with any_store.session() as s, counting(any_store) as sent:
-        written = queries.enqueue_many(
+        written = stored_outbox.enqueue_many(
             s,
             messages=[
                 owed("c", 1, "c"),
@@ -219,15 +222,15 @@ def test_enqueue_many_writes_each_key_once_and_says_which(any_store: Store) -> N
         ]
         assert all(r.status == "pending" and r.attempts == 0 and r.purpose == "" for r in rows)
         assert all(r.not_before == NOW and r.sent_at is None for r in rows)
-        assert not queries.enqueue(s, message=row("a", 5, "a once more"))
-        assert queries.enqueue_many(s, messages=[]) == []
+        assert not stored_outbox.enqueue(s, message=row("a", 5, "a once more"))
+        assert stored_outbox.enqueue_many(s, messages=[]) == []
 
 
 def test_batch_reads_answer_for_every_id_asked(any_store: Store) -> None:
     make_reps(any_store)
     hand_off(any_store, 0, 3, accepted=2)
     with any_store.session() as s:
-        away = queries.away_spans_of(s, member_ids=[1, 15])
-        assert away[1] == [] and away[15] == queries.away_spans(s, member_id=15) != []
-        assert set(queries.members_by_id(s, ids=[1, 2, 999])) == {1, 2}
-        assert set(queries.leads_by_id(s, ids=[3, 999])) == {3}
+        away = stored_away.away_spans_of(s, member_ids=[1, 15])
+        assert away[1] == [] and away[15] == stored_away.away_spans(s, member_id=15) != []
+        assert set(members.members_by_id(s, ids=[1, 2, 999])) == {1, 2}
+        assert set(stored_leads.leads_by_id(s, ids=[3, 999])) == {3}

@@ -13,7 +13,8 @@ from bot.core.effects import FormErrors, Reply
 from bot.core.interaction import Interaction, Kind, Where
 from handlers import tone
 from handlers.ingest import LeadIn, store_leads
-from storage import queries
+from storage import leads as stored_leads
+from storage import members as stored_members
 from storage.db import Store
 from storage.models import EventKind, Member
 from tests.support import act
@@ -65,10 +66,10 @@ def test_ordinary_sales_talk_passes(sqlite_store: Store, text: str) -> None:
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
         return {
-            "erin": queries.upsert_member(
+            "erin": stored_members.upsert_member(
                 s, now=NOW, email="erin@x.com", name="Erin", role="admin"
             ),
-            "alice": queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
+            "alice": stored_members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
         }
 
 
@@ -125,7 +126,7 @@ def test_a_blaming_not_a_fit_comment_is_sent_back_and_nothing_recorded(
     assert "“Garbage leads” reads as contempt" in refused.errors["comment"]
     assert "Pick the criteria the lead failed instead" in refused.errors["comment"]
     with sqlite_store.session() as s:
-        assert queries.events_of(s, lead_id=outcome.lead_id, kind=EventKind.not_a_fit) == []
+        assert stored_leads.events_of(s, lead_id=outcome.lead_id, kind=EventKind.not_a_fit) == []
     values["comment"] = ["No budget until Q3"]
     effects = act(
         ROUTER,
@@ -140,5 +141,5 @@ def test_a_blaming_not_a_fit_comment_is_sent_back_and_nothing_recorded(
     )
     assert not any(isinstance(e, FormErrors) for e in effects)
     with sqlite_store.session() as s:
-        (verdict,) = queries.events_of(s, lead_id=outcome.lead_id, kind=EventKind.not_a_fit)
+        (verdict,) = stored_leads.events_of(s, lead_id=outcome.lead_id, kind=EventKind.not_a_fit)
         assert verdict.data["comment"] == "No budget until Q3"

@@ -14,7 +14,8 @@ from bot.core.effects import Effect, FormErrors, Reply, ShowForm
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import card_from_dict
 from handlers.ingest import LeadIn, store_leads
-from storage import queries, wins
+from storage import campaigns, members, wins
+from storage import channels as stored_channels
 from storage.db import Store
 from storage.models import Lead, LeadState, Member, Win
 from tests.support import act, owed
@@ -27,16 +28,16 @@ ROUTER = build_router()
 def people(sqlite_store: Store) -> dict[str, Member]:
     with sqlite_store.session() as s:
         found = {
-            "alice": queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
-            "bob": queries.upsert_member(s, now=NOW, email="bob@x.com", name="Bob"),
-            "carol": queries.upsert_member(
+            "alice": members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice"),
+            "bob": members.upsert_member(s, now=NOW, email="bob@x.com", name="Bob"),
+            "carol": members.upsert_member(
                 s, now=NOW, email="carol@x.com", name="Carol", role="marketer"
             ),
         }
-        webinar = queries.ensure_campaign(s, name="Webinar")
+        webinar = campaigns.ensure_campaign(s, name="Webinar")
         webinar.marketer_id = found["carol"].id
         s.add(webinar)
-        queries.ensure_campaign(s, name="Trade show")
+        campaigns.ensure_campaign(s, name="Trade show")
         return found
 
 
@@ -106,7 +107,7 @@ def test_a_win_is_posted_crediting_both_sides(
     sqlite_store: Store, people: dict[str, Member]
 ) -> None:
     with sqlite_store.session() as s:
-        queries.set_channel(s, kind="wins", target="slack:C0WINS")
+        stored_channels.set_channel(s, kind="wins", target="slack:C0WINS")
     lead_id = new_lead(sqlite_store, "Jordan", "Globex", LeadState.accepted)
     effects = share(sqlite_store, people["alice"], lead=str(lead_id))
     win = the_win(sqlite_store)
@@ -189,9 +190,9 @@ def test_bad_wins_are_refused_with_the_reason(
 
 def test_wins_between_is_the_period_oldest_first(any_store: Store) -> None:
     with any_store.session() as s:
-        alice = queries.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
-        carol = queries.upsert_member(s, now=NOW, email="carol@x.com", name="Carol")
-        campaign = queries.ensure_campaign(s, name="Webinar")
+        alice = members.upsert_member(s, now=NOW, email="alice@x.com", name="Alice")
+        carol = members.upsert_member(s, now=NOW, email="carol@x.com", name="Carol")
+        campaign = campaigns.ensure_campaign(s, name="Webinar")
         for day in (3, 0, 8, -1):
             wins.add(
                 s,

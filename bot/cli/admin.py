@@ -125,24 +125,24 @@ def sla_set(file: Path, by: str = "admin (CLI)") -> None:
 @holidays_cli.command("add")
 def holidays_add(day: str, name: str = "") -> None:
     """A company holiday (YYYY-MM-DD): no SLA clock runs and no reminder goes out."""
-    from storage import queries
+    from storage import away
 
     try:
         parsed = date.fromisoformat(day)
     except ValueError:
         fail(f"{day!r} is not a date: use YYYY-MM-DD.")
     with admin_session() as session:
-        queries.add_holiday(session, day=parsed, name=name)
+        away.add_holiday(session, day=parsed, name=name)
     out.print(f"{parsed:%a %d %b %Y} is a holiday{f' ({name})' if name else ''}.")
 
 
 @holidays_cli.command("list")
 def holidays_list() -> None:
     """The company holidays."""
-    from storage import queries
+    from storage import away
 
     with admin_session() as session:
-        days = queries.holidays(session)
+        days = away.holidays(session)
     out.print("\n".join(f"{d:%Y-%m-%d %a}" for d in days) or "No holidays set.")
 
 
@@ -185,10 +185,10 @@ def members_set(
 @members_cli.command("list")
 def members_list(format_: FormatOption = "table") -> None:
     """Who is known, with roles, managers and platforms."""
-    from storage import queries
+    from storage import members as stored_members
 
     with admin_session() as session:
-        members = queries.all_members(session)
+        members = stored_members.all_members(session)
         names = {m.id: m.name for m in members}
         rows = [
             (
@@ -214,14 +214,14 @@ def members_list(format_: FormatOption = "table") -> None:
 def channels_set(kind: str, target: str) -> None:
     """KIND is digest|wins|insights|handoff|admin; TARGET is slack:C0123 or teams:<id>."""
     from handlers.admin import AdminError, check_channel
-    from storage import queries
+    from storage import channels as stored_channels
 
     try:
         check_channel(kind, target)
     except AdminError as error:
         fail(str(error))
     with admin_session() as session:
-        queries.set_channel(session, kind=kind, target=target)
+        stored_channels.set_channel(session, kind=kind, target=target)
     out.print(f"The {kind} channel is now {target}.")
 
 

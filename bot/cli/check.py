@@ -62,13 +62,13 @@ async def platform_checks(
 def configured_channels(settings: Settings, store: Store | None) -> list[tuple[str, str]]:
     """Each channel kind's target: set with `liaison channels set`, else the settings'."""
     from bot.core.settings import CHANNEL_KINDS
-    from storage import queries
+    from storage import channels as stored_channels
 
     chosen = settings.channels()
     if store is not None:
         with store.session() as session:
             for kind in CHANNEL_KINDS:
-                if target := queries.channel_target(session, kind=kind):
+                if target := stored_channels.channel_target(session, kind=kind):
                     chosen[kind] = target
     return sorted(chosen.items())
 

@@ -29,7 +29,7 @@ def digest_command(
     from digests.chart import chart_png
     from digests.digest import Week, build
     from digests.report import document, report
-    from storage import queries
+    from storage import policies
 
     if format_ not in FORMATS:
         fail(f"--format is one of {', '.join(FORMATS)}.")
@@ -45,7 +45,7 @@ def digest_command(
         return
     with out.status(f"Building the digest of {chosen.label}…"), store.session() as session:
         made = build(session, chosen, now=now())
-        version = queries.current_policy(session).version
+        version = policies.current_policy(session).version
     if format_ == "json":
         typer.echo(json.dumps(made.to_json(), indent=2))
         return
@@ -66,10 +66,11 @@ def post_digest(settings: Settings, store: Store, week: Week) -> None:
     from digests.outbox import SendReport
     from digests.scheduler import for_settings
     from digests.weekly import digest_message
-    from storage import queries
+    from storage import channels as stored_channels
+    from storage import outbox as stored_outbox
 
     with store.session() as session:
-        target = queries.channel_target(session, kind="digest") or settings.default_channel(
+        target = stored_channels.channel_target(session, kind="digest") or settings.default_channel(
             "digest"
         )
     if not target:
@@ -79,7 +80,7 @@ def post_digest(settings: Settings, store: Store, week: Week) -> None:
         )
     with out.status(f"Building the digest of {week.label}…"), store.session() as session:
         message = digest_message(session, week, target=target, now=now())
-        owed = queries.enqueue_many(session, messages=[message])
+        owed = stored_outbox.enqueue_many(session, messages=[message])
     if not owed:
         out.print(f"The {week.label} digest was already posted (see `liaison outbox`).")
         return

@@ -34,7 +34,8 @@ from bot.core.messages import (
 )
 from bot.core.text import text_for, when
 from digests.outbox import held_since
-from storage import queries
+from storage import leads
+from storage import members as stored_members
 from storage.db import Store
 
 PLATFORM = "console"
@@ -209,9 +210,9 @@ class ConsoleChat:
 
     def switch(self, handle: str) -> bool:
         with self.store.session() as session:
-            member = queries.member_by(session, handle=handle.lower()) or queries.member_by(
-                session, email=handle
-            )
+            member = stored_members.member_by(
+                session, handle=handle.lower()
+            ) or stored_members.member_by(session, email=handle)
         if member is None:
             known = self._handles()
             missing = text_for("console_no_such_member", handle=handle, known=known)
@@ -219,7 +220,7 @@ class ConsoleChat:
             return False
         self.me = Person.of(member)
         with self.store.session() as session:
-            waiting = queries.count_open_leads(session, member_id=member.id or 0)
+            waiting = leads.count_open_leads(session, member_id=member.id or 0)
         you = text_for("console_you_are", name=member.name, role=member.role, waiting=waiting)
         self.screen.out.print(f"[bold]{escape(you)}[/bold]")
         return True
@@ -227,13 +228,13 @@ class ConsoleChat:
     def first_rep(self) -> str | None:
         """Who the console starts as: the first rep, else the first member."""
         with self.store.session() as session:
-            reps = queries.members_with_role(session, role="rep")
-            members = reps or queries.all_members(session)
+            reps = stored_members.members_with_role(session, role="rep")
+            members = reps or stored_members.all_members(session)
             return members[0].handle if members else None
 
     def _handles(self) -> list[str]:
         with self.store.session() as session:
-            return [m.handle for m in queries.all_members(session)]
+            return [m.handle for m in stored_members.all_members(session)]
 
     async def run(self) -> None:
         while True:
@@ -259,7 +260,7 @@ class ConsoleChat:
         with self.store.session() as session:
             held = held_since(session, now=now, after_id=self.held_seen)
             recipients = {
-                row.id: queries.get_member(session, member_id=row.member_id)
+                row.id: stored_members.get_member(session, member_id=row.member_id)
                 for row in held
                 if row.member_id is not None
             }

@@ -28,7 +28,7 @@ from bot.core.interaction import Interaction, Person
 from bot.core.messages import Card, CardPlace, Form, Report
 from bot.core.owing import UpdateLease
 from bot.core.router import Router
-from storage import queries
+from storage import members, places
 from storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -313,12 +313,12 @@ class Deliverer:
 
     def _member(self, member_id: int) -> Person | None:
         with self.store.session() as session:
-            found = queries.get_member(session, member_id=member_id)
+            found = members.get_member(session, member_id=member_id)
             return Person.of(found) if found is not None else None
 
     def _locations(self, lead_id: int, purpose: str) -> list[CardPlace]:
         with self.store.session() as session:
-            found = queries.locations_of(session, lead_id=lead_id, purpose=purpose)
+            found = places.locations_of(session, lead_id=lead_id, purpose=purpose)
             return [CardPlace.of(location) for location in found]
 
     def _record(self, effect: Notify, member: Person, platform: str, posted: Posted) -> None:
@@ -345,7 +345,7 @@ def remember_card(
     at: datetime,
 ) -> None:
     """Record where a card about a lead was posted (once), so it can be updated in place."""
-    queries.record_card_place(
+    places.record_card_place(
         session,
         lead_id=lead_id,
         purpose=purpose,

@@ -21,7 +21,9 @@ from bot.core.business_time import Company, next_working_moment
 from bot.core.effects import Effect, Leased, Notify, Owed, Post, UpdateCards
 from bot.core.logs import request_id
 from bot.core.messages import Card, CardPlace, card_to_dict
-from storage import queries, verdicts
+from storage import members as stored_members
+from storage import outbox as stored_outbox
+from storage import verdicts
 from storage.calendars import Calendars, WorkingWeek
 from storage.values import NewMessage
 
@@ -61,7 +63,7 @@ def write_to_outbox(
     known = members or {}
     recipients = {e.member_id for e in dms}
     members = {m: known[m] for m in recipients if m in known}
-    members.update(queries.members_by_id(session, ids=recipients - members.keys()))
+    members.update(stored_members.members_by_id(session, ids=recipients - members.keys()))
     waiting: list[NewMessage] = []
     for effect in effects:
         if isinstance(effect, Notify) and effect.member_id != actor_id:
@@ -100,7 +102,7 @@ def for_admins(
     so telling them twice is impossible and no admin's notice stands in for another's."""
     effects: list[Effect] = [
         Notify(admin_id, card, key=f"{key}:member:{admin_id}" if key else "", nudge=nudge)
-        for admin_id in queries.admin_ids(session)
+        for admin_id in stored_members.admin_ids(session)
     ]
     if channel:
         effects.append(Post(channel, card, key=f"{key}:channel" if key else ""))
@@ -129,7 +131,7 @@ def _dm(
 
 
 def _write(session: Session, messages: Sequence[NewMessage]) -> int:
-    return len(queries.enqueue_many(session, messages=messages)) if messages else 0
+    return len(stored_outbox.enqueue_many(session, messages=messages)) if messages else 0
 
 
 def _not_before(
@@ -162,24 +164,24 @@ def _owe_updates(
     card, render = card_to_dict(effect.card), _render(effect.lead_id, effect.purpose)
     owed: list[Leased | None] = []
     for location in locations:
-        message_id, revision = queries.owe_update(
+        message_id, revision = stored_outbox.owe_update(
             session, location=location, card=card, render=render, now=now
         )
-        leased = lease is not None and queries.lease_update(
+        leased = lease is not None and stored_outbox.lease_update(
             session,
             message_id=message_id,
             owner=lease.owner,
             until=now + timedelta(seconds=lease.seconds),
             now=now,
         )
-        key = queries.update_key(location.id or 0)
+        key = stored_outbox.update_key(location.id or 0)
         place = CardPlace.of(location)
         owed.append(Leased(message_id, key, revision, place) if leased else None)
     return owed
 
 
 def _owe_post(session: Session, effect: Post, now: datetime) -> int:
-    owed = queries.owe_post(
+    owed = stored_outbox.owe_post(
         session,
         key=_key(effect.key),
         target=effect.target,

@@ -15,7 +15,8 @@ from bot.core.business_time import Company
 from bot.core.effects import Effect, FormErrors
 from bot.core.interaction import Interaction, Kind
 from bot.core.owing import UpdateLease, write_to_outbox
-from storage import queries
+from storage import channels as stored_channels
+from storage import requests
 from storage.db import Store
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Context:
     def channel(self, kind: str) -> str | None:
         """Where posts of `kind` (wins, insights, digest, admin…) go: the channel an admin
         set (`liaison channels set`), else the setting's default, else None."""
-        return queries.channel_target(self.session, kind=kind) or self.channels.get(kind)
+        return stored_channels.channel_target(self.session, kind=kind) or self.channels.get(kind)
 
 
 Handler = Callable[[Context, Interaction], list[Effect]]
@@ -109,7 +110,7 @@ class Router:
             return []
         try:
             with store.session() as session:
-                if interaction.request_id and not queries.claim_request(
+                if interaction.request_id and not requests.claim_request(
                     session,
                     platform=interaction.where.platform,
                     request_id=interaction.request_id,

@@ -23,7 +23,7 @@ from bot.core.business_time import Company
 from bot.core.messages import Card
 from bot.core.owing import for_admins, write_to_outbox
 from bot.core.text import text_for
-from storage import queries
+from storage import channels
 from storage.models import CompanySetting
 from storage.outbox_alerts import (
     KEY_PREFIX,
@@ -97,7 +97,7 @@ def review_refused(session: Session, *, now: datetime, admin_channel: str | None
 
 def _tell(session: Session, card: Card, key: str, now: datetime, admin_channel: str | None) -> None:
     """Owe `card` to every admin (a DM) and to the admin channel, if one is set, at once."""
-    target = queries.channel_target(session, kind="admin") or admin_channel
+    target = channels.channel_target(session, kind="admin") or admin_channel
     effects = for_admins(session, card, key=key, channel=target)
     if not effects:
         log.warning(

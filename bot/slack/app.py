@@ -49,7 +49,8 @@ from bot.slack.blocks import (
 )
 from bot.slack.client import PacedWebClient
 from bot.slack.shapes import checked_body, form_state
-from storage import queries, verdicts
+from storage import members as stored_members
+from storage import verdicts
 from storage.db import Store, unavailable
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ class SlackMessenger:
 
     def _remember(self, user_id: str, email: str, name: str, tz: str | None) -> None:
         with self.store.session() as session:
-            queries.upsert_member(
+            stored_members.upsert_member(
                 session,
                 now=datetime.now(UTC),
                 slack_user_id=user_id,
@@ -343,7 +344,7 @@ async def member_for(client: AsyncWebClient, store: Store, user: dict[str, Any])
 
     def save() -> Person:
         with store.session() as session:
-            saved = queries.upsert_member(
+            saved = stored_members.upsert_member(
                 session,
                 now=datetime.now(UTC),
                 slack_user_id=user["id"],

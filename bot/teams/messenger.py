@@ -18,7 +18,7 @@ from bot.core.messages import Card, CardPlace, Report
 from bot.core.pacing import TEAMS_APP_BURST, TEAMS_APP_RATE, Spacing
 from bot.teams.adapter import TeamsAdapter, dump_reference, load_reference
 from bot.teams.cards import card_attachment, plain, report_card
-from storage import queries
+from storage import channels
 from storage.db import Store
 from storage.models import Member
 
@@ -133,7 +133,7 @@ class TeamsMessenger:
     def _stored_service(self) -> str | None:
         assert self.store is not None
         with self.store.session() as session:
-            return queries.get_setting(session, key=SERVICE_KEY)
+            return channels.get_setting(session, key=SERVICE_KEY)
 
     def reaches(self, member: Person) -> bool:
         return member.teams_reference is not None

@@ -61,10 +61,10 @@ async def teams_checks(
 
 
 def _service_url(store: Store) -> str | None:
-    from storage import queries
+    from storage import channels as stored_channels
 
     with store.session() as session:
-        stored = queries.get_setting(session, key=SERVICE_KEY)
+        stored = stored_channels.get_setting(session, key=SERVICE_KEY)
     return load_reference(json.loads(stored)).service_url if stored else None
 
 

@@ -44,7 +44,8 @@ from bot.teams.cards import (
     report_card,
 )
 from bot.teams.messenger import PLATFORM, SERVICE_KEY, card_message, message, refresh_users
-from storage import queries
+from storage import channels as stored_channels
+from storage import members
 from storage.db import Store
 from storage.models import Member
 
@@ -258,7 +259,7 @@ class LiaisonTeamsBot(ActivityHandler):
 
     def _store_service(self, reference: dict[str, Any]) -> None:
         with self.store.session() as session:
-            queries.set_setting(session, key=SERVICE_KEY, value=json.dumps(reference))
+            stored_channels.set_setting(session, key=SERVICE_KEY, value=json.dumps(reference))
 
     async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         activity = turn_context.activity
@@ -357,7 +358,7 @@ class LiaisonTeamsBot(ActivityHandler):
 
     def _known(self, teams_user_id: str) -> Member | None:
         with self.store.session() as session:
-            return queries.member_by(session, teams_user_id=teams_user_id)
+            return members.member_by(session, teams_user_id=teams_user_id)
 
     def _save(
         self,
@@ -381,11 +382,11 @@ class LiaisonTeamsBot(ActivityHandler):
     ) -> Member:
         with self.store.session() as session:
             now = datetime.now(UTC)
-            member = queries.upsert_member(
+            member = members.upsert_member(
                 session, now=now, teams_user_id=teams_user_id, name=name, email=email
             )
             if reference is not None and member.teams_reference != reference:
-                queries.set_teams_reference(session, member=member, reference=reference)
+                members.set_teams_reference(session, member=member, reference=reference)
             if email and member.email != email.strip().lower():
                 self._tell_admins(session, teams_user_id, email, now)
             return member
@@ -393,7 +394,7 @@ class LiaisonTeamsBot(ActivityHandler):
     def _tell_admins(self, session: Session, teams_user_id: str, email: str, now: datetime) -> None:
         """Privately, once per account: a Teams account claimed the email of a member who is
         bound to another account, and was kept apart from them (see `upsert_member`)."""
-        owner = queries.member_by(session, email=email)
+        owner = members.member_by(session, email=email)
         if owner is None:
             return
         card = Card(
@@ -408,6 +409,6 @@ class LiaisonTeamsBot(ActivityHandler):
 
     def _forget(self, teams_user_id: str) -> None:
         with self.store.session() as session:
-            member = queries.member_by(session, teams_user_id=teams_user_id)
+            member = members.member_by(session, teams_user_id=teams_user_id)
             if member is not None:
-                queries.set_teams_reference(session, member=member, reference=None)
+                members.set_teams_reference(session, member=member, reference=None)

@@ -22,7 +22,11 @@ from sqlalchemy import Table
 from sqlmodel import Session, SQLModel
 
 from bot.core.business_time import Company
-from storage import queries
+from storage import away as stored_away
+from storage import campaigns as stored_campaigns
+from storage import definitions as stored_definitions
+from storage import members as stored_members
+from storage import policies
 from storage.bulk import BulkWriter
 from storage.calendars import calendar_of
 from storage.demo import extras as demo_extras
@@ -337,7 +341,7 @@ class _Setting:
         begin = moment(timeline.starts[0])
         members = _members(session, staff(leads), joined=begin - timedelta(days=60))
         for day, name in _holidays(now).items():
-            queries.add_holiday(session, day=day, name=name)
+            stored_away.add_holiday(session, day=day, name=name)
         _time_away(session, rng, members, begin)
         session.flush()
         people = _working_time(session, members, company, begin, now)
@@ -392,7 +396,7 @@ def _members(session: Session, people: Sequence[Staff], joined: datetime) -> dic
     """Upsert every member by email, then their managers."""
     members: dict[str, Member] = {}
     for person in people:
-        members[person.email] = queries.upsert_member(
+        members[person.email] = stored_members.upsert_member(
             session,
             now=joined,
             email=person.email,
@@ -458,7 +462,7 @@ def _working_time(
 ) -> dict[str, WorkTime]:
     """Everyone's business time over the history and the weeks after now, from their own
     calendar (hours, time zone, holidays, time away)."""
-    holidays = frozenset(queries.holidays(session))
+    holidays = frozenset(stored_away.holidays(session))
     since, until = start - timedelta(days=2), now + timedelta(days=120)
     return {
         email: WorkTime(calendar_of(session, member, company, holidays), since, until)
@@ -470,7 +474,8 @@ def _working_time(
 def _rep(session: Session, rng: Random, member: Member, work: WorkTime, policy: SlaPolicy) -> Rep:
     """A rep's habits: how fast they touch and decide, how persistent they are."""
     away = tuple(
-        (micros(lo), micros(hi)) for lo, hi in queries.away_spans(session, member_id=member.id or 0)
+        (micros(lo), micros(hi))
+        for lo, hi in stored_away.away_spans(session, member_id=member.id or 0)
     )
     day = work.calendar.day_seconds  # as `clocks.on_accepted` sizes the attempts window
     return Rep(
@@ -500,7 +505,7 @@ def _campaigns(
     campaigns, sources = [], []
     for n, (name, email) in enumerate(CAMPAIGNS.items()):
         owner = extra[(n - 4) % len(extra)] if extra and n >= 4 else email
-        campaign = queries.ensure_campaign(session, name=name)
+        campaign = stored_campaigns.ensure_campaign(session, name=name)
         campaign.marketer_id = members[owner].id
         session.add(campaign)
         campaigns.append(campaign)
@@ -519,16 +524,16 @@ def _versions(
         assert first is not None
         criteria = [
             (c.key, V2_CRITERIA_CHANGES.get(c.key, c.text))
-            for c in queries.criteria_of(session, definition_id=first.id or 0)
+            for c in stored_definitions.criteria_of(session, definition_id=first.id or 0)
         ]
         criteria += [(k, t) for k, t in V2_CRITERIA_CHANGES.items() if k not in dict(criteria)]
         at = start + timedelta(weeks=15, days=1, hours=10)
-        revised = queries.create_definition(
+        revised = stored_definitions.create_definition(
             session, criteria=criteria, note=V2_NOTE, created_by="carol@demo.liaison.dev", now=at
         )
         demo_extras.approve_definition(session, revised, criteria, members)
     if revised is None:
-        current, _ = queries.current_definition(session)
+        current, _ = stored_definitions.current_definition(session)
         return [_version(session, current.id or 0, current.version, None)]
     first = stored.earliest_definition(session)
     assert first is not None
@@ -539,7 +544,7 @@ def _versions(
 
 
 def _version(session: Session, definition_id: int, version: int, since: datetime | None) -> Version:
-    criteria = queries.criteria_of(session, definition_id=definition_id)
+    criteria = stored_definitions.criteria_of(session, definition_id=definition_id)
     return Version(
         definition_id,
         version,
@@ -554,7 +559,7 @@ def _policy(session: Session, start: datetime, expected: float) -> SlaPolicy:
     if stored.policy_noted(session, note=SLA_NOTE) is None:
         target = _round_target(0.9 * expected)
         at = start - timedelta(days=3)
-        policy = queries.create_policy(
+        policy = policies.create_policy(
             session,
             fields={"leads_per_week": target},
             note=SLA_NOTE,
@@ -562,7 +567,7 @@ def _policy(session: Session, start: datetime, expected: float) -> SlaPolicy:
             now=at,
         )
         demo_extras.bootstrap_policy(session, policy, {"leads_per_week": target})
-    return queries.current_policy(session)
+    return policies.current_policy(session)
 
 
 def _round_target(value: float) -> int:

@@ -25,7 +25,7 @@ from random import Random
 from typing import Any
 
 from storage.demo.worktime import SECOND, WorkTime, micros, moment
-from storage.queries import DECISIVE, better_outcome
+from storage.leads import DECISIVE, better_outcome
 
 BLOCK = 1000  # leads per random stream
 FRESH = 6  # the first leads: just handed to Alice and Bob, nothing done yet
