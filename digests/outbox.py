@@ -244,13 +244,15 @@ def _lane_key() -> Any:
     )
 
 
-@dataclass(frozen=True)
-class Throttle:
-    """The platform asked a conversation to wait `seconds` (a 429 and `Retry-After`);
-    `kept`: its lane still holds the message and sends it again after the wait."""
+@dataclass
+class Attempt:
+    """How a send went, for its lane's pace: when the platform answered (sender clock;
+    None: it was not asked), and how long it asked the conversation to wait (a 429 and its
+    `Retry-After`), if it did; `kept`: the lane still holds the message, to send again."""
 
-    seconds: float
-    kept: bool
+    answered: float | None = None
+    throttled: float | None = None
+    kept: bool = False
 
 
 @dataclass
@@ -989,18 +991,21 @@ class Sender:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 may_wait = max(self.hold_throttled.total_seconds() - waited, 0.0)
-                throttled: Throttle | None = None
+                attempt = Attempt()
                 try:
-                    throttled = await self._send_one(claimed, report, current, may_wait)
+                    attempt = await self._send_one(claimed, report, current, may_wait)
                 except Exception:  # the lane goes on; the row keeps its marker for a check
                     log.exception(
                         "outbox %s: lane %s could not finish it", claimed.message.key, lane
                     )
                     self.held.pop(claimed.message.id or 0, None)
-                pace.answered(platforms, self.clock())
-                if throttled is not None and throttled.kept:
-                    waited += throttled.seconds
-                    await asyncio.sleep(throttled.seconds)
+                throttled = attempt.throttled
+                if throttled is None:  # a 429 posted nothing: it takes no place in the pace
+                    answered = attempt.answered
+                    pace.answered(platforms, self.clock() if answered is None else answered)
+                elif attempt.kept:
+                    waited += throttled
+                    await asyncio.sleep(throttled)
                     continue  # the same message again, still ours
                 left.pop(0)
                 waited = 0.0
@@ -1010,13 +1015,13 @@ class Sender:
                     rest, left = left, []
                     for other in rest:
                         self.held.pop(other.message.id or 0, None)
-                    until = current() + timedelta(seconds=throttled.seconds)
+                    until = current() + timedelta(seconds=throttled)
                     await self._write(partial(self._release, rest, until), _ids(rest))
                 # Claimed again the moment the platform's wait is over, not at the next poll.
                 loop = asyncio.get_running_loop()
                 owed = self._owed.get(loop)
                 if owed is not None:
-                    loop.call_later(throttled.seconds, owed.set)
+                    loop.call_later(throttled, owed.set)
         finally:
             for claimed in left:
                 self.held.pop(claimed.message.id or 0, None)
@@ -1054,15 +1059,17 @@ class Sender:
         report: SendReport,
         current: Callable[[], datetime],
         may_wait: float = 0.0,
-    ) -> Throttle | None:
-        """Send one claimed message and record the outcome; returns how long the platform
-        asked this conversation to wait (a 429), if it did. A wait of up to `may_wait`
-        seconds is the lane's to wait out, with the message kept (nothing is recorded: the
-        platform took nothing); a longer one is recorded on the message, given back."""
+    ) -> Attempt:
+        """Send one claimed message and record the outcome; returns when the platform
+        answered (the lane's pace counts from then, not from when the outcome was recorded)
+        and how long it asked this conversation to wait (a 429), if it did. A wait of up to
+        `may_wait` seconds is the lane's to wait out, with the message kept (nothing is
+        recorded: the platform took nothing); a longer one is recorded on the message."""
         message = claimed.message
+        attempt = Attempt()
         if not await self._still_ours(message, current()):
             log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
-            return None
+            return attempt
         loop = asyncio.get_running_loop()
         in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
         parts = self._parts(message)
@@ -1078,23 +1085,26 @@ class Sender:
                 log.info("outbox %s: %s went out on an earlier try", message.key, found[0])
                 parts.done.setdefault(found[0], found[2])
             posted = await self._deliver(claimed, current(), parts, in_flight, cards)
+            attempt.answered = self.clock()
         except rendering.NothingToRender as gone:
             await self._outcome(self._park, message, str(gone), report=report)
-            return None
+            return attempt
         except Exception as error:  # any platform error is recorded on the message
-            delay = throttle_delay(error)
+            attempt.answered = self.clock()
+            attempt.throttled = delay = throttle_delay(error)
             if delay is not None and delay <= may_wait and not cards:
                 log.info("outbox %s: throttled, again in %.1fs", message.key, delay)
                 report.retried += 1
                 self.metrics.retried.inc()
                 self.metrics.throttled.inc()
-                return Throttle(delay, kept=True)
+                attempt.kept = True
+                return attempt
             counted = await self._outcome(
                 self._failed, message, error, current(), parts.trying, cards, report=report
             )
             if delay is not None and counted is not None:
                 self.metrics.throttled.inc()
-            return Throttle(delay, kept=False) if delay is not None else None
+            return attempt
         finally:
             OUTBOX_KEY.reset(key)
         if not posted and found is not None:
@@ -1106,9 +1116,9 @@ class Sender:
                 "recipient is not reachable on any platform (no Slack id, no Teams chat)",
                 report=report,
             )
-            return None
+            return attempt
         await self._outcome(self._sent, message, posted[0], current(), cards, report=report)
-        return None
+        return attempt
 
     async def _outcome(
         self, write: Callable[..., str | None], *args: Any, report: SendReport
