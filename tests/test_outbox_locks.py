@@ -100,4 +100,3 @@ def test_lease_renewal_and_a_bookkeeping_batch_never_deadlock(pg_store: Store) -
         rows = {m.id: m for m in session.exec(select(OutboxMessage)).all()}
     assert rows[ids[0]].status == "pending" and rows[ids[0]].claimed_by == "a"
     assert rows[ids[1]].status == "sent"
-

@@ -253,3 +253,25 @@ async def test_the_teams_app_limit_spaces_requests_across_conversations() -> Non
     started = time.monotonic()
     await asyncio.gather(*(spacing.acquire() for _ in range(10)))
     assert time.monotonic() - started >= (10 - 2) / 20  # two at once, then 20 a second
+
+
+async def test_a_lanes_pace_counts_from_slacks_answer_not_from_the_bookkeeping(
+    sqlite_store: Store, slack: SlackStandIn
+) -> None:
+    """Recording a send's outcome may be slow (a busy database); the conversation's next
+    post is due a second after Slack answered, not a second after the record was written."""
+    write_to_outbox(sqlite_store, reps=1, each=1)
+    sender = Sender(sqlite_store, deliverer(sqlite_store, slack), "a")
+    sent = sender._sent
+
+    def slow_sent(*args: object, **kwargs: object) -> str | None:
+        time.sleep(2.0)
+        return sent(*args, **kwargs)  # type: ignore[arg-type]
+
+    sender._sent = slow_sent  # type: ignore[assignment, method-assign]
+    sender._forget_quiet_lanes = lambda: None  # type: ignore[method-assign]  # to look at it
+    await sender.drain(NOW)
+    [(_, posted_at)] = arrivals(slack, "U0R000")
+    [bucket] = sender.paces["member:1"].buckets["slack"]
+    # Due a second after the post arrived (plus the answer's way back), not 2 s later.
+    assert posted_at + 1.0 <= bucket.due < posted_at + 2.0
