@@ -10,7 +10,10 @@ requests are out at once, across lanes. A 429 slows only its lane (chat.postMess
 its method app-wide (`bot.slack.client`), and the message goes again, once.
 
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
-another picks the message up. One statement claims many messages, the first of every
+another picks the message up. Outbox rows are locked in one order (`storage.outbox`): a
+claim and a lease renewal skip rows others hold, and every other write of the sender locks
+its rows first, in id order, so two senders (or two of one sender's transactions) queue for
+a row but never deadlock. One statement claims many messages, the first of every
 conversation before the second of any, and marks them `sending_since`; the sender renews
 all its leases at once every third of a lease, and sends a message only while its lease
 outlasts the longest platform call. `sending_since` is cleared only once the outcome is
@@ -752,6 +755,19 @@ class Sender:
                     found.due = at
         self._check(only=set(due))
 
+    def _due_from(self, messages: list[Claimed], platforms: list[str], at: float) -> None:
+        """A lane held back (a 429): its cards come due from `at` on, one a pace interval
+        apart, so their facts are read and checked for then, not again and again while the
+        lane waits."""
+        pace = max((MIN_INTERVAL.get(p, 0.0) for p in platforms), default=0.0)
+        with self._facts_lock:
+            for position, claimed in enumerate(messages):
+                message = claimed.message
+                key = (rendering.kind_of(message.purpose), message.lead_id or 0)
+                found = self._facts.get(key)
+                if found is not None:
+                    found.due = max(found.due, at + position * pace)
+
     @staticmethod
     def _reader(kind: str) -> rendering.Reader:
         reader = rendering.reader_of(kind)
@@ -933,10 +949,10 @@ class Sender:
     async def _renew(self, ids: list[int], now: datetime) -> None:
         if not ids:
             return
-        renewed, busy = await self.books.run(partial(self._renew_rows, ids, now))
+        renewed, skipped = await self.books.run(partial(self._renew_rows, ids, now))
         until = now + self.lease
         for id_ in ids:
-            if id_ not in self.held or id_ in busy:
+            if id_ not in self.held or id_ in skipped:
                 continue  # recorded meanwhile, or being recorded (renewed next time)
             if id_ in renewed:
                 self.held[id_] = until
@@ -1005,6 +1021,7 @@ class Sender:
                     pace.answered(platforms, self.clock() if answered is None else answered)
                 elif attempt.kept:
                     waited += throttled
+                    self._due_from(left, platforms, self.clock() + throttled)
                     await asyncio.sleep(throttled)
                     continue  # the same message again, still ours
                 left.pop(0)
