@@ -1021,8 +1021,9 @@ class Sender:
                     pace.answered(platforms, self.clock() if answered is None else answered)
                 elif attempt.kept:
                     waited += throttled
-                    self._due_from(left, platforms, self.clock() + throttled)
-                    await asyncio.sleep(throttled)
+                    again = (attempt.answered or self.clock()) + throttled
+                    self._due_from(left, platforms, again)
+                    await asyncio.sleep(max(again - self.clock(), 0.0))
                     continue  # the same message again, still ours
                 left.pop(0)
                 waited = 0.0
@@ -1115,6 +1116,9 @@ class Sender:
                 self.metrics.retried.inc()
                 self.metrics.throttled.inc()
                 attempt.kept = True
+                why = f"{parts.trying} part: " if parts.trying else ""
+                note = partial(self._note, message, f"{why}{type(error).__name__}: {error}")
+                await self._write(note, [message.id or 0])
                 return attempt
             counted = await self._outcome(
                 self._failed, message, error, current(), parts.trying, cards, report=report
@@ -1421,6 +1425,12 @@ class Sender:
             else:
                 log.warning("outbox %s: retry in %.1fs (%s)", row.key, wait, row.last_error)
             return "retried"
+
+    def _note(self, message: OutboxMessage, error: str) -> None:
+        with self.books_session() as session:
+            storage_outbox.note_error(
+                session, message_id=message.id or 0, owner=self.owner, error=error
+            )
 
     def _park_row(self, row: OutboxMessage, now: datetime) -> str:
         """Parked: no more quick attempts; the admin hears of it, and it is tried again when

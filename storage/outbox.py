@@ -143,3 +143,14 @@ def give_back(
             .execution_options(synchronize_session=False)
         )
     return ours
+
+
+def note_error(session: Session, *, message_id: int, owner: str, error: str) -> None:
+    """Say on a message `owner` still holds why it waits (a 429 its lane waits out), for
+    `liaison outbox`; its lease and status stay as they are."""
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == message_id, _leased_by(owner))
+        .values(last_error=error[:500])
+        .execution_options(synchronize_session=False)
+    )
