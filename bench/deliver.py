@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = Path(__file__).resolve()
+WINDOWS = (15.0, 2.0)  # with --windows: every post 429 for the first 2 s of every 15 s
 ROOT = SCRIPT.parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -80,11 +81,14 @@ console = Console(width=150)
 # ------------------------------------------------------------------ children
 
 
-async def serve_standin(storm: float) -> None:
+async def serve_standin(storm: float, windows: bool) -> None:
     from tests.slack_standin import Pace, SlackStandIn, Storm
 
+    every, lasting = WINDOWS if windows else (0.0, 0.0)
     standin = SlackStandIn(
-        token=BOT_TOKEN, pace=Pace(), storm=Storm(fraction=storm) if storm > 0 else None
+        token=BOT_TOKEN,
+        pace=Pace(),
+        storm=Storm(fraction=storm, every=every, lasting=lasting) if storm > 0 else None,
     )
     await standin.start()
 
@@ -261,7 +265,8 @@ def run_one(database: str, storm: float, args: argparse.Namespace) -> dict[str, 
             console.print(f"[bold]{database}, {'storm' if storm else 'calm'}[/bold]")
             owe_cards(url, args.cards, args.reps)
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            standin = Child("standin", env, "--storm", str(storm))
+            windows = ["--windows"] if args.windows else []
+            standin = Child("standin", env, "--storm", str(storm), *windows)
             env.update(
                 LIAISON_DATABASE_URL=url,
                 SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -285,7 +290,9 @@ def run_one(database: str, storm: float, args: argparse.Namespace) -> dict[str, 
     rate = stats["distinct"] / span if span > 0 else 0.0
     return {
         "database": database,
-        "weather": f"storm {storm:.0%}" if storm else "calm",
+        "weather": (f"storm {storm:.0%}" + (", windows" if args.windows else ""))
+        if storm
+        else "calm",
         "delivered": stats["distinct"],
         "twice": stats["twice"],
         "over_pace": stats["over_pace"],
@@ -307,10 +314,16 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-storm", action="store_true")
+    parser.add_argument("--skip-calm", action="store_true")
+    parser.add_argument(
+        "--windows",
+        action="store_true",
+        help="the storm also answers every post 429 for 2 s of every 15 s (bench/ingest.py's)",
+    )
     parser.add_argument("--serve", choices=["standin", "serve"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "standin":
-        asyncio.run(serve_standin(args.storm))
+        asyncio.run(serve_standin(args.storm, args.windows))
         return
     if args.serve == "serve":
         asyncio.run(serve_liaison())
@@ -320,7 +333,8 @@ def main() -> None:
         for d, skip in (("sqlite", args.skip_sqlite), ("postgresql", args.skip_postgres))
         if not skip
     ]
-    storms = [0.0] if args.skip_storm else [0.0, args.storm]
+    storms = [] if args.skip_calm else [0.0]
+    storms += [] if args.skip_storm else [args.storm]
     results = [run_one(db, storm, args) for db in databases for storm in storms]
     table = Table(
         title=f"{args.cards} cards to {args.reps} reps; pacing limit {args.reps}/s "

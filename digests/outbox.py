@@ -10,7 +10,10 @@ requests are out at once, across lanes. A 429 slows only its lane (chat.postMess
 its method app-wide (`bot.slack.client`), and the message goes again, once.
 
 A claim is a lease (`claimed_until`): a sender that dies mid-send loses its lease and
-another picks the message up. One statement claims many messages, the first of every
+another picks the message up. Outbox rows are locked in one order (`storage.outbox`): a
+claim and a lease renewal skip rows others hold, and every other write of the sender locks
+its rows first, in id order, so two senders (or two of one sender's transactions) queue for
+a row but never deadlock. One statement claims many messages, the first of every
 conversation before the second of any, and marks them `sending_since`; the sender renews
 all its leases at once every third of a lease, and sends a message only while its lease
 outlasts the longest platform call. `sending_since` is cleared only once the outcome is
@@ -35,12 +38,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import aiohttp
@@ -57,6 +60,7 @@ from bot.core.interaction import Person
 from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
 from bot.core.metrics import OutboxMetrics
 from bot.outbox import alerts as outbox_alerts
+from storage import outbox as storage_outbox
 from storage import places
 from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable
@@ -88,9 +92,10 @@ CALENDARS_FOR = 5.0  # seconds a rep's calendar read for a card serves the next 
 FRESH_FOR = 1.0
 READ_AHEAD_FOR = 2.0  # seconds: a claimed card's facts are read this long before it is due
 POLL = 1.0  # while lanes run, look for newly due messages this often (seconds)
+# A lane waits out this much of 429s for one message with its claim kept, then gives it back.
+HOLD_THROTTLED = timedelta(seconds=10)
 
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -150,6 +155,10 @@ def outcome_known(error: BaseException) -> bool:
     if isinstance(error, aiohttp.ClientConnectorError):
         return True
     return not isinstance(error, MAYBE_SENT)
+
+
+def _ids(messages: list[Claimed]) -> list[int]:
+    return [c.message.id or 0 for c in messages]
 
 
 def lane_of(message: OutboxMessage) -> str:
@@ -237,6 +246,17 @@ def _lane_key() -> Any:
         (member.is_not(None), literal("member:") + cast(member, String)),
         else_=literal("target:") + func.coalesce(col(OutboxMessage.target), ""),
     )
+
+
+@dataclass
+class Attempt:
+    """How a send went, for its lane's pace: when the platform answered (sender clock;
+    None: it was not asked), and how long it asked the conversation to wait (a 429 and its
+    `Retry-After`), if it did; `kept`: the lane still holds the message, to send again."""
+
+    answered: float | None = None
+    throttled: float | None = None
+    kept: bool = False
 
 
 @dataclass
@@ -389,17 +409,18 @@ class Bookkeeping:
         self.prepare = prepare  # reads for all the batch's pieces at once, first
         self.run_in_thread = run
         self.linger = linger
-        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Callable[[], Any], Collection[int], asyncio.Future[Any]]] = []
         self._running = 0  # batches under way (up to BATCHES at once, on their own threads)
         self._tasks: set[asyncio.Task[None]] = set()
         self._local = local  # where a piece finds the batch's session (`Sender._session`)
         self.transactions = 0  # how many it took (benchmarks and tests count them)
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """`work()` (which opens `self.session()`) in the next batch; its result or error."""
+    async def run(self, work: Callable[[], T], rows: Collection[int] = ()) -> T:
+        """`work()` (which opens `self.session()`) in the next batch, the outbox `rows` it
+        writes locked first; its result or error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((work, future))
+        self._queue.append((work, rows, future))
         if self._running < BATCHES:
             self._running += 1
             task = loop.create_task(self._flush())
@@ -421,15 +442,16 @@ class Bookkeeping:
             if not batch:
                 break  # another batch took them
             try:
-                outcomes = await self.run_in_thread(partial(self._all, [w for w, _ in batch]))
+                works = [(work, rows) for work, rows, _ in batch]
+                outcomes = await self.run_in_thread(partial(self._all, works))
             except BaseException as error:  # the transaction as a whole failed
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 if isinstance(error, asyncio.CancelledError):
                     raise
                 continue
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if ok:
@@ -437,14 +459,21 @@ class Bookkeeping:
                 else:
                     future.set_exception(value)
 
-    def _all(self, works: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    def _all(
+        self, works: list[tuple[Callable[[], Any], Collection[int]]]
+    ) -> list[tuple[bool, Any]]:
+        """The pieces in one transaction that first locks every outbox row they write, in
+        id order (`storage.outbox.lock_in_order`: two batches, this sender's or another's,
+        then queue for a row instead of deadlocking); if that fails, each on its own."""
         if len(works) > 1:
             try:
                 with self.store.session() as session:
                     self._local.session = session
+                    rows = {id_ for _, ids in works for id_ in ids}
+                    storage_outbox.lock_in_order(session, ids=rows)
                     if self.prepare is not None:
                         self.prepare(session)
-                    results = [work() for work in works]
+                    results = [work() for work, _ in works]
                 self.transactions += 1
                 return [(True, result) for result in results]
             except Exception:  # rolled back; each piece again on its own, below
@@ -452,13 +481,25 @@ class Bookkeeping:
             finally:
                 self._local.session = None
         outcomes: list[tuple[bool, Any]] = []
-        for work in works:
+        for work, ids in works:
             try:
-                outcomes.append((True, work()))  # in a session of its own
+                outcomes.append((True, self._alone(work, ids)))
             except Exception as error:  # that piece's own failure, told to its lane
                 outcomes.append((False, error))
             self.transactions += 1
         return outcomes
+
+    def _alone(self, work: Callable[[], T], rows: Collection[int]) -> T:
+        """One piece in a transaction of its own, its rows locked first."""
+        if not rows:
+            return work()  # opens a session of its own
+        with self.store.session() as session:
+            self._local.session = session
+            try:
+                storage_outbox.lock_in_order(session, ids=rows)
+                return work()
+            finally:
+                self._local.session = None
 
 
 class Sender:
@@ -507,6 +548,7 @@ class Sender:
             WeakKeyDictionary()
         )
         self.per_lane = PER_LANE
+        self.hold_throttled = HOLD_THROTTLED
         self._calendars_read: dict[Any, Any] = {}
         # (kind, lead id) → the facts its card is drawn from, when read, when last checked.
         self._facts: dict[tuple[str, int], Facts] = {}  # (kind, lead id) → its card's
@@ -714,6 +756,19 @@ class Sender:
                     found.due = at
         self._check(only=set(due))
 
+    def _due_from(self, messages: list[Claimed], platforms: list[str], at: float) -> None:
+        """A lane held back (a 429): its cards come due from `at` on, one a pace interval
+        apart, so their facts are read and checked for then, not again and again while the
+        lane waits."""
+        pace = max((MIN_INTERVAL.get(p, 0.0) for p in platforms), default=0.0)
+        with self._facts_lock:
+            for position, claimed in enumerate(messages):
+                message = claimed.message
+                key = (rendering.kind_of(message.purpose), message.lead_id or 0)
+                found = self._facts.get(key)
+                if found is not None:
+                    found.due = max(found.due, at + position * pace)
+
     @staticmethod
     def _reader(kind: str) -> rendering.Reader:
         reader = rendering.reader_of(kind)
@@ -857,17 +912,17 @@ class Sender:
             self._calendars_read, self._calendars_since = {}, now
         return self._calendars_read
 
-    async def _write(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A bookkeeping write (mark sent, retry, park), batched with the other lanes', and
-        retried with backoff while the database is busy or away, for up to two leases (the
-        sender renews the lease meanwhile); then the error propagates and the lane logs it.
-        A row it could not mark stays leased with `sending_since`, so it is checked, not
-        resent blindly."""
+    async def _write(self, write: Callable[[], T], rows: Collection[int] = ()) -> T:
+        """A bookkeeping write (mark sent, retry, park) of outbox `rows`, batched with the
+        other lanes' (their rows locked first, in id order), and retried with backoff while
+        the database is busy or away, for up to two leases (the sender renews the lease
+        meanwhile); then the error propagates and the lane logs it. A row it could not mark
+        stays leased with `sending_since`, so it is checked, not resent blindly."""
         delay = BUSY_FIRST
         deadline = self.clock() + 2 * self.lease.total_seconds()
         while True:
             try:
-                return await self.books.run(partial(write, *args, **kwargs))
+                return await self.books.run(write, rows)
             except OperationalError as error:
                 if self.clock() + delay > deadline:
                     raise
@@ -895,36 +950,24 @@ class Sender:
     async def _renew(self, ids: list[int], now: datetime) -> None:
         if not ids:
             return
-        renewed = await self.books.run(partial(self._renew_rows, ids, now))
+        renewed, skipped = await self.books.run(partial(self._renew_rows, ids, now))
         until = now + self.lease
         for id_ in ids:
-            if id_ not in self.held:
-                continue  # its outcome was recorded meanwhile
+            if id_ not in self.held or id_ in skipped:
+                continue  # recorded meanwhile, or being recorded (renewed next time)
             if id_ in renewed:
                 self.held[id_] = until
             else:
                 self.held.pop(id_, None)
                 log.info("outbox: message %s is no longer ours to send", id_)
 
-    def _renew_rows(self, ids: list[int], now: datetime) -> set[int]:
-        """Renew the leases on `ids` still ours; the ids renewed."""
-        renewed: set[int] = set()
+    def _renew_rows(self, ids: list[int], now: datetime) -> tuple[set[int], set[int]]:
+        """Renew the leases on `ids` still ours, never waiting for a row another
+        transaction holds: the ids renewed, and those skipped that are still ours."""
         with self.books_session() as session:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                found = session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        col(OutboxMessage.id).in_(chunk),
-                        col(OutboxMessage.status) == OutboxStatus.sending,
-                        col(OutboxMessage.claimed_by) == self.owner,
-                    )
-                    .values(claimed_until=now + self.lease)
-                    .returning(col(OutboxMessage.id))
-                    .execution_options(synchronize_session=False)
-                ).scalars()
-                renewed.update(found)
-        return renewed
+            return storage_outbox.renew_leases(
+                session, ids=ids, owner=self.owner, until=now + self.lease
+            )
 
     async def _still_ours(self, message: OutboxMessage, now: datetime) -> bool:
         """Whether this sender may send `message` now: it holds its lease for long enough
@@ -936,7 +979,11 @@ class Sender:
             return True
         if until is not None:
             await self._renew([id_], now)
-        return id_ in self.held
+        until = self.held.get(id_)
+        if until is not None and until - now >= self.lease / 2:
+            return True
+        self.held.pop(id_, None)  # not renewed: left to whoever holds it when it runs out
+        return False
 
     async def _lane(
         self,
@@ -945,26 +992,42 @@ class Sender:
         report: SendReport,
         current: Callable[[], datetime],
     ) -> None:
-        """One conversation's messages, in order, at its platforms' pace; a 429 gives the
-        rest back to be sent once the platform's `Retry-After` has passed, in order."""
+        """One conversation's messages, in order, at its platforms' pace. A 429 (Slack's
+        per-conversation pace) holds back this lane alone: it waits out the platform's
+        `Retry-After` with its claim kept and sends the same message again, nothing given
+        back or claimed again; only after HOLD_THROTTLED of waits for one message does it
+        give the rest back, to be sent once the platform's wait is over, in order."""
         pace = self.paces.setdefault(lane, pacing.Lane())
         left = list(messages)
+        waited = 0.0  # seconds the lane has waited out 429s for `left[0]`
         try:
             while left:
-                claimed = left.pop(0)
+                claimed = left[0]
                 platforms = self._platforms(claimed.message)
                 wait = pace.wait(platforms, self.clock())
                 if wait > 0:
                     await asyncio.sleep(wait)
-                throttled: float | None = None
+                may_wait = max(self.hold_throttled.total_seconds() - waited, 0.0)
+                attempt = Attempt()
                 try:
-                    throttled = await self._send_one(claimed, report, current)
+                    attempt = await self._send_one(claimed, report, current, may_wait)
                 except Exception:  # the lane goes on; the row keeps its marker for a check
                     log.exception(
                         "outbox %s: lane %s could not finish it", claimed.message.key, lane
                     )
                     self.held.pop(claimed.message.id or 0, None)
-                pace.answered(platforms, self.clock())
+                throttled = attempt.throttled
+                if throttled is None:  # a 429 posted nothing: it takes no place in the pace
+                    answered = attempt.answered
+                    pace.answered(platforms, self.clock() if answered is None else answered)
+                elif attempt.kept:
+                    waited += throttled
+                    again = (attempt.answered or self.clock()) + throttled
+                    self._due_from(left, platforms, again)
+                    await asyncio.sleep(max(again - self.clock(), 0.0))
+                    continue  # the same message again, still ours
+                left.pop(0)
+                waited = 0.0
                 if throttled is None:
                     continue
                 if left:
@@ -972,7 +1035,7 @@ class Sender:
                     for other in rest:
                         self.held.pop(other.message.id or 0, None)
                     until = current() + timedelta(seconds=throttled)
-                    await self._write(self._release, rest, until)
+                    await self._write(partial(self._release, rest, until), _ids(rest))
                 # Claimed again the moment the platform's wait is over, not at the next poll.
                 loop = asyncio.get_running_loop()
                 owed = self._owed.get(loop)
@@ -985,19 +1048,19 @@ class Sender:
                 self.busy.discard(lane)
             if left:  # cancelled (shutting down): what was not sent goes back in line now
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._write(self._release, left, current()))
+                    release = partial(self._release, left, current())
+                    await asyncio.shield(self._write(release, _ids(left)))
 
     def _release(self, messages: list[Claimed], not_before: datetime) -> None:
         """Give back messages this sender claimed and did not send, with their marks as
         they were before the claim."""
         with self.books_session() as session:
-            for claimed in messages:
-                row = session.get(OutboxMessage, claimed.message.id, with_for_update=True)
-                if row is None or not self._holds(row):
-                    continue
-                row.status, row.claimed_until = OutboxStatus.pending.value, None
-                row.not_before, row.sending_since = not_before, claimed.earlier
-                session.add(row)
+            storage_outbox.give_back(
+                session,
+                owner=self.owner,
+                marks={c.message.id or 0: c.earlier for c in messages},
+                not_before=not_before,
+            )
 
     def _platforms(self, message: OutboxMessage) -> list[str]:
         """The platforms whose per-conversation pace a message keeps: its channel's, or
@@ -1010,14 +1073,22 @@ class Sender:
         return list(self.deliverer.messengers)
 
     async def _send_one(
-        self, claimed: Claimed, report: SendReport, current: Callable[[], datetime]
-    ) -> float | None:
-        """Send one claimed message and record the outcome; returns the seconds the platform
-        asked this conversation to wait (a 429), if it did."""
+        self,
+        claimed: Claimed,
+        report: SendReport,
+        current: Callable[[], datetime],
+        may_wait: float = 0.0,
+    ) -> Attempt:
+        """Send one claimed message and record the outcome; returns when the platform
+        answered (the lane's pace counts from then, not from when the outcome was recorded)
+        and how long it asked this conversation to wait (a 429), if it did. A wait of up to
+        `may_wait` seconds is the lane's to wait out, with the message kept (nothing is
+        recorded: the platform took nothing); a longer one is recorded on the message."""
         message = claimed.message
+        attempt = Attempt()
         if not await self._still_ours(message, current()):
             log.info("outbox %s: lease lost while waiting, left to its new sender", message.key)
-            return None
+            return attempt
         loop = asyncio.get_running_loop()
         in_flight = self._in_flight.setdefault(loop, asyncio.Semaphore(IN_FLIGHT))
         parts = self._parts(message)
@@ -1033,17 +1104,29 @@ class Sender:
                 log.info("outbox %s: %s went out on an earlier try", message.key, found[0])
                 parts.done.setdefault(found[0], found[2])
             posted = await self._deliver(claimed, current(), parts, in_flight, cards)
+            attempt.answered = self.clock()
         except rendering.NothingToRender as gone:
             await self._outcome(self._park, message, str(gone), report=report)
-            return None
+            return attempt
         except Exception as error:  # any platform error is recorded on the message
-            delay = throttle_delay(error)
+            attempt.answered = self.clock()
+            attempt.throttled = delay = throttle_delay(error)
+            if delay is not None and delay <= may_wait and not cards:
+                log.info("outbox %s: throttled, again in %.1fs", message.key, delay)
+                report.retried += 1
+                self.metrics.retried.inc()
+                self.metrics.throttled.inc()
+                attempt.kept = True
+                why = f"{parts.trying} part: " if parts.trying else ""
+                note = partial(self._note, message, f"{why}{type(error).__name__}: {error}")
+                await self._write(note, [message.id or 0])
+                return attempt
             counted = await self._outcome(
                 self._failed, message, error, current(), parts.trying, cards, report=report
             )
             if delay is not None and counted is not None:
                 self.metrics.throttled.inc()
-            return delay
+            return attempt
         finally:
             OUTBOX_KEY.reset(key)
         if not posted and found is not None:
@@ -1055,9 +1138,9 @@ class Sender:
                 "recipient is not reachable on any platform (no Slack id, no Teams chat)",
                 report=report,
             )
-            return None
+            return attempt
         await self._outcome(self._sent, message, posted[0], current(), cards, report=report)
-        return None
+        return attempt
 
     async def _outcome(
         self, write: Callable[..., str | None], *args: Any, report: SendReport
@@ -1067,7 +1150,7 @@ class Sender:
         the lease is then no longer this sender's to keep."""
         message: OutboxMessage = args[0]
         try:
-            counted = await self._write(write, *args)
+            counted = await self._write(partial(write, *args), [message.id or 0])
         finally:
             self.held.pop(message.id or 0, None)
         if counted in ("sent", "recovered", "again"):
@@ -1142,7 +1225,7 @@ class Sender:
             return drawn
         if message.lead_id is not None:
             self._to_render.add(message.lead_id)
-        return await self._write(self._render, message, member_id, now)
+        return await self._write(partial(self._render, message, member_id, now))
 
     def _read_ahead(self, session: Session) -> None:
         """The leads the batch renders cards of, and their owners, in two queries, so each
@@ -1182,7 +1265,7 @@ class Sender:
         self, message: OutboxMessage, now: datetime, in_flight: asyncio.Semaphore
     ) -> list[tuple[str, Posted]]:
         """Replace a posted card in place with its state now."""
-        location, card = await self._write(self._update_of, message, now)
+        location, card = await self._write(partial(self._update_of, message, now))
         messenger = self.deliverer.messengers.get(location.platform)
         if messenger is None:
             return []
@@ -1196,7 +1279,9 @@ class Sender:
         done = {name: Posted.from_dict(p) for name, p in (message.parts_done or {}).items()}
 
         async def record(name: str, posted: Posted) -> None:
-            await self._write(self._part_done, message, name, posted)
+            await self._write(partial(self._part_done, message, name, posted), [message.id or 0])
+            # Kept on the message too: a lane that sends it again after a 429 starts here.
+            message.parts_done = {**(message.parts_done or {}), name: posted.to_dict()}
 
         return Parts(done, record)
 
@@ -1341,6 +1426,12 @@ class Sender:
             else:
                 log.warning("outbox %s: retry in %.1fs (%s)", row.key, wait, row.last_error)
             return "retried"
+
+    def _note(self, message: OutboxMessage, error: str) -> None:
+        with self.books_session() as session:
+            storage_outbox.note_error(
+                session, message_id=message.id or 0, owner=self.owner, error=error
+            )
 
     def _park_row(self, row: OutboxMessage, now: datetime) -> str:
         """Parked: no more quick attempts; the admin hears of it, and it is tried again when

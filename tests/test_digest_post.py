@@ -253,6 +253,22 @@ async def test_a_failed_chart_upload_is_retried_alone(
     assert row.message_id == (row.parts_done or {})["slack"]["message_id"]
 
 
+async def test_a_throttled_chart_upload_is_waited_out_in_its_lane_and_sent_alone(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    """Slack answers the chart's upload 429: the lane waits out `Retry-After` with the
+    digest still claimed and sends only the chart again, in the same pass."""
+    week_of_history(any_store)
+    owe_the_digest(any_store)
+    slack.throttle("files.getUploadURLExternal", times=1, retry_after=1)
+    row = await send_until(any_store, slack, passes=1)
+    assert len(digests_in(slack)) == 1  # posted once, not again for the chart
+    assert len(slack.files) == 1
+    assert len(slack.of("files.completeUploadExternal")) == 1
+    assert (row.status, row.attempts) == ("sent", 0)
+    assert list(row.parts_done or {}) == ["slack"]
+
+
 async def test_a_chart_that_never_uploads_leaves_the_digest_posted_once(
     any_store: Store, slack: SlackStandIn
 ) -> None:

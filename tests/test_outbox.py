@@ -100,12 +100,13 @@ async def test_throttling_is_retried_without_counting_then_given_up_after_a_day(
     write_to_outbox(sqlite_store, NOW)
     sender = Sender(
         sqlite_store,
-        Deliverer(sqlite_store, [RefusingMessenger(PlatformError(429, {"Retry-After": "3"}))]),
+        # Longer than a lane waits with its claim kept (HOLD_THROTTLED): given back.
+        Deliverer(sqlite_store, [RefusingMessenger(PlatformError(429, {"Retry-After": "30"}))]),
         "test",
     )
     report = await sender.drain(NOW)
     assert (report.retried, row(sqlite_store).attempts) == (1, 0)
-    assert about(row(sqlite_store).not_before, NOW + timedelta(seconds=3))
+    assert about(row(sqlite_store).not_before, NOW + timedelta(seconds=30))
     later = NOW + timedelta(days=1, seconds=10)
     report = await sender.drain(later)
     assert report.failed == 1

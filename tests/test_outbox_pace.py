@@ -26,7 +26,7 @@ from bot.core.delivery import Deliverer
 from bot.core.messages import Card, card_to_dict
 from bot.slack.app import SlackMessenger, make_client
 from bot.slack.client import Throttled
-from digests.outbox import Sender
+from digests.outbox import HOLD_THROTTLED, Sender
 from digests.scheduler import Scheduler
 from storage import members, outbox
 from storage.db import Store
@@ -124,10 +124,36 @@ async def test_a_429_on_one_conversation_holds_back_only_that_one(
     write_to_outbox(any_store, reps=2, each=3)
     slack.throttle_channel("U0R000", times=1, retry_after=2)
     sender = Sender(any_store, deliverer(any_store, slack), "a")
+    report = await sender.drain(NOW)
+    # The throttled lane waited out Slack's Retry-After with its claim kept and sent all
+    # three, in order, once, in the same drain: nothing was given back to claim again.
+    assert [text for text, _ in arrivals(slack, "U0R000")] == ["0:0", "0:1", "0:2"]
+    assert [text for text, _ in arrivals(slack, "U0R001")] == ["1:0", "1:1", "1:2"]
+    assert len(slack.refused) == 1  # asked once to wait, not hammered meanwhile
+    refused_at = slack.refused[0].at
+    assert arrivals(slack, "U0R000")[0][1] - refused_at >= 2.0
+    # The other conversation did not wait for it: its burst went out meanwhile.
+    assert max(t for _, t in arrivals(slack, "U0R001")) < refused_at + 2.0
+    assert (report.sent, report.retried) == (6, 1)
+    with any_store.session() as s:
+        rows = s.exec(select(OutboxMessage)).all()
+    assert {(m.status, m.attempts) for m in rows} == {("sent", 0)}
+    assert slack.over_limit == 0
+
+
+async def test_a_long_retry_after_gives_the_conversation_back_in_order(
+    any_store: Store, slack: SlackStandIn
+) -> None:
+    """A Retry-After longer than a lane keeps its claim for: the lane gives its messages
+    back, in order, for when the platform's wait has passed."""
+    write_to_outbox(any_store, reps=2, each=3)
+    wait = int(HOLD_THROTTLED.total_seconds()) + 5
+    slack.throttle_channel("U0R000", times=1, retry_after=wait)
+    sender = Sender(any_store, deliverer(any_store, slack), "a")
     first = await sender.drain(NOW)
     assert [text for text, _ in arrivals(slack, "U0R001")] == ["1:0", "1:1", "1:2"]
     assert arrivals(slack, "U0R000") == []
-    assert len(slack.refused) == 1  # asked once to wait, not hammered meanwhile
+    assert len(slack.refused) == 1
     with any_store.session() as s:
         held = s.exec(
             select(OutboxMessage).where(col(OutboxMessage.key).startswith("card:0:"))
@@ -136,9 +162,10 @@ async def test_a_429_on_one_conversation_holds_back_only_that_one(
     # All three back in line, in order, for when Slack's Retry-After has passed; the 429
     # is not an attempt.
     assert sorted(m.key for m in held) == ["card:0:0", "card:0:1", "card:0:2"]
-    assert all(m.not_before >= NOW + timedelta(seconds=2) and m.attempts == 0 for m in held)
+    assert all(m.not_before >= NOW + timedelta(seconds=wait) and m.attempts == 0 for m in held)
+    assert all(m.claimed_until is None and m.sending_since is None for m in held)
     assert (first.sent, first.retried) == (3, 1)
-    await sender.drain(NOW + timedelta(seconds=3))
+    await sender.drain(NOW + timedelta(seconds=wait + 1))
     assert [text for text, _ in arrivals(slack, "U0R000")] == ["0:0", "0:1", "0:2"]
     assert slack.over_limit == 0
 
@@ -226,3 +253,25 @@ async def test_the_teams_app_limit_spaces_requests_across_conversations() -> Non
     started = time.monotonic()
     await asyncio.gather(*(spacing.acquire() for _ in range(10)))
     assert time.monotonic() - started >= (10 - 2) / 20  # two at once, then 20 a second
+
+
+async def test_a_lanes_pace_counts_from_slacks_answer_not_from_the_bookkeeping(
+    sqlite_store: Store, slack: SlackStandIn
+) -> None:
+    """Recording a send's outcome may be slow (a busy database); the conversation's next
+    post is due a second after Slack answered, not a second after the record was written."""
+    write_to_outbox(sqlite_store, reps=1, each=1)
+    sender = Sender(sqlite_store, deliverer(sqlite_store, slack), "a")
+    sent = sender._sent
+
+    def slow_sent(*args: object, **kwargs: object) -> str | None:
+        time.sleep(2.0)
+        return sent(*args, **kwargs)  # type: ignore[arg-type]
+
+    sender._sent = slow_sent  # type: ignore[assignment, method-assign]
+    sender._forget_quiet_lanes = lambda: None  # type: ignore[method-assign]  # to look at it
+    await sender.drain(NOW)
+    [(_, posted_at)] = arrivals(slack, "U0R000")
+    [bucket] = sender.paces["member:1"].buckets["slack"]
+    # Due a second after the post arrived (plus the answer's way back), not 2 s later.
+    assert posted_at + 1.0 <= bucket.due < posted_at + 2.0

@@ -23,7 +23,7 @@ from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import Card
 from bot.core.owing import write_to_outbox
 from bot.slack.app import SlackMessenger
-from digests.outbox import Sender
+from digests.outbox import HOLD_THROTTLED, Sender
 from handlers.ingest import Ingestor, LeadIn, store_leads
 from storage import members, places
 from storage.db import Store
@@ -32,6 +32,8 @@ from tests.slack_standin import SlackStandIn
 from tests.support import LiveServer, eventually, make_settings, slack_settings, slack_with
 from tests.test_slack import interact, lead_payload, posted_cards, press, send_leads, text_of
 from tests.test_slack_loops import slash
+
+HOLD = int(HOLD_THROTTLED.total_seconds())
 
 ALWAYS = Company(start=time(0), end=time.max, weekdays=frozenset(range(7)))  # never after hours
 
@@ -76,9 +78,9 @@ def updates(slack: SlackStandIn, card: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_a_handoff_card_that_waited_shows_the_lead_as_it_is_when_sent(
     server: LiveServer, slack: SlackStandIn
 ) -> None:
-    # Slack turns the handoff card away for a while; meanwhile Alice finds the lead in
-    # /leads and accepts it there.
-    slack.throttle("chat.postMessage", times=1, retry_after=3)
+    # Slack turns the handoff card away for a while (longer than a lane waits with the card
+    # claimed: it goes back in line); meanwhile Alice finds the lead in /leads and accepts it.
+    slack.throttle("chat.postMessage", times=1, retry_after=HOLD + 1)
     status, _ = await send_leads(server, lead_payload("L-1", "Jordan Patel"))
     assert status == 200 and len(slack.refused) == 1
     await slash(server, slack, "U0ALICE", "", command="/leads")
@@ -88,7 +90,9 @@ async def test_a_handoff_card_that_waited_shows_the_lead_as_it_is_when_sent(
     assert "Accepted by Alice Adams" in text_of(updates(slack, listed)[-1])
 
     # The handoff card goes out when Slack lets it: as the lead is now, not as it was.
-    listed_and_handoff = await eventually(lambda: posted_cards(slack, "U0ALICE")[1:], timeout=10)
+    listed_and_handoff = await eventually(
+        lambda: posted_cards(slack, "U0ALICE")[1:], timeout=HOLD + 10
+    )
     (handoff,) = listed_and_handoff
     assert "Jordan Patel" in text_of(handoff)
     assert "Accepted by Alice Adams" in text_of(handoff)

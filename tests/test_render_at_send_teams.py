@@ -4,6 +4,7 @@ connector calls answered by the stand-in."""
 
 from __future__ import annotations
 
+from digests.outbox import HOLD_THROTTLED
 from tests.support import LiveServer, eventually
 from tests.teams_standin import Call, TeamsStandIn
 from tests.test_teams import (  # noqa: F401 (the fixtures `chat`, `server`, `standin`)
@@ -16,6 +17,8 @@ from tests.test_teams import (  # noqa: F401 (the fixtures `chat`, `server`, `st
     titles,
 )
 
+HOLD = int(HOLD_THROTTLED.total_seconds())
+
 
 async def test_a_teams_handoff_card_that_waited_shows_the_lead_as_it_is_when_sent(
     chat: Teams,  # noqa: F811 (a fixture)
@@ -23,7 +26,8 @@ async def test_a_teams_handoff_card_that_waited_shows_the_lead_as_it_is_when_sen
     standin: TeamsStandIn,  # noqa: F811 (a fixture)
 ) -> None:
     await chat.say(ALICE, "hi")
-    standin.fail_sends(1, retry_after="3")
+    # Longer than a lane waits with the card claimed: it goes back in line meanwhile.
+    standin.fail_sends(1, retry_after=str(HOLD + 1))
     await chat.lead(external_id="L-1", name="Dana Diaz", owner_email=ALICE.email)
     await server.settle()
     assert len(standin.of("throttled")) == 1
@@ -40,6 +44,6 @@ async def test_a_teams_handoff_card_that_waited_shows_the_lead_as_it_is_when_sen
         cards = standin.of("send", ALICE.conversation)
         return [c for c in cards if "Dana Diaz" in card_text(c.card)][1:]
 
-    [card] = await eventually(handoff, timeout=10)
+    [card] = await eventually(handoff, timeout=HOLD + 10)
     assert "Accepted by Alice" in card_text(card.card)
     assert "Accept" not in titles(card.card)
