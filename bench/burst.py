@@ -43,7 +43,7 @@ from sqlalchemy import update
 import handlers.cards  # noqa: F401  (registers the handoff renderer)
 from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
-from digests.outbox import Sender
+from bot.outbox.sender import Sender
 from handlers.ingest import Ingestor
 from storage import members as stored_members
 from storage.db import Store

@@ -37,7 +37,9 @@ second (first card to last), as a share of the pacing limit (min(reps, leads) co
 everything settled (or `--settle-seconds` after the last answer), over-limit posts, and the
 serve process's peak RSS (VmHWM). With `--storm` each database gets a second Liaison run
 with a 429 storm at the stand-in as well: 10 % of chat.postMessage calls, and every call
-during the first 2 s of every 15 s, answer 429 with Retry-After: 1 whatever the pace.
+during the first 2 s of every 15 s, answer 429 with Retry-After: 1 whatever the pace. Its
+delivery target is taken against the pace the storm leaves open (13 of every 15 s: while it
+refuses every call nothing can be posted); its other refusals count against Liaison.
 
 The floor, same run, same database server and driver: a bare aiohttp handler (a child
 process) that checks the same HMAC, parses the JSON and bulk-inserts the leads' columns
@@ -97,6 +99,10 @@ RETRIES = 5  # resends of a body after time-outs, dropped connections or a 5xx
 RETRY_PAUSE = 1.0  # seconds before such a resend
 GRACE = 2.0  # seconds to keep watching for a doubled card once every card arrived
 STORM = {"fraction": 0.1, "every": 15.0, "lasting": 2.0, "retry_after": 1}
+# The share of time the storm lets any post through: Slack's pace is worth nothing while it
+# refuses every call, so under the storm the pacing limit is this share of the calm one (its
+# 10 % of refusals the rest of the time are not taken off: they count against Liaison).
+STORM_OPEN = 1.0 - STORM["lasting"] / STORM["every"]
 TARGET_LEADS_PER_S = 1000.0
 TARGET_PACE_SHARE = 0.9
 TARGET_RSS_MB = 512.0  # "bounded memory": the serve process's peak at 10,000 leads
@@ -625,6 +631,7 @@ class Result:
     cards: int | None = None
     cards_per_s: float | None = None
     pace_share: float | None = None
+    open_pace_share: float | None = None  # of the pace the storm leaves open (storm runs)
     answer_to_last_card_s: float | None = None
     owed_at_last_answer: int | None = None  # cards not yet delivered when the load ended
     drain_per_s: float | None = None  # their delivery rate, last answer → last card
@@ -815,6 +822,8 @@ def delivery_figures(
         conversations = min(args.reps, args.leads)
         if result.cards_per_s is not None:
             result.pace_share = result.cards_per_s / conversations
+            if result.storm:
+                result.open_pace_share = result.cards_per_s / (conversations * STORM_OPEN)
         result.answer_to_last_card_s = last - load.last_answer
         result.owed_at_last_answer = sum(1 for t in times if t > load.last_answer)
         if result.answer_to_last_card_s > 0:
@@ -865,6 +874,7 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("cards delivered / expected", lambda r: _pair(r.cards, r.expected_cards)),
     ("cards/s (first → last card)", lambda r: _f(r.cards_per_s)),
     ("… of the pacing limit", lambda r: _percent(r.pace_share)),
+    ("… of the pace the storm leaves open", lambda r: _percent(r.open_pace_share)),
     ("last answer → last card", lambda r: _f(r.answer_to_last_card_s, ".1f", " s")),
     ("cards still owed at the last answer", lambda r: _f(r.owed_at_last_answer, ",d")),
     ("… delivered at (cards/s)", lambda r: _f(r.drain_per_s)),
@@ -947,9 +957,10 @@ def verdicts(r: Result, args: argparse.Namespace) -> list[tuple[str, bool, str]]
             f"{r.created:,}/{r.leads:,} created, {r.missing} missing, {r.doubled} doubled",
         ),
         (
-            f"delivery ≥ {TARGET_PACE_SHARE:.0%} of the pacing limit",
-            (r.pace_share or 0.0) >= TARGET_PACE_SHARE,
-            _percent(r.pace_share),
+            f"delivery ≥ {TARGET_PACE_SHARE:.0%} of the pacing limit"
+            + (" the storm leaves open" if r.storm else ""),
+            ((r.open_pace_share if r.storm else r.pace_share) or 0.0) >= TARGET_PACE_SHARE,
+            _percent(r.open_pace_share if r.storm else r.pace_share),
         ),
         ("never over Slack's pace", r.over_limit == 0, f"{r.over_limit} over-limit posts"),
         ("no 5xx", r.server_errors == 0, f"{r.server_errors}"),

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from digests.outbox import Sender  # noqa: E402
+from bot.outbox.sender import Sender  # noqa: E402
 from storage.db import Store  # noqa: E402
 from tests.conftest import PG_ADMIN_URL  # noqa: E402
 from tests.slack_standin import Pace, SlackStandIn, Storm  # noqa: E402

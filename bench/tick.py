@@ -43,7 +43,7 @@ not (owner, lead, calendar, messages written to the outbox), proportional to the
 due rows; its figures and its cost per due row are printed alongside, for information.
 
 Outbox throughput: the Slack Web API stand-in (tests/slack_standin.py) runs in this event
-loop; a `digests.outbox.Sender` over a `bot.core.delivery.Deliverer` with a `SlackMessenger`
+loop; a `bot.outbox.sender.Sender` over a `bot.core.delivery.Deliverer` with a `SlackMessenger`
 (client from `bot.slack.app.make_client` pointed at the stand-in) drains `--messages` DMs owed
 to one member, i.e. one channel, where Slack allows about 1 message per second. The
 arrival time of every chat.postMessage at the stand-in gives the achieved rate and the
@@ -765,8 +765,8 @@ async def outbox_throughput(url: str, database: str, recipients: list[int]) -> T
     from bot.core.delivery import Deliverer
     from bot.core.messages import Card, card_to_dict
     from bot.core.settings import Settings
+    from bot.outbox.sender import Sender
     from bot.slack.app import SlackMessenger, make_client
-    from digests.outbox import Sender
     from storage.models import OutboxMessage
     from tests.slack_standin import SlackStandIn
 
@@ -916,7 +916,7 @@ def report_db(result: DbResult) -> None:
 
 
 async def report_throughput(url: str, database: str, messages: int, fanout: int) -> None:
-    from digests.outbox import MIN_INTERVAL
+    from bot.outbox.sender import MIN_INTERVAL
 
     allowed = 1.0 / MIN_INTERVAL["slack"]
     result = await outbox_throughput(url, database, [1] * messages)

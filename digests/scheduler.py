@@ -20,10 +20,11 @@ from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
 from bot.core.metrics import ServiceMetrics, instance_name
 from bot.core.settings import Settings
+from bot.outbox.sender import Sender, SendReport
 from digests import approvals, feedback, sla
-from digests.outbox import Sender, SendReport, due_count, held_by_count
 from handlers.clocks import TickReport
 from storage.db import Outage, Store, unavailable
+from storage.outbox import due_count, held_by_count
 
 log = logging.getLogger(__name__)
 JOB_ID = "liaison-tick"

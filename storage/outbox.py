@@ -1,20 +1,23 @@
-"""Reads and repairs of the outbox for the people who run Liaison, and the sender's row
-locks (leases renewed, messages given back) taken in one order."""
+"""The outbox's rows: messages owed (one per key; card updates coalesced per place), the
+sender's claims, leases, marks and give-backs (row locks always taken in id order), and the
+reads and repairs for the people who run Liaison."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, case, func, update
+from sqlalchemy import Insert, String, bindparam, case, cast, func, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage import arrays
 from storage.models import (
     CardLocation,
+    Lead,
     Member,
     OutboxMessage,
     OutboxStatus,
@@ -347,3 +350,275 @@ def note_error(session: Session, *, message_id: int, owner: str, error: str) -> 
         .values(last_error=error[:500])
         .execution_options(synchronize_session=False)
     )
+
+
+# ---------------------------------------------------------------- the sender's claims and marks
+
+LEASE = timedelta(seconds=60)
+RETRY_FOR = timedelta(days=1)  # parked messages are tried again this long after being owed
+
+
+def _claimable(now: datetime) -> Any:
+    """Due and pending, or leased by a sender whose lease ran out."""
+    return or_(
+        (col(OutboxMessage.status) == OutboxStatus.pending)
+        & (col(OutboxMessage.not_before) <= now),
+        (col(OutboxMessage.status) == OutboxStatus.sending)
+        & (col(OutboxMessage.claimed_until) < now),
+    )
+
+
+def due_count(session: Session, *, now: datetime) -> int:
+    """How many messages a sender could claim at `now`."""
+    return session.exec(
+        select(func.count()).select_from(OutboxMessage).where(_claimable(now))
+    ).one()
+
+
+def held_by_count(session: Session, *, owner: str, now: datetime) -> int:
+    """How many messages `owner` holds leased at `now` (being sent, or about to be)."""
+    return session.exec(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.status) == OutboxStatus.sending,
+            col(OutboxMessage.claimed_by) == owner,
+            col(OutboxMessage.claimed_until) >= now,
+        )
+    ).one()
+
+
+def _held(now: datetime) -> Any:
+    return (col(OutboxMessage.status) == OutboxStatus.pending) & (
+        col(OutboxMessage.not_before) > now
+    )
+
+
+def held_count(session: Session, *, now: datetime) -> int:
+    """How many messages wait for their recipients' working hours (or a retry)."""
+    return session.exec(select(func.count()).select_from(OutboxMessage).where(_held(now))).one()
+
+
+def held_since(session: Session, *, now: datetime, after_id: int) -> list[OutboxMessage]:
+    """Messages owed after `after_id` that wait beyond `now`, oldest first."""
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(_held(now), col(OutboxMessage.id) > after_id)
+            .order_by(col(OutboxMessage.id))
+        ).all()
+    )
+
+
+def _lane_key() -> Any:
+    """`lane_of` in SQL: the conversation a row goes to."""
+    location = col(OutboxMessage.location_id)
+    member = col(OutboxMessage.member_id)
+    return case(
+        (location.is_not(None), literal("card:") + cast(location, String)),
+        (member.is_not(None), literal("member:") + cast(member, String)),
+        else_=literal("target:") + func.coalesce(col(OutboxMessage.target), ""),
+    )
+
+
+@dataclass
+class Claimed:
+    """A message this sender leased, with when an earlier send of it, whose outcome is not
+    known, started (None: no earlier send may have posted it)."""
+
+    message: OutboxMessage
+    earlier: datetime | None
+    member: Member | None = None  # the recipient, as read with the claim
+
+
+def claim(
+    session: Session,
+    *,
+    now: datetime,
+    owner: str,
+    limit: int,
+    lease: timedelta = LEASE,
+    busy: frozenset[str] = frozenset(),
+    per_lane: int | None = None,
+) -> list[Claimed]:
+    """Due messages, and messages whose sender's lease ran out, leased to `owner` in one
+    statement: none for the conversations in `busy` (this sender is already sending to
+    them), at most `per_lane` per conversation, and the first of every conversation before
+    the second of any, so one claim serves as many conversations as it can.
+
+    The send is marked as started (`sending_since`) here, for all of them at once: a row
+    that carries it may be on the platform, so if this sender dies before it records the
+    outcome, the next one looks before it sends (the mark is put back on rows given back
+    unsent, see `Sender._release`)."""
+    members = [int(k.partition(":")[2]) for k in busy if k.startswith("member:")]
+    targets = [k.partition(":")[2] for k in busy if k.startswith("target:")]
+    cards = [int(k.partition(":")[2]) for k in busy if k.startswith("card:")]
+    lane = _lane_key()
+    rank = func.row_number().over(
+        partition_by=lane, order_by=(col(OutboxMessage.not_before), col(OutboxMessage.id))
+    )
+    ranked: Any = select(
+        col(OutboxMessage.id).label("id"),
+        col(OutboxMessage.not_before).label("not_before"),
+        rank.label("rank"),
+    ).where(_claimable(now))
+    if members:
+        member = col(OutboxMessage.member_id)
+        ranked = ranked.where(or_(member.is_(None), member.not_in(members)))
+    if targets:
+        target = col(OutboxMessage.target)
+        ranked = ranked.where(or_(target.is_(None), target.not_in(targets)))
+    if cards:
+        location = col(OutboxMessage.location_id)
+        ranked = ranked.where(or_(location.is_(None), location.not_in(cards)))
+    inner = ranked.subquery()
+    picked = select(inner.c.id)
+    if per_lane is not None:
+        picked = picked.where(inner.c.rank <= per_lane)
+    ids = list(
+        session.execute(
+            picked.order_by(inner.c.rank, inner.c.not_before, inner.c.id).limit(limit)
+        ).scalars()
+    )
+    if not ids:
+        return []
+    # Locked and checked again: another sender may have taken some meanwhile.
+    rows = session.exec(
+        select(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(ids), _claimable(now))
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    taken = [Claimed(row, row.sending_since) for row in rows]
+    until = now + lease
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_([row.id for row in rows]))
+        .values(
+            status=OutboxStatus.sending.value,
+            claimed_by=owner,
+            claimed_until=until,
+            sending_since=func.coalesce(col(OutboxMessage.sending_since), now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:
+        session.expunge(row)
+        row.status, row.claimed_by, row.claimed_until = OutboxStatus.sending.value, owner, until
+        row.sending_since = row.sending_since or now
+    order = {id_: n for n, id_ in enumerate(ids)}
+    return sorted(taken, key=lambda c: order[c.message.id])
+
+
+def _mark_sent() -> Any:
+    """The one statement that marks a message sent (built once: lanes mark many a second);
+    a newer state of a card owed while it was in flight makes it pending again, to send
+    again. Its `parked_at` comes back (a message delivered after being parked)."""
+    table: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
+    newer = table.c.revision != bindparam("revision_sent")
+    now = bindparam("now", type_=table.c.sent_at.type)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("the_id"))
+        .values(
+            status=case((newer, OutboxStatus.pending.value), else_=OutboxStatus.sent.value),
+            not_before=case((newer, now), else_=table.c.not_before),
+            sent_at=now,
+            claimed_until=None,
+            platform=bindparam("the_platform"),
+            message_id=bindparam("the_message_id"),
+            sending_since=None,
+        )
+        .returning(table.c.parked_at, table.c.status)
+    )
+
+
+MARK_SENT = _mark_sent()
+
+
+def _revivable(now: datetime, *, all_parked: bool) -> Any:
+    """Parked by platform failures, owed less than RETRY_FOR ago, and (unless the platform
+    answers again) past its backoff."""
+    condition = (
+        (col(OutboxMessage.status) == OutboxStatus.failed)
+        & col(OutboxMessage.parked_at).is_not(None)
+        & (col(OutboxMessage.created_at) > now - RETRY_FOR)
+    )
+    if not all_parked:
+        condition = condition & (col(OutboxMessage.not_before) <= now)
+    return condition
+
+
+def revivable_count(session: Session, *, now: datetime) -> int:
+    """How many parked messages could go back in line (now, or once a platform answers)."""
+    return session.exec(
+        select(func.count()).select_from(OutboxMessage).where(_revivable(now, all_parked=True))
+    ).one()
+
+
+def revive(session: Session, *, now: datetime, all_parked: bool) -> int:
+    """Put parked messages back in line: all of them when a platform answers again, else
+    those whose backoff has passed. Each gets one attempt; failing, it is parked again."""
+    rows = session.exec(
+        select(OutboxMessage)
+        .where(_revivable(now, all_parked=all_parked))
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        row.status, row.not_before = OutboxStatus.pending.value, now
+    return len(rows)
+
+
+def depth(session: Session) -> dict[str, int]:
+    """Messages not yet sent, by status (for the outbox-depth gauge)."""
+    found = session.exec(
+        select(OutboxMessage.status, func.count())
+        .where(col(OutboxMessage.status) != OutboxStatus.sent)
+        .group_by(col(OutboxMessage.status))
+    ).all()
+    return {str(status): int(count) for status, count in found}
+
+
+def retry(session: Session, *, ids: list[int] | None, now: datetime) -> int:
+    """Put failed messages (all, or these ids) back in line; returns how many."""
+    query = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.failed)
+    if ids:
+        query = query.where(col(OutboxMessage.id).in_(ids))
+    rows = session.exec(query).all()
+    for row in rows:
+        row.status, row.attempts, row.not_before = OutboxStatus.pending.value, 0, now
+    return len(rows)
+
+
+def mark_sent(
+    session: Session,
+    *,
+    message_id: int,
+    revision: int,
+    now: datetime,
+    platform: str,
+    platform_message_id: str,
+) -> tuple[datetime | None, str] | None:
+    """Mark a message sent (`MARK_SENT`) at `revision`: its `parked_at` and new status, or
+    None when the row is gone."""
+    found = session.execute(
+        MARK_SENT,
+        {
+            "the_id": message_id,
+            "revision_sent": revision,
+            "now": now,
+            "the_platform": platform,
+            "the_message_id": platform_message_id,
+        },
+    ).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def leads_and_owners(session: Session, *, lead_ids: Collection[int]) -> list[Any]:
+    """These leads and their owners, in two queries (the sender reads them ahead of drawing
+    a batch's cards, which then find them in the session)."""
+    leads = session.exec(select(Lead).where(col(Lead.id).in_(lead_ids))).all()
+    owners = {lead.owner_id for lead in leads if lead.owner_id is not None}
+    members = session.exec(select(Member).where(col(Member.id).in_(owners))).all() if owners else []
+    return [*leads, *members]

@@ -18,8 +18,8 @@ from bot.core.effects import Owed, UpdateCards
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.owing import UpdateLease
 from bot.outbox.click_updates import ClickUpdates
+from bot.outbox.sender import Sender
 from bot.web.server import SCHEDULER
-from digests.outbox import Sender
 from handlers.ingest import Ingestor, LeadIn
 from storage.db import Store
 from storage.models import OutboxMessage

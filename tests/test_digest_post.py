@@ -15,10 +15,10 @@ from sqlmodel import select
 
 from bot.core.delivery import Deliverer
 from bot.core.messages import Card, card_to_dict
+from bot.outbox.sender import MAX_ATTEMPTS, Sender
 from bot.slack.app import SlackMessenger
 from bot.web.server import platform_messengers
 from digests.digest import Week
-from digests.outbox import MAX_ATTEMPTS, Sender
 from digests.weekly import digest_message
 from storage import campaigns
 from storage import leads as stored_leads

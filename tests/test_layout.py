@@ -4,7 +4,9 @@ tree of the code itself, so a change that breaks one fails here with the offendi
 1. The neutral core (`bot.core`) imports no edge, handler, digest, outbox sender, nor the
    SQLModel table classes (`storage.models`).
 2. `handlers` imports only the core and `storage`; `digests` the core, `storage`, the
-   handlers and the outbox sender; only the edges import Slack's and Microsoft's SDKs.
+   handlers and the outbox sender; the sender (`bot.outbox`) the core and `storage`;
+   `storage` nothing above it but business time; only the edges import Slack's and
+   Microsoft's SDKs.
 3. No SQL is built or run outside `storage`: no `select()`/`insert()`/… and no
    `session.exec/add/execute/…` anywhere else.
 4. `app.py` holds no business rule: it imports the command line and registers handlers (and
@@ -92,6 +94,11 @@ def test_rule_2_handlers_import_only_the_core_and_storage() -> None:
 def test_rule_2_digests_import_only_the_core_storage_handlers_and_the_sender() -> None:
     allowed = ("bot.core", "bot.outbox", "storage", "handlers", "digests")
     assert offending("digests", allowed=allowed) == []
+
+
+def test_rule_2_the_outbox_sender_imports_only_the_core_and_storage() -> None:
+    """The sender sits beside the core: it sends what handlers owed, knowing none of them."""
+    assert offending("bot.outbox", allowed=("bot.core", "bot.outbox", "storage")) == []
 
 
 def test_rule_2_only_the_edges_import_the_platform_sdks() -> None:

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from bot.core.delivery import Deliverer, Posted
 from bot.core.messages import Card, card_to_dict
-from digests.outbox import (
+from bot.outbox.sender import (
     MAX_ATTEMPTS,
     RecallError,
     Sender,

@@ -25,13 +25,14 @@ from bot.core.business_time import Company, parse_hours, parse_workdays
 from bot.core.delivery import Deliverer
 from bot.core.messages import Card, card_to_dict
 from bot.core.owing import write_to_outbox
+from bot.outbox.sender import Sender
 from bot.slack.app import SlackMessenger
-from digests.outbox import LEASE, Sender
 from handlers.ingest import LeadIn, store_leads
 from storage import members
 from storage import outbox as stored_outbox
 from storage.db import Store
 from storage.models import Member, OutboxMessage
+from storage.outbox import LEASE
 from tests.slack_standin import SlackStandIn
 from tests.support import make_settings
 from tests.teams_standin import TeamsStandIn

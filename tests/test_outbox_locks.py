@@ -23,9 +23,10 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from bot.core.delivery import Deliverer, Posted
-from digests.outbox import Bookkeeping, Claimed, Sender, claim
+from bot.outbox.sender import Bookkeeping, Sender
 from storage.db import Store
 from storage.models import OutboxMessage
+from storage.outbox import Claimed, claim
 from tests.test_outbox_pace import write_to_outbox
 
 NOW = datetime.now(UTC)

@@ -24,9 +24,9 @@ from bot.core import pacing
 from bot.core.business_time import Company, parse_hours, parse_workdays
 from bot.core.delivery import Deliverer
 from bot.core.messages import Card, card_to_dict
+from bot.outbox.sender import HOLD_THROTTLED, Sender
 from bot.slack.app import SlackMessenger, make_client
 from bot.slack.client import Throttled
-from digests.outbox import HOLD_THROTTLED, Sender
 from digests.scheduler import Scheduler
 from storage import members, outbox
 from storage.db import Store

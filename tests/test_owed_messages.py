@@ -21,8 +21,8 @@ from bot.console.chat import ConsoleChat, ConsoleMessenger, ConsoleScreen
 from bot.core.business_time import Company
 from bot.core.delivery import Bot, Deliverer
 from bot.core.messages import Card, card_to_dict
+from bot.outbox.sender import Sender
 from bot.slack.app import SlackMessenger
-from digests.outbox import Sender
 from digests.scheduler import Scheduler
 from handlers.ingest import Ingestor, LeadIn
 from storage import approvals, members

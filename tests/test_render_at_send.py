@@ -22,8 +22,8 @@ from bot.core.effects import Owed, UpdateCards
 from bot.core.interaction import Interaction, Kind, Where
 from bot.core.messages import Card
 from bot.core.owing import write_to_outbox
+from bot.outbox.sender import HOLD_THROTTLED, Sender
 from bot.slack.app import SlackMessenger
-from digests.outbox import HOLD_THROTTLED, Sender
 from handlers.ingest import Ingestor, LeadIn, store_leads
 from storage import members, places
 from storage.db import Store
@@ -280,7 +280,7 @@ async def test_an_update_owed_during_a_paced_drain_does_not_wait_for_it(
         bob = members.upsert_member(s, now=datetime.now(UTC), email="bob@example.com", name="Bob")
         bob.slack_user_id = "U0BOB"
         s.add(bob)
-    monkeypatch.setattr("digests.outbox.POLL", 60.0)  # only a wake-up can end the wait early
+    monkeypatch.setattr("bot.outbox.sender.POLL", 60.0)  # only a wake-up can end the wait early
     now = datetime.now(UTC)
     sender = Sender(sqlite_store, bot.deliverer, "test")
     ingestor = Ingestor(sqlite_store, bot.deliverer, list(bot.deliverer.directories), None, ALWAYS)

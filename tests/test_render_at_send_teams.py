@@ -4,7 +4,7 @@ connector calls answered by the stand-in."""
 
 from __future__ import annotations
 
-from digests.outbox import HOLD_THROTTLED
+from bot.outbox.sender import HOLD_THROTTLED
 from tests.support import LiveServer, eventually
 from tests.teams_standin import Call, TeamsStandIn
 from tests.test_teams import (  # noqa: F401 (the fixtures `chat`, `server`, `standin`)

@@ -16,13 +16,14 @@ from bot.core.business_time import Company
 from bot.core.delivery import Deliverer
 from bot.core.messages import Card
 from bot.core.owing import write_to_outbox
-from digests.outbox import FRESH_FOR, Claimed, Sender
+from bot.outbox.sender import FRESH_FOR, Sender
 from handlers.ingest import LeadIn, store_leads
 from storage import clocks as clock_store
 from storage import leads as stored_leads
 from storage import members
 from storage.db import Store
 from storage.models import Away, EventKind, Lead, Member
+from storage.outbox import Claimed
 
 NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # a Wednesday
 COMPANY = Company(start=time(9), end=time(17))

@@ -21,7 +21,7 @@ import pytest
 from sqlmodel import col, select
 
 from bot.core.business_time import Company
-from digests.outbox import MAX_ATTEMPTS
+from bot.outbox.sender import MAX_ATTEMPTS
 from handlers.ingest import LeadIn, store_leads
 from storage import members as stored_members
 from storage.db import Store
@@ -310,7 +310,7 @@ async def test_throttled_sends_are_retried_not_counted(
 
 
 def backoff(attempts: int) -> timedelta:
-    """The longest wait after the `attempts`-th failed try (digests/outbox.py `backoff`:
+    """The longest wait after the `attempts`-th failed try (bot/outbox/sender.py `backoff`:
     doubling, capped at 15 minutes, spread by jitter over its upper half)."""
     return timedelta(seconds=min(5.0 * 2**attempts, 900.0))
 

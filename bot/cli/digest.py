@@ -62,8 +62,8 @@ def digest_command(
 def post_digest(settings: Settings, store: Store, week: Week) -> None:
     """Owe the digest of `week` to the digest channel (once: its key is the week) and send."""
     from bot.core.delivery import Deliverer
+    from bot.outbox.sender import SendReport
     from bot.web.server import platform_messengers
-    from digests.outbox import SendReport
     from digests.scheduler import for_settings
     from digests.weekly import digest_message
     from storage import channels as stored_channels

@@ -55,8 +55,7 @@ COLUMNS = ("id", "key", "to", "status", "attempts", "not before", "parts done", 
 @outbox_cli.command("retry")
 def outbox_retry(ids: Annotated[list[int] | None, typer.Argument()] = None) -> None:
     """Put failed messages (all, or the given ids) back in line for the next tick."""
-    from digests.outbox import retry
-    from storage.outbox import statuses
+    from storage.outbox import retry, statuses
 
     store = open_store(load_settings())
     with store.session() as session:
@@ -81,8 +80,9 @@ def outbox_retry(ids: Annotated[list[int] | None, typer.Argument()] = None) -> N
 async def deliver_owed(sender: Deliverer, settings: Settings, store: Store) -> None:
     """Drain the outbox with a progress bar (Slack takes about one message a second per
     person); what waits for someone's working hours is left to `serve` or `tick`."""
-    from digests.outbox import SendReport, due_count, held_count
+    from bot.outbox.sender import SendReport
     from digests.scheduler import Scheduler
+    from storage.outbox import due_count, held_count
 
     def due() -> int:
         with store.session() as session:

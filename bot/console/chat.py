@@ -33,10 +33,10 @@ from bot.core.messages import (
     card_from_dict,
 )
 from bot.core.text import text_for, when
-from digests.outbox import held_since
 from storage import leads
 from storage import members as stored_members
 from storage.db import Store
+from storage.outbox import held_since
 
 PLATFORM = "console"
 Tick = Callable[[datetime], Awaitable[object]]

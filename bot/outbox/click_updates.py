@@ -19,7 +19,7 @@ from bot.core.delivery import Posted
 from bot.core.effects import Leased, UpdateCards
 from bot.core.messages import Card
 from bot.core.owing import UpdateLease
-from digests.outbox import Sender, SendReport
+from bot.outbox.sender import Sender, SendReport
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,11 @@ from bot.core.tasks import Background
 from bot.core.text import text_for
 from bot.outbox.click_updates import ClickUpdates
 from bot.web.webhook import make_handler
-from digests.outbox import depth
 from digests.scheduler import Scheduler, for_settings
 from handlers.ingest import Ingestor
 from storage.clocks import open_by_stage
 from storage.db import Store, unavailable
-from storage.outbox import oldest_due
+from storage.outbox import depth, oldest_due
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)

@@ -47,9 +47,8 @@ from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import aiohttp
-from sqlalchemy import String, bindparam, case, cast, literal, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session
 
 from bot.core import pacing, rendering
 from bot.core.business_time import Company
@@ -60,18 +59,18 @@ from bot.core.interaction import Person
 from bot.core.messages import Card, CardPlace, card_from_dict, report_from_dict
 from bot.core.metrics import OutboxMetrics
 from bot.outbox import alerts as outbox_alerts
+from storage import members as stored_members
 from storage import outbox as storage_outbox
 from storage import places
 from storage.calendars import CALENDARS_READ
 from storage.db import Store, busy, unavailable
-from storage.models import CardLocation, Lead, Member, OutboxMessage, OutboxStatus
+from storage.models import CardLocation, Member, OutboxMessage, OutboxStatus
+from storage.outbox import LEASE, RETRY_FOR, Claimed, claim, revivable_count, revive
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 5  # quick attempts before a message is parked (and the admin told)
 MAX_THROTTLED = timedelta(days=1)
-RETRY_FOR = timedelta(days=1)  # parked messages are tried again this long after being owed
 BACKOFF_CAP = 900.0  # seconds: a parked message is tried again at least every 15 minutes
 PROBE_EVERY = timedelta(seconds=30)  # while messages are parked, ask the platforms this often
 BUSY_FIRST, BUSY_CAP = 0.05, 2.0  # seconds: backoff of a bookkeeping write on a busy database
@@ -185,69 +184,6 @@ def throttle_delay(error: BaseException) -> float | None:
         return 2.0
 
 
-def _claimable(now: datetime) -> Any:
-    """Due and pending, or leased by a sender whose lease ran out."""
-    return or_(
-        (col(OutboxMessage.status) == OutboxStatus.pending)
-        & (col(OutboxMessage.not_before) <= now),
-        (col(OutboxMessage.status) == OutboxStatus.sending)
-        & (col(OutboxMessage.claimed_until) < now),
-    )
-
-
-def due_count(session: Session, *, now: datetime) -> int:
-    """How many messages a sender could claim at `now`."""
-    return session.exec(
-        select(func.count()).select_from(OutboxMessage).where(_claimable(now))
-    ).one()
-
-
-def held_by_count(session: Session, *, owner: str, now: datetime) -> int:
-    """How many messages `owner` holds leased at `now` (being sent, or about to be)."""
-    return session.exec(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
-            col(OutboxMessage.status) == OutboxStatus.sending,
-            col(OutboxMessage.claimed_by) == owner,
-            col(OutboxMessage.claimed_until) >= now,
-        )
-    ).one()
-
-
-def _held(now: datetime) -> Any:
-    return (col(OutboxMessage.status) == OutboxStatus.pending) & (
-        col(OutboxMessage.not_before) > now
-    )
-
-
-def held_count(session: Session, *, now: datetime) -> int:
-    """How many messages wait for their recipients' working hours (or a retry)."""
-    return session.exec(select(func.count()).select_from(OutboxMessage).where(_held(now))).one()
-
-
-def held_since(session: Session, *, now: datetime, after_id: int) -> list[OutboxMessage]:
-    """Messages owed after `after_id` that wait beyond `now`, oldest first."""
-    return list(
-        session.exec(
-            select(OutboxMessage)
-            .where(_held(now), col(OutboxMessage.id) > after_id)
-            .order_by(col(OutboxMessage.id))
-        ).all()
-    )
-
-
-def _lane_key() -> Any:
-    """`lane_of` in SQL: the conversation a row goes to."""
-    location = col(OutboxMessage.location_id)
-    member = col(OutboxMessage.member_id)
-    return case(
-        (location.is_not(None), literal("card:") + cast(location, String)),
-        (member.is_not(None), literal("member:") + cast(member, String)),
-        else_=literal("target:") + func.coalesce(col(OutboxMessage.target), ""),
-    )
-
-
 @dataclass
 class Attempt:
     """How a send went, for its lane's pace: when the platform answered (sender clock;
@@ -268,122 +204,6 @@ class Facts:
     read: float
     checked: float
     due: float
-
-
-@dataclass
-class Claimed:
-    """A message this sender leased, with when an earlier send of it, whose outcome is not
-    known, started (None: no earlier send may have posted it)."""
-
-    message: OutboxMessage
-    earlier: datetime | None
-    member: Member | None = None  # the recipient, as read with the claim
-
-
-def claim(
-    session: Session,
-    *,
-    now: datetime,
-    owner: str,
-    limit: int,
-    lease: timedelta = LEASE,
-    busy: frozenset[str] = frozenset(),
-    per_lane: int | None = None,
-) -> list[Claimed]:
-    """Due messages, and messages whose sender's lease ran out, leased to `owner` in one
-    statement: none for the conversations in `busy` (this sender is already sending to
-    them), at most `per_lane` per conversation, and the first of every conversation before
-    the second of any, so one claim serves as many conversations as it can.
-
-    The send is marked as started (`sending_since`) here, for all of them at once: a row
-    that carries it may be on the platform, so if this sender dies before it records the
-    outcome, the next one looks before it sends (the mark is put back on rows given back
-    unsent, see `Sender._release`)."""
-    members = [int(k.partition(":")[2]) for k in busy if k.startswith("member:")]
-    targets = [k.partition(":")[2] for k in busy if k.startswith("target:")]
-    cards = [int(k.partition(":")[2]) for k in busy if k.startswith("card:")]
-    lane = _lane_key()
-    rank = func.row_number().over(
-        partition_by=lane, order_by=(col(OutboxMessage.not_before), col(OutboxMessage.id))
-    )
-    ranked: Any = select(
-        col(OutboxMessage.id).label("id"),
-        col(OutboxMessage.not_before).label("not_before"),
-        rank.label("rank"),
-    ).where(_claimable(now))
-    if members:
-        member = col(OutboxMessage.member_id)
-        ranked = ranked.where(or_(member.is_(None), member.not_in(members)))
-    if targets:
-        target = col(OutboxMessage.target)
-        ranked = ranked.where(or_(target.is_(None), target.not_in(targets)))
-    if cards:
-        location = col(OutboxMessage.location_id)
-        ranked = ranked.where(or_(location.is_(None), location.not_in(cards)))
-    inner = ranked.subquery()
-    picked = select(inner.c.id)
-    if per_lane is not None:
-        picked = picked.where(inner.c.rank <= per_lane)
-    ids = list(
-        session.execute(
-            picked.order_by(inner.c.rank, inner.c.not_before, inner.c.id).limit(limit)
-        ).scalars()
-    )
-    if not ids:
-        return []
-    # Locked and checked again: another sender may have taken some meanwhile.
-    rows = session.exec(
-        select(OutboxMessage)
-        .where(col(OutboxMessage.id).in_(ids), _claimable(now))
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not rows:
-        return []
-    taken = [Claimed(row, row.sending_since) for row in rows]
-    until = now + lease
-    session.execute(
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id).in_([row.id for row in rows]))
-        .values(
-            status=OutboxStatus.sending.value,
-            claimed_by=owner,
-            claimed_until=until,
-            sending_since=func.coalesce(col(OutboxMessage.sending_since), now),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    for row in rows:
-        session.expunge(row)
-        row.status, row.claimed_by, row.claimed_until = OutboxStatus.sending.value, owner, until
-        row.sending_since = row.sending_since or now
-    order = {id_: n for n, id_ in enumerate(ids)}
-    return sorted(taken, key=lambda c: order[c.message.id])
-
-
-def _mark_sent() -> Any:
-    """The one statement that marks a message sent (built once: lanes mark many a second);
-    a newer state of a card owed while it was in flight makes it pending again, to send
-    again. Its `parked_at` comes back (a message delivered after being parked)."""
-    table: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
-    newer = table.c.revision != bindparam("revision_sent")
-    now = bindparam("now", type_=table.c.sent_at.type)
-    return (
-        update(table)
-        .where(table.c.id == bindparam("the_id"))
-        .values(
-            status=case((newer, OutboxStatus.pending.value), else_=OutboxStatus.sent.value),
-            not_before=case((newer, now), else_=table.c.not_before),
-            sent_at=now,
-            claimed_until=None,
-            platform=bindparam("the_platform"),
-            message_id=bindparam("the_message_id"),
-            sending_since=None,
-        )
-        .returning(table.c.parked_at, table.c.status)
-    )
-
-
-MARK_SENT = _mark_sent()
 
 
 class Bookkeeping:
@@ -714,9 +534,7 @@ class Sender:
                 per_lane=self.per_lane,
             )
             ids = {c.message.member_id for c in rows if c.message.member_id is not None}
-            members = {
-                m.id: m for m in session.exec(select(Member).where(col(Member.id).in_(ids))).all()
-            }
+            members = stored_members.members_by_id(session, ids=ids)
             for member in members.values():
                 session.expunge(member)
             lanes: dict[str, list[Claimed]] = {}
@@ -1233,14 +1051,9 @@ class Sender:
         ids, self._to_render = self._to_render, set()
         if not ids:
             return
-        leads = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
-        owners = {lead.owner_id for lead in leads if lead.owner_id is not None}
-        members = (
-            session.exec(select(Member).where(col(Member.id).in_(owners))).all() if owners else []
-        )
         # Held for the session's life: its identity map keeps an object only while
         # something refers to it, and `session.get` finds these only if they are kept.
-        session.info[READ_AHEAD] = [*leads, *members]
+        session.info[READ_AHEAD] = storage_outbox.leads_and_owners(session, lead_ids=ids)
 
     def _render(self, message: OutboxMessage, member_id: int | None, now: datetime) -> Card:
         with self.books_session() as session:
@@ -1293,7 +1106,6 @@ class Sender:
             if row is None:
                 return
             row.parts_done = {**(row.parts_done or {}), name: posted.to_dict()}
-            session.add(row)
 
     async def _deliver(
         self,
@@ -1365,16 +1177,14 @@ class Sender:
         before."""
         with self.books_session() as session:
             self._remember_cards(session, message, cards or [])
-            parked_at = session.execute(
-                MARK_SENT,
-                {
-                    "the_id": message.id,
-                    "revision_sent": message.revision,
-                    "now": now,
-                    "the_platform": where[0],
-                    "the_message_id": where[1].message_id,
-                },
-            ).first()
+            parked_at = storage_outbox.mark_sent(
+                session,
+                message_id=message.id or 0,
+                revision=message.revision,
+                now=now,
+                platform=where[0],
+                platform_message_id=where[1].message_id,
+            )
         if parked_at is None:
             return None
         if parked_at[1] == OutboxStatus.pending:
@@ -1409,7 +1219,6 @@ class Sender:
                 row.attempts += 1
             wait = delay if delay is not None else backoff(row.attempts, self.jitter())
             row.not_before = now + timedelta(seconds=wait)
-            session.add(row)
             if throttled and now - row.created_at > MAX_THROTTLED:
                 # Throttled retries do not count as attempts, but they do not go on forever.
                 row.last_error = f"still throttled after {MAX_THROTTLED}: {row.last_error}"
@@ -1453,62 +1262,5 @@ class Sender:
                 return None
             row.status, row.last_error, row.claimed_until = OutboxStatus.failed.value, why, None
             row.sending_since = None
-            session.add(row)
         log.error("outbox %s parked: %s", message.key, why)
         return "failed"
-
-
-def _revivable(now: datetime, *, all_parked: bool) -> Any:
-    """Parked by platform failures, owed less than RETRY_FOR ago, and (unless the platform
-    answers again) past its backoff."""
-    condition = (
-        (col(OutboxMessage.status) == OutboxStatus.failed)
-        & col(OutboxMessage.parked_at).is_not(None)
-        & (col(OutboxMessage.created_at) > now - RETRY_FOR)
-    )
-    if not all_parked:
-        condition = condition & (col(OutboxMessage.not_before) <= now)
-    return condition
-
-
-def revivable_count(session: Session, *, now: datetime) -> int:
-    """How many parked messages could go back in line (now, or once a platform answers)."""
-    return session.exec(
-        select(func.count()).select_from(OutboxMessage).where(_revivable(now, all_parked=True))
-    ).one()
-
-
-def revive(session: Session, *, now: datetime, all_parked: bool) -> int:
-    """Put parked messages back in line: all of them when a platform answers again, else
-    those whose backoff has passed. Each gets one attempt; failing, it is parked again."""
-    rows = session.exec(
-        select(OutboxMessage)
-        .where(_revivable(now, all_parked=all_parked))
-        .with_for_update(skip_locked=True)
-    ).all()
-    for row in rows:
-        row.status, row.not_before = OutboxStatus.pending.value, now
-        session.add(row)
-    return len(rows)
-
-
-def depth(session: Session) -> dict[str, int]:
-    """Messages not yet sent, by status (for the outbox-depth gauge)."""
-    found = session.exec(
-        select(OutboxMessage.status, func.count())
-        .where(col(OutboxMessage.status) != OutboxStatus.sent)
-        .group_by(col(OutboxMessage.status))
-    ).all()
-    return {str(status): int(count) for status, count in found}
-
-
-def retry(session: Session, *, ids: list[int] | None, now: datetime) -> int:
-    """Put failed messages (all, or these ids) back in line; returns how many."""
-    query = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.failed)
-    if ids:
-        query = query.where(col(OutboxMessage.id).in_(ids))
-    rows = session.exec(query).all()
-    for row in rows:
-        row.status, row.attempts, row.not_before = OutboxStatus.pending.value, 0, now
-        session.add(row)
-    return len(rows)
