@@ -389,35 +389,47 @@ def test_service_urls_microsoft_hands_out_and_no_others() -> None:
 # ---------------------------------------------------------------- binding identities
 
 
+async def mallory_claims_alices_email(
+    server: LiveServer, standin: TeamsStandIn, admins: tuple[Person, ...]
+) -> None:
+    """Alice and the `admins` (made admins) write to the bot; then another account the
+    connector also calls Alice (a second tenant, a renamed user…) writes twice."""
+    for person in (ALICE, *admins):
+        assert await post(server.url, activity("personal_message", person, standin.service_url))
+    with server.store.session() as session:
+        for person in admins:
+            admin = stored_members.member_by(session, teams_user_id=person.user_id)
+            assert admin is not None
+            admin.role = "admin"
+            session.add(admin)
+    template = standin.members[ALICE.user_id]
+    standin.add_member(
+        MALLORY.user_id, "Alice", "Adams", ALICE.email, template, MALLORY.conversation
+    )
+    for _ in range(2):
+        status, _ = await post(
+            server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
+        )
+        assert status == 202
+    await server.settle()
+
+
+def claim_notices(standin: TeamsStandIn, admin: Person) -> list[Any]:
+    return [
+        c
+        for c in standin.of("send", admin.conversation)
+        if "claimed a member's email" in json.dumps(c.card)
+    ]
+
+
 async def test_a_claimed_email_never_rebinds_someone_elses_teams_account(
     tmp_path: Path, standin: TeamsStandIn
 ) -> None:
     server = await LiveServer(teams_settings(f"sqlite:///{tmp_path / 'liaison.db'}")).start()
     try:
-        assert await post(server.url, activity("personal_message", ALICE, standin.service_url))
-        assert await post(server.url, activity("personal_message", ADA, standin.service_url))
-        with server.store.session() as session:
-            ada = stored_members.member_by(session, teams_user_id=ADA.user_id)
-            assert ada is not None
-            ada.role = "admin"
-            session.add(ada)
-        template = standin.members[ALICE.user_id]
-        # Another account the connector also calls Alice (a second tenant, a renamed user…).
-        standin.add_member(
-            MALLORY.user_id, "Alice", "Adams", ALICE.email, template, MALLORY.conversation
-        )
-        for _ in range(2):
-            status, _ = await post(
-                server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
-            )
-            assert status == 202
-        await server.settle()
+        await mallory_claims_alices_email(server, standin, (ADA,))
         # The admin hears it privately, once.
-        [notice] = [
-            c
-            for c in standin.of("send", ADA.conversation)
-            if "claimed a member's email" in json.dumps(c.card)
-        ]
+        [notice] = claim_notices(standin, ADA)
         assert "Alice Adams is already linked" in json.dumps(notice.card)
         with server.store.session() as session:
             alice = stored_members.member_by(session, email=ALICE.email)
@@ -436,31 +448,9 @@ async def test_every_admin_hears_of_a_claimed_email_once(tmp_path: Path) -> None
     standin = await connector_with((ALICE, ADA, BEA))
     server = await LiveServer(teams_settings(f"sqlite:///{tmp_path / 'liaison.db'}")).start()
     try:
-        for person in (ALICE, ADA, BEA):
-            assert await post(server.url, activity("personal_message", person, standin.service_url))
-        with server.store.session() as session:
-            for person in (ADA, BEA):
-                admin = stored_members.member_by(session, teams_user_id=person.user_id)
-                assert admin is not None
-                admin.role = "admin"
-                session.add(admin)
-        template = standin.members[ALICE.user_id]
-        standin.add_member(
-            MALLORY.user_id, "Alice", "Adams", ALICE.email, template, MALLORY.conversation
-        )
-        for _ in range(2):
-            status, _ = await post(
-                server.url, activity("personal_message", MALLORY, standin.service_url, text="leads")
-            )
-            assert status == 202
-        await server.settle()
+        await mallory_claims_alices_email(server, standin, (ADA, BEA))
         for admin in (ADA, BEA):
-            notices = [
-                c
-                for c in standin.of("send", admin.conversation)
-                if "claimed a member's email" in json.dumps(c.card)
-            ]
-            assert len(notices) == 1, admin
+            assert len(claim_notices(standin, admin)) == 1, admin
     finally:
         await server.stop()
         await standin.stop()
