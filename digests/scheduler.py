@@ -330,7 +330,7 @@ def for_settings(
     deliverer: Deliverer,
     lookups: Sequence[AsyncDueWork] = (),
 ) -> Scheduler:
-    """The clockwork of a running Liaison: every due work, the weekly digest included,
+    """The scheduler of a running Liaison: every due work, the weekly digest included,
     and `lookups` (the owner lookups of routing leads) where ingestion runs."""
     from bot.core.business_time import Schedule
     from digests.weekly import Digests

@@ -117,6 +117,6 @@ async def test_the_scheduler_runs_the_approvals_pass(
 ) -> None:
     assert reminders.tick in DUE_WORK
     propose_leaddef(any_store, people["carol"])
-    clockwork = Scheduler(any_store, Deliverer(any_store, []), OFFICE)
-    report = await clockwork.tick(TUESDAY_10)
+    jobs = Scheduler(any_store, Deliverer(any_store, []), OFFICE)
+    report = await jobs.tick(TUESDAY_10)
     assert report.messages == 3 and len(report.keys) == 3

@@ -43,9 +43,9 @@ def make_chat(store: Store) -> tuple[ConsoleChat, io.StringIO, Typist]:
     chat: ConsoleChat
     messenger = ConsoleMessenger(screen, lambda: chat.current())
     deliverer = Deliverer(store, [messenger])
-    clockwork = Scheduler(store, deliverer, ROUND_THE_CLOCK)
+    jobs = Scheduler(store, deliverer, ROUND_THE_CLOCK)
     bot = Bot(store, build_router(ROUND_THE_CLOCK), deliverer)
-    chat = ConsoleChat(store, bot, screen, typist, clockwork.run_once)
+    chat = ConsoleChat(store, bot, screen, typist, jobs.run_once)
     return chat, buffer, typist
 
 
@@ -191,13 +191,13 @@ async def test_the_scheduler_speaks_in_the_console(sqlite_store: Store) -> None:
     screen = ConsoleScreen(Console(file=buffer, width=120, color_system=None))
     messenger = ConsoleMessenger(screen, lambda: None)
     deliverer = Deliverer(sqlite_store, [messenger])
-    clockwork = Scheduler(sqlite_store, deliverer, Company("Europe/London"))
+    jobs = Scheduler(sqlite_store, deliverer, Company("Europe/London"))
     chat = ConsoleChat(
         sqlite_store,
         Bot(sqlite_store, build_router(), deliverer),
         screen,
         Typist(),
-        clockwork.run_once,
+        jobs.run_once,
     )
     chat.switch("alice")
     await chat.line(f"/tick {(monday + timedelta(hours=2)).isoformat()}")

@@ -389,13 +389,13 @@ async def test_the_loops_back_off_and_say_so_once(
     from a background thread)."""
     caplog.set_level(logging.INFO)
     calls: list[datetime] = []
-    clockwork = Scheduler(
+    jobs = Scheduler(
         pg_store, Deliverer(pg_store, []), Company(), interval=0.1, work=(counting_work(calls),)
     )
     if where == "server":
-        clockwork.start(ticks=True)
+        jobs.start(ticks=True)
     else:
-        clockwork.start_in_background()
+        jobs.start_in_background()
     try:
         await eventually(lambda: len(calls) >= 2)
         caplog.clear()
@@ -417,7 +417,7 @@ async def test_the_loops_back_off_and_say_so_once(
         ours = [r for r in caplog.records if not r.name.startswith("apscheduler")]
         assert [r.getMessage().split(" after")[0] for r in ours][1:] == ["database reachable again"]
     finally:
-        clockwork.stop()
+        jobs.stop()
 
 
 def test_an_idle_server_logs_a_handful_of_lines_through_an_outage(pg_url: str) -> None:

@@ -102,8 +102,8 @@ async def test_a_delivery_and_a_retry_move_the_counters(
     waiting = await scrape(server)
     assert waiting["liaison_outbox_depth:pending"] == 1
     assert waiting["liaison_outbox_oldest_waiting_seconds"] >= 30
-    clockwork: Scheduler = server.app[SCHEDULER]
-    clockwork.wake()
+    jobs: Scheduler = server.app[SCHEDULER]
+    jobs.wake()
     await eventually(lambda: slack.of("chat.postMessage"), timeout=10)
     await server.settle()
 
@@ -164,8 +164,8 @@ async def test_a_slack_command_a_teams_message_a_lead_and_a_tick_show_in_the_scr
             ) as r:
                 assert r.status == 200
         await eventually(lambda: slack.of("chat.postMessage"), timeout=10)  # the handoff card
-        clockwork: Scheduler = app[SCHEDULER]
-        ticks = clockwork.metrics.registry
+        jobs: Scheduler = app[SCHEDULER]
+        ticks = jobs.metrics.registry
         await eventually(
             lambda: (ticks.get_sample_value("liaison_tick_duration_seconds_count") or 0) >= 2
         )

@@ -202,10 +202,10 @@ async def test_delivery_and_the_clock_go_on_while_the_default_executor_is_full(
     # Every thread of the default executor busy (handlers' work in a burst), and more queued.
     blockers = [loop.run_in_executor(None, release.wait, 120) for _ in range(64)]
     try:
-        clockwork = Scheduler(any_store, deliverer(any_store, slack), ALWAYS)
-        tick = await asyncio.wait_for(clockwork.tick(NOW), 60)
+        jobs = Scheduler(any_store, deliverer(any_store, slack), ALWAYS)
+        tick = await asyncio.wait_for(jobs.tick(NOW), 60)
         assert tick.messages == 0
-        report = await asyncio.wait_for(clockwork.sender.drain(NOW), 60)
+        report = await asyncio.wait_for(jobs.sender.drain(NOW), 60)
         assert report.sent == 10
         assert not any(b.done() for b in blockers)  # the executor was full all along
     finally:

@@ -73,10 +73,10 @@ async def test_a_handoff_after_hours_goes_at_once_and_an_sla_reminder_waits_for_
     lead = LeadIn(external_id="L1", name="Jordan Patel", owner_email="alice@example.com")  # type: ignore[call-arg]
     (outcome,) = await ingestor.ingest([lead], now=FRIDAY_EVENING)
     assert outcome.status == "created"
-    clockwork = Scheduler(sqlite_store, deliverer, LONDON)
+    jobs = Scheduler(sqlite_store, deliverer, LONDON)
 
     # A person caused it (the lead was handed over): Slack notifies on Alice's schedule.
-    await clockwork.run_once(FRIDAY_EVENING)
+    await jobs.run_once(FRIDAY_EVENING)
     assert cards_to(slack, "U0ALICE") == ["Jordan Patel"]
     (row,) = owed(sqlite_store)
     assert (row.key, row.not_before, row.status) == (
@@ -90,12 +90,12 @@ async def test_a_handoff_after_hours_goes_at_once_and_an_sla_reminder_waits_for_
         assert (location.lead_id, location.purpose) == (outcome.lead_id, "handoff")
 
     # Liaison's own nudges wait: the clock ran out on Monday, the pass ran that evening.
-    await clockwork.run_once(MONDAY_EVENING)
+    await jobs.run_once(MONDAY_EVENING)
     nudges = [m for m in owed(sqlite_store) if m.key.startswith("clock:")]
     assert nudges and all(m.not_before == TUESDAY_MORNING for m in nudges)
     assert all(m.status == "pending" for m in nudges)
     assert cards_to(slack, "U0ALICE") == ["Jordan Patel"]
-    await clockwork.run_once(TUESDAY_MORNING)
+    await jobs.run_once(TUESDAY_MORNING)
     assert len(cards_to(slack, "U0ALICE")) > 1
     assert cards_to(slack, "U0ALICE").count("Jordan Patel") == 1  # the card once
 
@@ -209,7 +209,7 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
     chat: ConsoleChat
     deliverer = Deliverer(sqlite_store, [ConsoleMessenger(screen, lambda: chat.current())])
     always = Company(start=time(0), end=time.max, weekdays=frozenset(range(7)))
-    clockwork = Scheduler(sqlite_store, deliverer, always)
+    jobs = Scheduler(sqlite_store, deliverer, always)
     answers = iter(
         [
             "Which office?",
@@ -224,7 +224,7 @@ async def test_the_console_says_what_waits_for_someones_working_hours(
         Bot(sqlite_store, build_router(always), deliverer),
         screen,
         lambda _prompt: next(answers),
-        clockwork.run_once,
+        jobs.run_once,
     )
     # Alice's question is for Carol now: a person caused it, so it goes at once.
     chat.switch("alice")

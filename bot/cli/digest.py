@@ -85,11 +85,11 @@ def post_digest(settings: Settings, store: Store, week: Week) -> None:
         out.print(f"The {week.label} digest was already posted (see `liaison outbox`).")
         return
     sender = Deliverer(store, platform_messengers(settings, store))
-    clockwork = for_settings(settings, store, sender)
+    jobs = for_settings(settings, store, sender)
 
     async def run() -> SendReport:
         async with one_session(sender, settings):
-            return await clockwork.sender.drain(now())
+            return await jobs.sender.drain(now())
 
     sent = asyncio.run(run())
     verdict = "posted" if sent.sent else "not posted yet (see `liaison outbox`)"

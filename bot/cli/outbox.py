@@ -92,7 +92,7 @@ async def deliver_owed(sender: Deliverer, settings: Settings, store: Store) -> N
         with store.session() as session:
             return held_count(session, now=now())
 
-    clockwork = Scheduler(
+    jobs = Scheduler(
         store,
         sender,
         settings.company,
@@ -103,7 +103,7 @@ async def deliver_owed(sender: Deliverer, settings: Settings, store: Store) -> N
     total = await asyncio.to_thread(due)
     with Progress(console=out) as progress:
         task = progress.add_task("Delivering cards", total=total)
-        sending = asyncio.create_task(clockwork.sender.drain(now(), report=report))
+        sending = asyncio.create_task(jobs.sender.drain(now(), report=report))
         while not sending.done():
             progress.update(task, completed=report.sent + report.failed + report.retried)
             await asyncio.sleep(0.1)

@@ -119,14 +119,14 @@ def socket(ctx: typer.Context) -> None:
     slack = next(m for m in sender.messengers.values() if isinstance(m, SlackMessenger))
 
     async def run() -> None:
-        clockwork = for_settings(settings, store, sender, lookups(settings, sender))
-        sender.on_owed = clockwork.wake
-        sender.updates = ClickUpdates(clockwork.sender, clockwork.wake)
-        clockwork.start()
+        jobs = for_settings(settings, store, sender, lookups(settings, sender))
+        sender.on_owed = jobs.wake
+        sender.updates = ClickUpdates(jobs.sender, jobs.wake)
+        jobs.start()
         try:
             await run_socket_mode(settings, slack.client, store, bot)
         finally:
-            clockwork.stop()
+            jobs.stop()
 
     asyncio.run(run())
 
@@ -146,9 +146,9 @@ def console(
 
     def make_bot(messenger: ConsoleMessenger) -> tuple[Bot, Callable[[datetime], Any]]:
         sender = Deliverer(store, [messenger])
-        clockwork = for_settings(settings, store, sender)
-        clockwork.start_in_background()
-        return Bot(store, router, sender), clockwork.run_once
+        jobs = for_settings(settings, store, sender)
+        jobs.start_in_background()
+        return Bot(store, router, sender), jobs.run_once
 
     before = quiet_logging(CONSOLE_LOG)
     asyncio.run(run_console(store, make_bot, Console(), as_))  # wrapping, unlike `out`
@@ -189,11 +189,11 @@ def tick(
     settings = load_settings()
     store = open_store(settings)
     sender = deliverer(settings, store)
-    clockwork = for_settings(settings, store, sender, lookups(settings, sender))
+    jobs = for_settings(settings, store, sender, lookups(settings, sender))
 
     async def run() -> PassReport:
         async with one_session(sender, settings):
-            return await clockwork.run_once(moment)
+            return await jobs.run_once(moment)
 
     result = asyncio.run(run())
     out.print(

@@ -31,7 +31,7 @@ from storage.outbox import depth, oldest_due
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", Background)
-SCHEDULER = web.AppKey("clockwork", Scheduler)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRY_AFTER_SECONDS = 60  # what a client is told to wait while the database does not answer
@@ -77,16 +77,16 @@ def build_web_app(
         threads=settings.ingest_threads,
         queue_limit=settings.ingest_queue_limit,
     )
-    clockwork = for_settings(settings, store, deliverer, lookups=[ingestor.retry_routing])
-    deliverer.on_owed = clockwork.wake
-    deliverer.updates = ClickUpdates(clockwork.sender, clockwork.wake)  # a click's card at once
+    jobs = for_settings(settings, store, deliverer, lookups=[ingestor.retry_routing])
+    deliverer.on_owed = jobs.wake
+    deliverer.updates = ClickUpdates(jobs.sender, jobs.wake)  # a click's card at once
 
     app = web.Application(
         client_max_size=6 * 1024 * 1024,
-        middlewares=[_request_ids, _measured(clockwork.metrics), _database_down(store)],
+        middlewares=[_request_ids, _measured(jobs.metrics), _database_down(store)],
     )
     app[BACKGROUND] = background
-    app[SCHEDULER] = clockwork
+    app[SCHEDULER] = jobs
     app[INGESTOR] = ingestor
     if slack_messenger is not None:
         slack_app = slack.build_bolt_app(settings, slack_messenger.client, store, bot, background)
@@ -99,7 +99,7 @@ def build_web_app(
         app.router.add_post("/api/messages", _teams_off)
     app.router.add_post("/api/leads", make_handler(settings, ingestor, background))
     app.router.add_get("/healthz", _health(store))
-    app.router.add_get("/metrics", _metrics(store, clockwork.sender.metrics, clockwork.metrics))
+    app.router.add_get("/metrics", _metrics(store, jobs.sender.metrics, jobs.metrics))
 
     async def _start(_: web.Application) -> None:
         # Everything built so far lives as long as the process: keep it out of the
@@ -111,10 +111,10 @@ def build_web_app(
         # the event loop take the GIL back sooner to ack the next request.
         sys.setswitchinterval(0.001)
         # Delivery always runs; `scheduler` adds the SLA tick (off with --no-scheduler).
-        clockwork.start(ticks=scheduler)
+        jobs.start(ticks=scheduler)
 
     async def _drain(_: web.Application) -> None:
-        clockwork.stop()
+        jobs.stop()
         await background.drain()
 
     async def _close(_: web.Application) -> None:
